@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages devstreams needs to build, run and test. Idempotent:
+# apt-get runs only when a package is missing.
+set -euo pipefail
+pkgs=(
+  build-essential cmake ninja-build pkg-config git
+  libevent-dev libssl-dev libyaml-cpp-dev libwebsockets-dev libsqlite3-dev
+  nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev
+  openssh-server openssh-client curl openssl python3 clang
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing ${missing[*]}"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
