@@ -1,0 +1,44 @@
+// devstreams-agent: command line and start-up.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include "agent/agent.h"
+#include "common/log.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"devstreams-agent: device side of devstreams"};
+  std::string configPath = "/etc/devstreams/agent.yaml";
+  app.add_option("-c,--config", configPath, "configuration file (section 'agent')");
+  bool check = false;
+  app.add_flag("--check", check, "validate the configuration and exit");
+  CLI11_PARSE(app, argc, argv);
+
+  ds::setLogProgram("devstreams-agent");
+  ds::config::AgentConfig cfg;
+  try {
+    cfg = ds::config::loadAgent(configPath);
+  } catch (const ds::config::Error& e) {
+    std::fprintf(stderr, "devstreams-agent: %s\n", e.what());
+    return 2;
+  }
+  if (check) {
+    std::printf("%s: ok (device %s, %zu allowed targets)\n", configPath.c_str(),
+                cfg.deviceId.c_str(), cfg.allow.size());
+    return 0;
+  }
+  ds::setLogLevel(static_cast<ds::Level>(cfg.logLevel));
+  ds::Loop loop;
+  ds::agent::Agent agent(loop, cfg);
+  std::string err;
+  if (!agent.start(err)) {
+    std::fprintf(stderr, "devstreams-agent: %s\n", err.c_str());
+    return 1;
+  }
+  loop.onSignals([&](int sig) {
+    LOG_INFO("signal %d: shutting down", sig);
+    agent.shutdown();
+    loop.stop();
+  });
+  loop.run();
+  return 0;
+}

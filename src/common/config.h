@@ -1,0 +1,146 @@
+// Configuration: one YAML file holds the `hub:`, `agent:` and `daemon:` sections (plus a shared
+// top-level `log_level:`); each program loads only its own section. A separate YAML file holds the
+// hub's device and policy registry. Every error names the file, and where a position is known,
+// its 1-based line and column, so that an operator can go straight to the offending text.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ds::config {
+
+// what() is "path:line:column: message" (1-based), or "path: message" for whole-file problems.
+struct Error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+enum class LogLevel { Debug, Info, Warn, Error };
+
+// Accepts exactly "debug", "info", "warn" and "error".
+std::optional<LogLevel> parseLogLevel(std::string_view s);
+std::string_view toString(LogLevel level);
+
+struct Endpoint {
+  std::string host;
+  uint16_t port = 0;
+  // "host:port", with an IPv6 host in brackets.
+  std::string toString() const;
+  friend bool operator==(const Endpoint&, const Endpoint&) = default;
+};
+
+// "127.0.0.1:1080", "[::1]:1080", "localhost:8443". Port 0 is accepted so that tests can bind
+// ephemeral ports.
+std::optional<Endpoint> parseEndpoint(std::string_view s);
+
+// "500ms", "60s", "2m", "1h" or a plain integer of seconds; never negative.
+std::optional<std::chrono::milliseconds> parseDuration(std::string_view s);
+
+// "16384", "512B", "64KiB", "1MiB", "1GiB".
+std::optional<uint64_t> parseSize(std::string_view s);
+
+struct Url {
+  std::string scheme;  // lower case
+  std::string host;    // without IPv6 brackets
+  uint16_t port = 0;   // the scheme's default when absent: 443 for wss/https, 80 for ws/http
+  friend bool operator==(const Url&, const Url&) = default;
+};
+
+// "scheme://host[:port][/]"; no user info, path, query or fragment. Only ws, wss, http and https
+// are known schemes.
+std::optional<Url> parseUrl(std::string_view s);
+
+// IoT Hub's rule: 1..128 characters of [A-Za-z0-9-.%_*?!(),:=@$'].
+bool isValidDeviceId(std::string_view id);
+
+// 1..64 characters of [A-Za-z0-9._-].
+bool isValidPolicyName(std::string_view name);
+
+// Strict, padded standard base64 that decodes to at least 16 bytes.
+bool isValidKey(std::string_view base64);
+
+struct HubConfig {
+  Endpoint listen{"127.0.0.1", 8443};
+  std::string hostname = "localhost";  // the name in SAS resources ("<hostname>/devices/<id>")
+  std::string publicUrl;               // default "wss://<hostname>:<listen port>"
+  std::string cert, key;               // PEM paths, required
+  std::string registry;                // registry file, required
+  std::chrono::milliseconds handshakeTimeout{60000};
+  std::chrono::milliseconds requestTimeout{10000};  // reading an HTTP head
+  std::chrono::milliseconds keepalive{20000};       // control-channel ping interval
+  uint64_t maxFrame = 1 << 20;                      // largest WebSocket frame payload accepted
+  uint64_t maxMessage = 1 << 20;                    // largest reassembled text message
+  uint64_t highWatermark = 256 * 1024;              // relay backpressure
+  LogLevel logLevel = LogLevel::Info;
+};
+
+struct AgentConfig {
+  std::string hubUrl;       // "wss://host[:port]" (https accepted too), required
+  std::string ca;           // PEM file of the CA to trust, required
+  std::string serverName;   // TLS SNI and verification name; default: host of hubUrl
+  std::string hubHostname;  // SAS resource host; default: host of hubUrl
+  std::string deviceId;     // required
+  std::string deviceKey;    // base64, required
+  std::vector<Endpoint> allow{{"127.0.0.1", 22}};  // targets the agent may connect to
+  std::chrono::milliseconds connectTimeout{10000};
+  std::chrono::milliseconds reconnectMin{1000}, reconnectMax{30000};
+  std::chrono::milliseconds keepalive{20000};
+  uint64_t highWatermark = 256 * 1024;
+  LogLevel logLevel = LogLevel::Info;
+};
+
+struct Forward {
+  Endpoint listen;
+  std::string device;
+  uint16_t port = 0;
+  friend bool operator==(const Forward&, const Forward&) = default;
+};
+
+struct DaemonConfig {
+  std::string hubUrl;                   // "https://host[:port]" or "wss://host[:port]", required
+  std::string ca;                       // required
+  std::string serverName, hubHostname;  // defaults: host of hubUrl
+  std::string policy;                   // service policy name (SAS skn), required
+  std::string key;                      // base64 policy key, required
+  Endpoint socksListen{"127.0.0.1", 1080};
+  std::string suffix = ".hub";    // "dev01.hub" -> device "dev01"
+  std::vector<Forward> forwards;  // static port forwards
+  std::chrono::milliseconds handshakeTimeout{60000};
+  uint64_t highWatermark = 256 * 1024;
+  LogLevel logLevel = LogLevel::Info;
+};
+
+struct Device {
+  std::string id, primaryKey, secondaryKey;  // secondaryKey may be empty
+  bool enabled = true;
+};
+
+struct Policy {
+  std::string name, key;
+  std::vector<std::string> permissions;  // each one of "connect", "registry-read", "registry-write"
+};
+
+struct Registry {
+  std::vector<Device> devices;
+  std::vector<Policy> policies;
+};
+
+// Read and validate `path`; all throw Error. Relative paths inside are resolved against the
+// directory of `path`. Only the program's own section is validated, so that a mistake in another
+// program's section does not stop this one.
+HubConfig loadHub(const std::string& path);
+AgentConfig loadAgent(const std::string& path);
+DaemonConfig loadDaemon(const std::string& path);
+Registry loadRegistry(const std::string& path);
+
+// The same from text already in memory; `path` names the text in errors and anchors relative paths.
+HubConfig parseHub(std::string_view text, const std::string& path);
+AgentConfig parseAgent(std::string_view text, const std::string& path);
+DaemonConfig parseDaemon(std::string_view text, const std::string& path);
+Registry parseRegistry(std::string_view text, const std::string& path);
+
+}  // namespace ds::config

@@ -1,0 +1,107 @@
+// RAII ownership for every libevent and OpenSSL handle, the process event loop with deferred
+// deletion, and one-shot timers. Every handle in the project lives in one of these aliases.
+#pragma once
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/ssl.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace ds {
+
+template <auto Free>
+struct FreeWith {
+  template <class T>
+  void operator()(T* p) const {
+    Free(p);
+  }
+};
+
+using EventBasePtr = std::unique_ptr<event_base, FreeWith<event_base_free>>;
+using EventPtr = std::unique_ptr<event, FreeWith<event_free>>;
+using BufferEventPtr = std::unique_ptr<bufferevent, FreeWith<bufferevent_free>>;
+using EvBufferPtr = std::unique_ptr<evbuffer, FreeWith<evbuffer_free>>;
+using ListenerPtr = std::unique_ptr<evconnlistener, FreeWith<evconnlistener_free>>;
+using SslCtxPtr = std::unique_ptr<SSL_CTX, FreeWith<SSL_CTX_free>>;
+using SslPtr = std::unique_ptr<SSL, FreeWith<SSL_free>>;
+
+struct EvDnsFree {
+  void operator()(evdns_base* p) const { evdns_base_free(p, 1); }
+};
+using EvDnsBasePtr = std::unique_ptr<evdns_base, EvDnsFree>;
+
+// Objects whose destruction must wait until the current callback has returned.
+class Deletable {
+ public:
+  virtual ~Deletable() = default;
+};
+
+// The one event loop of a process. Owns the event_base, an evdns resolver and the list of
+// objects waiting for deferred deletion (never free a session inside its own callback).
+class Loop {
+ public:
+  Loop();
+  ~Loop();
+  Loop(const Loop&) = delete;
+  Loop& operator=(const Loop&) = delete;
+
+  event_base* base() const { return base_.get(); }
+  evdns_base* dns() const { return dns_.get(); }
+
+  // Destroys `obj` after the running callback returns.
+  void deferDelete(std::unique_ptr<Deletable> obj);
+  int run();
+  void stop();
+  // Calls `cb` on SIGINT/SIGTERM (the loop keeps running; cb decides).
+  void onSignals(std::function<void(int)> cb);
+  // Flushes what `bev` still has to send, half-closes the socket, discards input until the peer
+  // closes or `bound` passes, then frees it. For the last words of a connection (a SOCKS error
+  // reply, an HTTP error response, a WebSocket close frame) so they are not lost to a reset.
+  void closeAfterFlush(BufferEventPtr bev,
+                       std::chrono::milliseconds bound = std::chrono::seconds(2));
+  size_t lingering() const { return lingers_.size(); }
+
+ private:
+  static void onCleanup(evutil_socket_t, short, void* arg);
+  static void onSignal(evutil_socket_t, short, void* arg);
+
+  EventBasePtr base_;
+  EvDnsBasePtr dns_;
+  EventPtr cleanup_;
+  std::vector<std::unique_ptr<Deletable>> pending_;
+  struct Linger;
+  std::set<Linger*> lingers_;
+  std::vector<EventPtr> signals_;
+  std::function<void(int)> signalCb_;
+};
+
+// A one-shot timer bound to a loop; disarmed when destroyed.
+class Timer {
+ public:
+  Timer(Loop& loop, std::function<void()> cb);
+  void arm(std::chrono::milliseconds after);
+  void cancel();
+  bool armed() const;
+
+ private:
+  static void onFire(evutil_socket_t, short, void* arg);
+  std::function<void()> cb_;
+  EventPtr ev_;
+};
+
+// Creates a socket bufferevent with the options every plain TCP stream in the project uses.
+BufferEventPtr newSocketBufferEvent(Loop& loop, evutil_socket_t fd);
+
+// "1.2.3.4:5" / "[::1]:5" for log lines.
+std::string peerName(evutil_socket_t fd);
+
+}  // namespace ds

@@ -1,0 +1,195 @@
+// HTTP/1.1 client exchange and WebSocket upgrade helpers.
+#include "common/http_exchange.h"
+
+#include <algorithm>
+
+#include "common/tls.h"
+#include "common/ws_frame.h"
+
+namespace ds {
+namespace {
+constexpr uint64_t kMaxBody = 1 << 20;
+}
+
+HttpExchange::HttpExchange(Loop& loop, BufferEventPtr bev, std::string host, uint16_t port,
+                           std::string request, std::chrono::milliseconds timeout, Done done)
+    : loop_(loop),
+      bev_(std::move(bev)),
+      host_(std::move(host)),
+      port_(port),
+      request_(std::move(request)),
+      timeout_(timeout),
+      done_(std::move(done)),
+      timer_(loop, [this] { failWith("timed out"); }) {}
+
+void HttpExchange::start() {
+  bufferevent_setcb(bev_.get(), &HttpExchange::onRead, nullptr, &HttpExchange::onEvent, this);
+  timer_.arm(timeout_);
+  bufferevent_write(bev_.get(), request_.data(), request_.size());
+  bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
+  if (bufferevent_socket_connect_hostname(bev_.get(), loop_.dns(), AF_UNSPEC, host_.c_str(),
+                                          port_) != 0) {
+    // Errors are reported through onEvent as well; make sure `done` fires once and later.
+    timer_.arm(std::chrono::milliseconds(0));
+  }
+}
+
+void HttpExchange::cancel() {
+  done_ = nullptr;
+  timer_.cancel();
+  if (bev_) bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
+  bev_.reset();
+}
+
+void HttpExchange::onRead(bufferevent*, void* arg) { static_cast<HttpExchange*>(arg)->parse(); }
+
+void HttpExchange::onEvent(bufferevent* bev, short what, void* arg) {
+  auto* self = static_cast<HttpExchange*>(arg);
+  if (what & BEV_EVENT_CONNECTED) return;
+  if (what & BEV_EVENT_EOF) {
+    self->parse();
+    if (self->done_) self->failWith("connection closed before the response was complete");
+    return;
+  }
+  std::string err;
+  int dnsErr = bufferevent_socket_get_dns_error(bev);
+  if (dnsErr) {
+    err = std::string("cannot resolve: ") + evutil_gai_strerror(dnsErr);
+  } else {
+    err = tls::lastError(bev);
+    if (err.empty()) err = evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
+  }
+  self->failWith(err);
+}
+
+void HttpExchange::parse() {
+  if (!done_) return;
+  evbuffer* in = bufferevent_get_input(bev_.get());
+  if (!haveHead_) {
+    size_t len = std::min<size_t>(evbuffer_get_length(in), http::Limits{}.maxHeadBytes + 4);
+    const char* p = reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ssize_t>(len)));
+    http::ParseResult r = http::parseResponse(std::string_view(p, len), result_.response);
+    if (r.status == http::ParseStatus::NeedMore) return;
+    if (r.status == http::ParseStatus::Invalid) {
+      failWith(std::string("bad response from server: ") + r.error);
+      return;
+    }
+    evbuffer_drain(in, r.consumed);
+    haveHead_ = true;
+    if (result_.response.status == 101) {
+      timer_.cancel();
+      bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
+      bufferevent_disable(bev_.get(), EV_READ);
+      result_.upgraded = std::move(bev_);
+      complete(std::move(result_));
+      return;
+    }
+    auto cl = http::contentLength(result_.response.headers);
+    bodyLength_ = cl.value_or(0);
+    if (bodyLength_ > kMaxBody) {
+      failWith("response body too large");
+      return;
+    }
+  }
+  if (evbuffer_get_length(in) < bodyLength_) return;
+  result_.body.resize(bodyLength_);
+  evbuffer_remove(in, result_.body.data(), bodyLength_);
+  timer_.cancel();
+  complete(std::move(result_));
+}
+
+void HttpExchange::failWith(std::string error) {
+  if (!done_) return;
+  HttpResult r;
+  r.error = error.empty() ? "connection failed" : std::move(error);
+  complete(std::move(r));
+}
+
+void HttpExchange::complete(HttpResult&& r) {
+  timer_.cancel();
+  auto done = std::move(done_);
+  done_ = nullptr;
+  if (bev_) {
+    bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
+    bev_.reset();
+  }
+  if (done) done(std::move(r));
+}
+
+namespace wshs {
+
+std::string clientRequest(const std::string& host, const std::string& path, const std::string& key,
+                          const std::vector<std::string>& extraHeaders) {
+  std::string r = "GET " + path + " HTTP/1.1\r\nHost: " + host +
+                  "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key +
+                  "\r\nSec-WebSocket-Version: 13\r\n";
+  for (const auto& h : extraHeaders) r += h + "\r\n";
+  r += "\r\n";
+  return r;
+}
+
+bool checkServerResponse(const http::Response& r, const std::string& key, std::string& err) {
+  if (r.status != 101) {
+    err = "expected 101, got " + std::to_string(r.status);
+    return false;
+  }
+  if (!r.headers.hasToken("Upgrade", "websocket") || !r.headers.hasToken("Connection", "upgrade")) {
+    err = "101 response without Upgrade: websocket";
+    return false;
+  }
+  const std::string* accept = r.headers.find("Sec-WebSocket-Accept");
+  if (!accept || *accept != ws::acceptKey(key)) {
+    err = "wrong Sec-WebSocket-Accept";
+    return false;
+  }
+  if (r.headers.find("Sec-WebSocket-Extensions")) {
+    err = "server chose an extension that was not offered";
+    return false;
+  }
+  return true;
+}
+
+int checkClientRequest(const http::Request& r, std::string& err) {
+  if (r.method != "GET") {
+    err = "upgrade must use GET";
+    return 405;
+  }
+  if (!r.headers.hasToken("Upgrade", "websocket") || !r.headers.hasToken("Connection", "upgrade")) {
+    err = "WebSocket upgrade required";
+    return 426;
+  }
+  const std::string* version = r.headers.find("Sec-WebSocket-Version");
+  if (!version || *version != "13") {
+    err = "unsupported Sec-WebSocket-Version";
+    return 426;
+  }
+  const std::string* key = r.headers.find("Sec-WebSocket-Key");
+  if (!key || key->size() != 24) {
+    err = "missing or malformed Sec-WebSocket-Key";
+    return 400;
+  }
+  return 0;
+}
+
+std::string serverResponse(const std::string& key) {
+  return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+         "Sec-WebSocket-Accept: " +
+         ws::acceptKey(key) + "\r\n\r\n";
+}
+
+}  // namespace wshs
+
+std::string httpResponse(int status, std::string_view contentType, std::string_view body,
+                         const std::vector<http::Header>& extra) {
+  std::vector<http::Header> headers = {
+      {"Content-Type", std::string(contentType)},
+      {"Content-Length", std::to_string(body.size())},
+      {"Connection", "close"},
+  };
+  headers.insert(headers.end(), extra.begin(), extra.end());
+  std::string out = http::formatResponseHead(status, headers);
+  out.append(body);
+  return out;
+}
+
+}  // namespace ds

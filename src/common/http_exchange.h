@@ -1,0 +1,72 @@
+// The client side of one HTTP/1.1 exchange on a fresh connection: connect, send the request,
+// read the response head and either its Content-Length body or, for 101, hand over the
+// upgraded connection. Also the WebSocket upgrade request and its checks (RFC 6455 4.1, 4.2).
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/event.h"
+#include "common/http.h"
+
+namespace ds {
+
+struct HttpResult {
+  std::string error;  // transport/TLS/protocol failure; empty when a response was read
+  http::Response response;
+  std::string body;
+  BufferEventPtr upgraded;  // the connection, when the status is 101 (input may hold data)
+  bool ok() const { return error.empty(); }
+};
+
+class HttpExchange : public Deletable {
+ public:
+  using Done = std::function<void(HttpResult&&)>;
+
+  // `bev` is an unconnected (TLS or plain) bufferevent; `request` the whole request bytes.
+  HttpExchange(Loop& loop, BufferEventPtr bev, std::string host, uint16_t port,
+               std::string request, std::chrono::milliseconds timeout, Done done);
+  // Connects and sends. `done` is called exactly once, from a libevent callback; it may hand
+  // this object to Loop::deferDelete but must not delete it directly.
+  void start();
+  // Abandons the exchange without calling `done`.
+  void cancel();
+
+ private:
+  static void onRead(bufferevent*, void* arg);
+  static void onEvent(bufferevent*, short what, void* arg);
+  void parse();
+  void complete(HttpResult&& r);
+  void failWith(std::string error);
+
+  Loop& loop_;
+  BufferEventPtr bev_;
+  std::string host_;
+  uint16_t port_;
+  std::string request_;
+  std::chrono::milliseconds timeout_;
+  Done done_;
+  Timer timer_;
+  bool haveHead_ = false;
+  HttpResult result_;
+  uint64_t bodyLength_ = 0;
+};
+
+namespace wshs {
+// A GET upgrade request; `extraHeaders` are complete "Name: value" lines without CRLF.
+std::string clientRequest(const std::string& host, const std::string& path, const std::string& key,
+                          const std::vector<std::string>& extraHeaders);
+// Checks a 101 response against the key sent; false with `err` set when it does not match.
+bool checkServerResponse(const http::Response& r, const std::string& key, std::string& err);
+// Checks an upgrade request; 0 when fine, else the HTTP status to answer with (400, 426).
+int checkClientRequest(const http::Request& r, std::string& err);
+// The 101 response head for a request carrying `key`.
+std::string serverResponse(const std::string& key);
+}  // namespace wshs
+
+// A complete HTTP response with a body and Connection: close.
+std::string httpResponse(int status, std::string_view contentType, std::string_view body,
+                         const std::vector<http::Header>& extra = {});
+
+}  // namespace ds

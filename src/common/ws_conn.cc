@@ -1,0 +1,347 @@
+// WebSocket connection state machine over a bufferevent.
+#include "common/ws_conn.h"
+
+#include <cstring>
+#include <vector>
+
+#include "common/log.h"
+
+namespace ds {
+
+using ws::Opcode;
+namespace cc = ws::close_code;
+
+WsConnection::WsConnection(Loop& loop, BufferEventPtr bev, Role role, const WsLimits& limits,
+                           Callbacks* callbacks)
+    : loop_(loop),
+      bev_(std::move(bev)),
+      role_(role),
+      limits_(limits),
+      callbacks_(callbacks),
+      chunk_(evbuffer_new()),
+      keepaliveTimer_(loop, [this] { onKeepalive(); }),
+      lastInput_(std::chrono::steady_clock::now()) {
+  peer_ = peerName(bufferevent_getfd(bev_.get()));
+  bufferevent_setcb(bev_.get(), &WsConnection::onReadCb, &WsConnection::onWriteCb,
+                    &WsConnection::onEventCb, this);
+  // Nothing is read before start(): the owner may still be pairing this connection.
+  bufferevent_disable(bev_.get(), EV_READ);
+  applyWriteWatermark();
+}
+
+WsConnection::~WsConnection() {
+  if (bev_) {
+    // The owner let go without a close handshake: still try to deliver what was queued.
+    loop_.closeAfterFlush(std::move(bev_));
+  }
+}
+
+std::string WsConnection::peer() const { return peer_; }
+
+void WsConnection::start() {
+  bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
+  process();
+}
+
+void WsConnection::setHighWatermark(size_t high) {
+  high_ = high;
+  applyWriteWatermark();
+}
+
+void WsConnection::applyWriteWatermark() {
+  if (bev_) bufferevent_setwatermark(bev_.get(), EV_WRITE, high_ / 2, 0);
+}
+
+size_t WsConnection::outputLength() const {
+  return bev_ ? evbuffer_get_length(bufferevent_get_output(bev_.get())) : 0;
+}
+
+void WsConnection::pauseReading() {
+  if (paused_ || !bev_) return;
+  paused_ = true;
+  bufferevent_disable(bev_.get(), EV_READ);
+}
+
+void WsConnection::resumeReading() {
+  if (!paused_ || !bev_) return;
+  paused_ = false;
+  if (state_ != State::Open) return;
+  bufferevent_enable(bev_.get(), EV_READ);
+  process();
+}
+
+void WsConnection::enableKeepalive(std::chrono::milliseconds interval) {
+  keepalive_ = interval;
+  if (interval.count() > 0) keepaliveTimer_.arm(interval);
+}
+
+void WsConnection::onKeepalive() {
+  if (state_ != State::Open) return;
+  auto silent = std::chrono::steady_clock::now() - lastInput_;
+  if (silent > 3 * keepalive_) {
+    LOG_WARN("websocket %s: no input for %lld ms, dropping", peer_.c_str(),
+             static_cast<long long>(
+                 std::chrono::duration_cast<std::chrono::milliseconds>(silent).count()));
+    finish(cc::Abnormal, "keepalive timeout");
+    return;
+  }
+  sendControl(Opcode::Ping, {});
+  keepaliveTimer_.arm(keepalive_);
+}
+
+void WsConnection::onReadCb(bufferevent*, void* arg) {
+  auto* self = static_cast<WsConnection*>(arg);
+  self->lastInput_ = std::chrono::steady_clock::now();
+  self->process();
+}
+
+void WsConnection::onWriteCb(bufferevent*, void* arg) {
+  auto* self = static_cast<WsConnection*>(arg);
+  if (self->wantDrained_ && self->outputLength() <= self->high_ / 2) {
+    self->wantDrained_ = false;
+    if (self->callbacks_) self->callbacks_->onWsDrained();
+  }
+}
+
+void WsConnection::onEventCb(bufferevent*, short what, void* arg) {
+  auto* self = static_cast<WsConnection*>(arg);
+  if (what & BEV_EVENT_EOF) {
+    // Input that arrived with the EOF may still hold frames (even the close frame).
+    self->process();
+    if (self->state_ == State::Open) self->finish(cc::Abnormal, "connection closed without close frame");
+  } else if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+    if (self->state_ == State::Open) self->finish(cc::Abnormal, "connection lost");
+  }
+}
+
+void WsConnection::process() {
+  if (processing_ || !bev_) return;
+  processing_ = true;
+  evbuffer* in = bufferevent_get_input(bev_.get());
+  while (state_ == State::Open && !paused_) {
+    size_t avail = evbuffer_get_length(in);
+    if (readState_ == ReadState::Header) {
+      if (avail == 0) break;
+      uint8_t hdr[ws::kMaxHeaderLen];
+      size_t n = avail < sizeof hdr ? avail : sizeof hdr;
+      evbuffer_copyout(in, hdr, n);
+      ws::FrameHeader h;
+      ws::ParseResult r = ws::parseHeader(hdr, n, role_ == Role::Server, limits_.maxFrame, h);
+      if (r.status == ws::ParseStatus::NeedMore) break;
+      if (r.status == ws::ParseStatus::Invalid) {
+        fail(r.closeCode, r.error);
+        break;
+      }
+      evbuffer_drain(in, r.consumed);
+      if (!ws::isControl(h.opcode)) {
+        if (h.opcode == Opcode::Continuation) {
+          if (!inMessage_) {
+            fail(cc::ProtocolError, "continuation frame outside a message");
+            break;
+          }
+        } else {
+          if (inMessage_) {
+            fail(cc::ProtocolError, "new message inside a fragmented message");
+            break;
+          }
+          messageOp_ = h.opcode;
+          textBuf_.clear();
+        }
+        inMessage_ = !h.fin;
+      } else {
+        controlBuf_.clear();
+      }
+      frame_ = h;
+      frameOffset_ = 0;
+      readState_ = ReadState::Payload;
+      if (frame_.payloadLen == 0 && !handleFrameEnd()) break;
+      continue;
+    }
+
+    if (avail == 0) break;
+    uint64_t remaining = frame_.payloadLen - frameOffset_;
+    size_t take = remaining < avail ? static_cast<size_t>(remaining) : avail;
+    bool control = ws::isControl(frame_.opcode);
+    if (!control && messageOp_ == Opcode::Binary) {
+      if (!frame_.masked) {
+        evbuffer_remove_buffer(in, chunk_.get(), take);
+      } else {
+        // Unmask while copying into the chunk: one copy, 8 bytes at a time.
+        evbuffer_iovec dst;
+        evbuffer_reserve_space(chunk_.get(), take, &dst, 1);
+        int nvec = evbuffer_peek(in, take, nullptr, nullptr, 0);
+        std::vector<evbuffer_iovec> src(nvec > 0 ? nvec : 1);
+        evbuffer_peek(in, take, nullptr, src.data(), nvec);
+        size_t done = 0;
+        for (const auto& v : src) {
+          size_t piece = v.iov_len < take - done ? v.iov_len : take - done;
+          ws::maskCopy(static_cast<uint8_t*>(dst.iov_base) + done,
+                       static_cast<const uint8_t*>(v.iov_base), piece, frame_.maskKey,
+                       frameOffset_ + done);
+          done += piece;
+          if (done == take) break;
+        }
+        dst.iov_len = take;
+        evbuffer_commit_space(chunk_.get(), &dst, 1);
+        evbuffer_drain(in, take);
+      }
+      frameOffset_ += take;
+      bytesIn_ += take;
+      if (callbacks_) callbacks_->onWsData(chunk_.get());
+      evbuffer_drain(chunk_.get(), evbuffer_get_length(chunk_.get()));
+    } else {
+      std::string& buf = control ? controlBuf_ : textBuf_;
+      if (!control && buf.size() + take > limits_.maxMessage) {
+        fail(cc::TooBig, "text message too large");
+        break;
+      }
+      size_t old = buf.size();
+      buf.resize(old + take);
+      evbuffer_remove(in, buf.data() + old, take);
+      if (frame_.masked) {
+        auto* p = reinterpret_cast<uint8_t*>(buf.data() + old);
+        ws::maskCopy(p, p, take, frame_.maskKey, frameOffset_);
+      }
+      frameOffset_ += take;
+    }
+    if (frameOffset_ == frame_.payloadLen && !handleFrameEnd()) break;
+  }
+  processing_ = false;
+}
+
+// Returns false when the connection ended.
+bool WsConnection::handleFrameEnd() {
+  readState_ = ReadState::Header;
+  switch (frame_.opcode) {
+    case Opcode::Ping:
+      sendControl(Opcode::Pong, controlBuf_);
+      return true;
+    case Opcode::Pong:
+      return true;
+    case Opcode::Close: {
+      ws::ClosePayload cp;
+      if (!ws::parseClosePayload(reinterpret_cast<const uint8_t*>(controlBuf_.data()),
+                                 controlBuf_.size(), cp)) {
+        fail(cc::ProtocolError, "invalid close frame");
+        return false;
+      }
+      // Echo the code, as RFC 6455 5.5.1 asks; an empty close is answered with an empty one.
+      sendControl(Opcode::Close,
+                  cp.code == cc::NoStatus ? std::string() : ws::encodeClosePayload(cp.code, ""));
+      finish(cp.code, cp.reason);
+      return false;
+    }
+    case Opcode::Text:
+    case Opcode::Binary:
+    case Opcode::Continuation:
+      if (!frame_.fin || messageOp_ != Opcode::Text) return true;
+      if (!ws::isValidUtf8(textBuf_)) {
+        fail(cc::InvalidData, "text message is not valid UTF-8");
+        return false;
+      }
+      if (callbacks_) callbacks_->onWsText(std::move(textBuf_));
+      textBuf_.clear();
+      return state_ == State::Open;
+  }
+  return true;
+}
+
+void WsConnection::sendFrame(Opcode op, const void* data, size_t len) {
+  evbuffer* out = bufferevent_get_output(bev_.get());
+  uint8_t hdr[ws::kMaxHeaderLen];
+  if (role_ == Role::Client) {
+    auto key = ws::randomMaskKey();
+    size_t h = ws::encodeHeader(hdr, true, op, len, key.data());
+    evbuffer_add(out, hdr, h);
+    if (len == 0) return;
+    evbuffer_iovec dst;
+    evbuffer_reserve_space(out, len, &dst, 1);
+    ws::maskCopy(static_cast<uint8_t*>(dst.iov_base), static_cast<const uint8_t*>(data), len, key,
+                 0);
+    dst.iov_len = len;
+    evbuffer_commit_space(out, &dst, 1);
+  } else {
+    size_t h = ws::encodeHeader(hdr, true, op, len, nullptr);
+    evbuffer_add(out, hdr, h);
+    if (len) evbuffer_add(out, data, len);
+  }
+}
+
+void WsConnection::sendBinary(evbuffer* data) {
+  if (state_ != State::Open) {
+    evbuffer_drain(data, evbuffer_get_length(data));
+    return;
+  }
+  evbuffer* out = bufferevent_get_output(bev_.get());
+  size_t total = evbuffer_get_length(data);
+  bytesOut_ += total;
+  while (total > 0) {
+    size_t len = total < limits_.maxSendFrame ? total : limits_.maxSendFrame;
+    uint8_t hdr[ws::kMaxHeaderLen];
+    if (role_ == Role::Client) {
+      // Mask while copying from the source chains into the output: one copy.
+      auto key = ws::randomMaskKey();
+      evbuffer_add(out, hdr, ws::encodeHeader(hdr, true, Opcode::Binary, len, key.data()));
+      evbuffer_iovec dst;
+      evbuffer_reserve_space(out, len, &dst, 1);
+      int nvec = evbuffer_peek(data, len, nullptr, nullptr, 0);
+      std::vector<evbuffer_iovec> src(nvec > 0 ? nvec : 1);
+      evbuffer_peek(data, len, nullptr, src.data(), nvec);
+      size_t done = 0;
+      for (const auto& v : src) {
+        size_t piece = v.iov_len < len - done ? v.iov_len : len - done;
+        ws::maskCopy(static_cast<uint8_t*>(dst.iov_base) + done,
+                     static_cast<const uint8_t*>(v.iov_base), piece, key, done);
+        done += piece;
+        if (done == len) break;
+      }
+      dst.iov_len = len;
+      evbuffer_commit_space(out, &dst, 1);
+      evbuffer_drain(data, len);
+    } else {
+      // Unmasked frames move the source chains without copying.
+      evbuffer_add(out, hdr, ws::encodeHeader(hdr, true, Opcode::Binary, len, nullptr));
+      evbuffer_remove_buffer(data, out, len);
+    }
+    total -= len;
+  }
+  if (outputLength() > high_) wantDrained_ = true;
+}
+
+void WsConnection::sendText(std::string_view text) {
+  if (state_ != State::Open) return;
+  sendFrame(Opcode::Text, text.data(), text.size());
+}
+
+void WsConnection::sendControl(Opcode op, std::string_view payload) {
+  if (!bev_) return;
+  sendFrame(op, payload.data(), payload.size());
+}
+
+void WsConnection::close(uint16_t code, std::string_view reason) {
+  if (state_ != State::Open) return;
+  sendControl(Opcode::Close, ws::encodeClosePayload(code, reason));
+  state_ = State::Closed;
+  keepaliveTimer_.cancel();
+  loop_.closeAfterFlush(std::move(bev_));
+}
+
+void WsConnection::fail(uint16_t code, const std::string& reason) {
+  LOG_WARN("websocket %s: %s (close %u)", peer_.c_str(), reason.c_str(), code);
+  sendControl(Opcode::Close, ws::encodeClosePayload(code, reason));
+  finish(code, reason);
+}
+
+void WsConnection::finish(uint16_t code, const std::string& reason) {
+  if (state_ == State::Closed) return;
+  state_ = State::Closed;
+  keepaliveTimer_.cancel();
+  if (code == cc::Abnormal) {
+    bev_.reset();
+  } else {
+    loop_.closeAfterFlush(std::move(bev_));
+  }
+  if (callbacks_) callbacks_->onWsClosed(code, reason);
+}
+
+}  // namespace ds

@@ -1,0 +1,117 @@
+// A WebSocket connection on an established bufferevent (after the HTTP upgrade): frame reading
+// with streaming binary payloads, text message reassembly, ping/pong, the close handshake,
+// keepalive and read pausing for backpressure.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/event.h"
+#include "common/ws_frame.h"
+
+namespace ds {
+
+struct WsLimits {
+  uint64_t maxFrame = 1 << 20;    // largest frame payload accepted
+  uint64_t maxMessage = 1 << 20;  // largest reassembled text message
+  size_t maxSendFrame = 64 * 1024;  // binary sends are split into frames of at most this size
+};
+
+class WsConnection : public Deletable {
+ public:
+  enum class Role { Client, Server };
+
+  class Callbacks {
+   public:
+    virtual ~Callbacks() = default;
+    // A piece of a binary message, already unmasked. The callee takes the bytes (drains
+    // `payload`); whatever is left is discarded.
+    virtual void onWsData(evbuffer* payload) = 0;
+    // A complete text message (valid UTF-8).
+    virtual void onWsText(std::string message) = 0;
+    // The connection ended: the peer's close code, or 1006 for a dropped transport, or the code
+    // we failed the connection with. No callback follows; the owner frees the connection later.
+    virtual void onWsClosed(uint16_t code, const std::string& reason) = 0;
+    // The output buffer fell to the low watermark after having been above the high one.
+    virtual void onWsDrained() {}
+  };
+
+  // Takes over `bev` (its callbacks are replaced). Input already buffered in `bev` is processed
+  // on start().
+  WsConnection(Loop& loop, BufferEventPtr bev, Role role, const WsLimits& limits,
+               Callbacks* callbacks);
+  ~WsConnection() override;
+  WsConnection(const WsConnection&) = delete;
+  WsConnection& operator=(const WsConnection&) = delete;
+
+  void start();
+  void setCallbacks(Callbacks* callbacks) { callbacks_ = callbacks; }
+
+  // Sends all bytes of `data` as one binary message (split into frames of maxSendFrame);
+  // `data` is drained.
+  void sendBinary(evbuffer* data);
+  void sendText(std::string_view text);
+  // Starts the close handshake: sends a close frame, stops delivering input, and reports
+  // onWsClosed once the peer answers or a short bound passes.
+  void close(uint16_t code, std::string_view reason);
+
+  // Backpressure: output above `high` bytes is the caller's cue to stop feeding us; when it
+  // drains to `high / 2` onWsDrained() is called.
+  void setHighWatermark(size_t high);
+  size_t outputLength() const;
+  bool overHighWatermark() const { return outputLength() > high_; }
+  void pauseReading();
+  void resumeReading();
+
+  // Sends a ping every `interval` and fails the connection when nothing arrived for 3 intervals.
+  void enableKeepalive(std::chrono::milliseconds interval);
+
+  bool open() const { return state_ == State::Open; }
+  uint64_t bytesIn() const { return bytesIn_; }
+  uint64_t bytesOut() const { return bytesOut_; }
+  std::string peer() const;
+
+ private:
+  enum class State { Open, Closing, Closed };
+  enum class ReadState { Header, Payload };
+
+  static void onReadCb(bufferevent*, void* arg);
+  static void onWriteCb(bufferevent*, void* arg);
+  static void onEventCb(bufferevent*, short what, void* arg);
+
+  void process();
+  bool handleFrameEnd();
+  void sendFrame(ws::Opcode op, const void* data, size_t len);
+  void sendControl(ws::Opcode op, std::string_view payload);
+  void fail(uint16_t code, const std::string& reason);
+  void finish(uint16_t code, const std::string& reason);
+  void onKeepalive();
+  void applyWriteWatermark();
+
+  Loop& loop_;
+  BufferEventPtr bev_;
+  Role role_;
+  WsLimits limits_;
+  Callbacks* callbacks_;
+  State state_ = State::Open;
+  ReadState readState_ = ReadState::Header;
+  ws::FrameHeader frame_;
+  uint64_t frameOffset_ = 0;
+  bool inMessage_ = false;  // a fragmented message is in progress
+  ws::Opcode messageOp_ = ws::Opcode::Binary;
+  std::string textBuf_;     // text message being assembled
+  std::string controlBuf_;  // control frame payload being assembled
+  EvBufferPtr chunk_;
+  bool paused_ = false;
+  bool processing_ = false;
+  bool wantDrained_ = false;
+  size_t high_ = 256 * 1024;
+  Timer keepaliveTimer_;
+  std::chrono::milliseconds keepalive_{0};
+  std::chrono::steady_clock::time_point lastInput_;
+  uint64_t bytesIn_ = 0;
+  uint64_t bytesOut_ = 0;
+  std::string peer_;
+};
+
+}  // namespace ds

@@ -1,0 +1,59 @@
+// The client side of the hub protocol, used by the daemon (stream initiation, streaming
+// endpoint) and the agent (control channel, streaming endpoint).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/event.h"
+#include "common/http_exchange.h"
+#include "common/ws_conn.h"
+
+namespace ds::hubclient {
+
+// Where the hub is and how to trust it.
+struct HubTarget {
+  std::string host;          // to connect to
+  uint16_t port = 443;
+  std::string serverName;    // certificate name to verify and SNI
+  std::string resourceHost;  // host part of SAS resources
+  SSL_CTX* ssl = nullptr;    // client context with the hub's CA
+};
+
+struct StreamGrant {
+  std::string streamId, url, token;
+};
+
+struct InitiateResult {
+  int status = 0;       // HTTP status; 0 when the hub could not be reached
+  std::string code;     // the hub's error code ("device_unknown", "not_allowed", ...) or transport
+  std::string message;  // human-readable detail
+  StreamGrant grant;    // when status == 200
+};
+
+using ExchangePtr = std::unique_ptr<HttpExchange>;
+using WsDone = std::function<void(std::unique_ptr<WsConnection> ws, std::string error)>;
+
+// Asks the hub for a stream to `device` (service policy SAS). `done` runs once.
+ExchangePtr initiateStream(Loop& loop, const HubTarget& hub, const std::string& policy,
+                           const std::string& key, const std::string& device,
+                           const std::string& host, uint16_t port,
+                           std::chrono::milliseconds timeout,
+                           std::function<void(InitiateResult&&)> done);
+
+// Opens one side of a stream at the streaming endpoint `url` with its one-time token.
+ExchangePtr openStream(Loop& loop, const HubTarget& hub, const std::string& url,
+                       const std::string& token, const WsLimits& limits,
+                       std::chrono::milliseconds timeout, WsDone done);
+
+// Opens a device's control channel (device SAS).
+ExchangePtr openControl(Loop& loop, const HubTarget& hub, const std::string& deviceId,
+                        const std::string& deviceKey, const WsLimits& limits,
+                        std::chrono::milliseconds timeout, WsDone done);
+
+// Builds a HubTarget from a configured hub URL; false with `err` when the URL is unusable.
+bool makeTarget(const std::string& hubUrl, const std::string& serverName,
+                const std::string& resourceHost, SSL_CTX* ssl, HubTarget& out, std::string& err);
+
+}  // namespace ds::hubclient
