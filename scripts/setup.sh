@@ -6,7 +6,7 @@ pkgs=(
   build-essential cmake ninja-build pkg-config git
   libevent-dev libssl-dev libyaml-cpp-dev libwebsockets-dev libsqlite3-dev
   nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev
-  openssh-server openssh-client curl openssl python3 clang
+  openssh-server openssh-client curl openssl python3 clang clang-format clang-tidy
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -54,12 +54,13 @@ class Agent::PendingStream : public Deletable {
     int err = EVUTIL_SOCKET_ERROR();
     std::string target = self->host_ + ":" + std::to_string(self->port_);
     if (int dnsErr = bufferevent_socket_get_dns_error(bev)) {
-      self->fail("unreachable", "cannot resolve " + self->host_ + ": " + evutil_gai_strerror(dnsErr));
+      self->fail("unreachable",
+                 "cannot resolve " + self->host_ + ": " + evutil_gai_strerror(dnsErr));
     } else if (err == ECONNREFUSED) {
       self->fail("refused", "connection to " + target + " refused");
     } else {
-      self->fail("unreachable", "cannot connect to " + target + ": " +
-                                    evutil_socket_error_to_string(err));
+      self->fail("unreachable",
+                 "cannot connect to " + target + ": " + evutil_socket_error_to_string(err));
     }
   }
 
@@ -164,9 +165,7 @@ void Agent::scheduleReconnect() {
   backoff_ = std::min(backoff_ * 2, cfg_.reconnectMax);
 }
 
-void Agent::onWsData(evbuffer*) {
-  LOG_WARN("control channel: unexpected binary data ignored");
-}
+void Agent::onWsData(evbuffer*) { LOG_WARN("control channel: unexpected binary data ignored"); }
 
 void Agent::onWsClosed(uint16_t code, const std::string& reason) {
   LOG_WARN("control channel closed (%u %s)", code, reason.c_str());
@@ -183,10 +182,10 @@ bool Agent::allowed(const std::string& host, uint16_t port) const {
 
 void Agent::onWsText(std::string message) {
   json msg = json::parse(message, nullptr, false);
-  if (!msg.is_object() || msg.value("type", "") != "stream_request" ||
-      !msg.contains("stream_id") || !msg["stream_id"].is_string() || !msg.contains("port") ||
-      !msg["port"].is_number_unsigned() || !msg.contains("url") || !msg["url"].is_string() ||
-      !msg.contains("token") || !msg["token"].is_string()) {
+  if (!msg.is_object() || msg.value("type", "") != "stream_request" || !msg.contains("stream_id") ||
+      !msg["stream_id"].is_string() || !msg.contains("port") || !msg["port"].is_number_unsigned() ||
+      !msg.contains("url") || !msg["url"].is_string() || !msg.contains("token") ||
+      !msg["token"].is_string()) {
     LOG_WARN("control channel: malformed message ignored");
     return;
   }
@@ -200,8 +199,8 @@ void Agent::onWsText(std::string message) {
   }
   LOG_INFO("stream %s: request for %s:%llu", id.c_str(), host.c_str(),
            static_cast<unsigned long long>(port));
-  auto p = std::make_unique<PendingStream>(*this, id, host, static_cast<uint16_t>(port),
-                                           msg["url"], msg["token"]);
+  auto p = std::make_unique<PendingStream>(*this, id, host, static_cast<uint16_t>(port), msg["url"],
+                                           msg["token"]);
   PendingStream* raw = p.get();
   pending_.emplace(raw, std::move(p));
   raw->start();

@@ -6,8 +6,8 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <cstdio>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -165,8 +165,9 @@ int main(int argc, char** argv) {
   std::string host;
   uint16_t port = 0;
   connect->add_option("host", host, "device address, e.g. dev01.hub")->required();
-  connect->add_option("port", port, "TCP port on the device")->required()->check(
-      CLI::Range(1, 65535));
+  connect->add_option("port", port, "TCP port on the device")
+      ->required()
+      ->check(CLI::Range(1, 65535));
   CLI11_PARSE(app, argc, argv);
 
   auto socks = ds::config::parseEndpoint(socksAddr);

@@ -27,7 +27,6 @@ Loop::Loop() {
   cleanup_.reset(event_new(base_.get(), -1, 0, &Loop::onCleanup, this));
 }
 
-
 void Loop::deferDelete(std::unique_ptr<Deletable> obj) {
   if (!obj) return;
   pending_.push_back(std::move(obj));

@@ -84,8 +84,12 @@ void HttpExchange::parse() {
       complete(std::move(result_));
       return;
     }
-    auto cl = http::contentLength(result_.response.headers);
-    bodyLength_ = cl.value_or(0);
+    bool valid = true;
+    bodyLength_ = http::contentLength(result_.response.headers, &valid).value_or(0);
+    if (!valid) {
+      failWith("response with an invalid Content-Length");
+      return;
+    }
     if (bodyLength_ > kMaxBody) {
       failWith("response body too large");
       return;

@@ -25,8 +25,8 @@ class HttpExchange : public Deletable {
   using Done = std::function<void(HttpResult&&)>;
 
   // `bev` is an unconnected (TLS or plain) bufferevent; `request` the whole request bytes.
-  HttpExchange(Loop& loop, BufferEventPtr bev, std::string host, uint16_t port,
-               std::string request, std::chrono::milliseconds timeout, Done done);
+  HttpExchange(Loop& loop, BufferEventPtr bev, std::string host, uint16_t port, std::string request,
+               std::chrono::milliseconds timeout, Done done);
   // Connects and sends. `done` is called exactly once, from a libevent callback; it may hand
   // this object to Loop::deferDelete but must not delete it directly.
   void start();

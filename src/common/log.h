@@ -19,13 +19,13 @@ void logLine(Level level, std::string_view msg);
 }  // namespace ds
 
 // printf-style formatting keeps the call sites short; format checking is done by the compiler.
-#define DS_LOG(level, ...)                                    \
-  do {                                                        \
+#define DS_LOG(level, ...)                                               \
+  do {                                                                   \
     if (static_cast<int>(level) >= static_cast<int>(::ds::logLevel())) { \
-      char ds_log_buf_[1024];                                 \
-      std::snprintf(ds_log_buf_, sizeof ds_log_buf_, __VA_ARGS__); \
-      ::ds::logLine(level, ds_log_buf_);                      \
-    }                                                         \
+      char ds_log_buf_[1024];                                            \
+      std::snprintf(ds_log_buf_, sizeof ds_log_buf_, __VA_ARGS__);       \
+      ::ds::logLine(level, ds_log_buf_);                                 \
+    }                                                                    \
   } while (0)
 #define LOG_DEBUG(...) DS_LOG(::ds::Level::Debug, __VA_ARGS__)
 #define LOG_INFO(...) DS_LOG(::ds::Level::Info, __VA_ARGS__)

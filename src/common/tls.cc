@@ -34,8 +34,7 @@ SslCtxPtr baseContext(const SSL_METHOD* method) {
 
 }  // namespace
 
-SslCtxPtr serverContext(const std::string& certPath, const std::string& keyPath,
-                        std::string& err) {
+SslCtxPtr serverContext(const std::string& certPath, const std::string& keyPath, std::string& err) {
   SslCtxPtr ctx = baseContext(TLS_server_method());
   if (!ctx) {
     err = drainErrors();
@@ -79,9 +78,9 @@ BufferEventPtr acceptSocket(Loop& loop, SSL_CTX* ctx, evutil_socket_t fd) {
     return nullptr;
   }
   // bufferevent_openssl takes ownership of `ssl` (BEV_OPT_CLOSE_ON_FREE frees it).
-  BufferEventPtr bev(bufferevent_openssl_socket_new(
-      loop.base(), fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-      BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
+  BufferEventPtr bev(
+      bufferevent_openssl_socket_new(loop.base(), fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                     BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
   if (bev) bufferevent_openssl_set_allow_dirty_shutdown(bev.get(), 1);
   return bev;
 }
@@ -99,9 +98,9 @@ BufferEventPtr newClient(Loop& loop, SSL_CTX* ctx, const std::string& serverName
     SSL_set_tlsext_host_name(ssl.get(), serverName.c_str());
     if (SSL_set1_host(ssl.get(), serverName.c_str()) != 1) return nullptr;
   }
-  BufferEventPtr bev(bufferevent_openssl_socket_new(
-      loop.base(), -1, ssl.release(), BUFFEREVENT_SSL_CONNECTING,
-      BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
+  BufferEventPtr bev(
+      bufferevent_openssl_socket_new(loop.base(), -1, ssl.release(), BUFFEREVENT_SSL_CONNECTING,
+                                     BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
   if (bev) bufferevent_openssl_set_allow_dirty_shutdown(bev.get(), 1);
   return bev;
 }

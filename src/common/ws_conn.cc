@@ -108,7 +108,8 @@ void WsConnection::onEventCb(bufferevent*, short what, void* arg) {
   if (what & BEV_EVENT_EOF) {
     // Input that arrived with the EOF may still hold frames (even the close frame).
     self->process();
-    if (self->state_ == State::Open) self->finish(cc::Abnormal, "connection closed without close frame");
+    if (self->state_ == State::Open)
+      self->finish(cc::Abnormal, "connection closed without close frame");
   } else if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
     if (self->state_ == State::Open) self->finish(cc::Abnormal, "connection lost");
   }

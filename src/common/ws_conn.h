@@ -12,8 +12,8 @@
 namespace ds {
 
 struct WsLimits {
-  uint64_t maxFrame = 1 << 20;    // largest frame payload accepted
-  uint64_t maxMessage = 1 << 20;  // largest reassembled text message
+  uint64_t maxFrame = 1 << 20;      // largest frame payload accepted
+  uint64_t maxMessage = 1 << 20;    // largest reassembled text message
   size_t maxSendFrame = 64 * 1024;  // binary sends are split into frames of at most this size
 };
 

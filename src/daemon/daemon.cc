@@ -16,10 +16,10 @@ namespace ds::daemon {
 using socks::Reply;
 
 socks::Reply replyFor(int status, const std::string& code) {
-  if (status == 404) return Reply::HostUnreachable;      // no such device
-  if (status == 503) return Reply::NetworkUnreachable;   // device offline
-  if (status == 403) return Reply::NotAllowed;           // allow-list, disabled, permissions
-  if (status == 504) return Reply::TtlExpired;           // handshake timeout
+  if (status == 404) return Reply::HostUnreachable;     // no such device
+  if (status == 503) return Reply::NetworkUnreachable;  // device offline
+  if (status == 403) return Reply::NotAllowed;          // allow-list, disabled, permissions
+  if (status == 504) return Reply::TtlExpired;          // handshake timeout
   if (status == 502) {
     if (code == "refused") return Reply::ConnectionRefused;
     if (code == "timeout") return Reply::TtlExpired;
@@ -51,8 +51,7 @@ class Daemon::Attempt : public Deletable {
   void start() {
     exchange_ = hubclient::initiateStream(
         d_.loop_, d_.hub_, d_.cfg_.policy, d_.cfg_.key, device_, "127.0.0.1", port_,
-        d_.cfg_.handshakeTimeout + std::chrono::seconds(5),
-        [this](hubclient::InitiateResult&& r) {
+        d_.cfg_.handshakeTimeout + std::chrono::seconds(5), [this](hubclient::InitiateResult&& r) {
           d_.loop_.deferDelete(std::move(exchange_));
           if (r.status != 200) {
             LOG_INFO("%s: hub refused the stream: %d %s %s", what_.c_str(), r.status,
@@ -192,7 +191,8 @@ void Daemon::onForwardAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int
   BufferEventPtr tcp = newSocketBufferEvent(d.loop_, fd);
   LOG_INFO("forward %s: connection from %s", fl->fwd.listen.toString().c_str(),
            peerName(fd).c_str());
-  d.startAttempt(std::make_unique<Attempt>(d, fl->fwd.device, fl->fwd.port, nullptr, std::move(tcp)));
+  d.startAttempt(
+      std::make_unique<Attempt>(d, fl->fwd.device, fl->fwd.port, nullptr, std::move(tcp)));
 }
 
 void Daemon::onSocksConnect(socks::SocksSession* s, const socks::Request& req) {

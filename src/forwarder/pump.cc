@@ -9,7 +9,10 @@ namespace ds {
 
 StreamPump::StreamPump(Loop& loop, BufferEventPtr tcp, std::unique_ptr<WsConnection> ws,
                        size_t highWatermark, Done done)
-    : loop_(loop), tcp_(std::move(tcp)), ws_(std::move(ws)), high_(highWatermark),
+    : loop_(loop),
+      tcp_(std::move(tcp)),
+      ws_(std::move(ws)),
+      high_(highWatermark),
       done_(std::move(done)) {
   bufferevent_setcb(tcp_.get(), &StreamPump::onTcpRead, &StreamPump::onTcpWrite,
                     &StreamPump::onTcpEvent, this);

@@ -24,7 +24,7 @@ class StreamPump : public Deletable, private WsConnection::Callbacks {
   // Starts both directions; bytes already buffered on either side are pumped first.
   void start();
 
-  uint64_t bytesToStream() const { return up_; }    // TCP -> WebSocket
+  uint64_t bytesToStream() const { return up_; }      // TCP -> WebSocket
   uint64_t bytesFromStream() const { return down_; }  // WebSocket -> TCP
 
   static constexpr std::string_view kEofMessage = R"({"type":"eof"})";
@@ -50,8 +50,8 @@ class StreamPump : public Deletable, private WsConnection::Callbacks {
   size_t high_;
   Done done_;
   bool tcpReadPaused_ = false;
-  bool tcpEof_ = false;        // the TCP peer half-closed: we sent eof
-  bool streamEof_ = false;     // the stream sent eof: we half-close TCP once output drains
+  bool tcpEof_ = false;     // the TCP peer half-closed: we sent eof
+  bool streamEof_ = false;  // the stream sent eof: we half-close TCP once output drains
   bool tcpShutdown_ = false;
   bool finished_ = false;
   uint64_t up_ = 0;

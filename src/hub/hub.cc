@@ -4,11 +4,11 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/rand.h>
 
 #include <algorithm>
 #include <ctime>
 #include <nlohmann/json.hpp>
-#include <openssl/rand.h>
 #include <vector>
 
 #include "common/http_exchange.h"
@@ -293,8 +293,8 @@ class Hub::Stream : public Deletable {
     std::string code = msg.value("code", "rejected");
     // not_allowed: the device's policy refused; anything else is the target's failure.
     int status = code == "not_allowed" ? 403 : 502;
-    LOG_INFO("stream %s: device %s rejected port %u: %s (%s)", id_.c_str(), device_.c_str(),
-             port_, reason.c_str(), code.c_str());
+    LOG_INFO("stream %s: device %s rejected port %u: %s (%s)", id_.c_str(), device_.c_str(), port_,
+             reason.c_str(), code.c_str());
     auto* s = initiator_;
     initiator_ = nullptr;
     s->respondError(status, code, reason);
@@ -495,9 +495,10 @@ void Hub::route(HttpSession* s) {
   std::string id, rest;
   if (target == "/healthz") {
     if (r.method != "GET") return s->respondError(405, "method_not_allowed", "use GET");
-    return s->respond(200, json{{"status", "ok"}, {"devices_online", devices_.size()},
-                                {"streams", streams_.size()}}
-                               .dump());
+    return s->respond(
+        200,
+        json{{"status", "ok"}, {"devices_online", devices_.size()}, {"streams", streams_.size()}}
+            .dump());
   }
   if (target == "/api/v1/devices") {
     if (r.method != "GET") return s->respondError(405, "method_not_allowed", "use GET");
@@ -543,9 +544,9 @@ std::string Hub::authService(HttpSession* s, std::string_view permission) {
   }
   if (std::find(policy->permissions.begin(), policy->permissions.end(), permission) ==
       policy->permissions.end()) {
-    s->respondError(403, "forbidden",
-                    "policy '" + policy->name + "' lacks the " + std::string(permission) +
-                        " permission");
+    s->respondError(
+        403, "forbidden",
+        "policy '" + policy->name + "' lacks the " + std::string(permission) + " permission");
     return {};
   }
   return policy->name;

@@ -25,8 +25,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (check) {
-    std::printf("%s: ok (%zu devices, %zu policies)\n", configPath.c_str(),
-                registry.devices.size(), registry.policies.size());
+    std::printf("%s: ok (%zu devices, %zu policies)\n", configPath.c_str(), registry.devices.size(),
+                registry.policies.size());
     return 0;
   }
   ds::setLogLevel(static_cast<ds::Level>(cfg.logLevel));

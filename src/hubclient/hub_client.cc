@@ -38,9 +38,8 @@ ExchangePtr upgrade(Loop& loop, const HubTarget& t, const std::string& path,
                     const std::string& authorization, const WsLimits& limits,
                     std::chrono::milliseconds timeout, WsDone done) {
   std::string key = ws::randomHandshakeKey();
-  std::string req = wshs::clientRequest(hostHeader(t), path, key,
-                                        {"Authorization: " + authorization,
-                                         "User-Agent: devstreams/0.1"});
+  std::string req = wshs::clientRequest(
+      hostHeader(t), path, key, {"Authorization: " + authorization, "User-Agent: devstreams/0.1"});
   BufferEventPtr bev = tls::newClient(loop, t.ssl, t.serverName);
   if (!bev) {
     done(nullptr, "cannot create TLS connection");
@@ -57,8 +56,8 @@ ExchangePtr upgrade(Loop& loop, const HubTarget& t, const std::string& path,
           return done(nullptr, "HTTP " + std::to_string(r.response.status) + " " +
                                    r.response.reason + (detail.empty() ? "" : ": " + detail));
         }
-        done(std::make_unique<WsConnection>(loop, std::move(r.upgraded),
-                                            WsConnection::Role::Client, limits, nullptr),
+        done(std::make_unique<WsConnection>(loop, std::move(r.upgraded), WsConnection::Role::Client,
+                                            limits, nullptr),
              {});
       });
   ex->start();
@@ -91,11 +90,11 @@ ExchangePtr initiateStream(Loop& loop, const HubTarget& hub, const std::string& 
   std::string auth =
       sas::makeToken(hub.resourceHost, key, std::time(nullptr) + kTokenLifetime, policy)
           .value_or("");
-  std::string req = "POST /api/v1/devices/" + sas::urlEncode(device) +
-                    "/streams HTTP/1.1\r\nHost: " + hostHeader(hub) +
-                    "\r\nAuthorization: " + auth +
-                    "\r\nContent-Type: application/json\r\nContent-Length: " +
-                    std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+  std::string req =
+      "POST /api/v1/devices/" + sas::urlEncode(device) +
+      "/streams HTTP/1.1\r\nHost: " + hostHeader(hub) + "\r\nAuthorization: " + auth +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\nConnection: close\r\n\r\n" + body;
   BufferEventPtr bev = tls::newClient(loop, hub.ssl, hub.serverName);
   if (!bev) {
     done(InitiateResult{0, "tls", "cannot create TLS connection", {}});

@@ -14,7 +14,7 @@ namespace ds::hubclient {
 
 // Where the hub is and how to trust it.
 struct HubTarget {
-  std::string host;          // to connect to
+  std::string host;  // to connect to
   uint16_t port = 443;
   std::string serverName;    // certificate name to verify and SNI
   std::string resourceHost;  // host part of SAS resources

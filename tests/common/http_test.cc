@@ -176,7 +176,8 @@ TEST(HttpRequest, RejectsMalformed) {
       "GET / HTTP/1.1\r\n\n",                     // LF after the last line
   };
   for (const char* s : bad) EXPECT_EQ(requestError(s), 400) << s;
-  EXPECT_EQ(requestError(std::string("GET / HTTP/1.1\r\nA: b\0c\r\n\r\n", 27)), 400);
+  const char withNul[] = "GET / HTTP/1.1\r\nA: b\0c\r\n\r\n";
+  EXPECT_EQ(requestError(std::string_view(withNul, sizeof(withNul) - 1)), 400);
 }
 
 TEST(HttpRequest, BadLineEndingsAreRefusedBeforeTheHeadEnds) {

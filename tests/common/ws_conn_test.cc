@@ -1,0 +1,748 @@
+// Tests for WsConnection over real libevent loops on socketpairs: streaming binary payloads both
+// ways, text reassembly and UTF-8 checks, ping/pong, the close handshake, protocol failures and
+// their close codes, transport loss, and output/input backpressure. The far end is either raw
+// bytes built with the frame codec or a second WsConnection in the opposite role.
+#include "common/ws_conn.h"
+
+#include <fcntl.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/ws_frame.h"
+#include "mocks/ws_callbacks.h"
+
+namespace ds {
+namespace {
+
+using ::testing::_;
+using ::testing::HasSubstr;
+using ::testing::NiceMock;
+using ::testing::StrictMock;
+using Role = WsConnection::Role;
+using ws::Opcode;
+namespace cc = ws::close_code;
+
+constexpr std::array<uint8_t, 4> kKey = {0x11, 0x5a, 0xc3, 0x7e};
+
+std::string randomBytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(rng());
+  return s;
+}
+
+// One frame as a peer would send it: masked (client to server) or not (server to client).
+std::string frame(Opcode op, std::string_view payload, bool fin = true, bool masked = true) {
+  uint8_t hdr[ws::kMaxHeaderLen];
+  size_t h = ws::encodeHeader(hdr, fin, op, payload.size(), masked ? kKey.data() : nullptr);
+  std::string out(reinterpret_cast<char*>(hdr), h);
+  std::string body(payload);
+  if (masked) {
+    auto* p = reinterpret_cast<uint8_t*>(body.data());
+    ws::maskCopy(p, p, body.size(), kKey, 0);
+  }
+  return out + body;
+}
+
+std::string closeFrame(uint16_t code, std::string_view reason, bool masked = true) {
+  return frame(Opcode::Close, ws::encodeClosePayload(code, reason), true, masked);
+}
+
+struct Frame {
+  bool fin;
+  Opcode op;
+  std::string payload;
+};
+
+// Parses the complete frames at the front of `bytes` (unmasking them); a trailing partial frame
+// is left alone. Frames from a client must be masked, frames from a server must not be.
+std::vector<Frame> parseFrames(std::string_view bytes, bool fromClient) {
+  std::vector<Frame> frames;
+  size_t pos = 0;
+  while (pos < bytes.size()) {
+    ws::FrameHeader h;
+    auto r = ws::parseHeader(reinterpret_cast<const uint8_t*>(bytes.data() + pos),
+                             bytes.size() - pos, fromClient, ~uint64_t{0}, h);
+    EXPECT_NE(r.status, ws::ParseStatus::Invalid) << (r.error ? r.error : "");
+    if (r.status != ws::ParseStatus::Done) break;
+    if (bytes.size() - pos - h.headerLen < h.payloadLen) break;
+    std::string payload(bytes.substr(pos + h.headerLen, h.payloadLen));
+    if (h.masked) {
+      auto* p = reinterpret_cast<uint8_t*>(payload.data());
+      ws::maskCopy(p, p, payload.size(), h.maskKey, 0);
+    }
+    frames.push_back({h.fin, h.opcode, std::move(payload)});
+    pos += h.headerLen + h.payloadLen;
+  }
+  return frames;
+}
+
+uint16_t closeCodeOf(const Frame& f) {
+  if (f.payload.size() < 2) return cc::NoStatus;
+  return static_cast<uint16_t>(static_cast<uint8_t>(f.payload[0]) << 8 |
+                               static_cast<uint8_t>(f.payload[1]));
+}
+
+bool writable(int fd) {
+  pollfd p{fd, POLLOUT, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & POLLOUT) != 0;
+}
+
+size_t kernelReadable(int fd) {
+  int n = 0;
+  ::ioctl(fd, FIONREAD, &n);
+  return static_cast<size_t>(n);
+}
+
+// The far end as raw bytes: everything it receives is collected in `in`.
+struct RawPeer {
+  BufferEventPtr bev;
+  std::string in;
+  bool eof = false;
+
+  void attach(Loop& loop, int fd, bool reading) {
+    bev = newSocketBufferEvent(loop, fd);
+    bufferevent_setcb(bev.get(), &RawPeer::onRead, nullptr, &RawPeer::onEvent, this);
+    bufferevent_enable(bev.get(), reading ? EV_READ | EV_WRITE : EV_WRITE);
+  }
+  void startReading() { bufferevent_enable(bev.get(), EV_READ); }
+  void write(std::string_view s) { bufferevent_write(bev.get(), s.data(), s.size()); }
+  int fd() const { return bufferevent_getfd(bev.get()); }
+
+  static void onRead(bufferevent* b, void* arg) {
+    auto* self = static_cast<RawPeer*>(arg);
+    evbuffer* input = bufferevent_get_input(b);
+    size_t n = evbuffer_get_length(input);
+    size_t old = self->in.size();
+    self->in.resize(old + n);
+    evbuffer_remove(input, self->in.data() + old, n);
+  }
+  static void onEvent(bufferevent* b, short what, void* arg) {
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+      onRead(b, arg);
+      static_cast<RawPeer*>(arg)->eof = true;
+    }
+  }
+};
+
+void appendAll(std::string& to, evbuffer* from) {
+  size_t n = evbuffer_get_length(from);
+  size_t old = to.size();
+  to.resize(old + n);
+  evbuffer_remove(from, to.data() + old, n);
+}
+
+class WsConnTest : public ::testing::Test {
+ protected:
+  WsConnTest()
+      : guard_(loop_, [this] {
+          timedOut_ = true;
+          event_base_loopbreak(loop_.base());
+        }) {
+    std::signal(SIGPIPE, SIG_IGN);
+    int fds[2];
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    evutil_make_socket_nonblocking(fds[0]);
+    evutil_make_socket_nonblocking(fds[1]);
+    ourFd_ = fds[0];
+    peerFd_ = fds[1];
+    // Only ends a test that would otherwise hang; firing is a failure.
+    guard_.arm(std::chrono::seconds(60));
+  }
+
+  ~WsConnTest() override {
+    if (ourFd_ >= 0) ::close(ourFd_);
+    if (peerFd_ >= 0) ::close(peerFd_);
+  }
+
+  // Runs the loop until `done` holds; false (and a test failure) when the safety stop fired.
+  bool runUntil(const std::function<bool()>& done) {
+    while (!done()) {
+      if (timedOut_) {
+        ADD_FAILURE() << "safety stop: the awaited condition never came";
+        return false;
+      }
+      event_base_loop(loop_.base(), EVLOOP_ONCE);
+    }
+    return true;
+  }
+
+  // A few non-blocking loop turns, for checking that something does NOT happen.
+  void spin(int turns = 20) {
+    for (int i = 0; i < turns; ++i) event_base_loop(loop_.base(), EVLOOP_NONBLOCK);
+  }
+
+  std::unique_ptr<WsConnection> makeOurs(Role role, const WsLimits& limits = {}) {
+    int fd = ourFd_;
+    ourSock_ = fd;
+    ourFd_ = -1;
+    return std::make_unique<WsConnection>(loop_, newSocketBufferEvent(loop_, fd), role, limits,
+                                          &cb_);
+  }
+  std::unique_ptr<WsConnection> makePeer(Role role, const WsLimits& limits = {}) {
+    int fd = peerFd_;
+    peerFd_ = -1;
+    return std::make_unique<WsConnection>(loop_, newSocketBufferEvent(loop_, fd), role, limits,
+                                          &peerCb_);
+  }
+  void attachRaw(bool reading = true) {
+    raw_.attach(loop_, peerFd_, reading);
+    peerFd_ = -1;
+  }
+
+  // A server connection under test with a raw client in front of it.
+  void startServerWithRawClient(const WsLimits& limits = {}) {
+    conn_ = makeOurs(Role::Server, limits);
+    attachRaw();
+    conn_->start();
+  }
+
+  // Waits for the first close frame the raw peer receives and returns its code.
+  uint16_t awaitCloseFrame(bool fromClient) {
+    uint16_t code = 0;
+    runUntil([&] {
+      for (const auto& f : parseFrames(raw_.in, fromClient)) {
+        if (f.op == Opcode::Close) {
+          code = closeCodeOf(f);
+          return true;
+        }
+      }
+      return raw_.eof;
+    });
+    return code;
+  }
+
+  void bigTransfer(Role ourRole);
+
+  Loop loop_;
+  Timer guard_;
+  bool timedOut_ = false;
+  int ourFd_ = -1;    // owned until a bufferevent takes it
+  int peerFd_ = -1;   // likewise
+  int ourSock_ = -1;  // our end, for kernel-level checks (not owned)
+  StrictMock<testing::MockWsCallbacks> cb_;
+  std::unique_ptr<WsConnection> conn_;
+  RawPeer raw_;
+  NiceMock<testing::MockWsCallbacks> peerCb_;
+  std::unique_ptr<WsConnection> peerConn_;
+};
+
+void WsConnTest::bigTransfer(Role ourRole) {
+  conn_ = makeOurs(ourRole);
+  peerConn_ = makePeer(ourRole == Role::Server ? Role::Client : Role::Server);
+  std::string got;
+  int pieces = 0;
+  EXPECT_CALL(cb_, onWsData(_)).WillRepeatedly([&](evbuffer* b) {
+    ++pieces;
+    appendAll(got, b);
+  });
+  conn_->start();
+  peerConn_->start();
+
+  const std::string data = randomBytes(5 << 20, 42);
+  EvBufferPtr buf(evbuffer_new());
+  evbuffer_add(buf.get(), data.data(), data.size());
+  peerConn_->sendBinary(buf.get());
+  EXPECT_EQ(evbuffer_get_length(buf.get()), 0u);
+
+  ASSERT_TRUE(runUntil([&] { return got.size() >= data.size(); }));
+  ASSERT_EQ(got.size(), data.size());
+  EXPECT_TRUE(got == data) << "payload differs";
+  EXPECT_GT(pieces, 1);
+  EXPECT_EQ(conn_->bytesIn(), data.size());
+  EXPECT_EQ(peerConn_->bytesOut(), data.size());
+  EXPECT_TRUE(conn_->open());
+}
+
+TEST_F(WsConnTest, LargeBinaryClientToServer) { bigTransfer(Role::Server); }
+
+TEST_F(WsConnTest, LargeBinaryServerToClient) { bigTransfer(Role::Client); }
+
+TEST_F(WsConnTest, ServerSendsBinaryUnmaskedInFramesOfMaxSendFrame) {
+  WsLimits limits;
+  limits.maxSendFrame = 1000;
+  conn_ = makeOurs(Role::Server, limits);
+  attachRaw();
+  conn_->start();
+  const std::string data = randomBytes(2500, 1);
+  EvBufferPtr buf(evbuffer_new());
+  evbuffer_add(buf.get(), data.data(), data.size());
+  conn_->sendBinary(buf.get());
+  ASSERT_TRUE(runUntil([&] { return raw_.in.size() >= data.size() + 3 * 4; }));
+  auto frames = parseFrames(raw_.in, /*fromClient=*/false);
+  ASSERT_EQ(frames.size(), 3u);
+  std::string joined;
+  for (const auto& f : frames) {
+    EXPECT_LE(f.payload.size(), 1000u);
+    joined += f.payload;
+  }
+  EXPECT_TRUE(joined == data);
+}
+
+// ws_conn.h documents sendBinary as "all bytes of `data` as one binary message (split into frames
+// of maxSendFrame)": one Binary frame, then Continuation frames, FIN on the last one only.
+TEST_F(WsConnTest, SendBinaryFramesFormOneMessage) {
+  WsLimits limits;
+  limits.maxSendFrame = 1000;
+  conn_ = makeOurs(Role::Server, limits);
+  attachRaw();
+  conn_->start();
+  EvBufferPtr buf(evbuffer_new());
+  std::string data = randomBytes(2500, 2);
+  evbuffer_add(buf.get(), data.data(), data.size());
+  conn_->sendBinary(buf.get());
+  ASSERT_TRUE(runUntil([&] { return parseFrames(raw_.in, false).size() >= 3; }));
+  auto frames = parseFrames(raw_.in, false);
+  ASSERT_EQ(frames.size(), 3u);
+  EXPECT_EQ(frames[0].op, Opcode::Binary);
+  EXPECT_FALSE(frames[0].fin);
+  EXPECT_EQ(frames[1].op, Opcode::Continuation);
+  EXPECT_FALSE(frames[1].fin);
+  EXPECT_EQ(frames[2].op, Opcode::Continuation);
+  EXPECT_TRUE(frames[2].fin);
+}
+
+TEST_F(WsConnTest, ClientMasksWhatItSends) {
+  conn_ = makeOurs(Role::Client);
+  attachRaw();
+  conn_->start();
+  conn_->sendText("hello");
+  ASSERT_TRUE(runUntil([&] { return !parseFrames(raw_.in, /*fromClient=*/true).empty(); }));
+  auto frames = parseFrames(raw_.in, true);
+  EXPECT_EQ(frames[0].op, Opcode::Text);
+  EXPECT_TRUE(frames[0].fin);
+  EXPECT_EQ(frames[0].payload, "hello");
+}
+
+TEST_F(WsConnTest, FragmentedTextIsReassembled) {
+  startServerWithRawClient();
+  std::string text;
+  EXPECT_CALL(cb_, onWsText(_)).WillOnce([&](std::string m) { text = std::move(m); });
+  // A ping between fragments is allowed and answered without disturbing the message.
+  raw_.write(frame(Opcode::Text, "Hel", false) + frame(Opcode::Continuation, "lo, ", false) +
+             frame(Opcode::Ping, "mid") + frame(Opcode::Continuation, "", false) +
+             frame(Opcode::Continuation, "world", true));
+  ASSERT_TRUE(runUntil([&] { return !text.empty(); }));
+  EXPECT_EQ(text, "Hello, world");
+  ASSERT_TRUE(runUntil([&] { return !parseFrames(raw_.in, false).empty(); }));
+  auto frames = parseFrames(raw_.in, false);
+  EXPECT_EQ(frames[0].op, Opcode::Pong);
+  EXPECT_EQ(frames[0].payload, "mid");
+  EXPECT_TRUE(conn_->open());
+}
+
+TEST_F(WsConnTest, SplitUtf8CharacterAcrossFramesFedByteByByte) {
+  startServerWithRawClient();
+  std::vector<std::string> texts;
+  EXPECT_CALL(cb_, onWsText(_)).Times(2).WillRepeatedly([&](std::string m) {
+    texts.push_back(std::move(m));
+  });
+  // U+20AC (E2 82 AC) and U+1F600 (F0 9F 98 80) both cut in the middle by a frame boundary.
+  std::string wire = frame(Opcode::Text, "h\xE2\x82", false) +
+                     frame(Opcode::Continuation, "\xAC" "llo", true) +
+                     frame(Opcode::Text, "x\xF0\x9F", false) +
+                     frame(Opcode::Continuation, "\x98", false) +
+                     frame(Opcode::Continuation, "\x80y", true);
+  for (char c : wire) {
+    raw_.write(std::string_view(&c, 1));
+    spin(3);
+  }
+  ASSERT_TRUE(runUntil([&] { return texts.size() == 2; }));
+  EXPECT_EQ(texts[0], "h\xE2\x82\xAC" "llo");
+  EXPECT_EQ(texts[1], "x\xF0\x9F\x98\x80y");
+}
+
+TEST_F(WsConnTest, BinaryFedByteByByteArrivesIntact) {
+  startServerWithRawClient();
+  std::string got;
+  EXPECT_CALL(cb_, onWsData(_)).WillRepeatedly([&](evbuffer* b) { appendAll(got, b); });
+  const std::string data = randomBytes(300, 3);
+  std::string wire = frame(Opcode::Binary, data.substr(0, 200), false) +
+                     frame(Opcode::Continuation, data.substr(200), true);
+  for (char c : wire) {
+    raw_.write(std::string_view(&c, 1));
+    spin(3);
+  }
+  ASSERT_TRUE(runUntil([&] { return got.size() >= data.size(); }));
+  EXPECT_TRUE(got == data);
+}
+
+TEST_F(WsConnTest, PingIsAnsweredWithPongCarryingTheSamePayload) {
+  startServerWithRawClient();
+  const std::string payload("\x00\x01ping\xff", 7);
+  raw_.write(frame(Opcode::Ping, payload));
+  ASSERT_TRUE(runUntil([&] { return !parseFrames(raw_.in, false).empty(); }));
+  auto frames = parseFrames(raw_.in, false);
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0].op, Opcode::Pong);
+  EXPECT_TRUE(frames[0].fin);
+  EXPECT_EQ(frames[0].payload, payload);
+  EXPECT_TRUE(conn_->open());
+}
+
+TEST_F(WsConnTest, ClientAnswersPingWithMaskedPong) {
+  conn_ = makeOurs(Role::Client);
+  attachRaw();
+  conn_->start();
+  raw_.write(frame(Opcode::Ping, "abc", true, /*masked=*/false));
+  ASSERT_TRUE(runUntil([&] { return !parseFrames(raw_.in, true).empty(); }));
+  auto frames = parseFrames(raw_.in, true);
+  EXPECT_EQ(frames[0].op, Opcode::Pong);
+  EXPECT_EQ(frames[0].payload, "abc");
+}
+
+TEST_F(WsConnTest, PeerCloseIsReportedAndEchoed) {
+  startServerWithRawClient();
+  bool closed = false;
+  EXPECT_CALL(cb_, onWsClosed(1000, "bye")).WillOnce([&] { closed = true; });
+  raw_.write(closeFrame(1000, "bye"));
+  ASSERT_TRUE(runUntil([&] { return closed; }));
+  EXPECT_FALSE(conn_->open());
+  EXPECT_EQ(awaitCloseFrame(false), 1000);
+  // After the echo our side half-closes.
+  ASSERT_TRUE(runUntil([&] { return raw_.eof; }));
+  auto frames = parseFrames(raw_.in, false);
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0].op, Opcode::Close);
+}
+
+TEST_F(WsConnTest, EmptyCloseIsReportedAs1005AndEchoedEmpty) {
+  startServerWithRawClient();
+  bool closed = false;
+  EXPECT_CALL(cb_, onWsClosed(cc::NoStatus, "")).WillOnce([&] { closed = true; });
+  raw_.write(frame(Opcode::Close, ""));
+  ASSERT_TRUE(runUntil([&] { return closed && raw_.eof; }));
+  auto frames = parseFrames(raw_.in, false);
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0].op, Opcode::Close);
+  EXPECT_EQ(frames[0].payload, "");
+}
+
+TEST_F(WsConnTest, CloseFrameFollowedByEofReportsThePeersCode) {
+  startServerWithRawClient();
+  bool closed = false;
+  EXPECT_CALL(cb_, onWsClosed(1001, "away")).WillOnce([&] { closed = true; });
+  std::string wire = closeFrame(1001, "away");
+  ASSERT_EQ(::write(raw_.fd(), wire.data(), wire.size()), static_cast<ssize_t>(wire.size()));
+  ::shutdown(raw_.fd(), SHUT_WR);
+  ASSERT_TRUE(runUntil([&] { return closed; }));
+}
+
+TEST_F(WsConnTest, InvalidClosePayloadIsProtocolError) {
+  startServerWithRawClient();
+  bool closed = false;
+  EXPECT_CALL(cb_, onWsClosed(cc::ProtocolError, _)).WillOnce([&] { closed = true; });
+  raw_.write(frame(Opcode::Close, std::string("\x03", 1)));  // a 1-byte close payload
+  ASSERT_TRUE(runUntil([&] { return closed; }));
+  EXPECT_EQ(awaitCloseFrame(false), cc::ProtocolError);
+}
+
+TEST_F(WsConnTest, FrameOverMaxFrameIsClosedWith1009) {
+  WsLimits limits;
+  limits.maxFrame = 1000;
+  startServerWithRawClient(limits);
+  bool closed = false;
+  EXPECT_CALL(cb_, onWsClosed(cc::TooBig, _)).WillOnce([&] { closed = true; });
+  raw_.write(frame(Opcode::Binary, std::string(1001, 'x')));
+  ASSERT_TRUE(runUntil([&] { return closed; }));
+  EXPECT_FALSE(conn_->open());
+  EXPECT_EQ(awaitCloseFrame(false), cc::TooBig);
+}
+
+TEST_F(WsConnTest, FrameAtMaxFrameIsAccepted) {
+  WsLimits limits;
+  limits.maxFrame = 1000;
+  startServerWithRawClient(limits);
+  std::string got;
+  EXPECT_CALL(cb_, onWsData(_)).WillRepeatedly([&](evbuffer* b) { appendAll(got, b); });
+  raw_.write(frame(Opcode::Binary, std::string(1000, 'x')));
+  ASSERT_TRUE(runUntil([&] { return got.size() == 1000; }));
+  EXPECT_TRUE(conn_->open());
+}
+
+TEST_F(WsConnTest, TextMessageOverMaxMessageIsClosedWith1009) {
+  WsLimits limits;
+  limits.maxMessage = 10;
+  startServerWithRawClient(limits);
+  bool closed = false;
+  EXPECT_CALL(cb_, onWsClosed(cc::TooBig, _)).WillOnce([&] { closed = true; });
+  raw_.write(frame(Opcode::Text, "123456", false) + frame(Opcode::Continuation, "78901", true));
+  ASSERT_TRUE(runUntil([&] { return closed; }));
+  EXPECT_EQ(awaitCloseFrame(false), cc::TooBig);
+}
+
+TEST_F(WsConnTest, UnmaskedFrameToServerIsProtocolError) {
+  startServerWithRawClient();
+  bool closed = false;
+  EXPECT_CALL(cb_, onWsClosed(cc::ProtocolError, _)).WillOnce([&] { closed = true; });
+  raw_.write(frame(Opcode::Binary, "data", true, /*masked=*/false));
+  ASSERT_TRUE(runUntil([&] { return closed; }));
+  EXPECT_EQ(awaitCloseFrame(false), cc::ProtocolError);
+}
+
+TEST_F(WsConnTest, MaskedFrameToClientIsProtocolError) {
+  conn_ = makeOurs(Role::Client);
+  attachRaw();
+  conn_->start();
+  bool closed = false;
+  EXPECT_CALL(cb_, onWsClosed(cc::ProtocolError, _)).WillOnce([&] { closed = true; });
+  raw_.write(frame(Opcode::Binary, "data", true, /*masked=*/true));
+  ASSERT_TRUE(runUntil([&] { return closed; }));
+  EXPECT_EQ(awaitCloseFrame(/*fromClient=*/true), cc::ProtocolError);
+}
+
+TEST_F(WsConnTest, InvalidUtf8TextIs1007) {
+  startServerWithRawClient();
+  bool closed = false;
+  EXPECT_CALL(cb_, onWsClosed(cc::InvalidData, _)).WillOnce([&] { closed = true; });
+  raw_.write(frame(Opcode::Text, "ok \xC3\x28 not"));
+  ASSERT_TRUE(runUntil([&] { return closed; }));
+  EXPECT_EQ(awaitCloseFrame(false), cc::InvalidData);
+}
+
+TEST_F(WsConnTest, TextEndingInsideACodePointIs1007) {
+  startServerWithRawClient();
+  bool closed = false;
+  EXPECT_CALL(cb_, onWsClosed(cc::InvalidData, _)).WillOnce([&] { closed = true; });
+  raw_.write(frame(Opcode::Text, "abc\xE2\x82", false) + frame(Opcode::Continuation, "", true));
+  ASSERT_TRUE(runUntil([&] { return closed; }));
+  EXPECT_EQ(awaitCloseFrame(false), cc::InvalidData);
+}
+
+TEST_F(WsConnTest, ContinuationWithoutStartIsProtocolError) {
+  startServerWithRawClient();
+  bool closed = false;
+  EXPECT_CALL(cb_, onWsClosed(cc::ProtocolError, _)).WillOnce([&] { closed = true; });
+  raw_.write(frame(Opcode::Continuation, "orphan", true));
+  ASSERT_TRUE(runUntil([&] { return closed; }));
+  EXPECT_EQ(awaitCloseFrame(false), cc::ProtocolError);
+}
+
+TEST_F(WsConnTest, NewMessageInsideFragmentedMessageIsProtocolError) {
+  startServerWithRawClient();
+  bool closed = false;
+  EXPECT_CALL(cb_, onWsClosed(cc::ProtocolError, _)).WillOnce([&] { closed = true; });
+  raw_.write(frame(Opcode::Text, "a", false) + frame(Opcode::Text, "b", true));
+  ASSERT_TRUE(runUntil([&] { return closed; }));
+  EXPECT_EQ(awaitCloseFrame(false), cc::ProtocolError);
+}
+
+TEST_F(WsConnTest, TransportEofWithoutCloseIs1006) {
+  startServerWithRawClient();
+  bool closed = false;
+  EXPECT_CALL(cb_, onWsClosed(cc::Abnormal, _)).WillOnce([&] { closed = true; });
+  ::shutdown(raw_.fd(), SHUT_WR);
+  ASSERT_TRUE(runUntil([&] { return closed; }));
+  EXPECT_FALSE(conn_->open());
+  // No close frame goes out on a dropped transport; our side just goes away.
+  ASSERT_TRUE(runUntil([&] { return raw_.eof; }));
+  EXPECT_TRUE(raw_.in.empty());
+}
+
+TEST_F(WsConnTest, DataBeforeEofIsDeliveredThen1006) {
+  startServerWithRawClient();
+  std::string got;
+  bool closed = false;
+  {
+    ::testing::InSequence seq;
+    EXPECT_CALL(cb_, onWsData(_)).WillRepeatedly([&](evbuffer* b) { appendAll(got, b); });
+    EXPECT_CALL(cb_, onWsClosed(cc::Abnormal, _)).WillOnce([&] { closed = true; });
+  }
+  std::string wire = frame(Opcode::Binary, "tail");
+  ASSERT_EQ(::write(raw_.fd(), wire.data(), wire.size()), static_cast<ssize_t>(wire.size()));
+  ::shutdown(raw_.fd(), SHUT_WR);
+  ASSERT_TRUE(runUntil([&] { return closed; }));
+  EXPECT_EQ(got, "tail");
+}
+
+TEST_F(WsConnTest, LocalCloseSendsCloseFrameAndHalfCloses) {
+  startServerWithRawClient();
+  // Whatever ws_conn.h promises after close(), the code and reason must go out on the wire.
+  EXPECT_CALL(cb_, onWsClosed(_, _)).Times(::testing::AtMost(1));
+  conn_->close(1001, "going away");
+  EXPECT_FALSE(conn_->open());
+  ASSERT_TRUE(runUntil([&] { return raw_.eof; }));
+  auto frames = parseFrames(raw_.in, false);
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0].op, Opcode::Close);
+  EXPECT_EQ(closeCodeOf(frames[0]), 1001);
+  EXPECT_EQ(frames[0].payload.substr(2), "going away");
+}
+
+// ws_conn.h: close() "reports onWsClosed once the peer answers or a short bound passes".
+TEST_F(WsConnTest, LocalCloseReportsOnWsClosedWhenPeerAnswers) {
+  startServerWithRawClient();
+  EXPECT_CALL(cb_, onWsClosed(1000, _)).Times(1);
+  conn_->close(1000, "done");
+  ASSERT_TRUE(runUntil([&] { return raw_.eof; }));
+  raw_.write(closeFrame(1000, ""));
+  ASSERT_TRUE(runUntil([&] { return evbuffer_get_length(bufferevent_get_output(raw_.bev.get())) == 0; }));
+  ::shutdown(raw_.fd(), SHUT_WR);
+  // Once the lingering socket saw our EOF, nothing of this connection is left to report later.
+  ASSERT_TRUE(runUntil([&] { return loop_.lingering() == 0; }));
+}
+
+TEST_F(WsConnTest, SendsAfterCloseAreDropped) {
+  startServerWithRawClient();
+  bool closed = false;
+  EXPECT_CALL(cb_, onWsClosed(1000, _)).WillOnce([&] { closed = true; });
+  raw_.write(closeFrame(1000, ""));
+  ASSERT_TRUE(runUntil([&] { return closed && raw_.eof; }));
+  EvBufferPtr buf(evbuffer_new());
+  evbuffer_add(buf.get(), "late", 4);
+  conn_->sendBinary(buf.get());
+  conn_->sendText("late");
+  EXPECT_EQ(evbuffer_get_length(buf.get()), 0u);
+  EXPECT_EQ(conn_->outputLength(), 0u);
+}
+
+TEST_F(WsConnTest, HighWatermarkAndDrainedCallback) {
+  conn_ = makeOurs(Role::Server);
+  conn_->setHighWatermark(64 * 1024);
+  attachRaw(/*reading=*/false);
+  conn_->start();
+
+  const std::string data = randomBytes(4 << 20, 4);
+  EvBufferPtr buf(evbuffer_new());
+  evbuffer_add(buf.get(), data.data(), data.size());
+  EXPECT_FALSE(conn_->overHighWatermark());
+  conn_->sendBinary(buf.get());
+  EXPECT_TRUE(conn_->overHighWatermark());
+
+  // The peer does not read: our side writes until the socket is full, then stalls above the
+  // watermark without reporting a drain (the StrictMock has no onWsDrained expectation yet).
+  ASSERT_TRUE(runUntil(
+      [&] { return conn_->outputLength() < data.size() + 1024 && !writable(ourSock_); }));
+  spin();
+  EXPECT_TRUE(conn_->overHighWatermark());
+  EXPECT_GT(conn_->outputLength(), 64u * 1024);
+
+  bool drained = false;
+  EXPECT_CALL(cb_, onWsDrained()).WillOnce([&] {
+    drained = true;
+    EXPECT_LE(conn_->outputLength(), 32u * 1024);
+  });
+  raw_.startReading();
+  ASSERT_TRUE(runUntil([&] { return drained; }));
+  EXPECT_FALSE(conn_->overHighWatermark());
+
+  std::string joined;
+  ASSERT_TRUE(runUntil([&] {
+    joined.clear();
+    for (const auto& f : parseFrames(raw_.in, false)) joined += f.payload;
+    return joined.size() >= data.size();
+  }));
+  EXPECT_TRUE(joined == data);
+}
+
+TEST_F(WsConnTest, NoDrainedCallbackWithoutCrossingTheWatermark) {
+  conn_ = makeOurs(Role::Server);
+  conn_->setHighWatermark(64 * 1024);
+  attachRaw();
+  conn_->start();
+  EvBufferPtr buf(evbuffer_new());
+  std::string data = randomBytes(1000, 5);
+  evbuffer_add(buf.get(), data.data(), data.size());
+  conn_->sendBinary(buf.get());
+  EXPECT_FALSE(conn_->overHighWatermark());
+  // StrictMock: an onWsDrained here would fail the test.
+  ASSERT_TRUE(runUntil([&] { return raw_.in.size() >= data.size() + 4; }));
+  spin();
+}
+
+TEST_F(WsConnTest, PauseReadingHoldsBufferedFramesUntilResume) {
+  startServerWithRawClient();
+  std::string got;
+  int calls = 0;
+  EXPECT_CALL(cb_, onWsData(_)).WillRepeatedly([&](evbuffer* b) {
+    appendAll(got, b);
+    if (++calls == 1) conn_->pauseReading();
+  });
+  raw_.write(frame(Opcode::Binary, "aaa") + frame(Opcode::Binary, "bbb") +
+             frame(Opcode::Binary, "ccc"));
+  ASSERT_TRUE(runUntil([&] { return !got.empty(); }));
+  spin();
+  EXPECT_EQ(got, "aaa");
+  conn_->resumeReading();
+  ASSERT_TRUE(runUntil([&] { return got.size() >= 9; }));
+  EXPECT_EQ(got, "aaabbbccc");
+}
+
+TEST_F(WsConnTest, PauseReadingLeavesNewInputInTheSocket) {
+  startServerWithRawClient();
+  conn_->pauseReading();
+  std::string got;
+  std::string text;
+  // Nothing may be delivered while paused (StrictMock: no expectations yet).
+  const std::string wire = frame(Opcode::Binary, "held") + frame(Opcode::Text, "also held");
+  raw_.write(wire);
+  ASSERT_TRUE(runUntil([&] {
+    return evbuffer_get_length(bufferevent_get_output(raw_.bev.get())) == 0 &&
+           kernelReadable(ourSock_) == wire.size();
+  }));
+  spin();
+  EXPECT_EQ(kernelReadable(ourSock_), wire.size());
+
+  EXPECT_CALL(cb_, onWsData(_)).WillRepeatedly([&](evbuffer* b) { appendAll(got, b); });
+  EXPECT_CALL(cb_, onWsText(_)).WillOnce([&](std::string m) { text = std::move(m); });
+  conn_->resumeReading();
+  ASSERT_TRUE(runUntil([&] { return !text.empty(); }));
+  EXPECT_EQ(got, "held");
+  EXPECT_EQ(text, "also held");
+}
+
+TEST_F(WsConnTest, InputBufferedBeforeStartIsProcessedOnStart) {
+  const std::string wire = frame(Opcode::Text, "early");
+  ASSERT_EQ(::write(peerFd_, wire.data(), wire.size()), static_cast<ssize_t>(wire.size()));
+  BufferEventPtr bev = newSocketBufferEvent(loop_, ourFd_);
+  ourSock_ = ourFd_;
+  ourFd_ = -1;
+  // The handshake layer has already read the frame into the bufferevent.
+  bufferevent_enable(bev.get(), EV_READ);
+  ASSERT_TRUE(runUntil(
+      [&] { return evbuffer_get_length(bufferevent_get_input(bev.get())) == wire.size(); }));
+  bufferevent_disable(bev.get(), EV_READ);
+  conn_ = std::make_unique<WsConnection>(loop_, std::move(bev), Role::Server, WsLimits{}, &cb_);
+  attachRaw();
+  std::string text;
+  EXPECT_CALL(cb_, onWsText(_)).WillOnce([&](std::string m) { text = std::move(m); });
+  conn_->start();
+  ASSERT_TRUE(runUntil([&] { return !text.empty(); }));
+  EXPECT_EQ(text, "early");
+}
+
+TEST_F(WsConnTest, TextBothWaysBetweenTwoConnections) {
+  conn_ = makeOurs(Role::Client);
+  peerConn_ = makePeer(Role::Server);
+  std::vector<std::string> ours;
+  std::vector<std::string> theirs;
+  EXPECT_CALL(cb_, onWsText(_)).WillRepeatedly([&](std::string m) { ours.push_back(m); });
+  ON_CALL(peerCb_, onWsText(_)).WillByDefault([&](std::string m) { theirs.push_back(m); });
+  conn_->start();
+  peerConn_->start();
+  conn_->sendText(R"({"type":"eof"})");
+  peerConn_->sendText("");
+  peerConn_->sendText("\xC3\xA9t\xC3\xA9");
+  ASSERT_TRUE(runUntil([&] { return ours.size() == 2 && theirs.size() == 1; }));
+  EXPECT_EQ(theirs[0], R"({"type":"eof"})");
+  EXPECT_EQ(ours[0], "");
+  EXPECT_EQ(ours[1], "\xC3\xA9t\xC3\xA9");
+}
+
+}  // namespace
+}  // namespace ds

@@ -1,0 +1,98 @@
+// Tests for the daemon's pure helpers: the SOCKS reply chosen for each way a stream initiation can
+// fail at the hub, and the device name taken from a "NAME<suffix>" host.
+#include "daemon/daemon.h"
+
+#include <gtest/gtest.h>
+
+#include <cctype>
+#include <string>
+
+namespace ds::daemon {
+namespace {
+
+using socks::Reply;
+
+struct ReplyCase {
+  int status;
+  const char* code;
+  Reply reply;
+};
+
+class ReplyForTest : public ::testing::TestWithParam<ReplyCase> {};
+
+TEST_P(ReplyForTest, MapsHubAnswerToSocksReply) {
+  const ReplyCase& c = GetParam();
+  EXPECT_EQ(static_cast<int>(replyFor(c.status, c.code)), static_cast<int>(c.reply))
+      << c.status << " " << c.code;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, ReplyForTest,
+    ::testing::Values(
+        ReplyCase{404, "", Reply::HostUnreachable},             // no such device
+        ReplyCase{404, "unknown_device", Reply::HostUnreachable},
+        ReplyCase{503, "", Reply::NetworkUnreachable},          // device offline
+        ReplyCase{503, "offline", Reply::NetworkUnreachable},
+        ReplyCase{403, "", Reply::NotAllowed},                  // allow-list, disabled
+        ReplyCase{403, "forbidden", Reply::NotAllowed},
+        ReplyCase{504, "", Reply::TtlExpired},                  // handshake timeout
+        ReplyCase{502, "refused", Reply::ConnectionRefused},    // device could not connect
+        ReplyCase{502, "timeout", Reply::TtlExpired},
+        ReplyCase{502, "unreachable", Reply::HostUnreachable},  // any other device failure
+        ReplyCase{502, "", Reply::HostUnreachable},
+        ReplyCase{502, "REFUSED", Reply::HostUnreachable},      // codes are exact
+        ReplyCase{401, "", Reply::GeneralFailure},
+        ReplyCase{401, "unauthorized", Reply::GeneralFailure},
+        ReplyCase{429, "", Reply::GeneralFailure},
+        ReplyCase{429, "rate_limited", Reply::GeneralFailure},
+        ReplyCase{0, "", Reply::GeneralFailure},                // transport failure
+        ReplyCase{0, "refused", Reply::GeneralFailure},
+        ReplyCase{500, "", Reply::GeneralFailure},
+        ReplyCase{200, "", Reply::GeneralFailure}),
+    [](const ::testing::TestParamInfo<ReplyCase>& info) {
+      std::string name = "S" + std::to_string(info.param.status) + "_";
+      for (const char* p = info.param.code; *p; ++p) {
+        name += std::isalnum(static_cast<unsigned char>(*p)) ? *p : '_';
+      }
+      return name + "_" + std::to_string(info.index);
+    });
+
+TEST(DeviceFromHost, StripsTheSuffix) {
+  EXPECT_EQ(deviceFromHost("dev01.hub", ".hub"), "dev01");
+  EXPECT_EQ(deviceFromHost("d.hub", ".hub"), "d");
+  EXPECT_EQ(deviceFromHost("a.b.hub", ".hub"), "a.b");
+}
+
+TEST(DeviceFromHost, SuffixIsCaseInsensitiveAndNameKeepsItsCase) {
+  EXPECT_EQ(deviceFromHost("dev01.HUB", ".hub"), "dev01");
+  EXPECT_EQ(deviceFromHost("Dev01.Hub", ".hub"), "Dev01");
+  EXPECT_EQ(deviceFromHost("dev01.hub", ".HUB"), "dev01");
+}
+
+TEST(DeviceFromHost, NothingBeforeTheSuffixIsNotADevice) {
+  EXPECT_EQ(deviceFromHost("hub", ".hub"), "");
+  EXPECT_EQ(deviceFromHost(".hub", ".hub"), "");
+  EXPECT_EQ(deviceFromHost("", ".hub"), "");
+}
+
+TEST(DeviceFromHost, OtherHostsAreNotDevices) {
+  EXPECT_EQ(deviceFromHost("example.com", ".hub"), "");
+  EXPECT_EQ(deviceFromHost("dev01hub", ".hub"), "");
+  EXPECT_EQ(deviceFromHost("dev01.hub.", ".hub"), "");
+  EXPECT_EQ(deviceFromHost("dev01.hubx", ".hub"), "");
+  EXPECT_EQ(deviceFromHost("dev01.xhub", ".hub"), "");
+}
+
+TEST(DeviceFromHost, MultiLabelSuffix) {
+  EXPECT_EQ(deviceFromHost("dev01.devices.internal", ".devices.internal"), "dev01");
+  EXPECT_EQ(deviceFromHost("devices.internal", ".devices.internal"), "");
+  EXPECT_EQ(deviceFromHost("dev01.other.internal", ".devices.internal"), "");
+}
+
+TEST(DeviceFromHost, BytesAboveAsciiDoNotMatchTheSuffix) {
+  EXPECT_EQ(deviceFromHost("dev01.h\xC3\xBC" "b", ".hub"), "");
+  EXPECT_EQ(deviceFromHost("d\xC3\xA9v.hub", ".hub"), "d\xC3\xA9v");
+}
+
+}  // namespace
+}  // namespace ds::daemon
