@@ -48,14 +48,13 @@ int fail(const std::string& msg, int code = 1) {
 int socksConnect(const ds::config::Endpoint& socks, const std::string& host, uint16_t port,
                  std::string& err) {
   sockaddr_storage ss{};
-  int len = sizeof ss;
-  if (evutil_parse_sockaddr_port(socks.toString().c_str(), reinterpret_cast<sockaddr*>(&ss),
-                                 &len) != 0) {
-    err = "bad SOCKS address " + socks.toString();
+  socklen_t len = 0;
+  if (!ds::numericSockaddr(socks.host, socks.port, ss, len)) {
+    err = "bad SOCKS address " + socks.toString() + " (use a numeric address)";
     return -1;
   }
   int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&ss), static_cast<socklen_t>(len)) != 0) {
+  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
     err = "cannot reach the daemon's SOCKS endpoint at " + socks.toString() + ": " +
           std::strerror(errno) + " (is devstreamsd running?)";
     if (fd >= 0) ::close(fd);

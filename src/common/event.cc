@@ -84,6 +84,50 @@ BufferEventPtr newSocketBufferEvent(Loop& loop, evutil_socket_t fd) {
       bufferevent_socket_new(loop.base(), fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
 }
 
+bool numericSockaddr(const std::string& host, uint16_t port, sockaddr_storage& ss, socklen_t& len) {
+  ss = {};
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+  if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    len = sizeof(sockaddr_in);
+    return true;
+  }
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    len = sizeof(sockaddr_in6);
+    return true;
+  }
+  return false;
+}
+
+ListenerPtr listenTcp(Loop& loop, const std::string& host, uint16_t port, evconnlistener_cb cb,
+                      void* arg, uint16_t& boundPort, std::string& err) {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  std::string name =
+      (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  if (!numericSockaddr(host, port, ss, len)) {
+    err = "cannot listen on " + name + ": not a numeric IP address";
+    return nullptr;
+  }
+  ListenerPtr l(evconnlistener_new_bind(loop.base(), cb, arg,
+                                        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 128,
+                                        reinterpret_cast<sockaddr*>(&ss), static_cast<int>(len)));
+  if (!l) {
+    err = "cannot listen on " + name + ": " + evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
+    return nullptr;
+  }
+  sockaddr_storage bound{};
+  socklen_t blen = sizeof bound;
+  getsockname(evconnlistener_get_fd(l.get()), reinterpret_cast<sockaddr*>(&bound), &blen);
+  boundPort = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                                : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  return l;
+}
+
 std::string peerName(evutil_socket_t fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;

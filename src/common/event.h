@@ -8,6 +8,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <functional>
@@ -100,6 +101,14 @@ class Timer {
 
 // Creates a socket bufferevent with the options every plain TCP stream in the project uses.
 BufferEventPtr newSocketBufferEvent(Loop& loop, evutil_socket_t fd);
+
+// Fills `ss` from a numeric IPv4 or IPv6 address (no brackets) and a port; false otherwise.
+bool numericSockaddr(const std::string& host, uint16_t port, sockaddr_storage& ss, socklen_t& len);
+
+// Binds and listens on a numeric address; port 0 takes any free port. `boundPort` receives the
+// port bound. Returns null with `err` set on failure.
+ListenerPtr listenTcp(Loop& loop, const std::string& host, uint16_t port, evconnlistener_cb cb,
+                      void* arg, uint16_t& boundPort, std::string& err);
 
 // "1.2.3.4:5" / "[::1]:5" for log lines.
 std::string peerName(evutil_socket_t fd);

@@ -276,36 +276,41 @@ void WsConnection::sendBinary(evbuffer* data) {
   evbuffer* out = bufferevent_get_output(bev_.get());
   size_t total = evbuffer_get_length(data);
   bytesOut_ += total;
-  while (total > 0) {
+  Opcode op = Opcode::Binary;
+  do {
     size_t len = total < limits_.maxSendFrame ? total : limits_.maxSendFrame;
+    bool fin = len == total;
     uint8_t hdr[ws::kMaxHeaderLen];
     if (role_ == Role::Client) {
       // Mask while copying from the source chains into the output: one copy.
       auto key = ws::randomMaskKey();
-      evbuffer_add(out, hdr, ws::encodeHeader(hdr, true, Opcode::Binary, len, key.data()));
-      evbuffer_iovec dst;
-      evbuffer_reserve_space(out, len, &dst, 1);
-      int nvec = evbuffer_peek(data, len, nullptr, nullptr, 0);
-      std::vector<evbuffer_iovec> src(nvec > 0 ? nvec : 1);
-      evbuffer_peek(data, len, nullptr, src.data(), nvec);
-      size_t done = 0;
-      for (const auto& v : src) {
-        size_t piece = v.iov_len < len - done ? v.iov_len : len - done;
-        ws::maskCopy(static_cast<uint8_t*>(dst.iov_base) + done,
-                     static_cast<const uint8_t*>(v.iov_base), piece, key, done);
-        done += piece;
-        if (done == len) break;
+      evbuffer_add(out, hdr, ws::encodeHeader(hdr, fin, op, len, key.data()));
+      if (len > 0) {
+        evbuffer_iovec dst;
+        evbuffer_reserve_space(out, len, &dst, 1);
+        int nvec = evbuffer_peek(data, len, nullptr, nullptr, 0);
+        std::vector<evbuffer_iovec> src(nvec > 0 ? nvec : 1);
+        evbuffer_peek(data, len, nullptr, src.data(), nvec);
+        size_t done = 0;
+        for (const auto& v : src) {
+          size_t piece = v.iov_len < len - done ? v.iov_len : len - done;
+          ws::maskCopy(static_cast<uint8_t*>(dst.iov_base) + done,
+                       static_cast<const uint8_t*>(v.iov_base), piece, key, done);
+          done += piece;
+          if (done == len) break;
+        }
+        dst.iov_len = len;
+        evbuffer_commit_space(out, &dst, 1);
+        evbuffer_drain(data, len);
       }
-      dst.iov_len = len;
-      evbuffer_commit_space(out, &dst, 1);
-      evbuffer_drain(data, len);
     } else {
       // Unmasked frames move the source chains without copying.
-      evbuffer_add(out, hdr, ws::encodeHeader(hdr, true, Opcode::Binary, len, nullptr));
+      evbuffer_add(out, hdr, ws::encodeHeader(hdr, fin, op, len, nullptr));
       evbuffer_remove_buffer(data, out, len);
     }
     total -= len;
-  }
+    op = Opcode::Continuation;
+  } while (total > 0);
   if (outputLength() > high_) wantDrained_ = true;
 }
 

@@ -47,12 +47,13 @@ class WsConnection : public Deletable {
   void start();
   void setCallbacks(Callbacks* callbacks) { callbacks_ = callbacks; }
 
-  // Sends all bytes of `data` as one binary message (split into frames of maxSendFrame);
-  // `data` is drained.
+  // Sends all bytes of `data` as one binary message, fragmented into frames of at most
+  // maxSendFrame bytes; `data` is drained. An empty buffer sends an empty message.
   void sendBinary(evbuffer* data);
   void sendText(std::string_view text);
-  // Starts the close handshake: sends a close frame, stops delivering input, and reports
-  // onWsClosed once the peer answers or a short bound passes.
+  // Ends the connection from our side: sends a close frame and hands the transport to
+  // Loop::closeAfterFlush, which delivers what is queued and waits briefly for the peer's
+  // answer. No callback follows; the owner may free the connection right away.
   void close(uint16_t code, std::string_view reason);
 
   // Backpressure: output above `high` bytes is the caller's cue to stop feeding us; when it

@@ -121,30 +121,6 @@ Daemon::~Daemon() {
   for (Attempt* a : open) a->clientGone();
 }
 
-ListenerPtr Daemon::listen(const config::Endpoint& ep, evconnlistener_cb cb, void* arg,
-                           uint16_t& port, std::string& err) {
-  sockaddr_storage ss{};
-  int len = sizeof ss;
-  std::string addr = ep.toString();
-  if (evutil_parse_sockaddr_port(addr.c_str(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
-    err = "cannot parse listen address " + addr + " (use a numeric address)";
-    return nullptr;
-  }
-  ListenerPtr l(evconnlistener_new_bind(loop_.base(), cb, arg,
-                                        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 128,
-                                        reinterpret_cast<sockaddr*>(&ss), len));
-  if (!l) {
-    err = "cannot listen on " + addr + ": " + evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
-    return nullptr;
-  }
-  sockaddr_storage bound{};
-  socklen_t blen = sizeof bound;
-  getsockname(evconnlistener_get_fd(l.get()), reinterpret_cast<sockaddr*>(&bound), &blen);
-  port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                           : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  return l;
-}
-
 bool Daemon::start(std::string& err) {
   ssl_ = tls::clientContext(cfg_.ca, err);
   if (!ssl_) return false;
@@ -152,14 +128,16 @@ bool Daemon::start(std::string& err) {
                              err)) {
     return false;
   }
-  socks_ = listen(cfg_.socksListen, &Daemon::onSocksAccept, this, socksPort_, err);
+  socks_ = listenTcp(loop_, cfg_.socksListen.host, cfg_.socksListen.port, &Daemon::onSocksAccept,
+                     this, socksPort_, err);
   if (!socks_) return false;
   LOG_INFO("SOCKS5 on %s:%u, devices as NAME%s", cfg_.socksListen.host.c_str(), socksPort_,
            cfg_.suffix.c_str());
   for (const auto& f : cfg_.forwards) {
     auto fl = std::make_unique<ForwardListener>(ForwardListener{this, f, nullptr});
     uint16_t port = 0;
-    fl->listener = listen(f.listen, &Daemon::onForwardAccept, fl.get(), port, err);
+    fl->listener = listenTcp(loop_, f.listen.host, f.listen.port, &Daemon::onForwardAccept,
+                             fl.get(), port, err);
     if (!fl->listener) return false;
     LOG_INFO("forward %s:%u -> %s:%u", f.listen.host.c_str(), port, f.device.c_str(), f.port);
     forwards_.push_back(std::move(fl));

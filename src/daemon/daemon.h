@@ -41,8 +41,6 @@ class Daemon : public socks::SocksSession::Handler {
 
   static void onSocksAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg);
   static void onForwardAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg);
-  ListenerPtr listen(const config::Endpoint& ep, evconnlistener_cb cb, void* arg, uint16_t& port,
-                     std::string& err);
   void onSocksConnect(socks::SocksSession* s, const socks::Request& request) override;
   void onSocksDone(socks::SocksSession* s) override;
   void startAttempt(std::unique_ptr<Attempt> a);

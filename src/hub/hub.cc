@@ -410,25 +410,9 @@ Hub::~Hub() { shutdown(); }
 bool Hub::start(std::string& err) {
   ssl_ = tls::serverContext(cfg_.cert, cfg_.key, err);
   if (!ssl_) return false;
-  sockaddr_storage ss{};
-  int len = sizeof ss;
-  std::string addr = cfg_.listen.toString();
-  if (evutil_parse_sockaddr_port(addr.c_str(), reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
-    err = "cannot parse listen address " + addr;
-    return false;
-  }
-  listener_.reset(evconnlistener_new_bind(loop_.base(), &Hub::onAccept, this,
-                                          LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 128,
-                                          reinterpret_cast<sockaddr*>(&ss), len));
-  if (!listener_) {
-    err = "cannot listen on " + addr + ": " + evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
-    return false;
-  }
-  sockaddr_storage bound{};
-  socklen_t blen = sizeof bound;
-  getsockname(evconnlistener_get_fd(listener_.get()), reinterpret_cast<sockaddr*>(&bound), &blen);
-  port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                            : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  listener_ =
+      listenTcp(loop_, cfg_.listen.host, cfg_.listen.port, &Hub::onAccept, this, port_, err);
+  if (!listener_) return false;
   if (cfg_.listen.port == 0) {
     // Ephemeral port (tests): the public URL follows the bound port.
     cfg_.publicUrl = "wss://" + cfg_.hostname + ":" + std::to_string(port_);

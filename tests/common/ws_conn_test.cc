@@ -4,7 +4,6 @@
 // bytes built with the frame codec or a second WsConnection in the opposite role.
 #include "common/ws_conn.h"
 
-#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -15,7 +14,6 @@
 #include <array>
 #include <chrono>
 #include <csignal>
-#include <cstring>
 #include <functional>
 #include <memory>
 #include <random>
@@ -30,7 +28,6 @@ namespace ds {
 namespace {
 
 using ::testing::_;
-using ::testing::HasSubstr;
 using ::testing::NiceMock;
 using ::testing::StrictMock;
 using Role = WsConnection::Role;
@@ -273,29 +270,20 @@ TEST_F(WsConnTest, LargeBinaryClientToServer) { bigTransfer(Role::Server); }
 
 TEST_F(WsConnTest, LargeBinaryServerToClient) { bigTransfer(Role::Client); }
 
-TEST_F(WsConnTest, ServerSendsBinaryUnmaskedInFramesOfMaxSendFrame) {
-  WsLimits limits;
-  limits.maxSendFrame = 1000;
-  conn_ = makeOurs(Role::Server, limits);
-  attachRaw();
-  conn_->start();
-  const std::string data = randomBytes(2500, 1);
-  EvBufferPtr buf(evbuffer_new());
-  evbuffer_add(buf.get(), data.data(), data.size());
-  conn_->sendBinary(buf.get());
-  ASSERT_TRUE(runUntil([&] { return raw_.in.size() >= data.size() + 3 * 4; }));
-  auto frames = parseFrames(raw_.in, /*fromClient=*/false);
-  ASSERT_EQ(frames.size(), 3u);
+// sendBinary sends one binary message: a Binary frame, then Continuation frames, FIN on the last.
+void expectOneFragmentedMessage(const std::vector<Frame>& frames, const std::string& data,
+                                size_t maxFrame) {
+  ASSERT_FALSE(frames.empty());
   std::string joined;
-  for (const auto& f : frames) {
-    EXPECT_LE(f.payload.size(), 1000u);
-    joined += f.payload;
+  for (size_t i = 0; i < frames.size(); ++i) {
+    EXPECT_EQ(frames[i].op, i == 0 ? Opcode::Binary : Opcode::Continuation) << "frame " << i;
+    EXPECT_EQ(frames[i].fin, i + 1 == frames.size()) << "frame " << i;
+    EXPECT_LE(frames[i].payload.size(), maxFrame);
+    joined += frames[i].payload;
   }
   EXPECT_TRUE(joined == data);
 }
 
-// ws_conn.h documents sendBinary as "all bytes of `data` as one binary message (split into frames
-// of maxSendFrame)": one Binary frame, then Continuation frames, FIN on the last one only.
 TEST_F(WsConnTest, SendBinaryFramesFormOneMessage) {
   WsLimits limits;
   limits.maxSendFrame = 1000;
@@ -308,13 +296,38 @@ TEST_F(WsConnTest, SendBinaryFramesFormOneMessage) {
   conn_->sendBinary(buf.get());
   ASSERT_TRUE(runUntil([&] { return parseFrames(raw_.in, false).size() >= 3; }));
   auto frames = parseFrames(raw_.in, false);
-  ASSERT_EQ(frames.size(), 3u);
+  EXPECT_EQ(frames.size(), 3u);
+  expectOneFragmentedMessage(frames, data, 1000);
+}
+
+TEST_F(WsConnTest, ClientSendBinaryFramesFormOneMaskedMessage) {
+  WsLimits limits;
+  limits.maxSendFrame = 1000;
+  conn_ = makeOurs(Role::Client, limits);
+  attachRaw();
+  conn_->start();
+  EvBufferPtr buf(evbuffer_new());
+  std::string data = randomBytes(3000, 6);
+  evbuffer_add(buf.get(), data.data(), data.size());
+  conn_->sendBinary(buf.get());
+  ASSERT_TRUE(runUntil([&] { return parseFrames(raw_.in, true).size() >= 3; }));
+  auto frames = parseFrames(raw_.in, true);
+  EXPECT_EQ(frames.size(), 3u);
+  expectOneFragmentedMessage(frames, data, 1000);
+}
+
+TEST_F(WsConnTest, EmptySendBinarySendsAnEmptyMessage) {
+  conn_ = makeOurs(Role::Server);
+  attachRaw();
+  conn_->start();
+  EvBufferPtr buf(evbuffer_new());
+  conn_->sendBinary(buf.get());
+  ASSERT_TRUE(runUntil([&] { return !parseFrames(raw_.in, false).empty(); }));
+  auto frames = parseFrames(raw_.in, false);
+  ASSERT_EQ(frames.size(), 1u);
   EXPECT_EQ(frames[0].op, Opcode::Binary);
-  EXPECT_FALSE(frames[0].fin);
-  EXPECT_EQ(frames[1].op, Opcode::Continuation);
-  EXPECT_FALSE(frames[1].fin);
-  EXPECT_EQ(frames[2].op, Opcode::Continuation);
-  EXPECT_TRUE(frames[2].fin);
+  EXPECT_TRUE(frames[0].fin);
+  EXPECT_EQ(frames[0].payload, "");
 }
 
 TEST_F(WsConnTest, ClientMasksWhatItSends) {
@@ -354,7 +367,10 @@ TEST_F(WsConnTest, SplitUtf8CharacterAcrossFramesFedByteByByte) {
   });
   // U+20AC (E2 82 AC) and U+1F600 (F0 9F 98 80) both cut in the middle by a frame boundary.
   std::string wire = frame(Opcode::Text, "h\xE2\x82", false) +
-                     frame(Opcode::Continuation, "\xAC" "llo", true) +
+                     frame(Opcode::Continuation,
+                           "\xAC"
+                           "llo",
+                           true) +
                      frame(Opcode::Text, "x\xF0\x9F", false) +
                      frame(Opcode::Continuation, "\x98", false) +
                      frame(Opcode::Continuation, "\x80y", true);
@@ -363,7 +379,9 @@ TEST_F(WsConnTest, SplitUtf8CharacterAcrossFramesFedByteByByte) {
     spin(3);
   }
   ASSERT_TRUE(runUntil([&] { return texts.size() == 2; }));
-  EXPECT_EQ(texts[0], "h\xE2\x82\xAC" "llo");
+  EXPECT_EQ(texts[0],
+            "h\xE2\x82\xAC"
+            "llo");
   EXPECT_EQ(texts[1], "x\xF0\x9F\x98\x80y");
 }
 
@@ -584,16 +602,23 @@ TEST_F(WsConnTest, LocalCloseSendsCloseFrameAndHalfCloses) {
   EXPECT_EQ(frames[0].payload.substr(2), "going away");
 }
 
-// ws_conn.h: close() "reports onWsClosed once the peer answers or a short bound passes".
-TEST_F(WsConnTest, LocalCloseReportsOnWsClosedWhenPeerAnswers) {
+// close() reports nothing (StrictMock: no onWsClosed), and the owner may free the connection at
+// once: the close frame still goes out and the transport lingers until the peer answers.
+TEST_F(WsConnTest, LocalCloseReportsNothingAndSurvivesImmediateFree) {
   startServerWithRawClient();
-  EXPECT_CALL(cb_, onWsClosed(1000, _)).Times(1);
   conn_->close(1000, "done");
+  conn_.reset();
   ASSERT_TRUE(runUntil([&] { return raw_.eof; }));
+  auto frames = parseFrames(raw_.in, false);
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0].op, Opcode::Close);
+  EXPECT_EQ(closeCodeOf(frames[0]), 1000);
+  EXPECT_EQ(frames[0].payload.substr(2), "done");
+  EXPECT_EQ(loop_.lingering(), 1u);
   raw_.write(closeFrame(1000, ""));
-  ASSERT_TRUE(runUntil([&] { return evbuffer_get_length(bufferevent_get_output(raw_.bev.get())) == 0; }));
+  ASSERT_TRUE(
+      runUntil([&] { return evbuffer_get_length(bufferevent_get_output(raw_.bev.get())) == 0; }));
   ::shutdown(raw_.fd(), SHUT_WR);
-  // Once the lingering socket saw our EOF, nothing of this connection is left to report later.
   ASSERT_TRUE(runUntil([&] { return loop_.lingering() == 0; }));
 }
 
@@ -626,8 +651,8 @@ TEST_F(WsConnTest, HighWatermarkAndDrainedCallback) {
 
   // The peer does not read: our side writes until the socket is full, then stalls above the
   // watermark without reporting a drain (the StrictMock has no onWsDrained expectation yet).
-  ASSERT_TRUE(runUntil(
-      [&] { return conn_->outputLength() < data.size() + 1024 && !writable(ourSock_); }));
+  ASSERT_TRUE(
+      runUntil([&] { return conn_->outputLength() < data.size() + 1024 && !writable(ourSock_); }));
   spin();
   EXPECT_TRUE(conn_->overHighWatermark());
   EXPECT_GT(conn_->outputLength(), 64u * 1024);

@@ -194,8 +194,8 @@ int LwsPeer::handle(lws* wsi, lws_callback_reasons reason, void* user, void* in,
       record(c, [&](Observed& o) {
         o.bytesReceived += len;
         if (final) {
-          o.messages.push_back({c->rxBinary, c->rx.size(),
-                                c->rx.size() <= c->keepLimit ? c->rx : std::string()});
+          o.messages.push_back(
+              {c->rxBinary, c->rx.size(), c->rx.size() <= c->keepLimit ? c->rx : std::string()});
         }
       });
       if (final) {
@@ -222,8 +222,8 @@ int LwsPeer::handle(lws* wsi, lws_callback_reasons reason, void* user, void* in,
       if (c) {
         const auto* p = static_cast<const unsigned char*>(in);
         int code = len >= 2 ? (p[0] << 8 | p[1]) : 1005;
-        std::string why = len > 2 ? std::string(reinterpret_cast<const char*>(p + 2), len - 2)
-                                  : std::string();
+        std::string why =
+            len > 2 ? std::string(reinterpret_cast<const char*>(p + 2), len - 2) : std::string();
         record(c, [&](Observed& o) {
           o.peerCloseCode = code;
           o.peerCloseReason = why;
@@ -274,8 +274,8 @@ int LwsPeer::writeNext(Conn* c) {
     size_t n = std::min(c->fragment, m.data.size() - c->outOffset);
     bool first = c->outOffset == 0;
     bool last = c->outOffset + n == m.data.size();
-    int flags =
-        lws_write_ws_flags(m.kind == MsgKind::Text ? LWS_WRITE_TEXT : LWS_WRITE_BINARY, first, last);
+    int flags = lws_write_ws_flags(m.kind == MsgKind::Text ? LWS_WRITE_TEXT : LWS_WRITE_BINARY,
+                                   first, last);
     ok = writeFrame(c, m.data.data() + c->outOffset, n, flags);
     c->outOffset += n;
     if (last) {

@@ -133,10 +133,10 @@ class LwsPeer {
   std::atomic<bool> stop_{false};
   std::thread thread_;
   std::mutex mu_;
-  std::deque<std::function<void()>> tasks_;     // guarded by mu_
-  std::vector<std::unique_ptr<Conn>> conns_;    // guarded by mu_
-  std::vector<Conn*> accepted_;                 // guarded by mu_
-  std::vector<unsigned char> scratch_;          // lws thread
+  std::deque<std::function<void()>> tasks_;   // guarded by mu_
+  std::vector<std::unique_ptr<Conn>> conns_;  // guarded by mu_
+  std::vector<Conn*> accepted_;               // guarded by mu_
+  std::vector<unsigned char> scratch_;        // lws thread
 };
 
 }  // namespace interop

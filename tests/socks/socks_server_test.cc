@@ -42,9 +42,7 @@ const std::string kDomainRequest =
     bytes({0x05, 0x01, 0x00, 0x03, 9}) + "dev01.hub" + bytes({0x00, 22});
 const std::string kMethodOk = bytes({0x05, 0x00});
 
-std::string replyBytes(int code) {
-  return bytes({0x05, code, 0x00, 0x01, 0, 0, 0, 0, 0, 0});
-}
+std::string replyBytes(int code) { return bytes({0x05, code, 0x00, 0x01, 0, 0, 0, 0, 0, 0}); }
 
 auto IsDomainConnect(const std::string& host, uint16_t port) {
   return AllOf(Field(&Request::command, Eq(Command::Connect)),
@@ -166,19 +164,36 @@ TEST_F(SocksSessionTest, GreetingAndRequestByteByByte) {
   EXPECT_EQ(client_.in, kMethodOk);
 }
 
-TEST_F(SocksSessionTest, Ipv4AndIpv6Requests) {
+TEST_F(SocksSessionTest, Ipv4Request) {
   startSession();
   Request got;
-  EXPECT_CALL(handler_, onSocksConnect(session_.get(), _)).WillOnce([&](SocksSession*,
-                                                                       const Request& r) {
-    got = r;
-    connected_ = true;
-  });
+  EXPECT_CALL(handler_, onSocksConnect(session_.get(), _))
+      .WillOnce([&](SocksSession*, const Request& r) {
+        got = r;
+        connected_ = true;
+      });
   client_.send(kGreeting + bytes({0x05, 0x01, 0x00, 0x01, 127, 0, 0, 1, 0x1f, 0x90}));
   ASSERT_TRUE(runUntil([&] { return connected_; }));
   EXPECT_EQ(got.type, AddressType::IPv4);
   EXPECT_EQ(got.host, "127.0.0.1");
   EXPECT_EQ(got.port, 8080);
+}
+
+TEST_F(SocksSessionTest, Ipv6Request) {
+  startSession();
+  Request got;
+  EXPECT_CALL(handler_, onSocksConnect(session_.get(), _))
+      .WillOnce([&](SocksSession*, const Request& r) {
+        got = r;
+        connected_ = true;
+      });
+  client_.send(kGreeting + bytes({0x05, 0x01, 0x00, 0x04, 0, 0, 0, 0, 0, 0,    0,
+                                  0,    0,    0,    0,    0, 0, 0, 0, 1, 0x00, 0x16}));
+  ASSERT_TRUE(runUntil([&] { return connected_; }));
+  EXPECT_EQ(got.type, AddressType::IPv6);
+  EXPECT_EQ(got.host, "::1");
+  EXPECT_EQ(got.port, 22);
+  EXPECT_EQ(got.target(), "[::1]:22");
 }
 
 TEST_F(SocksSessionTest, AcceptSendsSuccessAndKeepsEarlyData) {
