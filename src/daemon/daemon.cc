@@ -31,8 +31,9 @@ socks::Reply replyFor(int status, const std::string& code) {
 std::string deviceFromHost(const std::string& host, const std::string& suffix) {
   if (host.size() <= suffix.size()) return {};
   auto tail = host.substr(host.size() - suffix.size());
-  if (!std::equal(tail.begin(), tail.end(), suffix.begin(), suffix.end(),
-                  [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
+  if (!std::equal(
+          tail.begin(), tail.end(), suffix.begin(), suffix.end(),
+          [](unsigned char a, unsigned char b) { return std::tolower(a) == std::tolower(b); })) {
     return {};
   }
   return host.substr(0, host.size() - suffix.size());

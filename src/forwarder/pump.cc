@@ -74,6 +74,7 @@ void StreamPump::onWsData(evbuffer* payload) {
 void StreamPump::onTcpWrite(bufferevent*, void* arg) {
   auto* self = static_cast<StreamPump*>(arg);
   if (self->finished_) return;
+  // Resuming may deliver an eof and a close that finish the pump before it returns.
   self->ws_->resumeReading();
   self->maybeShutdownTcp();
 }
@@ -89,7 +90,7 @@ void StreamPump::onWsText(std::string message) {
 }
 
 void StreamPump::maybeShutdownTcp() {
-  if (!streamEof_ || tcpShutdown_) return;
+  if (finished_ || !streamEof_ || tcpShutdown_) return;
   if (evbuffer_get_length(bufferevent_get_output(tcp_.get())) != 0) return;
   tcpShutdown_ = true;
   ::shutdown(bufferevent_getfd(tcp_.get()), SHUT_WR);
