@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Creates the embedded default in a state folder: a hub CA and server certificate, the registry
-# with one device and one service policy (fresh random keys), and the three configs
-# (hub.yaml, agent.yaml, daemon.yaml). Leaves an existing state folder untouched.
+# Creates the embedded default in a state folder: the registry seed with one device and one
+# service policy (fresh random keys) and the three configs (hub.yaml, agent.yaml, daemon.yaml).
+# The hub makes its CA and server certificate (ca.crt, hub.crt) and its SQLite registry in the
+# same folder when it first starts. Leaves an existing state folder untouched.
 #
 # usage: init-state.sh DIR
 # env:   DS_HUB_PORT (8443) DS_SOCKS_PORT (1080) DS_DEVICE (dev01)
@@ -25,30 +26,18 @@ chmod 700 "$dir"
 cd "$dir"
 umask 077
 
-# CA and server certificate (P-256), SANs for loopback use.
-openssl ecparam -name prime256v1 -genkey -noout -out ca.key 2>/dev/null
-openssl req -x509 -new -key ca.key -sha256 -days 3650 -subj "/CN=devstreams local CA" \
-  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
-  -out ca.crt 2>/dev/null
-openssl ecparam -name prime256v1 -genkey -noout -out hub.key 2>/dev/null
-openssl req -new -key hub.key -subj "/CN=localhost" -out hub.csr 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' > hub.ext
-openssl x509 -req -in hub.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 825 -sha256 \
-  -extfile hub.ext -out hub.crt 2>/dev/null
-rm -f hub.csr hub.ext ca.srl
-
 device_key=$(openssl rand -base64 32)
 service_key=$(openssl rand -base64 32)
 
-cat > registry.yaml <<YAML
-# Devices and service policies of the local hub.
+cat > bootstrap.yaml <<YAML
+# Devices and service policies imported into the hub's registry when it is first created.
 devices:
   - id: $device
     primary_key: "$device_key"
 policies:
   - name: service
     key: "$service_key"
-    permissions: [connect, registry-read]
+    permissions: [connect, registry-read, registry-write]
 YAML
 
 cat > hub.yaml <<YAML
@@ -57,9 +46,8 @@ hub:
   listen: 127.0.0.1:$hub_port
   hostname: localhost
   public_url: wss://127.0.0.1:$hub_port
-  cert: hub.crt
-  key: hub.key
-  registry: registry.yaml
+  state_dir: .
+  bootstrap_registry: bootstrap.yaml
   handshake_timeout: $handshake
 YAML
 
@@ -91,5 +79,4 @@ daemon:
   handshake_timeout: $handshake
 YAML
 
-fp=$(openssl x509 -in ca.crt -noout -fingerprint -sha256 | cut -d= -f2)
-echo "init-state: created $dir (CA SHA-256 fingerprint $fp)"
+echo "init-state: created $dir (the hub makes its CA there when it first starts)"

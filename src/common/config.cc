@@ -7,6 +7,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -239,6 +240,26 @@ std::chrono::milliseconds duration(const Context& ctx, const Value& v) {
   if (!d) ctx.fail(v.mark, "invalid duration " + inQuotes(s));
   if (d->count() == 0) ctx.fail(v.mark, "duration must be positive");
   return *d;
+}
+
+// A duration where 0 (or "off") turns the feature off.
+std::chrono::milliseconds durationOrOff(const Context& ctx, const Value& v) {
+  const std::string& s = scalar(ctx, v, "a duration");
+  if (s == "off") return std::chrono::milliseconds(0);
+  auto d = parseDuration(s);
+  if (!d) ctx.fail(v.mark, "invalid duration " + inQuotes(s));
+  return *d;
+}
+
+// A positive integer count (limits).
+uint64_t count(const Context& ctx, const Value& v) {
+  const std::string& s = scalar(ctx, v, "a positive integer");
+  uint64_t n = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+  if (ec != std::errc() || p != s.data() + s.size() || n == 0 || n > (uint64_t{1} << 40)) {
+    ctx.fail(v.mark, "invalid count " + inQuotes(s) + " (expected a positive integer)");
+  }
+  return n;
 }
 
 uint64_t size(const Context& ctx, const Value& v) {
@@ -504,17 +525,37 @@ bool isValidKey(std::string_view b64) {
 HubConfig parseHub(std::string_view text, const std::string& file) {
   Context ctx(file);
   Section sec = findSection(ctx, parseDocument(ctx, text), "hub");
-  Mapping m(
-      ctx, sec.node,
-      {"listen", "hostname", "public_url", "cert", "key", "registry", "handshake_timeout",
-       "request_timeout", "keepalive", "max_frame", "max_message", "high_watermark", "log_level"});
+  Mapping m(ctx, sec.node,
+            {"listen", "hostname", "public_url", "state_dir", "cert", "key", "tls_names",
+             "registry", "bootstrap_registry", "handshake_timeout", "request_timeout",
+             "keepalive", "idle_timeout", "max_frame", "max_message", "max_header_bytes",
+             "high_watermark", "max_streams", "max_streams_per_device", "max_pending_handshakes",
+             "new_streams_per_second", "audit_keep", "log_level"});
   HubConfig c;
   c.logLevel = sec.logLevel;
-  c.cert = path(ctx, m.require("cert"));
-  c.key = path(ctx, m.require("key"));
-  c.registry = path(ctx, m.require("registry"));
+  c.stateDir = ctx.resolve(".");
+  readIf(ctx, m, "state_dir", c.stateDir, path);
+  while (c.stateDir.size() > 1 && (c.stateDir.ends_with("/.") || c.stateDir.back() == '/')) {
+    c.stateDir.erase(c.stateDir.ends_with("/.") ? c.stateDir.size() - 2 : c.stateDir.size() - 1);
+  }
+  // Certificate and key come together or not at all (then the hub makes its own in state_dir).
+  const Value* cert = m.find("cert");
+  const Value* certKey = m.find("key");
+  if (cert) c.cert = path(ctx, *cert);
+  if (certKey) c.key = path(ctx, *certKey);
+  if (cert && !certKey) ctx.fail(cert->mark, "cert given without key");
+  if (certKey && !cert) ctx.fail(certKey->mark, "key given without cert");
+  c.registry = c.stateDir + "/registry.db";
+  readIf(ctx, m, "registry", c.registry, path);
+  readIf(ctx, m, "bootstrap_registry", c.bootstrapRegistry, path);
   readIf(ctx, m, "listen", c.listen, endpoint);
   readIf(ctx, m, "hostname", c.hostname, hostName);
+  c.tlsNames = {c.hostname, "127.0.0.1", "::1"};
+  if (const Value* v = m.find("tls_names")) {
+    c.tlsNames.clear();
+    for (const Value& item : sequence(ctx, *v)) c.tlsNames.push_back(hostName(ctx, item));
+    if (c.tlsNames.empty()) ctx.fail(v->mark, "tls_names must name at least one host");
+  }
   if (const Value* v = m.find("public_url")) {
     url(ctx, *v, {"wss"});
     c.publicUrl = v->node.Scalar();
@@ -525,9 +566,16 @@ HubConfig parseHub(std::string_view text, const std::string& file) {
   readIf(ctx, m, "handshake_timeout", c.handshakeTimeout, duration);
   readIf(ctx, m, "request_timeout", c.requestTimeout, duration);
   readIf(ctx, m, "keepalive", c.keepalive, duration);
+  readIf(ctx, m, "idle_timeout", c.idleTimeout, durationOrOff);
   readIf(ctx, m, "max_frame", c.maxFrame, size);
   readIf(ctx, m, "max_message", c.maxMessage, size);
+  readIf(ctx, m, "max_header_bytes", c.maxHeaderBytes, size);
   readIf(ctx, m, "high_watermark", c.highWatermark, size);
+  readIf(ctx, m, "max_streams", c.maxStreams, count);
+  readIf(ctx, m, "max_streams_per_device", c.maxStreamsPerDevice, count);
+  readIf(ctx, m, "max_pending_handshakes", c.maxPendingHandshakes, count);
+  readIf(ctx, m, "new_streams_per_second", c.newStreamsPerSecond, count);
+  readIf(ctx, m, "audit_keep", c.auditKeep, count);
   readIf(ctx, m, "log_level", c.logLevel, logLevel);
   return c;
 }

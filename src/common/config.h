@@ -67,14 +67,24 @@ struct HubConfig {
   Endpoint listen{"127.0.0.1", 8443};
   std::string hostname = "localhost";  // the name in SAS resources ("<hostname>/devices/<id>")
   std::string publicUrl;               // default "wss://<hostname>:<listen port>"
-  std::string cert, key;               // PEM paths, required
-  std::string registry;                // registry file, required
+  std::string stateDir;                // registry and generated TLS files; default: config's dir
+  std::string cert, key;               // PEM paths; both empty: the hub makes a CA and cert
+  std::vector<std::string> tlsNames;   // SANs of a generated cert; default hostname, 127.0.0.1, ::1
+  std::string registry;                // SQLite file; default <stateDir>/registry.db
+  std::string bootstrapRegistry;       // YAML imported once into an empty registry (optional)
   std::chrono::milliseconds handshakeTimeout{60000};
   std::chrono::milliseconds requestTimeout{10000};  // reading an HTTP head
   std::chrono::milliseconds keepalive{20000};       // control-channel ping interval
+  std::chrono::milliseconds idleTimeout{0};         // per stream without traffic; 0 = off
   uint64_t maxFrame = 1 << 20;                      // largest WebSocket frame payload accepted
   uint64_t maxMessage = 1 << 20;                    // largest reassembled text message
+  uint64_t maxHeaderBytes = 16 * 1024;              // largest HTTP request head
   uint64_t highWatermark = 256 * 1024;              // relay backpressure
+  uint64_t maxStreams = 10000;                      // concurrent streams on the hub
+  uint64_t maxStreamsPerDevice = 1000;              // concurrent streams per device
+  uint64_t maxPendingHandshakes = 1000;             // streams not yet paired
+  uint64_t newStreamsPerSecond = 100;               // per service policy (token bucket)
+  uint64_t auditKeep = 100000;                      // stream audit records kept
   LogLevel logLevel = LogLevel::Info;
 };
 

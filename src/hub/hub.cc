@@ -7,12 +7,14 @@
 #include <openssl/rand.h>
 
 #include <algorithm>
+#include <charconv>
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <vector>
 
 #include "common/http_exchange.h"
 #include "common/log.h"
+#include "common/pki.h"
 #include "common/sas.h"
 #include "common/tls.h"
 
@@ -24,6 +26,7 @@ namespace cc = ws::close_code;
 namespace {
 
 constexpr size_t kMaxBody = 64 * 1024;
+constexpr size_t kAuditPruneEvery = 1000;
 constexpr std::string_view kDevicesPrefix = "/api/v1/devices/";
 constexpr std::string_view kStreamsPrefix = "/api/v1/streams/";
 
@@ -43,6 +46,29 @@ std::string randomHex(size_t bytes) {
     out += kDigits[c & 15];
   }
   return out;
+}
+
+int64_t unixMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+json deviceJson(const DeviceRecord& d, bool online, bool withKeys) {
+  json j{{"id", d.id},
+         {"enabled", d.enabled},
+         {"online", online},
+         {"created", d.created},
+         {"last_seen", d.lastSeen}};
+  if (withKeys) {
+    j["primary_key"] = d.primaryKey;
+    j["secondary_key"] = d.secondaryKey;
+  }
+  return j;
+}
+
+bool hasPermission(const PolicyRecord& p, std::string_view perm) {
+  return std::find(p.permissions.begin(), p.permissions.end(), perm) != p.permissions.end();
 }
 
 // Splits "/api/v1/devices/{id}/suffix" into id and suffix; the id is percent-decoded.
@@ -72,9 +98,10 @@ class Hub::HttpSession : public Deletable {
     timer_.arm(hub.cfg_.requestTimeout);
   }
 
-  void respond(int status, std::string_view body, const std::vector<http::Header>& extra = {}) {
+  void respond(int status, std::string_view body, const std::vector<http::Header>& extra = {},
+               std::string_view contentType = "application/json") {
     if (!bev_) return;
-    std::string r = httpResponse(status, "application/json", body, extra);
+    std::string r = httpResponse(status, contentType, body, extra);
     bufferevent_write(bev_.get(), r.data(), r.size());
     LOG_INFO("%s %s %s -> %d", peer_.c_str(), req_.method.c_str(), req_.target.c_str(), status);
     bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
@@ -140,6 +167,7 @@ class Hub::HttpSession : public Deletable {
     evbuffer* in = bufferevent_get_input(bev_.get());
     if (!haveHead_) {
       http::Limits limits;
+      limits.maxHeadBytes = hub_.cfg_.maxHeaderBytes;
       size_t len = std::min<size_t>(evbuffer_get_length(in), limits.maxHeadBytes + 4);
       const char* p = reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ssize_t>(len)));
       http::ParseResult r = http::parseRequest(std::string_view(p, len), req_, limits);
@@ -227,7 +255,10 @@ class Hub::DeviceChannel : public Deletable, public WsConnection::Callbacks {
 
 class Hub::Stream : public Deletable {
  public:
-  enum Side { kService = 0, kDevice = 1 };
+  using Side = StreamLifecycle::Side;
+  using Outcome = StreamLifecycle::Outcome;
+  static constexpr int kService = 0;
+  static constexpr int kDevice = 1;
 
   Stream(Hub& hub, std::string id, std::string device, std::string policy, std::string host,
          uint16_t port)
@@ -237,12 +268,13 @@ class Hub::Stream : public Deletable {
         policy_(std::move(policy)),
         host_(std::move(host)),
         port_(port),
-        timer_(hub.loop_, [this] { onHandshakeTimeout(); }),
+        life_(Clock::now(), hub.cfg_.handshakeTimeout, hub.cfg_.idleTimeout),
+        timer_(hub.loop_, [this] { onTimer(); }),
         sides_{SideCb(this, kService), SideCb(this, kDevice)} {
     tokens_[kService] = sas::randomToken(24);
     tokens_[kDevice] = sas::randomToken(24);
-    started_ = std::chrono::steady_clock::now();
-    timer_.arm(hub.cfg_.handshakeTimeout);
+    startMs_ = unixMillis();
+    armTimer();
   }
   ~Stream() override {
     for (auto& s : sides_) {
@@ -253,107 +285,134 @@ class Hub::Stream : public Deletable {
 
   const std::string& id() const { return id_; }
   const std::string& device() const { return device_; }
-  const std::string& token(Side s) const { return tokens_[s]; }
+  const std::string& token(int side) const { return tokens_[side]; }
   std::string url() const { return hub_.cfg_.publicUrl + std::string(kStreamsPrefix) + id_; }
+  const StreamLifecycle& life() const { return life_; }
+  bool paired() const { return life_.state() == StreamLifecycle::State::Paired; }
+
+  json describe() const {
+    return json{{"stream_id", id_},
+                {"policy", policy_},
+                {"device", device_},
+                {"host", host_},
+                {"port", port_},
+                {"state", stateName(life_.state())},
+                {"start_ms", startMs_},
+                {"bytes_to_device", bytes(kService)},
+                {"bytes_from_device", bytes(kDevice)}};
+  }
+
+  AuditRecord audit() const {
+    AuditRecord a;
+    a.streamId = id_;
+    a.policy = policy_;
+    a.device = device_;
+    a.host = host_;
+    a.port = port_;
+    a.startMs = startMs_;
+    a.endMs = unixMillis();
+    a.bytesToDevice = bytes(kService);
+    a.bytesFromDevice = bytes(kDevice);
+    a.outcome = outcomeName(life_.outcome());
+    a.reason = life_.reason();
+    return a;
+  }
 
   void setInitiator(HttpSession* s) {
     initiator_ = s;
     s->waitForAnswer([this] {
       initiator_ = nullptr;
       LOG_INFO("stream %s: client went away during the handshake", id_.c_str());
-      end("client went away");
+      end(Outcome::Cancelled, "client went away");
     });
   }
 
   // Which side a presented token opens, consuming it (single use).
-  bool claim(const std::string& token, Side& side) {
+  bool claim(const std::string& token, int& side) {
     for (int s : {kService, kDevice}) {
       if (!tokens_[s].empty() && sas::constantTimeEquals(token, tokens_[s])) {
         tokens_[s].clear();
-        side = static_cast<Side>(s);
+        side = s;
         return true;
       }
     }
     return false;
   }
-  bool accepted() const { return accepted_; }
 
   void onDeviceAnswer(const json& msg) {
     if (!initiator_) return;
-    bool accept = msg.value("accept", false);
-    if (accept) {
-      accepted_ = true;
+    bool accept = msg.contains("accept") && msg["accept"].is_boolean() && msg["accept"].get<bool>();
+    auto* s = initiator_;
+    initiator_ = nullptr;
+    if (accept && life_.accept(Clock::now())) {
       json body{{"stream_id", id_}, {"url", url()}, {"token", tokens_[kService]}};
-      auto* s = initiator_;
-      initiator_ = nullptr;
       s->respond(200, body.dump());
+      if (paired()) onPaired();
       return;
     }
-    std::string reason = msg.value("reason", "rejected");
+    std::string reason = msg.value("reason", "rejected by the device");
     std::string code = msg.value("code", "rejected");
     // not_allowed: the device's policy refused; anything else is the target's failure.
     int status = code == "not_allowed" ? 403 : 502;
-    LOG_INFO("stream %s: device %s rejected port %u: %s (%s)", id_.c_str(), device_.c_str(), port_,
-             reason.c_str(), code.c_str());
-    auto* s = initiator_;
-    initiator_ = nullptr;
+    LOG_INFO("stream %s: device %s rejected %s:%u: %s (%s)", id_.c_str(), device_.c_str(),
+             host_.c_str(), port_, reason.c_str(), code.c_str());
+    hub_.metrics_
+        .counter("devstreams_rejects_total", "Stream requests refused, by reason",
+                 {{"reason", code}})
+        .inc();
     s->respondError(status, code, reason);
-    end("rejected: " + reason);
+    end(code == "not_allowed" ? Outcome::Rejected : Outcome::Refused, code + ": " + reason);
   }
 
-  void attach(Side side, std::unique_ptr<WsConnection> ws) {
+  void attach(int side, std::unique_ptr<WsConnection> ws) {
     ws->setCallbacks(&sides_[side]);
     ws->setHighWatermark(hub_.cfg_.highWatermark);
     sides_[side].ws = std::move(ws);
-    if (sides_[kService].ws && sides_[kDevice].ws) {
-      timer_.cancel();
-      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-          std::chrono::steady_clock::now() - started_);
-      LOG_INFO("stream %s: paired (%s:%u on %s, policy %s) after %lld ms", id_.c_str(),
-               host_.c_str(), port_, device_.c_str(), policy_.c_str(),
-               static_cast<long long>(ms.count()));
-      sides_[kService].ws->start();
-      sides_[kDevice].ws->start();
-    }
+    if (life_.attach(static_cast<Side>(side), Clock::now())) onPaired();
   }
 
-  // Ends the stream: answers a waiting initiator, closes open sides, frees itself later.
-  void end(const std::string& why, uint16_t code = cc::GoingAway) {
+  // Ends the stream: answers a waiting initiator, closes open sides, records, frees later.
+  void end(Outcome outcome, const std::string& why, uint16_t code = cc::GoingAway) {
     if (ended_) return;
     ended_ = true;
+    life_.close(outcome, why, Clock::now());
     timer_.cancel();
     if (initiator_) {
       auto* s = initiator_;
       initiator_ = nullptr;
-      s->respondError(503, "device_offline", why);
+      if (outcome == Outcome::Timeout) {
+        s->respondError(504, "handshake_timeout", "the device did not answer in time");
+      } else {
+        s->respondError(503, "device_offline", why);
+      }
     }
     for (auto& s : sides_) {
       if (s.ws && s.ws->open()) s.ws->close(code, why);
     }
-    uint64_t up = sides_[kService].ws ? sides_[kService].ws->bytesIn() : 0;
-    uint64_t down = sides_[kDevice].ws ? sides_[kDevice].ws->bytesIn() : 0;
-    LOG_INFO("stream %s: ended (%s); %llu bytes to device, %llu bytes from device", id_.c_str(),
-             why.c_str(), static_cast<unsigned long long>(up),
-             static_cast<unsigned long long>(down));
+    hub_.recordStream(this);
     hub_.endStream(this);
   }
 
  private:
   struct SideCb : WsConnection::Callbacks {
-    SideCb(Stream* st, Side s) : stream(st), side(s) {}
+    SideCb(Stream* st, int s) : stream(st), side(s) {}
     Stream* stream;
-    Side side;
+    int side;
     std::unique_ptr<WsConnection> ws;
     WsConnection* other() const { return stream->sides_[1 - side].ws.get(); }
 
     void onWsData(evbuffer* payload) override {
       WsConnection* o = other();
       if (!o || !o->open()) return;
+      (side == kService ? stream->hub_.bytesToDevice_ : stream->hub_.bytesFromDevice_)
+          .inc(static_cast<double>(evbuffer_get_length(payload)));
+      stream->life_.activity(Clock::now());
       o->sendBinary(payload);
       // Backpressure: a slow reader on the other side stops reads on this one.
       if (o->overHighWatermark()) ws->pauseReading();
     }
     void onWsText(std::string message) override {
+      // Stream control ({"type":"eof"}) goes through in order with the data.
       WsConnection* o = other();
       if (o && o->open()) o->sendText(message);
     }
@@ -364,39 +423,80 @@ class Hub::Stream : public Deletable {
     void onWsClosed(uint16_t code, const std::string& reason) override {
       // The other side is closed at once with the same code (1006 is not sendable).
       uint16_t relay = code == cc::Abnormal || code == cc::NoStatus ? cc::GoingAway : code;
-      std::string why = std::string(side == kService ? "service" : "device") + " side closed" +
-                        (reason.empty() ? "" : ": " + reason);
-      stream->end(why, relay);
+      std::string why = std::string(side == kService ? "service" : "device") + " side closed (" +
+                        std::to_string(code) + (reason.empty() ? "" : " " + reason) + ")";
+      stream->end(code == cc::Normal ? Outcome::Ok : Outcome::Error, why, relay);
     }
   };
 
-  void onHandshakeTimeout() {
-    LOG_WARN("stream %s: handshake not complete within %lld ms", id_.c_str(),
-             static_cast<long long>(hub_.cfg_.handshakeTimeout.count()));
-    if (initiator_) {
-      auto* s = initiator_;
-      initiator_ = nullptr;
-      s->respondError(504, "handshake_timeout", "the device did not answer in time");
+  uint64_t bytes(int side) const { return sides_[side].ws ? sides_[side].ws->bytesIn() : 0; }
+
+  void onPaired() {
+    auto latency = life_.handshakeLatency();
+    hub_.handshakeSeconds_.observe(std::chrono::duration<double>(latency).count());
+    LOG_INFO("stream %s: paired (%s:%u on %s, policy %s) after %lld ms", id_.c_str(), host_.c_str(),
+             port_, device_.c_str(), policy_.c_str(), static_cast<long long>(latency.count()));
+    armTimer();
+    sides_[kService].ws->start();
+    sides_[kDevice].ws->start();
+  }
+
+  void armTimer() {
+    auto d = life_.deadline();
+    if (!d) {
+      timer_.cancel();
+      return;
     }
-    end("handshake timeout", cc::TryAgainLater);
+    auto wait = std::chrono::duration_cast<Millis>(*d - Clock::now());
+    timer_.arm(std::max(wait, Millis(0)));
+  }
+
+  void onTimer() {
+    Outcome o = life_.expire(Clock::now());
+    if (o == Outcome::None) return armTimer();
+    // expire() closed the lifecycle with its outcome; end() does the rest.
+    if (o == Outcome::Timeout) {
+      LOG_WARN("stream %s: handshake not complete within %lld ms", id_.c_str(),
+               static_cast<long long>(hub_.cfg_.handshakeTimeout.count()));
+      end(o, "handshake timeout", cc::TryAgainLater);
+    } else {
+      LOG_INFO("stream %s: idle for %lld ms", id_.c_str(),
+               static_cast<long long>(hub_.cfg_.idleTimeout.count()));
+      end(o, "idle timeout", cc::GoingAway);
+    }
   }
 
   Hub& hub_;
   std::string id_, device_, policy_, host_;
   uint16_t port_;
+  StreamLifecycle life_;
   Timer timer_;
   std::string tokens_[2];
   SideCb sides_[2];
   HttpSession* initiator_ = nullptr;
-  bool accepted_ = false;
   bool ended_ = false;
-  std::chrono::steady_clock::time_point started_;
+  int64_t startMs_ = 0;
 };
 
 // ---------------------------------------------------------------------------------------------
 
-Hub::Hub(Loop& loop, config::HubConfig cfg, config::Registry registry)
-    : loop_(loop), cfg_(std::move(cfg)), registry_(std::move(registry)) {
+Hub::Hub(Loop& loop, config::HubConfig cfg)
+    : loop_(loop),
+      cfg_(std::move(cfg)),
+      devicesConnected_(
+          metrics_.gauge("devstreams_devices_connected", "Devices with an open control channel")),
+      streamsActive_(metrics_.gauge("devstreams_streams_active", "Streams paired and relaying")),
+      streamsPending_(
+          metrics_.gauge("devstreams_streams_pending", "Streams requested but not yet paired")),
+      bytesToDevice_(metrics_.counter("devstreams_bytes_relayed_total",
+                                      "Bytes relayed between the sides of streams",
+                                      {{"direction", "to_device"}})),
+      bytesFromDevice_(metrics_.counter("devstreams_bytes_relayed_total",
+                                        "Bytes relayed between the sides of streams",
+                                        {{"direction", "from_device"}})),
+      handshakeSeconds_(metrics_.histogram("devstreams_handshake_seconds",
+                                           "Time from stream request to pairing",
+                                           metrics::latencyBuckets())) {
   if (cfg_.publicUrl.empty()) {
     cfg_.publicUrl = "wss://" + cfg_.hostname + ":" + std::to_string(cfg_.listen.port);
   }
@@ -408,7 +508,49 @@ Hub::Hub(Loop& loop, config::HubConfig cfg, config::Registry registry)
 Hub::~Hub() { shutdown(); }
 
 bool Hub::start(std::string& err) {
-  ssl_ = tls::serverContext(cfg_.cert, cfg_.key, err);
+  registry_ = Registry::open(cfg_.registry, err);
+  if (!registry_) return false;
+  if (registry_->empty() && !cfg_.bootstrapRegistry.empty()) {
+    config::Registry seed;
+    try {
+      seed = config::loadRegistry(cfg_.bootstrapRegistry);
+    } catch (const config::Error& e) {
+      err = e.what();
+      return false;
+    }
+    for (const auto& d : seed.devices) {
+      DbResult r = registry_->addDevice({d.id, d.primaryKey, d.secondaryKey, d.enabled, 0, 0});
+      if (r != DbResult::Ok) {
+        err = cfg_.bootstrapRegistry + ": device " + d.id + ": " + dbResultName(r);
+        return false;
+      }
+    }
+    for (const auto& p : seed.policies) {
+      DbResult r = registry_->addPolicy({p.name, p.key, p.permissions});
+      if (r != DbResult::Ok) {
+        err = cfg_.bootstrapRegistry + ": policy " + p.name + ": " + dbResultName(r);
+        return false;
+      }
+    }
+    LOG_INFO("registry %s: imported %zu devices and %zu policies from %s", cfg_.registry.c_str(),
+             seed.devices.size(), seed.policies.size(), cfg_.bootstrapRegistry.c_str());
+  }
+  std::string cert = cfg_.cert, key = cfg_.key;
+  if (cert.empty()) {
+    pki::BootstrapResult boot;
+    if (!pki::ensureHubCertificates(cfg_.stateDir, cfg_.tlsNames, boot, err)) return false;
+    cert = boot.files.cert;
+    key = boot.files.key;
+    caFingerprint_ = boot.caFingerprint;
+    if (boot.createdCa) {
+      LOG_INFO("created a CA in %s; trust it with `ca: %s` (SHA-256 %s)", cfg_.stateDir.c_str(),
+               boot.files.caCert.c_str(), caFingerprint_.c_str());
+    } else {
+      LOG_INFO("CA %s (SHA-256 %s)", boot.files.caCert.c_str(), caFingerprint_.c_str());
+    }
+    if (boot.createdCert) LOG_INFO("issued server certificate %s", boot.files.cert.c_str());
+  }
+  ssl_ = tls::serverContext(cert, key, err);
   if (!ssl_) return false;
   listener_ =
       listenTcp(loop_, cfg_.listen.host, cfg_.listen.port, &Hub::onAccept, this, port_, err);
@@ -424,7 +566,7 @@ void Hub::shutdown() {
   listener_.reset();
   std::vector<Stream*> open;
   for (auto& [id, st] : streams_) open.push_back(st.get());
-  for (Stream* st : open) st->end("hub shutting down");
+  for (Stream* st : open) st->end(Stream::Outcome::Cancelled, "hub shutting down");
   for (auto& [id, d] : devices_) d->close(cc::GoingAway, "hub shutting down");
 }
 
@@ -450,13 +592,29 @@ void Hub::endDevice(DeviceChannel* d) {
   if (it == devices_.end() || it->second.get() != d) return;
   std::unique_ptr<DeviceChannel> gone = std::move(it->second);
   devices_.erase(it);
+  devicesConnected_.set(static_cast<double>(devices_.size()));
+  registry_->touchLastSeen(d->id(), unixNow());
   // Streams still waiting for this device's answer cannot get one now.
   std::vector<Stream*> waiting;
   for (auto& [id, st] : streams_) {
-    if (st->device() == d->id() && !st->accepted()) waiting.push_back(st.get());
+    if (st->device() == d->id() && st->life().state() == StreamLifecycle::State::Requested) {
+      waiting.push_back(st.get());
+    }
   }
-  for (Stream* st : waiting) st->end("device went offline");
+  for (Stream* st : waiting) st->end(Stream::Outcome::Offline, "device went offline");
   loop_.deferDelete(std::move(gone));
+}
+
+void Hub::disconnectDevice(const std::string& id, uint16_t code, const std::string& why) {
+  std::vector<Stream*> open;
+  for (auto& [sid, st] : streams_) {
+    if (st->device() == id) open.push_back(st.get());
+  }
+  for (Stream* st : open) st->end(Stream::Outcome::Cancelled, why);
+  auto it = devices_.find(id);
+  if (it == devices_.end()) return;
+  it->second->close(code, why);
+  endDevice(it->second.get());
 }
 
 void Hub::endStream(Stream* st) {
@@ -464,18 +622,60 @@ void Hub::endStream(Stream* st) {
   if (it == streams_.end()) return;
   loop_.deferDelete(std::move(it->second));
   streams_.erase(it);
+  streamsActive_.set(static_cast<double>(streams_.size() - pendingStreams()));
+  streamsPending_.set(static_cast<double>(pendingStreams()));
 }
 
-const config::Device* Hub::findDevice(const std::string& id) const {
-  for (const auto& d : registry_.devices) {
-    if (d.id == id) return &d;
+void Hub::recordStream(Stream* st) {
+  AuditRecord a = st->audit();
+  metrics_
+      .counter("devstreams_streams_total", "Streams ended, by outcome", {{"outcome", a.outcome}})
+      .inc();
+  LOG_INFO(
+      "audit stream=%s policy=%s device=%s target=%s:%u bytes_to_device=%llu "
+      "bytes_from_device=%llu duration_ms=%lld outcome=%s reason=\"%s\"",
+      a.streamId.c_str(), a.policy.c_str(), a.device.c_str(), a.host.c_str(), a.port,
+      static_cast<unsigned long long>(a.bytesToDevice),
+      static_cast<unsigned long long>(a.bytesFromDevice),
+      static_cast<long long>(a.endMs - a.startMs), a.outcome.c_str(), a.reason.c_str());
+  if (registry_->addAudit(a) != DbResult::Ok) {
+    LOG_ERROR("audit record for stream %s not stored: %s", a.streamId.c_str(),
+              registry_->lastError().c_str());
   }
-  return nullptr;
+  if (++audits_ % kAuditPruneEvery == 0) registry_->pruneAudit(cfg_.auditKeep);
+}
+
+size_t Hub::streamsOf(const std::string& deviceId) const {
+  size_t n = 0;
+  for (const auto& [id, st] : streams_) n += st->device() == deviceId;
+  return n;
+}
+
+size_t Hub::pendingStreams() const {
+  size_t n = 0;
+  for (const auto& [id, st] : streams_) n += !st->paired();
+  return n;
+}
+
+void Hub::reject(HttpSession* s, int status, std::string_view code, std::string_view message,
+                 int retryAfter) {
+  metrics_
+      .counter("devstreams_rejects_total", "Stream requests refused, by reason",
+               {{"reason", std::string(code)}})
+      .inc();
+  std::vector<http::Header> extra;
+  if (retryAfter > 0) extra.push_back({"Retry-After", std::to_string(retryAfter)});
+  s->respond(status, errorBody(code, message), extra);
 }
 
 void Hub::route(HttpSession* s) {
   const http::Request& r = s->request();
   std::string_view target = r.target;
+  std::string_view query;
+  if (size_t q = target.find('?'); q != std::string_view::npos) {
+    query = target.substr(q + 1);
+    target = target.substr(0, q);
+  }
   std::string id, rest;
   if (target == "/healthz") {
     if (r.method != "GET") return s->respondError(405, "method_not_allowed", "use GET");
@@ -484,11 +684,19 @@ void Hub::route(HttpSession* s) {
         json{{"status", "ok"}, {"devices_online", devices_.size()}, {"streams", streams_.size()}}
             .dump());
   }
-  if (target == "/api/v1/devices") {
+  if (target == "/metrics") {
     if (r.method != "GET") return s->respondError(405, "method_not_allowed", "use GET");
-    return handleListDevices(s);
+    streamsActive_.set(static_cast<double>(streams_.size() - pendingStreams()));
+    streamsPending_.set(static_cast<double>(pendingStreams()));
+    return s->respond(200, metrics_.render(), {}, metrics::kContentType);
+  }
+  if (target == "/api/v1/devices") return handleDevices(s);
+  if (target == "/api/v1/streams") {
+    if (r.method != "GET") return s->respondError(405, "method_not_allowed", "use GET");
+    return handleStreams(s, query);
   }
   if (splitDevicePath(target, id, rest)) {
+    if (rest.empty()) return handleDevice(s, id);
     if (rest == "/control") {
       if (r.method != "GET") return s->respondError(405, "method_not_allowed", "use GET");
       return handleControl(s, id);
@@ -496,6 +704,10 @@ void Hub::route(HttpSession* s) {
     if (rest == "/streams") {
       if (r.method != "POST") return s->respondError(405, "method_not_allowed", "use POST");
       return handleInitiate(s, id);
+    }
+    if (rest == "/keys/rotate") {
+      if (r.method != "POST") return s->respondError(405, "method_not_allowed", "use POST");
+      return handleRotate(s, id);
     }
   }
   if (target.starts_with(kStreamsPrefix)) {
@@ -505,35 +717,33 @@ void Hub::route(HttpSession* s) {
   s->respondError(404, "not_found", "no such resource");
 }
 
-std::string Hub::authService(HttpSession* s, std::string_view permission) {
+std::optional<PolicyRecord> Hub::authService(HttpSession* s, std::string_view permission) {
   const std::string* auth = s->request().headers.find("Authorization");
   std::optional<sas::Token> tok;
   if (auth) tok = sas::parseToken(*auth);
   if (!tok || tok->policy.empty()) {
     LOG_INFO("%s: service request without a valid SAS token", s->peer().c_str());
     s->respondError(401, "unauthorized", "missing or malformed SharedAccessSignature");
-    return {};
+    return std::nullopt;
   }
-  const config::Policy* policy = nullptr;
-  for (const auto& p : registry_.policies) {
-    if (p.name == tok->policy) policy = &p;
-  }
+  std::optional<PolicyRecord> policy = registry_->policy(tok->policy);
   sas::Verdict v = policy ? sas::verify(*tok, cfg_.hostname, policy->key, unixNow(), policy->name)
                           : sas::Verdict::BadSignature;
   if (v != sas::Verdict::Ok) {
     LOG_INFO("%s: service token for policy '%s' refused: %s", s->peer().c_str(),
              tok->policy.c_str(), sas::verdictName(v));
     s->respondError(401, "unauthorized", sas::verdictName(v));
-    return {};
+    return std::nullopt;
   }
-  if (std::find(policy->permissions.begin(), policy->permissions.end(), permission) ==
-      policy->permissions.end()) {
+  if (!hasPermission(*policy, permission)) {
+    LOG_INFO("%s: policy '%s' lacks %s", s->peer().c_str(), policy->name.c_str(),
+             std::string(permission).c_str());
     s->respondError(
         403, "forbidden",
         "policy '" + policy->name + "' lacks the " + std::string(permission) + " permission");
-    return {};
+    return std::nullopt;
   }
-  return policy->name;
+  return policy;
 }
 
 std::unique_ptr<WsConnection> Hub::upgrade(HttpSession* s) {
@@ -550,7 +760,7 @@ void Hub::handleControl(HttpSession* s, const std::string& deviceId) {
   if (int status = wshs::checkClientRequest(s->request(), err)) {
     return s->respondError(status, "bad_upgrade", err);
   }
-  const config::Device* dev = findDevice(deviceId);
+  std::optional<DeviceRecord> dev = registry_->device(deviceId);
   const std::string* auth = s->request().headers.find("Authorization");
   std::optional<sas::Token> tok;
   if (auth) tok = sas::parseToken(*auth);
@@ -580,13 +790,15 @@ void Hub::handleControl(HttpSession* s, const std::string& deviceId) {
   auto ch = std::make_unique<DeviceChannel>(*this, deviceId, upgrade(s));
   DeviceChannel* raw = ch.get();
   devices_.emplace(deviceId, std::move(ch));
+  devicesConnected_.set(static_cast<double>(devices_.size()));
+  registry_->touchLastSeen(deviceId, unixNow());
   LOG_INFO("device %s: online from %s", deviceId.c_str(), peer.c_str());
   raw->start();
 }
 
 void Hub::handleInitiate(HttpSession* s, const std::string& deviceId) {
-  std::string policy = authService(s, "connect");
-  if (policy.empty()) return;
+  std::optional<PolicyRecord> policy = authService(s, "connect");
+  if (!policy) return;
   json body = json::parse(s->body(), nullptr, false);
   if (!body.is_object() || !body.contains("port") || !body["port"].is_number_unsigned() ||
       body["port"].get<uint64_t>() == 0 || body["port"].get<uint64_t>() > 65535 ||
@@ -595,19 +807,39 @@ void Hub::handleInitiate(HttpSession* s, const std::string& deviceId) {
   }
   auto port = static_cast<uint16_t>(body["port"].get<uint64_t>());
   std::string host = body.value("host", "127.0.0.1");
-  const config::Device* dev = findDevice(deviceId);
-  if (!dev) return s->respondError(404, "device_unknown", "no device '" + deviceId + "'");
-  if (!dev->enabled) return s->respondError(403, "disabled", "device is disabled");
+  std::optional<DeviceRecord> dev = registry_->device(deviceId);
+  if (!dev) return reject(s, 404, "device_unknown", "no device '" + deviceId + "'");
+  if (!dev->enabled) return reject(s, 403, "disabled", "device is disabled");
   auto it = devices_.find(deviceId);
   if (it == devices_.end()) {
-    return s->respondError(503, "device_offline", "device '" + deviceId + "' is not connected");
+    return reject(s, 503, "device_offline", "device '" + deviceId + "' is not connected");
+  }
+  // Limits: each answer is 429 with Retry-After, so well-behaved clients back off.
+  if (pendingStreams() >= cfg_.maxPendingHandshakes) {
+    return reject(s, 429, "too_many_pending", "too many stream handshakes in progress", 1);
+  }
+  if (streams_.size() >= cfg_.maxStreams) {
+    return reject(s, 429, "too_many_streams", "the hub's stream limit is reached", 1);
+  }
+  if (streamsOf(deviceId) >= cfg_.maxStreamsPerDevice) {
+    return reject(s, 429, "device_busy", "the device's stream limit is reached", 1);
+  }
+  auto rate = rates_.try_emplace(policy->name, static_cast<double>(cfg_.newStreamsPerSecond),
+                                 static_cast<double>(cfg_.newStreamsPerSecond), Clock::now());
+  std::chrono::seconds retry{0};
+  if (!rate.first->second.take(Clock::now(), retry)) {
+    return reject(s, 429, "rate_limited",
+                  "policy '" + policy->name + "' opens streams faster than " +
+                      std::to_string(cfg_.newStreamsPerSecond) + "/s",
+                  static_cast<int>(retry.count()));
   }
   std::string sid = randomHex(16);
-  auto st = std::make_unique<Stream>(*this, sid, deviceId, policy, host, port);
+  auto st = std::make_unique<Stream>(*this, sid, deviceId, policy->name, host, port);
   Stream* raw = st.get();
   streams_.emplace(sid, std::move(st));
+  streamsPending_.set(static_cast<double>(pendingStreams()));
   raw->setInitiator(s);
-  LOG_INFO("stream %s: %s asks %s for %s:%u", sid.c_str(), policy.c_str(), deviceId.c_str(),
+  LOG_INFO("stream %s: %s asks %s for %s:%u", sid.c_str(), policy->name.c_str(), deviceId.c_str(),
            host.c_str(), port);
   it->second->send(json{{"type", "stream_request"},
                         {"stream_id", sid},
@@ -628,7 +860,9 @@ void Hub::onDeviceMessage(DeviceChannel* d, const std::string& message) {
     LOG_WARN("device %s: unknown control message '%s'", d->id().c_str(), type.c_str());
     return;
   }
-  std::string sid = msg.value("stream_id", "");
+  std::string sid = msg.contains("stream_id") && msg["stream_id"].is_string()
+                        ? msg["stream_id"].get<std::string>()
+                        : "";
   auto it = streams_.find(sid);
   // A device may answer only for its own streams.
   if (it == streams_.end() || it->second->device() != d->id()) {
@@ -651,7 +885,7 @@ void Hub::handleStreamSide(HttpSession* s, const std::string& streamId) {
   if (it == streams_.end()) {
     return s->respondError(404, "stream_unknown", "no such stream (ended or expired)");
   }
-  Stream::Side side;
+  int side = 0;
   if (!it->second->claim(auth->substr(7), side)) {
     LOG_WARN("%s: wrong or reused token for stream %s", s->peer().c_str(), streamId.c_str());
     return s->respondError(403, "forbidden", "token not valid for this stream");
@@ -659,13 +893,157 @@ void Hub::handleStreamSide(HttpSession* s, const std::string& streamId) {
   it->second->attach(side, upgrade(s));
 }
 
-void Hub::handleListDevices(HttpSession* s) {
-  if (authService(s, "registry-read").empty()) return;
-  json list = json::array();
-  for (const auto& d : registry_.devices) {
-    list.push_back({{"id", d.id}, {"enabled", d.enabled}, {"online", devices_.count(d.id) > 0}});
+void Hub::handleDevices(HttpSession* s) {
+  const http::Request& r = s->request();
+  if (r.method == "GET") {
+    if (!authService(s, "registry-read")) return;
+    json list = json::array();
+    for (const auto& d : registry_->devices()) {
+      list.push_back(deviceJson(d, devices_.count(d.id) > 0, false));
+    }
+    return s->respond(200, json{{"devices", list}}.dump());
   }
-  s->respond(200, json{{"devices", list}}.dump());
+  if (r.method != "POST") return s->respondError(405, "method_not_allowed", "use GET or POST");
+  if (!authService(s, "registry-write")) return;
+  json body = json::parse(s->body(), nullptr, false);
+  if (!body.is_object() || !body.contains("id") || !body["id"].is_string()) {
+    return s->respondError(400, "bad_request", "body must be {\"id\": str, ...}");
+  }
+  DeviceRecord d;
+  d.id = body["id"].get<std::string>();
+  if (!config::isValidDeviceId(d.id)) {
+    return s->respondError(400, "bad_device_id",
+                           "device ids are 1..128 characters of A-Z a-z 0-9 - . % _ * ? ! ( ) , "
+                           ": = @ $ '");
+  }
+  d.primaryKey = body.value("primary_key", sas::randomKey());
+  d.secondaryKey = body.value("secondary_key", sas::randomKey());
+  d.enabled = body.value("enabled", true);
+  switch (registry_->addDevice(d)) {
+    case DbResult::Ok:
+      break;
+    case DbResult::Exists:
+      return s->respondError(409, "exists", "device '" + d.id + "' already exists");
+    case DbResult::Invalid:
+      return s->respondError(400, "bad_request", "invalid key (base64 of at least 16 bytes)");
+    default:
+      return s->respondError(500, "registry_error", registry_->lastError());
+  }
+  LOG_INFO("registry: device %s added", d.id.c_str());
+  s->respond(201, deviceJson(*registry_->device(d.id), false, true).dump());
+}
+
+void Hub::handleDevice(HttpSession* s, const std::string& id) {
+  const http::Request& r = s->request();
+  if (r.method == "GET") {
+    auto policy = authService(s, "registry-read");
+    if (!policy) return;
+    auto d = registry_->device(id);
+    if (!d) return s->respondError(404, "device_unknown", "no device '" + id + "'");
+    // Keys only for those who could change them anyway.
+    return s->respond(
+        200,
+        deviceJson(*d, devices_.count(id) > 0, hasPermission(*policy, "registry-write")).dump());
+  }
+  if (r.method == "DELETE") {
+    if (!authService(s, "registry-write")) return;
+    DbResult res = registry_->removeDevice(id);
+    if (res == DbResult::NotFound) return s->respondError(404, "device_unknown", "no device");
+    if (res != DbResult::Ok) return s->respondError(500, "registry_error", registry_->lastError());
+    LOG_INFO("registry: device %s removed", id.c_str());
+    disconnectDevice(id, 4001, "device removed");
+    return s->respond(204, "");
+  }
+  if (r.method != "PUT") return s->respondError(405, "method_not_allowed", "use GET, PUT, DELETE");
+  if (!authService(s, "registry-write")) return;
+  json body = json::parse(s->body().empty() ? "{}" : s->body(), nullptr, false);
+  if (!body.is_object() || (body.contains("enabled") && !body["enabled"].is_boolean()) ||
+      (body.contains("primary_key") && !body["primary_key"].is_string()) ||
+      (body.contains("secondary_key") && !body["secondary_key"].is_string())) {
+    return s->respondError(400, "bad_request",
+                           "body must be {\"enabled\"?: bool, \"primary_key\"?: str, "
+                           "\"secondary_key\"?: str}");
+  }
+  if (!config::isValidDeviceId(id)) return s->respondError(400, "bad_device_id", "bad device id");
+  auto existing = registry_->device(id);
+  if (!existing) {
+    DeviceRecord d{id,
+                   body.value("primary_key", sas::randomKey()),
+                   body.value("secondary_key", sas::randomKey()),
+                   body.value("enabled", true),
+                   0,
+                   0};
+    DbResult res = registry_->addDevice(d);
+    if (res == DbResult::Invalid) return s->respondError(400, "bad_request", "invalid key");
+    if (res != DbResult::Ok) return s->respondError(500, "registry_error", registry_->lastError());
+    LOG_INFO("registry: device %s added", id.c_str());
+    return s->respond(201, deviceJson(*registry_->device(id), false, true).dump());
+  }
+  if (body.contains("primary_key") || body.contains("secondary_key")) {
+    DbResult res = registry_->setKeys(id, body.value("primary_key", existing->primaryKey),
+                                      body.value("secondary_key", existing->secondaryKey));
+    if (res == DbResult::Invalid) return s->respondError(400, "bad_request", "invalid key");
+    if (res != DbResult::Ok) return s->respondError(500, "registry_error", registry_->lastError());
+  }
+  if (body.contains("enabled")) {
+    bool enabled = body["enabled"].get<bool>();
+    if (registry_->setEnabled(id, enabled) != DbResult::Ok) {
+      return s->respondError(500, "registry_error", registry_->lastError());
+    }
+    if (!enabled) disconnectDevice(id, 4002, "device disabled");
+  }
+  LOG_INFO("registry: device %s updated", id.c_str());
+  s->respond(200, deviceJson(*registry_->device(id), devices_.count(id) > 0, true).dump());
+}
+
+void Hub::handleRotate(HttpSession* s, const std::string& id) {
+  if (!authService(s, "registry-write")) return;
+  json body = json::parse(s->body().empty() ? "{}" : s->body(), nullptr, false);
+  std::string which = body.is_object() ? body.value("key", "primary") : "";
+  if (which != "primary" && which != "secondary") {
+    return s->respondError(400, "bad_request", "body must be {\"key\": \"primary\"|\"secondary\"}");
+  }
+  auto d = registry_->device(id);
+  if (!d) return s->respondError(404, "device_unknown", "no device '" + id + "'");
+  std::string fresh = sas::randomKey();
+  DbResult res = which == "primary" ? registry_->setKeys(id, fresh, d->secondaryKey)
+                                    : registry_->setKeys(id, d->primaryKey, fresh);
+  if (res != DbResult::Ok) return s->respondError(500, "registry_error", registry_->lastError());
+  // A connected device keeps its channel: its token was checked when it connected. It needs
+  // the new key at its next connection.
+  LOG_INFO("registry: device %s: %s key rotated", id.c_str(), which.c_str());
+  s->respond(200, deviceJson(*registry_->device(id), devices_.count(id) > 0, true).dump());
+}
+
+void Hub::handleStreams(HttpSession* s, std::string_view query) {
+  if (!authService(s, "registry-read")) return;
+  size_t limit = 50;
+  if (query.starts_with("limit=")) {
+    auto v = query.substr(6);
+    size_t n = 0;
+    auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc() || p != v.data() + v.size() || n == 0 || n > 10000) {
+      return s->respondError(400, "bad_request", "limit must be 1..10000");
+    }
+    limit = n;
+  }
+  json active = json::array();
+  for (const auto& [id, st] : streams_) active.push_back(st->describe());
+  json recent = json::array();
+  for (const auto& a : registry_->recentAudit(limit)) {
+    recent.push_back({{"stream_id", a.streamId},
+                      {"policy", a.policy},
+                      {"device", a.device},
+                      {"host", a.host},
+                      {"port", a.port},
+                      {"start_ms", a.startMs},
+                      {"end_ms", a.endMs},
+                      {"bytes_to_device", a.bytesToDevice},
+                      {"bytes_from_device", a.bytesFromDevice},
+                      {"outcome", a.outcome},
+                      {"reason", a.reason}});
+  }
+  s->respond(200, json{{"active", active}, {"recent", recent}}.dump());
 }
 
 }  // namespace ds::hub

@@ -1,6 +1,6 @@
 // devstreams-hub: one TLS listener serving the main endpoint (device control channels, stream
-// initiation, health) and the streaming endpoint (pairs the two WebSockets of a stream and
-// relays frames between them with backpressure).
+// initiation, registry administration, health and metrics) and the streaming endpoint (pairs
+// the two WebSockets of a stream and relays frames between them with backpressure).
 #pragma once
 
 #include <cstdint>
@@ -11,17 +11,23 @@
 #include "common/config.h"
 #include "common/event.h"
 #include "common/http.h"
+#include "common/metrics.h"
 #include "common/ws_conn.h"
+#include "hub/lifecycle.h"
+#include "hub/registry.h"
 
 namespace ds::hub {
 
 class Hub {
  public:
-  Hub(Loop& loop, config::HubConfig cfg, config::Registry registry);
+  Hub(Loop& loop, config::HubConfig cfg);
   ~Hub();
-  // Loads the certificate and binds the listener. False with `err` set on failure.
+  // Opens the registry (importing `bootstrap_registry` into an empty one), makes the TLS
+  // certificate when none is configured, and binds the listener. False with `err` on failure.
   bool start(std::string& err);
   uint16_t port() const { return port_; }
+  // The CA fingerprint when the hub made its own certificates (empty otherwise).
+  const std::string& caFingerprint() const { return caFingerprint_; }
   // Stops accepting and closes every connection (going away).
   void shutdown();
 
@@ -38,22 +44,31 @@ class Hub {
   void route(HttpSession* s);
   void endSession(HttpSession* s);
   void endDevice(DeviceChannel* d);
+  void disconnectDevice(const std::string& id, uint16_t code, const std::string& why);
   void endStream(Stream* st);
+  void recordStream(Stream* st);
 
   void handleControl(HttpSession* s, const std::string& deviceId);
   void handleInitiate(HttpSession* s, const std::string& deviceId);
   void handleStreamSide(HttpSession* s, const std::string& streamId);
-  void handleListDevices(HttpSession* s);
+  void handleDevices(HttpSession* s);
+  void handleDevice(HttpSession* s, const std::string& deviceId);
+  void handleRotate(HttpSession* s, const std::string& deviceId);
+  void handleStreams(HttpSession* s, std::string_view query);
   void onDeviceMessage(DeviceChannel* d, const std::string& message);
 
-  // Service authentication: returns the policy name, or answers the session and returns empty.
-  std::string authService(HttpSession* s, std::string_view permission);
-  const config::Device* findDevice(const std::string& id) const;
+  // Service authentication: the policy, or nullopt after answering the session (401/403).
+  std::optional<PolicyRecord> authService(HttpSession* s, std::string_view permission);
   std::unique_ptr<WsConnection> upgrade(HttpSession* s);
+  size_t streamsOf(const std::string& deviceId) const;
+  size_t pendingStreams() const;
+  void reject(HttpSession* s, int status, std::string_view code, std::string_view message,
+              int retryAfter = 0);
 
   Loop& loop_;
   config::HubConfig cfg_;
-  config::Registry registry_;
+  std::unique_ptr<Registry> registry_;
+  std::string caFingerprint_;
   SslCtxPtr ssl_;
   ListenerPtr listener_;
   uint16_t port_ = 0;
@@ -61,6 +76,16 @@ class Hub {
   std::map<HttpSession*, std::unique_ptr<HttpSession>> sessions_;
   std::map<std::string, std::unique_ptr<DeviceChannel>> devices_;
   std::map<std::string, std::unique_ptr<Stream>> streams_;
+  std::map<std::string, RateLimiter> rates_;
+  uint64_t audits_ = 0;
+
+  metrics::Registry metrics_;
+  metrics::Gauge& devicesConnected_;
+  metrics::Gauge& streamsActive_;
+  metrics::Gauge& streamsPending_;
+  metrics::Counter& bytesToDevice_;
+  metrics::Counter& bytesFromDevice_;
+  metrics::Histogram& handshakeSeconds_;
 };
 
 }  // namespace ds::hub

@@ -16,30 +16,28 @@ int main(int argc, char** argv) {
 
   ds::setLogProgram("devstreams-hub");
   ds::config::HubConfig cfg;
-  ds::config::Registry registry;
   try {
     cfg = ds::config::loadHub(configPath);
-    registry = ds::config::loadRegistry(cfg.registry);
+    if (!cfg.bootstrapRegistry.empty()) ds::config::loadRegistry(cfg.bootstrapRegistry);
   } catch (const ds::config::Error& e) {
     std::fprintf(stderr, "devstreams-hub: %s\n", e.what());
     return 2;
   }
   if (check) {
-    std::printf("%s: ok (%zu devices, %zu policies)\n", configPath.c_str(), registry.devices.size(),
-                registry.policies.size());
+    std::printf("%s: ok\n", configPath.c_str());
     return 0;
   }
   ds::setLogLevel(static_cast<ds::Level>(cfg.logLevel));
 
   ds::Loop loop;
-  ds::hub::Hub hub(loop, cfg, registry);
+  ds::hub::Hub hub(loop, cfg);
   std::string err;
   if (!hub.start(err)) {
     std::fprintf(stderr, "devstreams-hub: %s\n", err.c_str());
     return 1;
   }
-  LOG_INFO("listening on %s:%u (%zu devices, %zu policies)", cfg.listen.host.c_str(), hub.port(),
-           registry.devices.size(), registry.policies.size());
+  LOG_INFO("listening on %s:%u, registry %s", cfg.listen.host.c_str(), hub.port(),
+           cfg.registry.c_str());
   loop.onSignals([&](int sig) {
     LOG_INFO("signal %d: shutting down", sig);
     hub.shutdown();

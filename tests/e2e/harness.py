@@ -247,7 +247,7 @@ class Stack:
         self.wait_device_online()
 
     def _registry(self):
-        with open(os.path.join(self.state, "registry.yaml")) as f:
+        with open(os.path.join(self.state, "bootstrap.yaml")) as f:
             text = f.read()
         keys = [line.split('"')[1] for line in text.splitlines() if 'key:' in line]
         return {"device_key": keys[0], "service_key": keys[1]}

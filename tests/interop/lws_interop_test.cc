@@ -130,23 +130,6 @@ struct Collector : WsConnection::Callbacks {
   }
 };
 
-// A TCP port on 127.0.0.1 that was free a moment ago; 0 when none could be found.
-uint16_t freePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return 0;
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  uint16_t port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
-  }
-  ::close(fd);
-  return port;
-}
-
 config::HubConfig hubConfig(uint16_t port) {
   config::HubConfig cfg;
   cfg.listen = {"127.0.0.1", port};
@@ -154,6 +137,10 @@ config::HubConfig hubConfig(uint16_t port) {
   cfg.cert = pki().certPath;
   cfg.key = pki().keyPath;
   cfg.keepalive = std::chrono::seconds(1);  // pings flow on the control channel during the tests
+  // A registry file of its own for every hub a test starts.
+  static int serial = 0;
+  cfg.registry = pki().dir + "/registry-" + std::to_string(::getpid()) + "-" +
+                 std::to_string(++serial) + ".db";
   return cfg;
 }
 
@@ -408,18 +395,19 @@ class LwsDeviceTest : public ::testing::Test {
     deviceKey_ = sas::randomKey(32);
     policyKey_ = sas::randomKey(32);
 
-    config::Registry reg;
-    reg.devices.push_back({"dev01", deviceKey_, "", true});
-    reg.policies.push_back({"service", policyKey_, {"connect"}});
-    // A port picked here rather than listen port 0, which Hub::start refuses (see
-    // HubListensOnAnEphemeralPort below).
-    uint16_t port = freePort();
-    ASSERT_GT(port, 0);
-    hub_ = std::make_unique<hub::Hub>(loop_, hubConfig(port), reg);
+    config::HubConfig cfg = hubConfig(0);
+    {
+      std::string err;
+      auto reg = hub::Registry::open(cfg.registry, err);
+      ASSERT_TRUE(reg) << err;
+      ASSERT_EQ(reg->addDevice({"dev01", deviceKey_, "", true, 0, 0}), hub::DbResult::Ok);
+      ASSERT_EQ(reg->addPolicy({"service", policyKey_, {"connect"}}), hub::DbResult::Ok);
+    }
+    hub_ = std::make_unique<hub::Hub>(loop_, cfg);
     std::string err;
     ASSERT_TRUE(hub_->start(err)) << err;
     port_ = hub_->port();
-    ASSERT_EQ(port_, port);
+    ASSERT_GT(port_, 0);
 
     ssl_ = tls::clientContext(pki().caPath, err);
     ASSERT_TRUE(ssl_) << err;
@@ -659,7 +647,7 @@ TEST_F(LwsDeviceTest, SecondControlConnectionReplacesTheFirst) {
 TEST(HubEphemeralPort, HubListensOnAnEphemeralPort) {
   ASSERT_TRUE(pki().ok) << pki().error;
   Loop loop;
-  hub::Hub hub(loop, hubConfig(0), config::Registry{});
+  hub::Hub hub(loop, hubConfig(0));
   std::string err;
   EXPECT_TRUE(hub.start(err)) << err;
   EXPECT_GT(hub.port(), 0);
