@@ -638,6 +638,25 @@ TEST_F(ConfigTest, RegistryErrors) {
 
 // --- the shipped example ------------------------------------------------------------------------
 
+TEST_F(ConfigTest, HubStateDirectoryAndLimits) {
+  std::string file = write("hub.yaml",
+                           "hub:\n  state_dir: st\n  idle_timeout: 'off'\n  max_streams: 7\n"
+                           "  new_streams_per_second: 3\n  tls_names: [hub.example.net]\n");
+  HubConfig c = loadHub(file);
+  std::string dir = fs::path(file).parent_path().string();
+  EXPECT_EQ(c.stateDir, dir + "/st");
+  EXPECT_EQ(c.registry, dir + "/st/registry.db");
+  EXPECT_EQ(c.idleTimeout.count(), 0);
+  EXPECT_EQ(c.maxStreams, 7u);
+  EXPECT_EQ(c.newStreamsPerSecond, 3u);
+  EXPECT_EQ(c.tlsNames, std::vector<std::string>{"hub.example.net"});
+  EXPECT_EQ(hubError("hub:\n  max_streams: 0\n"),
+            at(2, 16) + "invalid count '0' (expected a positive integer)");
+  EXPECT_EQ(hubError("hub:\n  idle_timeout: soon\n"), at(2, 17) + "invalid duration 'soon'");
+  EXPECT_EQ(hubError("hub:\n  tls_names: []\n"),
+            at(2, 14) + "tls_names must name at least one host");
+}
+
 TEST(ExampleConfig, LoadsForEveryProgramWithDefaults) {
   const std::string path = DS_TEST_DATA_DIR "/../../etc/devstreams.yaml";
   const fs::path etc = fs::absolute(fs::path(path).parent_path()).lexically_normal();
@@ -647,8 +666,17 @@ TEST(ExampleConfig, LoadsForEveryProgramWithDefaults) {
   EXPECT_EQ(hub.listen, hubDefaults.listen);
   EXPECT_EQ(hub.hostname, hubDefaults.hostname);
   EXPECT_EQ(hub.publicUrl, "wss://localhost:8443");
-  EXPECT_EQ(hub.cert, (etc / "hub-cert.pem").string());
-  EXPECT_EQ(hub.registry, (etc / "registry.yaml").string());
+  EXPECT_EQ(hub.cert, "");  // the hub makes its own certificate
+  EXPECT_EQ(hub.stateDir, "/var/lib/devstreams");
+  EXPECT_EQ(hub.registry, "/var/lib/devstreams/registry.db");
+  EXPECT_EQ(hub.tlsNames, (std::vector<std::string>{"localhost", "127.0.0.1", "::1"}));
+  EXPECT_EQ(hub.idleTimeout, hubDefaults.idleTimeout);
+  EXPECT_EQ(hub.maxHeaderBytes, hubDefaults.maxHeaderBytes);
+  EXPECT_EQ(hub.maxStreams, hubDefaults.maxStreams);
+  EXPECT_EQ(hub.maxStreamsPerDevice, hubDefaults.maxStreamsPerDevice);
+  EXPECT_EQ(hub.maxPendingHandshakes, hubDefaults.maxPendingHandshakes);
+  EXPECT_EQ(hub.newStreamsPerSecond, hubDefaults.newStreamsPerSecond);
+  EXPECT_EQ(hub.auditKeep, hubDefaults.auditKeep);
   EXPECT_EQ(hub.handshakeTimeout, hubDefaults.handshakeTimeout);
   EXPECT_EQ(hub.requestTimeout, hubDefaults.requestTimeout);
   EXPECT_EQ(hub.keepalive, hubDefaults.keepalive);
@@ -690,6 +718,16 @@ TEST(ExampleConfig, ShowsEveryKey) {
                         "cert:",
                         "key:",
                         "registry:",
+                        "state_dir:",
+                        "tls_names:",
+                        "bootstrap_registry:",
+                        "idle_timeout:",
+                        "max_header_bytes:",
+                        "max_streams:",
+                        "max_streams_per_device:",
+                        "max_pending_handshakes:",
+                        "new_streams_per_second:",
+                        "audit_keep:",
                         "handshake_timeout:",
                         "request_timeout:",
                         "keepalive:",
