@@ -2,12 +2,16 @@
 # Installs the Debian packages devstreams needs to build, run and test. Idempotent:
 # apt-get runs only when a package is missing.
 set -euo pipefail
+# usage: setup.sh [--tests]   (--tests adds the peers the test suite drives: sshd, chromium)
 pkgs=(
   build-essential cmake ninja-build pkg-config git
   libevent-dev libssl-dev libyaml-cpp-dev libwebsockets-dev libsqlite3-dev
   nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev
-  openssh-server openssh-client curl openssl python3 clang clang-format clang-tidy
+  openssh-client curl openssl python3
 )
+if [ "${1:-}" = "--tests" ]; then
+  pkgs+=(openssh-server chromium clang-format)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset=${1:-default}
-bash scripts/build.sh "$preset"
+SETUP_ARGS=--tests bash scripts/build.sh "$preset"
 ctest --preset "$preset" "${@:2}"

@@ -1,5 +1,6 @@
 // devstreams: the command line. `connect HOST PORT` is a stdio tunnel through the local
-// daemon's SOCKS5 endpoint, made for `ssh -o ProxyCommand='devstreams connect %h %p'`.
+// daemon's SOCKS5 endpoint, made for `ssh -o ProxyCommand='devstreams connect %h %p'`;
+// `hub ...` administers the hub's registry and shows its streams (hub_admin.h).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -12,6 +13,7 @@
 #include <cstring>
 #include <string>
 
+#include "cli/hub_admin.h"
 #include "common/config.h"
 #include "common/event.h"
 #include "socks/socks5.h"
@@ -167,7 +169,14 @@ int main(int argc, char** argv) {
   connect->add_option("port", port, "TCP port on the device")
       ->required()
       ->check(CLI::Range(1, 65535));
-  CLI11_PARSE(app, argc, argv);
+  ds::cli::HubAdmin admin(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version end here with 0; every usage error exits 2.
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (admin.chosen()) return admin.run();
 
   auto socks = ds::config::parseEndpoint(socksAddr);
   if (!socks || socks->port == 0) return fail("invalid --socks address '" + socksAddr + "'", 2);

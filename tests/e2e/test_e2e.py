@@ -4,10 +4,12 @@ SOCKS reply code of each failure."""
 
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -81,6 +83,24 @@ class Traffic(StackTest):
                            capture_output=True, timeout=30)
         self.assertEqual(r.returncode, 0, r.stderr.decode())
         self.assertIn(b"hello from dev01", r.stdout)
+
+    def test_chromium_through_socks_proxy(self):
+        browser = shutil.which("chromium")
+        if not browser and not os.environ.get("CI"):
+            self.skipTest("chromium is not installed (scripts/setup.sh --tests installs it)")
+        self.assertIsNotNone(browser, "chromium missing on a CI machine")
+        profile = tempfile.mkdtemp(prefix="devstreams-chromium-")
+        try:
+            r = subprocess.run(
+                [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", f"--user-data-dir={profile}",
+                 f"--proxy-server=socks5://127.0.0.1:{self.stack.socks_port}",
+                 "--dump-dom", f"http://dev01.hub:{self.stack.http_port}/"],
+                capture_output=True, timeout=120)
+        finally:
+            shutil.rmtree(profile, ignore_errors=True)
+        self.assertIn(b'<h1 id="greeting">hello from dev01</h1>', r.stdout, r.stderr[-2000:])
 
     def test_64mib_both_ways_with_sha256(self):
         size = 64 * MiB
