@@ -42,7 +42,7 @@ int fail(const std::string& msg, int code = 1) {
   return code;
 }
 
-std::string quoted(const std::string& s) { return "'" + s + "'"; }
+std::string inQuotes(const std::string& s) { return "'" + s + "'"; }
 
 // ---------------------------------------------------------------------------------------------
 // Talking to the hub.
@@ -326,6 +326,7 @@ HubAdmin::HubAdmin(CLI::App& app) {
   hub_->add_option("-c,--config", configPath_,
                    "configuration file whose 'daemon' section holds the hub URL, CA and service "
                    "policy (env DEVSTREAMS_CONFIG)")
+      ->type_name("FILE")
       ->capture_default_str();
 
   auto set = [this](Command c) { return [this, c] { command_ = c; }; };
@@ -380,6 +381,7 @@ HubAdmin::HubAdmin(CLI::App& app) {
 
   auto* streams = hub_->add_subcommand("streams", "show active and recent streams");
   streams->add_option("--limit", limit_, "recent streams to show")
+      ->type_name("N")
       ->check(CLI::Range(1, 10000))
       ->capture_default_str();
   streams->add_flag("--json", json_, "print the hub's answer as JSON");
@@ -395,7 +397,7 @@ int HubAdmin::run() {
 
   bool needsId = command_ != Command::List && command_ != Command::Streams;
   if (needsId && !config::isValidDeviceId(deviceId_)) {
-    return fail("invalid device id " + quoted(deviceId_) + " (" + kDeviceIdRule + ")", 2);
+    return fail("invalid device id " + inQuotes(deviceId_) + " (" + kDeviceIdRule + ")", 2);
   }
   std::vector<config::Endpoint> allow;
   for (const auto& a : allow_) allow.push_back(*config::parseEndpoint(a));
@@ -426,10 +428,10 @@ int HubAdmin::run() {
     case Command::Add: {
       json body{{"id", id}};
       if (!api.call("POST", "/api/v1/devices", &body, r, err)) {
-        return fail("add device " + quoted(id) + ": " + err);
+        return fail("add device " + inQuotes(id) + ": " + err);
       }
       if (!r.doc.is_object() || str(r.doc, "primary_key").empty()) {
-        return fail("add device " + quoted(id) + ": unexpected answer from the hub");
+        return fail("add device " + inQuotes(id) + ": unexpected answer from the hub");
       }
       std::string key = str(r.doc, "primary_key");
       if (json_) {
@@ -483,9 +485,9 @@ int HubAdmin::run() {
 
     case Command::Show: {
       if (!api.call("GET", devicePath(id), nullptr, r, err)) {
-        return fail("show device " + quoted(id) + ": " + err);
+        return fail("show device " + inQuotes(id) + ": " + err);
       }
-      if (!r.doc.is_object()) return fail("show device " + quoted(id) + ": unexpected answer");
+      if (!r.doc.is_object()) return fail("show device " + inQuotes(id) + ": unexpected answer");
       if (json_) {
         printJson(r.doc);
         return 0;
@@ -504,7 +506,7 @@ int HubAdmin::run() {
 
     case Command::Remove:
       if (!api.call("DELETE", devicePath(id), nullptr, r, err)) {
-        return fail("remove device " + quoted(id) + ": " + err);
+        return fail("remove device " + inQuotes(id) + ": " + err);
       }
       std::printf("device %s removed\n", id.c_str());
       return 0;
@@ -513,11 +515,11 @@ int HubAdmin::run() {
       const char* which = secondary_ ? "secondary" : "primary";
       json body{{"key", which}};
       if (!api.call("POST", devicePath(id) + "/keys/rotate", &body, r, err)) {
-        return fail(std::string("rotate the ") + which + " key of " + quoted(id) + ": " + err);
+        return fail(std::string("rotate the ") + which + " key of " + inQuotes(id) + ": " + err);
       }
       std::string field = std::string(which) + "_key";
       std::string key = str(r.doc, field.c_str());
-      if (key.empty()) return fail("rotate key of " + quoted(id) + ": unexpected answer");
+      if (key.empty()) return fail("rotate key of " + inQuotes(id) + ": unexpected answer");
       std::printf("%s: %s\n", field.c_str(), key.c_str());
       if (flag(r.doc, "online")) {
         std::fprintf(stderr,
@@ -530,7 +532,7 @@ int HubAdmin::run() {
     case Command::Disable:
     case Command::Enable: {
       bool enable = command_ == Command::Enable;
-      std::string what = std::string(enable ? "enable" : "disable") + " device " + quoted(id);
+      std::string what = std::string(enable ? "enable" : "disable") + " device " + inQuotes(id);
       // PUT creates missing devices; look first so a typo does not register a new one.
       if (!api.call("GET", devicePath(id), nullptr, r, err)) return fail(what + ": " + err);
       json body{{"enabled", enable}};

@@ -595,7 +595,9 @@ class Tokens(HubTest):
         time.sleep(3.5)
         late = self.open_side(stream_path(r.json["url"]), r.json["token"])
         self.assertEqual(late.status, 404)
-        wait_until(lambda: "handshake not complete" in self.stack.log("hub"), 10, "timeout log")
+        sid = r.json["stream_id"]
+        wait_until(lambda: f"stream {sid}: handshake not complete" in self.stack.log("hub"), 10,
+                   "the handshake timeout in the hub's log")
 
     def test_bad_service_sas_gives_401_and_leaks_nothing(self):
         s = self.stack
