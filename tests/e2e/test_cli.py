@@ -8,7 +8,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -54,7 +53,6 @@ class Admin(unittest.TestCase):
     def ok(self, *args, **kw):
         r = self.cli(*args, **kw)
         self.assertEqual(r.returncode, 0, f"{args}: {r.stderr}")
-        self.assertEqual(r.stderr.strip().count("\n"), r.stderr.strip().count("\n"))
         return r
 
     def devices(self):
@@ -169,7 +167,9 @@ class Admin(unittest.TestCase):
             self.assertEqual(r.returncode, 2, (cmd, r.stderr))
             self.assertIn("invalid device id 'bad/id'", r.stderr)
         # Nothing reached the hub.
-        self.assertNotIn("bad", self.stack.log("hub").replace("bad-", ""))
+        hub_log = self.stack.log("hub")
+        self.assertNotIn("bad%2Fid", hub_log)
+        self.assertNotIn("bad/id", hub_log)
 
     def test_usage_errors_exit_2(self):
         for args in (["device"], ["device", "show"], ["streams", "--limit", "0"],
@@ -216,7 +216,8 @@ class Admin(unittest.TestCase):
         self.stack.stop("agent-dev08")
         self.wait_online("dev08", online=False)
         self.stack.start("agent-dev08", [program("devstreams-agent"), "-c", path])
-        time.sleep(3)
+        wait_until(lambda: "device 'dev08' control refused" in self.stack.log("hub"), 15,
+                   "the hub refusing the old key")
         self.assertEqual(self.devices()["dev08"][1], "no")
 
     def test_disable_and_enable(self):
@@ -296,7 +297,7 @@ class Admin(unittest.TestCase):
             lines = f.read().splitlines()
         wrong = base64.b64encode(os.urandom(32)).decode()
         lines = [f'  key: "{wrong}"' if line.startswith("  key:") else line for line in lines]
-        path = os.path.join(self.stack.dir, "wrong-key.yaml")
+        path = os.path.join(self.stack.state, "wrong-key.yaml")
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n")
         for args in (["device", "list"], ["device", "add", "dev10"], ["streams"]):
@@ -311,7 +312,7 @@ class Admin(unittest.TestCase):
             text = f.read()
         port = self.stack.closed_port
         text = text.replace(f"127.0.0.1:{self.stack.hub_port}", f"127.0.0.1:{port}")
-        path = os.path.join(self.stack.dir, "no-hub.yaml")
+        path = os.path.join(self.stack.state, "no-hub.yaml")
         with open(path, "w") as f:
             f.write(text)
         r = self.cli("device", "list", config=path)
