@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <vector>
 
 #include "common/log.h"
 #include "common/tls.h"
@@ -133,6 +134,9 @@ bool Agent::start(std::string& err) {
 void Agent::shutdown() {
   stopping_ = true;
   reconnect_.cancel();
+  std::vector<StreamPump*> open;
+  for (auto& [p, pump] : pumps_) open.push_back(p);
+  for (StreamPump* p : open) p->close("agent shutting down");
   if (control_) control_->close(ws::close_code::GoingAway, "agent shutting down");
 }
 

@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
   loop.onSignals([&](int sig) {
     LOG_INFO("signal %d: shutting down", sig);
     agent.shutdown();
-    loop.stop();
+    loop.stopWhenFlushed();
   });
   loop.run();
   return 0;

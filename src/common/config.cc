@@ -7,8 +7,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cerrno>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -526,11 +526,29 @@ HubConfig parseHub(std::string_view text, const std::string& file) {
   Context ctx(file);
   Section sec = findSection(ctx, parseDocument(ctx, text), "hub");
   Mapping m(ctx, sec.node,
-            {"listen", "hostname", "public_url", "state_dir", "cert", "key", "tls_names",
-             "registry", "bootstrap_registry", "handshake_timeout", "request_timeout",
-             "keepalive", "idle_timeout", "max_frame", "max_message", "max_header_bytes",
-             "high_watermark", "max_streams", "max_streams_per_device", "max_pending_handshakes",
-             "new_streams_per_second", "audit_keep", "log_level"});
+            {"listen",
+             "hostname",
+             "public_url",
+             "state_dir",
+             "cert",
+             "key",
+             "tls_names",
+             "registry",
+             "bootstrap_registry",
+             "handshake_timeout",
+             "request_timeout",
+             "keepalive",
+             "idle_timeout",
+             "max_frame",
+             "max_message",
+             "max_header_bytes",
+             "high_watermark",
+             "max_streams",
+             "max_streams_per_device",
+             "max_pending_handshakes",
+             "new_streams_per_second",
+             "audit_keep",
+             "log_level"});
   HubConfig c;
   c.logLevel = sec.logLevel;
   c.stateDir = ctx.resolve(".");

@@ -47,6 +47,22 @@ int Loop::run() { return event_base_dispatch(base_.get()); }
 
 void Loop::stop() { event_base_loopexit(base_.get(), nullptr); }
 
+void Loop::stopWhenFlushed(std::chrono::milliseconds bound) {
+  drainUntil_ = std::chrono::steady_clock::now() + bound;
+  drainPoll_.reset(event_new(
+      base_.get(), -1, EV_PERSIST,
+      [](evutil_socket_t, short, void* arg) {
+        auto* self = static_cast<Loop*>(arg);
+        if (self->lingers_.empty() || std::chrono::steady_clock::now() >= self->drainUntil_) {
+          self->stop();
+        }
+      },
+      this));
+  // Polling every 10 ms keeps this simple; it runs only while the process is exiting.
+  timeval tv{0, 10000};
+  event_add(drainPoll_.get(), &tv);
+}
+
 void Loop::onSignals(std::function<void(int)> cb) {
   signalCb_ = std::move(cb);
   for (int sig : {SIGINT, SIGTERM}) {
@@ -183,6 +199,7 @@ Loop::~Loop() {
   for (Linger* l : lingers_) delete l;
   lingers_.clear();
   signals_.clear();
+  drainPoll_.reset();
   cleanup_.reset();
   dns_.reset();
 }

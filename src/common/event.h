@@ -62,6 +62,9 @@ class Loop {
   void deferDelete(std::unique_ptr<Deletable> obj);
   int run();
   void stop();
+  // Stops once every connection handed to closeAfterFlush is done (its close frame or error
+  // reply delivered and the peer gone), or after `bound`: for a clean exit on SIGTERM.
+  void stopWhenFlushed(std::chrono::milliseconds bound = std::chrono::seconds(2));
   // Calls `cb` on SIGINT/SIGTERM (the loop keeps running; cb decides).
   void onSignals(std::function<void(int)> cb);
   // Flushes what `bev` still has to send, half-closes the socket, discards input until the peer
@@ -82,6 +85,8 @@ class Loop {
   struct Linger;
   std::set<Linger*> lingers_;
   std::vector<EventPtr> signals_;
+  EventPtr drainPoll_;
+  std::chrono::steady_clock::time_point drainUntil_;
   std::function<void(int)> signalCb_;
 };
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <vector>
 
 #include "common/log.h"
 #include "common/tls.h"
@@ -149,6 +150,9 @@ bool Daemon::start(std::string& err) {
 void Daemon::shutdown() {
   socks_.reset();
   forwards_.clear();
+  std::vector<StreamPump*> open;
+  for (auto& [p, pump] : pumps_) open.push_back(p);
+  for (StreamPump* p : open) p->close("daemon shutting down");
 }
 
 void Daemon::onSocksAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg) {

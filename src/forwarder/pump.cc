@@ -38,6 +38,12 @@ void StreamPump::start() {
   pumpUp();
 }
 
+void StreamPump::close(const std::string& reason) {
+  if (finished_) return;
+  ws_->close(ws::close_code::GoingAway, reason);
+  finish(reason);
+}
+
 void StreamPump::onTcpRead(bufferevent*, void* arg) { static_cast<StreamPump*>(arg)->pumpUp(); }
 
 void StreamPump::pumpUp() {

@@ -23,6 +23,8 @@ class StreamPump : public Deletable, private WsConnection::Callbacks {
   ~StreamPump() override;
   // Starts both directions; bytes already buffered on either side are pumped first.
   void start();
+  // Ends both sides now (the stream with 1001 and `reason`); Done follows.
+  void close(const std::string& reason);
 
   uint64_t bytesToStream() const { return up_; }      // TCP -> WebSocket
   uint64_t bytesFromStream() const { return down_; }  // WebSocket -> TCP

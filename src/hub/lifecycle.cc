@@ -116,6 +116,14 @@ const char* outcomeName(Outcome o) {
   return "?";
 }
 
+bool isOutcomeName(std::string_view name) {
+  for (Outcome o : {Outcome::Ok, Outcome::Rejected, Outcome::Refused, Outcome::Timeout,
+                    Outcome::Offline, Outcome::Idle, Outcome::Cancelled, Outcome::Error}) {
+    if (name == outcomeName(o)) return true;
+  }
+  return false;
+}
+
 RateLimiter::RateLimiter(double rate, double burst, TimePoint now)
     : rate_(rate), burst_(burst), tokens_(burst), last_(now) {}
 

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace ds::hub {
 
@@ -59,6 +60,8 @@ class StreamLifecycle {
 
 const char* stateName(StreamLifecycle::State s);
 const char* outcomeName(StreamLifecycle::Outcome o);
+// True for the name of an outcome a stream can end with (every one but None).
+bool isOutcomeName(std::string_view name);
 
 // A token bucket: `rate` tokens per second, at most `burst` stored.
 class RateLimiter {

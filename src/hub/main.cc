@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
   loop.onSignals([&](int sig) {
     LOG_INFO("signal %d: shutting down", sig);
     hub.shutdown();
-    loop.stop();
+    loop.stopWhenFlushed();
   });
   loop.run();
   return 0;

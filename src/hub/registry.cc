@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "common/config.h"
+#include "hub/lifecycle.h"
 
 namespace ds::hub {
 namespace {
@@ -63,8 +64,6 @@ static_assert(std::size(kMigrations) == Registry::kSchemaVersion,
 
 constexpr std::array<std::string_view, 3> kPermissions = {"connect", "registry-read",
                                                           "registry-write"};
-constexpr std::array<std::string_view, 7> kOutcomes = {"ok",      "rejected", "refused",  "timeout",
-                                                       "offline", "error",    "cancelled"};
 
 template <size_t N>
 bool isOneOf(const std::array<std::string_view, N>& names, std::string_view s) {
@@ -499,7 +498,8 @@ bool Registry::empty() const {
 
 DbResult Registry::addAudit(const AuditRecord& a) {
   lastError_.clear();
-  if (!isOneOf(kOutcomes, a.outcome)) {
+  // The outcomes are the stream lifecycle's (one list, in lifecycle.h).
+  if (!isOutcomeName(a.outcome)) {
     return fail(DbResult::Invalid, "unknown stream outcome " + quoted(a.outcome));
   }
   Query q(*this,

@@ -1,14 +1,14 @@
 """Integration tests of the hub as a service, over loopback with the real programs: the registry
 surviving a restart, every limit answering with its status, stream tokens and SAS checks,
-the metrics exposition, the stream audit, health and routing answers, idle streams and the
-replacement of a device's control channel."""
+the metrics exposition, the stream audit, health and routing answers, idle streams, the
+replacement of a device's control channel and what peers see when the hub or agent stops."""
 
+import contextlib
 import http.client
 import json
 import math
 import os
 import re
-import signal
 import socket
 import ssl
 import struct
@@ -19,7 +19,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Stack, WsClient, recv_exact, sas_token, socks_connect, wait_until  # noqa: E402
+from harness import Stack, WsClient, sas_token, socks_connect, wait_until  # noqa: E402
 
 HOUR = 3600
 
@@ -96,6 +96,11 @@ def wait_online(stack, device="dev01", timeout=60):
 def ws_control(stack, device="dev01", key=None):
     return WsClient(stack.hub_port, f"/api/v1/devices/{device}/control",
                     {"Authorization": device_token(stack, device, key)}, ca_file(stack))
+
+
+def log_lines(stack, name, needle, since=0):
+    """The lines of a program's log (from offset `since`) that contain `needle`."""
+    return [line for line in stack.log(name)[since:].splitlines() if needle in line]
 
 
 def ca_file(stack):
@@ -354,6 +359,19 @@ class HubTest(unittest.TestCase):
             self.stack.dump_logs()
         return res
 
+    def assertLogHas(self, name, needle, since=0, within=10):
+        # Programs log an event right after acting on it, so the line may trail what the test saw.
+        try:
+            wait_until(lambda: needle in self.stack.log(name)[since:], within, repr(needle))
+        except TimeoutError:
+            self.fail(f"{name}.log lacks {needle!r}")
+
+    def assertLogLacks(self, name, needle, what=None):
+        lines = log_lines(self.stack, name, needle)
+        if lines:
+            self.fail(f"{name}.log holds {what or repr(needle)} in {len(lines)} lines" +
+                      ("" if what else ":\n" + "\n".join(lines[:5])))
+
     def ensure_agent(self):
         """Brings the real agent back after a test that played dev01 itself."""
         if "agent" not in self.stack.procs:
@@ -404,8 +422,8 @@ class Registry(HubTest):
         r = curl_via_socks(s, s.http_port)
         self.assertEqual(r.returncode, 0, r.stderr.decode())
         self.assertIn(b"hello from dev01", r.stdout)
-        self.assertNotIn(added["primary_key"], s.log("hub"))
-        self.assertNotIn(added["secondary_key"], s.log("hub"))
+        self.assertLogLacks("hub", added["primary_key"], "the primary key")
+        self.assertLogLacks("hub", added["secondary_key"], "the secondary key")
 
 
 class Limits(HubTest):
@@ -415,12 +433,11 @@ class Limits(HubTest):
         configure_hub(self.stack, self.base_hub_yaml, **keys)
         restart_hub(self.stack)
 
-    def assertRejected(self, r, status, code, retry=True):
+    def assertRejected(self, r, status, code):
         self.assertEqual(r.status, status, r)
         self.assertEqual(r.json["error"], code, r)
-        if retry:
-            self.assertIn("retry-after", r.headers, r)
-            self.assertGreaterEqual(int(r.headers["retry-after"]), 1)
+        self.assertIn("retry-after", r.headers, r)
+        self.assertGreaterEqual(int(r.headers["retry-after"]), 1)
 
     def test_per_device_stream_limit_gives_429_device_busy(self):
         self.reconfigure(max_streams_per_device=2)
@@ -506,23 +523,44 @@ class Limits(HubTest):
         self.assertEqual(big.json["error"], "bad_request", big)
 
     def test_frame_over_max_frame_closes_with_1009(self):
-        self.reconfigure(max_frame="64KiB")
+        self.reconfigure(max_frame="64KiB", max_message="48KiB")
         self.addCleanup(self.ensure_agent)
         self.stack.stop("agent")
         dev = ws_control(self.stack)
         self.addCleanup(dev.close)
         self.assertEqual(dev.status, 101)
-        # A frame just under the limit is read (and ignored as a malformed message)...
-        dev.send_text("x" * (64 * 1024 - 1))
+        # A message within both limits is read (and ignored as a malformed message)...
+        dev.send_text("x" * (40 * 1024))
         wait_until(lambda: "device dev01: malformed control message" in self.stack.log("hub"),
-                   10, "the hub to read the frame")
-        # ...one just over it closes the channel with 1009.
+                   10, "the hub to read the message")
+        # ...one within max_frame but over max_message closes the channel with 1009...
+        dev.send_text("x" * (56 * 1024))
+        self.assertEqual(read_close(dev), 1009)
+        dev.close()
+        # ...and so does a frame over max_frame.
+        dev = ws_control(self.stack)
+        self.addCleanup(dev.close)
+        self.assertEqual(dev.status, 101)
         dev.send_text("x" * (64 * 1024 + 1))
         self.assertEqual(read_close(dev), 1009)
         wait_until(lambda: not device_online(self.stack), 10, "dev01 offline")
 
-    def test_idle_stream_is_closed_by_the_hub(self):
-        self.reconfigure(idle_timeout="1s")
+    def test_slow_request_head_gives_408(self):
+        self.reconfigure(request_timeout="1s")
+        ctx = ssl.create_default_context(cafile=ca_file(self.stack))
+        raw = socket.create_connection(("127.0.0.1", self.stack.hub_port), timeout=20)
+        with ctx.wrap_socket(raw, server_hostname="localhost") as conn:
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")  # never finished
+            start = time.monotonic()
+            answer = b""
+            while chunk := conn.recv(4096):
+                answer += chunk
+        self.assertLess(time.monotonic() - start, 15)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 408 "), answer)
+        self.assertIn(b'"error":"timeout"', answer)
+
+    def idle_stream_closes(self):
+        """Opens a silent stream; returns the seconds until the client saw it closed."""
         code, s = socks_connect(self.stack.socks_port, "dev01.hub", self.holder.port)
         self.assertEqual(code, 0)
         start = time.monotonic()
@@ -534,11 +572,14 @@ class Limits(HubTest):
         elapsed = time.monotonic() - start
         s.close()
         self.assertEqual(data, b"")
+        return elapsed
+
+    def test_idle_stream_is_closed_by_the_hub(self):
+        self.reconfigure(idle_timeout="1s")
+        elapsed = self.idle_stream_closes()
         self.assertGreaterEqual(elapsed, 0.5)
         self.assertLess(elapsed, 15)
-        wait_until(lambda: any(a["outcome"] == "idle" for a in
-                               api(self.stack, "GET", "/api/v1/streams").json["recent"]),
-                   10, "an audit record with outcome idle")
+        self.assertLogHas("daemon", "idle timeout")
         # A stream with traffic more often than the bound stays open.
         code, s = socks_connect(self.stack.socks_port, "dev01.hub", self.holder.port)
         self.assertEqual(code, 0)
@@ -548,6 +589,23 @@ class Limits(HubTest):
             with self.assertRaises(socket.timeout):
                 s.recv(100)  # no EOF: still open
         s.close()
+
+    def test_idle_stream_has_an_audit_record(self):
+        self.reconfigure(idle_timeout="1s")
+        self.idle_stream_closes()
+        wait_until(lambda: "outcome=idle" in self.stack.log("hub"), 10, "the audit log line")
+
+        def idle_records():
+            return [a for a in api(self.stack, "GET", "/api/v1/streams").json["recent"]
+                    if a["outcome"] == "idle"]
+
+        with contextlib.suppress(TimeoutError):
+            wait_until(lambda: idle_records(), 5, "an audit record with outcome idle")
+        self.assertLogLacks("hub", "not stored")
+        records = idle_records()
+        self.assertEqual(len(records), 1, api(self.stack, "GET", "/api/v1/streams").json)
+        self.assertEqual(records[0]["reason"], "idle timeout")
+        self.assertEqual(records[0]["port"], self.holder.port)
 
 
 class Tokens(HubTest):
@@ -583,9 +641,8 @@ class Tokens(HubTest):
         no_bearer = WsClient(s.hub_port, path2, {}, ca_file(s))
         self.addCleanup(no_bearer.close)
         self.assertEqual(no_bearer.status, 401)
-        log = s.log("hub")
         for tok in (r1.json["token"], r2.json["token"]):
-            self.assertNotIn(tok, log)
+            self.assertLogLacks("hub", tok, "a stream token")
 
     def test_unpaired_stream_side_is_closed_after_the_handshake_bound(self):
         r = initiate(self.stack, "dev01", self.holder.port)
@@ -626,14 +683,13 @@ class Tokens(HubTest):
         ws.close()
         self.assertEqual(ws.status, 401)
         self.assertTrue(device_online(s))  # and did not disturb the agent's channel
-        log = s.log("hub")
-        self.assertIn("refused", log)
+        self.assertLogHas("hub", "service token for policy 'service' refused")
         sig = re.search(r"sig=([^&]+)", bad).group(1)
         good_sig = re.search(r"sig=([^&]+)", service_token(s)).group(1)
         for secret in (s.registry["service_key"], s.registry["device_key"], wrong_key, sig,
                        good_sig):
-            self.assertNotIn(secret, log)
-        self.assertNotIn("SharedAccessSignature", log)
+            self.assertLogLacks("hub", secret, "a key or signature")
+        self.assertLogLacks("hub", "SharedAccessSignature", "a token")
 
     def test_device_cannot_answer_another_devices_stream(self):
         s = self.stack
@@ -752,10 +808,9 @@ class Observability(HubTest):
         self.assertEqual(len(one), 1)
         self.assertEqual(api(self.stack, "GET", "/api/v1/streams?limit=0").status, 400)
         self.assertEqual(api(self.stack, "GET", "/api/v1/streams?limit=x").status, 400)
-        log = self.stack.log("hub")
-        self.assertIn("audit stream=", log)
+        self.assertLogHas("hub", "audit stream=")
         for a in ok:
-            self.assertIn(f"audit stream={a['stream_id']} policy=service device=dev01", log)
+            self.assertLogHas("hub", f"audit stream={a['stream_id']} policy=service device=dev01")
 
     def test_health_routing_and_upgrade_answers(self):
         s = self.stack
@@ -798,7 +853,7 @@ class Replacement(HubTest):
         self.assertEqual(intruder.status, 101)
         wait_until(lambda: "control channel closed (4000" in s.log("agent"), 15,
                    "the agent's channel closed with 4000")
-        self.assertIn("new control connection replaces the previous one", s.log("hub"))
+        self.assertLogHas("hub", "device dev01: new control connection replaces the previous one")
         # The agent reconnects (about 1 s later) and in turn replaces the intruder.
         self.assertEqual(read_close(intruder, timeout=30), 4000)
         wait_until(lambda: s.log("agent").count("online: control channel") > online_before, 30,
@@ -807,6 +862,48 @@ class Replacement(HubTest):
         r = curl_via_socks(s, s.http_port)
         self.assertEqual(r.returncode, 0, r.stderr.decode())
         self.assertIn(b"hello from dev01", r.stdout)
+
+
+class Shutdown(HubTest):
+    """operations.md: on SIGTERM the hub closes device channels and streams with 1001, and
+    the agent closes its control channel."""
+
+    def test_hub_sigterm_closes_channels_and_streams_with_1001(self):
+        s = self.stack
+        self.addCleanup(self.ensure_hub)
+        held = self.hold_streams(1)
+        agent_mark, daemon_mark = len(s.log("agent")), len(s.log("daemon"))
+        self.assertEqual(s.stop("hub"), 0)
+        held[0].settimeout(20)
+        self.assertEqual(held[0].recv(100), b"")
+        wait_until(lambda: "control channel closed (" in s.log("agent")[agent_mark:], 10,
+                   "the agent to see its channel closed")
+        wait_until(lambda: "stream closed (" in s.log("daemon")[daemon_mark:], 10,
+                   "the daemon to see its stream closed")
+        self.assertLogHas("hub", "outcome=cancelled reason=\"hub shutting down\"")
+        self.assertOnlyCode1001("agent", "control channel closed (", agent_mark)
+        self.assertOnlyCode1001("daemon", "stream closed (", daemon_mark)
+
+    def test_agent_sigterm_closes_its_control_channel(self):
+        s = self.stack
+        self.addCleanup(self.ensure_agent)
+        mark = len(s.log("hub"))
+        self.assertEqual(s.stop("agent"), 0)
+        wait_until(lambda: "device dev01: control channel closed (" in s.log("hub")[mark:], 10,
+                   "the hub to see the channel closed")
+        self.assertLogHas("hub", "device dev01: control channel closed (1001", mark)
+        self.assertFalse(device_online(s))
+
+    def assertOnlyCode1001(self, name, event, since):
+        other = [line for line in log_lines(self.stack, name, event, since)
+                 if event + "1001" not in line]
+        if other:
+            self.fail(f"{name}.log: closed with another code than 1001:\n" + "\n".join(other))
+
+    def ensure_hub(self):
+        if "hub" not in self.stack.procs:
+            self.stack.start_hub()
+        wait_online(self.stack)
 
 
 if __name__ == "__main__":

@@ -325,7 +325,7 @@ TEST_F(RegistryTest, AuditFieldsRoundTrip) {
   EXPECT_EQ(r->recentAudit(5), (std::vector<AuditRecord>{rejected, a}));
 
   for (const char* outcome :
-       {"ok", "rejected", "refused", "timeout", "offline", "error", "cancelled"}) {
+       {"ok", "rejected", "refused", "timeout", "offline", "idle", "error", "cancelled"}) {
     AuditRecord x = audit("s", 1);
     x.outcome = outcome;
     EXPECT_EQ(r->addAudit(x), DbResult::Ok) << outcome;
