@@ -39,13 +39,17 @@ HTML
 python3 -m http.server "$demo_port" --bind 127.0.0.1 --directory "$state/www" \
   >"$state/log/demo-http.log" 2>&1 &
 pids+=($!)
-"$bin/hub/devstreams-hub" -c "$state/hub.yaml" 2>&1 | tee "$state/log/hub.log" | sed 's/^/[hub] /' &
-pids+=($!)
+# Each program's own PID goes to pids (not a pipeline's last stage), so cleanup stops it.
+run() {
+  local name=$1
+  shift
+  "$@" > >(tee "$state/log/$name.log" | sed "s/^/[$name] /") 2>&1 &
+  pids+=($!)
+}
+run hub "$bin/hub/devstreams-hub" -c "$state/hub.yaml"
 for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$DS_HUB_PORT") 2>/dev/null && break; sleep 0.1; done
-"$bin/agent/devstreams-agent" -c "$state/agent.yaml" 2>&1 | tee "$state/log/agent.log" | sed 's/^/[agent] /' &
-pids+=($!)
-"$bin/daemon/devstreamsd" -c "$state/daemon.yaml" 2>&1 | tee "$state/log/daemon.log" | sed 's/^/[daemon] /' &
-pids+=($!)
+run agent "$bin/agent/devstreams-agent" -c "$state/agent.yaml"
+run daemon "$bin/daemon/devstreamsd" -c "$state/daemon.yaml"
 for _ in $(seq 100); do grep -q "online:" "$state/log/agent.log" 2>/dev/null && break; sleep 0.1; done
 
 cat <<TXT

@@ -10,7 +10,7 @@ pkgs=(
   openssh-client curl openssl python3
 )
 if [ "${1:-}" = "--tests" ]; then
-  pkgs+=(openssh-server chromium clang-format)
+  pkgs+=(openssh-server chromium clang-format clang-tidy)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -68,7 +68,7 @@ class Agent::PendingStream : public Deletable {
   void openStream() {
     exchange_ = hubclient::openStream(
         agent_.loop_, agent_.hub_, url_, token_, agent_.limits_, agent_.cfg_.connectTimeout,
-        [this](std::unique_ptr<WsConnection> ws, std::string error) {
+        [this](std::unique_ptr<WsConnection> ws, const std::string& error) {
           agent_.loop_.deferDelete(std::move(exchange_));
           if (!ws) return fail("hub_stream_failed", "streaming endpoint: " + error);
           LOG_INFO("stream %s: connected to %s:%u", id_.c_str(), host_.c_str(), port_);
@@ -144,7 +144,7 @@ void Agent::connect() {
   LOG_INFO("connecting to %s:%u as %s", hub_.host.c_str(), hub_.port, cfg_.deviceId.c_str());
   connecting_ = hubclient::openControl(
       loop_, hub_, cfg_.deviceId, cfg_.deviceKey, limits_, cfg_.connectTimeout,
-      [this](std::unique_ptr<WsConnection> ws, std::string error) {
+      [this](std::unique_ptr<WsConnection> ws, const std::string& error) {
         loop_.deferDelete(std::move(connecting_));
         if (!ws) {
           LOG_WARN("control channel: %s", error.c_str());

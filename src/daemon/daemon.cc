@@ -78,7 +78,7 @@ class Daemon::Attempt : public Deletable {
     std::string sid = grant.streamId;
     exchange_ = hubclient::openStream(
         d_.loop_, d_.hub_, grant.url, grant.token, d_.limits_, d_.cfg_.handshakeTimeout,
-        [this, sid](std::unique_ptr<WsConnection> ws, std::string error) {
+        [this, sid](std::unique_ptr<WsConnection> ws, const std::string& error) {
           d_.loop_.deferDelete(std::move(exchange_));
           if (!ws) {
             LOG_WARN("%s: streaming endpoint failed: %s", what_.c_str(), error.c_str());
