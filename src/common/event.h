@@ -17,15 +17,9 @@
 #include <string>
 #include <vector>
 
-namespace ds {
+#include "common/handle.h"
 
-template <auto Free>
-struct FreeWith {
-  template <class T>
-  void operator()(T* p) const {
-    Free(p);
-  }
-};
+namespace ds {
 
 using EventBasePtr = std::unique_ptr<event_base, FreeWith<event_base_free>>;
 using EventPtr = std::unique_ptr<event, FreeWith<event_free>>;

@@ -23,23 +23,17 @@
 #include <memory>
 #include <system_error>
 
+#include "common/tls.h"
+
 namespace ds::pki {
 namespace {
 
-template <auto Free>
-struct Release {
-  template <class T>
-  void operator()(T* p) const {
-    Free(p);
-  }
-};
-
-using PkeyPtr = std::unique_ptr<EVP_PKEY, Release<EVP_PKEY_free>>;
-using X509Ptr = std::unique_ptr<X509, Release<X509_free>>;
-using ExtPtr = std::unique_ptr<X509_EXTENSION, Release<X509_EXTENSION_free>>;
-using BioPtr = std::unique_ptr<BIO, Release<BIO_free>>;
-using BnPtr = std::unique_ptr<BIGNUM, Release<BN_free>>;
-using AsnIntPtr = std::unique_ptr<ASN1_INTEGER, Release<ASN1_INTEGER_free>>;
+using PkeyPtr = std::unique_ptr<EVP_PKEY, FreeWith<EVP_PKEY_free>>;
+using X509Ptr = std::unique_ptr<X509, FreeWith<X509_free>>;
+using ExtPtr = std::unique_ptr<X509_EXTENSION, FreeWith<X509_EXTENSION_free>>;
+using BioPtr = std::unique_ptr<BIO, FreeWith<BIO_free>>;
+using BnPtr = std::unique_ptr<BIGNUM, FreeWith<BN_free>>;
+using AsnIntPtr = std::unique_ptr<ASN1_INTEGER, FreeWith<ASN1_INTEGER_free>>;
 
 constexpr long kCaDays = 3650;
 constexpr long kCertDays = 825;
@@ -52,17 +46,7 @@ constexpr size_t kMaxPemBytes = 1 << 20;
 constexpr size_t kMaxCommonName = 64;
 constexpr size_t kMaxDnsName = 253;
 
-std::string opensslError() {
-  std::string out;
-  unsigned long e;
-  while ((e = ERR_get_error()) != 0) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    if (!out.empty()) out += "; ";
-    out += buf;
-  }
-  return out.empty() ? "unknown OpenSSL error" : out;
-}
+std::string opensslError() { return tls::opensslErrors(); }
 
 std::string sysError(int e) { return std::error_code(e, std::generic_category()).message(); }
 

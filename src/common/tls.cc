@@ -9,18 +9,6 @@
 namespace ds::tls {
 namespace {
 
-std::string drainErrors() {
-  std::string out;
-  unsigned long e;
-  while ((e = ERR_get_error()) != 0) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    if (!out.empty()) out += "; ";
-    out += buf;
-  }
-  return out.empty() ? "unknown TLS error" : out;
-}
-
 SslCtxPtr baseContext(const SSL_METHOD* method) {
   SslCtxPtr ctx(SSL_CTX_new(method));
   if (!ctx) return ctx;
@@ -34,18 +22,30 @@ SslCtxPtr baseContext(const SSL_METHOD* method) {
 
 }  // namespace
 
+std::string opensslErrors() {
+  std::string out;
+  unsigned long e;
+  while ((e = ERR_get_error()) != 0) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    if (!out.empty()) out += "; ";
+    out += buf;
+  }
+  return out.empty() ? "unknown OpenSSL error" : out;
+}
+
 SslCtxPtr serverContext(const std::string& certPath, const std::string& keyPath, std::string& err) {
   SslCtxPtr ctx = baseContext(TLS_server_method());
   if (!ctx) {
-    err = drainErrors();
+    err = opensslErrors();
     return nullptr;
   }
   if (SSL_CTX_use_certificate_chain_file(ctx.get(), certPath.c_str()) != 1) {
-    err = certPath + ": " + drainErrors();
+    err = certPath + ": " + opensslErrors();
     return nullptr;
   }
   if (SSL_CTX_use_PrivateKey_file(ctx.get(), keyPath.c_str(), SSL_FILETYPE_PEM) != 1) {
-    err = keyPath + ": " + drainErrors();
+    err = keyPath + ": " + opensslErrors();
     return nullptr;
   }
   if (SSL_CTX_check_private_key(ctx.get()) != 1) {
@@ -60,11 +60,11 @@ SslCtxPtr serverContext(const std::string& certPath, const std::string& keyPath,
 SslCtxPtr clientContext(const std::string& caPath, std::string& err) {
   SslCtxPtr ctx = baseContext(TLS_client_method());
   if (!ctx) {
-    err = drainErrors();
+    err = opensslErrors();
     return nullptr;
   }
   if (SSL_CTX_load_verify_locations(ctx.get(), caPath.c_str(), nullptr) != 1) {
-    err = caPath + ": " + drainErrors();
+    err = caPath + ": " + opensslErrors();
     return nullptr;
   }
   SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
@@ -123,7 +123,7 @@ std::string lastError(bufferevent* bev) {
       }
     }
   }
-  if (out.empty() && ERR_peek_error() != 0) out = drainErrors();
+  if (out.empty() && ERR_peek_error() != 0) out = opensslErrors();
   return out;
 }
 

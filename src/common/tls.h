@@ -19,6 +19,9 @@ BufferEventPtr acceptSocket(Loop& loop, SSL_CTX* ctx, evutil_socket_t fd);
 // `serverName` (DNS name or IP address) and sends it as SNI.
 BufferEventPtr newClient(Loop& loop, SSL_CTX* ctx, const std::string& serverName);
 
+// Drains this thread's OpenSSL error queue into one line ("unknown OpenSSL error" if empty).
+std::string opensslErrors();
+
 // The last OpenSSL error of this thread (and the bufferevent's, when given) as text.
 std::string lastError(bufferevent* bev = nullptr);
 

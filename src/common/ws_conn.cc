@@ -11,6 +11,32 @@ namespace ds {
 using ws::Opcode;
 namespace cc = ws::close_code;
 
+namespace {
+
+// Moves `len` bytes from `src` to `dst`, XORing them with `key` (starting at payload position
+// `offset`) on the way: masking and unmasking cost one copy.
+void moveMasked(evbuffer* src, evbuffer* dst, size_t len, const std::array<uint8_t, 4>& key,
+                uint64_t offset) {
+  evbuffer_iovec out;
+  evbuffer_reserve_space(dst, static_cast<ev_ssize_t>(len), &out, 1);
+  int nvec = evbuffer_peek(src, static_cast<ev_ssize_t>(len), nullptr, nullptr, 0);
+  std::vector<evbuffer_iovec> in(nvec > 0 ? nvec : 1);
+  evbuffer_peek(src, static_cast<ev_ssize_t>(len), nullptr, in.data(), nvec);
+  size_t done = 0;
+  for (const auto& v : in) {
+    size_t piece = v.iov_len < len - done ? v.iov_len : len - done;
+    ws::maskCopy(static_cast<uint8_t*>(out.iov_base) + done,
+                 static_cast<const uint8_t*>(v.iov_base), piece, key, offset + done);
+    done += piece;
+    if (done == len) break;
+  }
+  out.iov_len = len;
+  evbuffer_commit_space(dst, &out, 1);
+  evbuffer_drain(src, len);
+}
+
+}  // namespace
+
 WsConnection::WsConnection(Loop& loop, BufferEventPtr bev, Role role, const WsLimits& limits,
                            Callbacks* callbacks)
     : loop_(loop),
@@ -168,23 +194,7 @@ void WsConnection::process() {
         evbuffer_remove_buffer(in, chunk_.get(), take);
       } else {
         // Unmask while copying into the chunk: one copy, 8 bytes at a time.
-        evbuffer_iovec dst;
-        evbuffer_reserve_space(chunk_.get(), take, &dst, 1);
-        int nvec = evbuffer_peek(in, take, nullptr, nullptr, 0);
-        std::vector<evbuffer_iovec> src(nvec > 0 ? nvec : 1);
-        evbuffer_peek(in, take, nullptr, src.data(), nvec);
-        size_t done = 0;
-        for (const auto& v : src) {
-          size_t piece = v.iov_len < take - done ? v.iov_len : take - done;
-          ws::maskCopy(static_cast<uint8_t*>(dst.iov_base) + done,
-                       static_cast<const uint8_t*>(v.iov_base), piece, frame_.maskKey,
-                       frameOffset_ + done);
-          done += piece;
-          if (done == take) break;
-        }
-        dst.iov_len = take;
-        evbuffer_commit_space(chunk_.get(), &dst, 1);
-        evbuffer_drain(in, take);
+        moveMasked(in, chunk_.get(), take, frame_.maskKey, frameOffset_);
       }
       frameOffset_ += take;
       bytesIn_ += take;
@@ -286,22 +296,7 @@ void WsConnection::sendBinary(evbuffer* data) {
       auto key = ws::randomMaskKey();
       evbuffer_add(out, hdr, ws::encodeHeader(hdr, fin, op, len, key.data()));
       if (len > 0) {
-        evbuffer_iovec dst;
-        evbuffer_reserve_space(out, len, &dst, 1);
-        int nvec = evbuffer_peek(data, len, nullptr, nullptr, 0);
-        std::vector<evbuffer_iovec> src(nvec > 0 ? nvec : 1);
-        evbuffer_peek(data, len, nullptr, src.data(), nvec);
-        size_t done = 0;
-        for (const auto& v : src) {
-          size_t piece = v.iov_len < len - done ? v.iov_len : len - done;
-          ws::maskCopy(static_cast<uint8_t*>(dst.iov_base) + done,
-                       static_cast<const uint8_t*>(v.iov_base), piece, key, done);
-          done += piece;
-          if (done == len) break;
-        }
-        dst.iov_len = len;
-        evbuffer_commit_space(out, &dst, 1);
-        evbuffer_drain(data, len);
+        moveMasked(data, out, len, key, 0);
       }
     } else {
       // Unmasked frames move the source chains without copying.

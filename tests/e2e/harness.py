@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import unittest
 import urllib.parse
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -361,3 +362,33 @@ AllowUsers {user}
         for name in ("hub", "agent", "daemon"):
             print(f"----- {name}.log -----")
             print(self.log(name)[-6000:])
+
+
+class StackTest(unittest.TestCase):
+    """Base of the e2e test classes: prints the programs' logs when a test fails, and checks
+    that a stack shut down cleanly (exit 0 on SIGTERM, no sanitizer report)."""
+
+    def run(self, result=None):
+        before = len(result.failures) + len(result.errors) if result else 0
+        res = super().run(result)
+        if result is not None and len(result.failures) + len(result.errors) > before:
+            self.stack.dump_logs()
+        return res
+
+    def assertCleanShutdown(self, stack):
+        problems = stack.problems()
+        if problems:
+            stack.dump_logs()
+        self.assertEqual(problems, [])
+
+    @staticmethod
+    def closeClassStack(stack, *others):
+        """For tearDownClass: stops `stack` (and closes `others`), then raises on problems."""
+        problems = stack.problems()
+        if problems:
+            stack.dump_logs()
+        stack.close()
+        for o in others:
+            o.close()
+        if problems:
+            raise AssertionError("\n".join(problems))

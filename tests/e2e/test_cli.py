@@ -11,7 +11,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Stack, program, socks_connect, wait_until  # noqa: E402
+from harness import Stack, StackTest, program, socks_connect, wait_until  # noqa: E402
 
 
 def table(stdout):
@@ -21,7 +21,7 @@ def table(stdout):
     return [line.split() for line in lines[1:]]
 
 
-class Admin(unittest.TestCase):
+class Admin(StackTest):
     """One stack for the class; every test uses its own device ids and removes what it adds."""
 
     @classmethod
@@ -31,17 +31,7 @@ class Admin(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        problems = cls.stack.problems()
-        cls.stack.close()
-        if problems:
-            raise AssertionError("\n".join(problems))
-
-    def run(self, result=None):
-        before = len(result.failures) + len(result.errors) if result else 0
-        res = super().run(result)
-        if result is not None and len(result.failures) + len(result.errors) > before:
-            self.stack.dump_logs()
-        return res
+        cls.closeClassStack(cls.stack)
 
     # -- helpers --------------------------------------------------------------------------
 

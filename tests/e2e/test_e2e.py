@@ -15,26 +15,10 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import SinkSource, Stack, WsClient, program, sas_token, socks_connect  # noqa: E402
+from harness import (SinkSource, Stack, StackTest, WsClient, program, sas_token,  # noqa: E402
+                     socks_connect)
 
 MiB = 1 << 20
-
-
-class StackTest(unittest.TestCase):
-    """Prints the programs' logs when a test fails."""
-
-    def run(self, result=None):
-        before = len(result.failures) + len(result.errors) if result else 0
-        res = super().run(result)
-        if result is not None and len(result.failures) + len(result.errors) > before:
-            self.stack.dump_logs()
-        return res
-
-    def assertCleanShutdown(self, stack):
-        problems = stack.problems()
-        if problems:
-            stack.dump_logs()
-        self.assertEqual(problems, [])
 
 
 class Traffic(StackTest):
@@ -47,11 +31,7 @@ class Traffic(StackTest):
 
     @classmethod
     def tearDownClass(cls):
-        problems = cls.stack.problems()
-        cls.stack.close()
-        cls.sink.close()
-        if problems:
-            raise AssertionError("\n".join(problems))
+        cls.closeClassStack(cls.stack, cls.sink)
 
     def test_ssh_proxycommand_runs_remote_command(self):
         r = self.stack.ssh("echo hello-$((6*7)); uname -s")

@@ -19,7 +19,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Stack, WsClient, sas_token, socks_connect, wait_until  # noqa: E402
+from harness import Stack, StackTest, WsClient, sas_token, socks_connect, wait_until  # noqa: E402
 
 HOUR = 3600
 
@@ -329,7 +329,7 @@ class ParserSelfTest(unittest.TestCase):
 
 # ---------------------------------------------------------------------------------------------
 
-class HubTest(unittest.TestCase):
+class HubTest(StackTest):
     """One stack per class; prints the programs' logs when a test fails and checks that they
     shut down cleanly at the end."""
 
@@ -344,20 +344,7 @@ class HubTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        problems = cls.stack.problems()
-        if problems:
-            cls.stack.dump_logs()
-        cls.stack.close()
-        cls.holder.close()
-        if problems:
-            raise AssertionError("\n".join(problems))
-
-    def run(self, result=None):
-        before = len(result.failures) + len(result.errors) if result else 0
-        res = super().run(result)
-        if result is not None and len(result.failures) + len(result.errors) > before:
-            self.stack.dump_logs()
-        return res
+        cls.closeClassStack(cls.stack, cls.holder)
 
     def assertLogHas(self, name, needle, since=0, within=10):
         # Programs log an event right after acting on it, so the line may trail what the test saw.
