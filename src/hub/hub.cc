@@ -67,10 +67,6 @@ json deviceJson(const DeviceRecord& d, bool online, bool withKeys) {
   return j;
 }
 
-bool hasPermission(const PolicyRecord& p, std::string_view perm) {
-  return std::find(p.permissions.begin(), p.permissions.end(), perm) != p.permissions.end();
-}
-
 // Splits "/api/v1/devices/{id}/suffix" into id and suffix; the id is percent-decoded.
 bool splitDevicePath(std::string_view target, std::string& id, std::string& rest) {
   if (!target.starts_with(kDevicesPrefix)) return false;
@@ -271,8 +267,6 @@ class Hub::Stream : public Deletable {
         life_(Clock::now(), hub.cfg_.handshakeTimeout, hub.cfg_.idleTimeout),
         timer_(hub.loop_, [this] { onTimer(); }),
         sides_{SideCb(this, kService), SideCb(this, kDevice)} {
-    tokens_[kService] = sas::randomToken(24);
-    tokens_[kDevice] = sas::randomToken(24);
     startMs_ = unixMillis();
     armTimer();
   }
@@ -285,7 +279,7 @@ class Hub::Stream : public Deletable {
 
   const std::string& id() const { return id_; }
   const std::string& device() const { return device_; }
-  const std::string& token(int side) const { return tokens_[side]; }
+  const std::string& token(int side) const { return tokens_.token(static_cast<Side>(side)); }
   std::string url() const { return hub_.cfg_.publicUrl + std::string(kStreamsPrefix) + id_; }
   const StreamLifecycle& life() const { return life_; }
   bool paired() const { return life_.state() == StreamLifecycle::State::Paired; }
@@ -328,16 +322,7 @@ class Hub::Stream : public Deletable {
   }
 
   // Which side a presented token opens, consuming it (single use).
-  bool claim(const std::string& token, int& side) {
-    for (int s : {kService, kDevice}) {
-      if (!tokens_[s].empty() && sas::constantTimeEquals(token, tokens_[s])) {
-        tokens_[s].clear();
-        side = s;
-        return true;
-      }
-    }
-    return false;
-  }
+  std::optional<Side> claim(std::string_view token) { return tokens_.claim(token); }
 
   void onDeviceAnswer(const json& msg) {
     if (!initiator_) return;
@@ -345,7 +330,7 @@ class Hub::Stream : public Deletable {
     auto* s = initiator_;
     initiator_ = nullptr;
     if (accept && life_.accept(Clock::now())) {
-      json body{{"stream_id", id_}, {"url", url()}, {"token", tokens_[kService]}};
+      json body{{"stream_id", id_}, {"url", url()}, {"token", token(kService)}};
       s->respond(200, body.dump());
       if (paired()) onPaired();
       return;
@@ -471,7 +456,7 @@ class Hub::Stream : public Deletable {
   uint16_t port_;
   StreamLifecycle life_;
   Timer timer_;
-  std::string tokens_[2];
+  StreamTokens tokens_;
   SideCb sides_[2];
   HttpSession* initiator_ = nullptr;
   bool ended_ = false;
@@ -735,7 +720,7 @@ std::optional<PolicyRecord> Hub::authService(HttpSession* s, std::string_view pe
     s->respondError(401, "unauthorized", sas::verdictName(v));
     return std::nullopt;
   }
-  if (!hasPermission(*policy, permission)) {
+  if (!policy->allows(permission)) {
     LOG_INFO("%s: policy '%s' lacks %s", s->peer().c_str(), policy->name.c_str(),
              std::string(permission).c_str());
     s->respondError(
@@ -885,12 +870,12 @@ void Hub::handleStreamSide(HttpSession* s, const std::string& streamId) {
   if (it == streams_.end()) {
     return s->respondError(404, "stream_unknown", "no such stream (ended or expired)");
   }
-  int side = 0;
-  if (!it->second->claim(auth->substr(7), side)) {
+  auto side = it->second->claim(std::string_view(*auth).substr(7));
+  if (!side) {
     LOG_WARN("%s: wrong or reused token for stream %s", s->peer().c_str(), streamId.c_str());
     return s->respondError(403, "forbidden", "token not valid for this stream");
   }
-  it->second->attach(side, upgrade(s));
+  it->second->attach(static_cast<int>(*side), upgrade(s));
 }
 
 void Hub::handleDevices(HttpSession* s) {
@@ -942,8 +927,7 @@ void Hub::handleDevice(HttpSession* s, const std::string& id) {
     if (!d) return s->respondError(404, "device_unknown", "no device '" + id + "'");
     // Keys only for those who could change them anyway.
     return s->respond(
-        200,
-        deviceJson(*d, devices_.count(id) > 0, hasPermission(*policy, "registry-write")).dump());
+        200, deviceJson(*d, devices_.count(id) > 0, policy->allows("registry-write")).dump());
   }
   if (r.method == "DELETE") {
     if (!authService(s, "registry-write")) return;

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/sas.h"
+
 namespace ds::hub {
 
 using State = StreamLifecycle::State;
@@ -122,6 +124,22 @@ bool isOutcomeName(std::string_view name) {
     if (name == outcomeName(o)) return true;
   }
   return false;
+}
+
+StreamTokens::StreamTokens(size_t bytes)
+    : tokens_{sas::randomToken(bytes), sas::randomToken(bytes)} {}
+
+StreamTokens::StreamTokens(std::string service, std::string device)
+    : tokens_{std::move(service), std::move(device)} {}
+
+std::optional<StreamLifecycle::Side> StreamTokens::claim(std::string_view presented) {
+  for (int s : {0, 1}) {
+    if (!tokens_[s].empty() && sas::constantTimeEquals(presented, tokens_[s])) {
+      tokens_[s].clear();
+      return static_cast<StreamLifecycle::Side>(s);
+    }
+  }
+  return std::nullopt;
 }
 
 RateLimiter::RateLimiter(double rate, double burst, TimePoint now)

@@ -63,6 +63,25 @@ const char* outcomeName(StreamLifecycle::Outcome o);
 // True for the name of an outcome a stream can end with (every one but None).
 bool isOutcomeName(std::string_view name);
 
+// The two one-time tokens of a stream, one per side. A token opens its side once; a replayed
+// token, the other stream's token or a guess opens nothing.
+class StreamTokens {
+ public:
+  // Random tokens of `bytes` random bytes each (url-safe text).
+  explicit StreamTokens(size_t bytes = 24);
+  // For tests: given tokens.
+  StreamTokens(std::string service, std::string device);
+  const std::string& token(StreamLifecycle::Side side) const {
+    return tokens_[static_cast<int>(side)];
+  }
+  // The side `presented` opens, consuming it; nullopt when it opens none (compared in constant
+  // time).
+  std::optional<StreamLifecycle::Side> claim(std::string_view presented);
+
+ private:
+  std::string tokens_[2];
+};
+
 // A token bucket: `rate` tokens per second, at most `burst` stored.
 class RateLimiter {
  public:

@@ -105,6 +105,10 @@ class Transaction {
 void SqliteClose::operator()(sqlite3* db) const { sqlite3_close_v2(db); }
 void SqliteFinalize::operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
 
+bool PolicyRecord::allows(std::string_view permission) const {
+  return std::find(permissions.begin(), permissions.end(), permission) != permissions.end();
+}
+
 const char* dbResultName(DbResult r) {
   switch (r) {
     case DbResult::Ok:

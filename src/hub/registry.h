@@ -29,6 +29,8 @@ struct DeviceRecord {
 struct PolicyRecord {
   std::string name, key;
   std::vector<std::string> permissions;  // each one of "connect", "registry-read", "registry-write"
+  // Whether the policy holds `permission` (exact name; no permission implies another).
+  bool allows(std::string_view permission) const;
   friend bool operator==(const PolicyRecord&, const PolicyRecord&) = default;
 };
 

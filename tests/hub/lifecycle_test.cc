@@ -123,3 +123,44 @@ TEST(RateLimiter, ClockGoingBackDoesNotMintTokens) {
 
 }  // namespace
 }  // namespace ds::hub
+
+namespace ds::hub {
+namespace {
+
+using Side = StreamLifecycle::Side;
+
+TEST(StreamTokens, EachTokenOpensItsSideOnce) {
+  StreamTokens t("svc-token", "dev-token");
+  EXPECT_EQ(t.claim("dev-token"), Side::Device);
+  EXPECT_EQ(t.claim("dev-token"), std::nullopt);  // replay
+  EXPECT_EQ(t.claim("svc-token"), Side::Service);
+  EXPECT_EQ(t.claim("svc-token"), std::nullopt);
+}
+
+TEST(StreamTokens, WrongOrPartialTokensOpenNothingAndConsumeNothing) {
+  StreamTokens t("svc-token", "dev-token");
+  for (std::string_view bad : {"", "svc-toke", "svc-token2", "SVC-TOKEN", "other"}) {
+    EXPECT_EQ(t.claim(bad), std::nullopt) << bad;
+  }
+  EXPECT_EQ(t.claim("svc-token"), Side::Service);
+  // A used side's empty slot must not match an empty presented token.
+  EXPECT_EQ(t.claim(""), std::nullopt);
+}
+
+TEST(StreamTokens, RandomTokensAreLongDistinctAndUrlSafe) {
+  StreamTokens a, b;
+  for (const auto* t : {&a, &b}) {
+    for (Side s : {Side::Service, Side::Device}) {
+      const std::string& tok = t->token(s);
+      EXPECT_GE(tok.size(), 22u);  // at least 128 bits in base64url
+      EXPECT_EQ(
+          tok.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+          std::string::npos);
+    }
+  }
+  EXPECT_NE(a.token(Side::Service), a.token(Side::Device));
+  EXPECT_NE(a.token(Side::Service), b.token(Side::Service));
+}
+
+}  // namespace
+}  // namespace ds::hub

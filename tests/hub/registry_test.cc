@@ -490,3 +490,22 @@ TEST(DbResultTest, Names) {
 
 }  // namespace
 }  // namespace ds::hub
+
+namespace ds::hub {
+namespace {
+
+TEST(PolicyPermissions, OnlyExactNamesAreGranted) {
+  PolicyRecord p{"ops", "key", {"connect", "registry-read"}};
+  EXPECT_TRUE(p.allows("connect"));
+  EXPECT_TRUE(p.allows("registry-read"));
+  // Reading does not imply writing, and no prefix or case variant counts.
+  EXPECT_FALSE(p.allows("registry-write"));
+  EXPECT_FALSE(p.allows("registry"));
+  EXPECT_FALSE(p.allows("Connect"));
+  EXPECT_FALSE(p.allows(""));
+  PolicyRecord none{"none", "key", {}};
+  EXPECT_FALSE(none.allows("connect"));
+}
+
+}  // namespace
+}  // namespace ds::hub
