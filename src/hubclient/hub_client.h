@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "common/event.h"
 #include "common/http_exchange.h"
@@ -13,12 +14,31 @@
 namespace ds::hubclient {
 
 // Where the hub is and how to trust it.
+// An HTTP proxy that hub connections go through with CONNECT (corporate networks).
+struct ProxyTarget {
+  std::string host;
+  uint16_t port = 0;              // 0: no proxy
+  std::string user, password;     // Basic credentials; empty: none
+  bool enabled() const { return port != 0; }
+};
+
+// Parses "http://[user:password@]host[:port]" (port default 3128; user and password
+// percent-decoded). False with `err` when it is not such a URL.
+bool parseProxyUrl(std::string_view url, ProxyTarget& out, std::string& err);
+
+// The proxy for connections to `host` from the environment: HTTPS_PROXY (or https_proxy)
+// unless NO_PROXY (or no_proxy) lists the host (exact names, ".suffix" or "suffix" domain
+// matches, "*" for all; IP literals compared as text). Not enabled when none applies; false
+// with `err` when HTTPS_PROXY is set but malformed.
+bool proxyFromEnvironment(const std::string& host, ProxyTarget& out, std::string& err);
+
 struct HubTarget {
   std::string host;  // to connect to
   uint16_t port = 443;
   std::string serverName;    // certificate name to verify and SNI
   std::string resourceHost;  // host part of SAS resources
   SSL_CTX* ssl = nullptr;    // client context with the hub's CA
+  ProxyTarget proxy;         // when enabled, every connection is tunnelled through it
 };
 
 struct StreamGrant {
