@@ -16,7 +16,11 @@ SslCtxPtr baseContext(const SSL_METHOD* method) {
   // Partial writes and moving buffers are what bufferevent_openssl expects.
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                                   SSL_MODE_RELEASE_BUFFERS);
-  SSL_CTX_set_options(ctx.get(), SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_options(ctx.get(), SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  // AES-128-GCM first: as strong as needed here and cheaper per byte than AES-256 with AES-NI.
+  SSL_CTX_set_ciphersuites(ctx.get(),
+                           "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:"
+                           "TLS_AES_256_GCM_SHA384");
   return ctx;
 }
 
