@@ -10,7 +10,7 @@ pkgs=(
   openssh-client curl openssl python3
 )
 if [ "${1:-}" = "--tests" ]; then
-  pkgs+=(openssh-server chromium clang-format clang-tidy)
+  pkgs+=(openssh-server chromium clang-format clang-tidy tinyproxy)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

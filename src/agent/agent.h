@@ -2,9 +2,12 @@
 // against the allow-list, connects to the local target and pumps bytes.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "common/config.h"
 #include "common/event.h"
@@ -14,6 +17,26 @@
 
 namespace ds::agent {
 
+// Reject codes of stream_response (docs/protocol.md).
+namespace reject {
+inline constexpr const char* kPortNotAllowed = "port-not-allowed";
+inline constexpr const char* kConnectionRefused = "connection-refused";
+inline constexpr const char* kTargetTimeout = "target-timeout";
+inline constexpr const char* kTooManyStreams = "too-many-streams";
+inline constexpr const char* kUnreachable = "unreachable";            // no route, DNS failure
+inline constexpr const char* kHubStreamFailed = "hub_stream_failed";  // streaming endpoint
+}  // namespace reject
+
+// The delay before reconnect attempt `attempt` (0 for the first after a loss): "full jitter",
+// uniformly random in [0, min(cap, initial * 2^attempt)].
+std::chrono::milliseconds backoffDelay(std::chrono::milliseconds initial,
+                                       std::chrono::milliseconds cap, unsigned attempt,
+                                       std::mt19937_64& rng);
+
+// SO_KEEPALIVE with the agent's probe timing (idle 30 s, interval 10 s, 3 probes); false when a
+// socket option failed.
+bool setTcpKeepalive(evutil_socket_t fd);
+
 class Agent : private WsConnection::Callbacks {
  public:
   Agent(Loop& loop, config::AgentConfig cfg);
@@ -21,13 +44,16 @@ class Agent : private WsConnection::Callbacks {
   bool start(std::string& err);
   void shutdown();
   bool online() const { return control_ != nullptr; }
+  // Replaces the allow-list (SIGHUP); streams already open are kept.
+  void setAllowList(std::vector<config::AllowRule> allow);
+  size_t streams() const { return pending_.size() + pumps_.size(); }
 
   class PendingStream;
 
  private:
   friend class PendingStream;
   void connect();
-  void scheduleReconnect();
+  void scheduleReconnect(bool credentialsRefused = false);
   void onWsData(evbuffer*) override;
   void onWsText(std::string message) override;
   void onWsClosed(uint16_t code, const std::string& reason) override;
@@ -35,7 +61,6 @@ class Agent : private WsConnection::Callbacks {
               const std::string& reason);
   void endPending(PendingStream* p);
   void endPump(StreamPump* p);
-  bool allowed(const std::string& host, uint16_t port) const;
 
   Loop& loop_;
   config::AgentConfig cfg_;
@@ -45,7 +70,9 @@ class Agent : private WsConnection::Callbacks {
   hubclient::ExchangePtr connecting_;
   std::unique_ptr<WsConnection> control_;
   Timer reconnect_;
-  std::chrono::milliseconds backoff_;
+  unsigned attempt_ = 0;            // failed attempts since the channel was last open
+  bool credentialsLogged_ = false;  // the 401 explanation is logged once per streak
+  std::mt19937_64 rng_;
   bool stopping_ = false;
   std::map<PendingStream*, std::unique_ptr<PendingStream>> pending_;
   std::map<StreamPump*, std::unique_ptr<StreamPump>> pumps_;

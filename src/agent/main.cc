@@ -1,9 +1,32 @@
 // devstreams-agent: command line and start-up.
 #include <CLI/CLI.hpp>
+#include <csignal>
 #include <cstdio>
 
 #include "agent/agent.h"
 #include "common/log.h"
+
+namespace {
+
+struct SighupContext {
+  std::string path;
+  ds::agent::Agent* agent;
+};
+
+// SIGHUP re-reads the configuration file and replaces the allow-list; on any error the old list
+// stays and the error (file:line:column) is logged. Streams already open are not touched.
+void onSighup(evutil_socket_t, short, void* arg) {
+  auto* ctx = static_cast<SighupContext*>(arg);
+  LOG_INFO("SIGHUP: reloading the allow-list from %s", ctx->path.c_str());
+  try {
+    ds::config::AgentConfig fresh = ds::config::loadAgent(ctx->path);
+    ctx->agent->setAllowList(std::move(fresh.allow));
+  } catch (const ds::config::Error& e) {
+    LOG_ERROR("reload failed, keeping the current allow-list: %s", e.what());
+  }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"devstreams-agent: device side of devstreams"};
@@ -39,6 +62,9 @@ int main(int argc, char** argv) {
     agent.shutdown();
     loop.stopWhenFlushed();
   });
+  SighupContext hup{configPath, &agent};
+  ds::EventPtr sighup(evsignal_new(loop.base(), SIGHUP, &onSighup, &hup));
+  event_add(sighup.get(), nullptr);
   loop.run();
   return 0;
 }

@@ -277,6 +277,16 @@ Endpoint endpoint(const Context& ctx, const Value& v) {
   return *e;
 }
 
+AllowRule allowRule(const Context& ctx, const Value& v) {
+  const std::string& s = scalar(ctx, v, "an allow-list entry");
+  auto r = parseAllowRule(s);
+  if (!r) {
+    ctx.fail(v.mark, "invalid allow-list entry " + inQuotes(s) +
+                         " (expected host:port or host:first-last)");
+  }
+  return *r;
+}
+
 uint16_t port(const Context& ctx, const Value& v) {
   const std::string& s = scalar(ctx, v, "a port");
   auto p = parsePort(s);
@@ -410,6 +420,34 @@ std::optional<Endpoint> parseEndpoint(std::string_view s) {
   if (!port) return std::nullopt;
   e.port = *port;
   return e;
+}
+
+std::optional<AllowRule> parseAllowRule(std::string_view s) {
+  AllowRule r;
+  std::string_view p;
+  bool hasPort = false;
+  if (!splitHostPort(s, r.host, p, hasPort) || !hasPort) return std::nullopt;
+  auto dash = p.find('-');
+  auto first = parsePort(p.substr(0, dash));
+  auto last = dash == std::string_view::npos ? first : parsePort(p.substr(dash + 1));
+  if (!first || !last || *first == 0 || *first > *last) return std::nullopt;
+  r.portMin = *first;
+  r.portMax = *last;
+  return r;
+}
+
+bool AllowRule::matches(std::string_view h, uint16_t port) const {
+  if (port < portMin || port > portMax || h.size() != host.size()) return false;
+  return std::equal(h.begin(), h.end(), host.begin(), [](char a, char b) {
+    return (isAlpha(a) ? (a | 0x20) : a) == (isAlpha(b) ? (b | 0x20) : b);
+  });
+}
+
+std::string AllowRule::toString() const {
+  std::string p = std::to_string(portMin);
+  if (portMax != portMin) p += "-" + std::to_string(portMax);
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + p;
+  return host + ":" + p;
 }
 
 std::optional<std::chrono::milliseconds> parseDuration(std::string_view s) {
@@ -603,8 +641,8 @@ AgentConfig parseAgent(std::string_view text, const std::string& file) {
   Section sec = findSection(ctx, parseDocument(ctx, text), "agent");
   Mapping m(ctx, sec.node,
             {"hub_url", "ca", "server_name", "hub_hostname", "device_id", "device_key", "allow",
-             "connect_timeout", "reconnect_min", "reconnect_max", "keepalive", "high_watermark",
-             "log_level"});
+             "proxy", "connect_timeout", "reconnect_min", "reconnect_max", "keepalive",
+             "keepalive_timeout", "max_streams", "high_watermark", "log_level"});
   AgentConfig c;
   c.logLevel = sec.logLevel;
   const Value& hubUrl = m.require("hub_url");
@@ -619,7 +657,15 @@ AgentConfig parseAgent(std::string_view text, const std::string& file) {
   readIf(ctx, m, "hub_hostname", c.hubHostname, hostName);
   if (const Value* v = m.find("allow")) {
     c.allow.clear();
-    for (const Value& item : sequence(ctx, *v)) c.allow.push_back(endpoint(ctx, item));
+    for (const Value& item : sequence(ctx, *v)) c.allow.push_back(allowRule(ctx, item));
+  }
+  if (const Value* v = m.find("proxy")) {
+    // The full syntax (credentials, percent-encoding) is checked by the hub client at start.
+    c.proxy = nonEmpty(ctx, *v);
+    if (!c.proxy.starts_with("http://")) {
+      ctx.fail(v->mark, "invalid proxy " + inQuotes(c.proxy) +
+                            " (expected http://[user:password@]host[:port])");
+    }
   }
   readIf(ctx, m, "connect_timeout", c.connectTimeout, duration);
   readIf(ctx, m, "reconnect_min", c.reconnectMin, duration);
@@ -630,6 +676,16 @@ AgentConfig parseAgent(std::string_view text, const std::string& file) {
     ctx.fail(blame->mark, "reconnect_min must not exceed reconnect_max");
   }
   readIf(ctx, m, "keepalive", c.keepalive, duration);
+  if (const Value* v = m.find("keepalive_timeout")) {
+    c.keepaliveTimeout = duration(ctx, *v);
+    if (c.keepaliveTimeout < c.keepalive) {
+      ctx.fail(v->mark, "keepalive_timeout must not be shorter than keepalive");
+    }
+  } else {
+    // A long ping interval alone stretches the default: three intervals of silence at least.
+    c.keepaliveTimeout = std::max(c.keepaliveTimeout, 3 * c.keepalive);
+  }
+  readIf(ctx, m, "max_streams", c.maxStreams, count);
   readIf(ctx, m, "high_watermark", c.highWatermark, size);
   readIf(ctx, m, "log_level", c.logLevel, logLevel);
   return c;

@@ -88,6 +88,20 @@ struct HubConfig {
   LogLevel logLevel = LogLevel::Info;
 };
 
+// One entry of an agent's allow-list: a host (name or address, IPv6 without brackets) and a port
+// or an inclusive port range. Written "127.0.0.1:22", "localhost:8000-8100", "[::1]:22".
+struct AllowRule {
+  std::string host;
+  uint16_t portMin = 0, portMax = 0;
+  // The host compared as text (names case-insensitively) and the port within the range.
+  bool matches(std::string_view host, uint16_t port) const;
+  std::string toString() const;
+  friend bool operator==(const AllowRule&, const AllowRule&) = default;
+};
+
+// "host:port" or "host:first-last" (1 <= first <= last <= 65535).
+std::optional<AllowRule> parseAllowRule(std::string_view s);
+
 struct AgentConfig {
   std::string hubUrl;       // "wss://host[:port]" (https accepted too), required
   std::string ca;           // PEM file of the CA to trust, required
@@ -95,10 +109,13 @@ struct AgentConfig {
   std::string hubHostname;  // SAS resource host; default: host of hubUrl
   std::string deviceId;     // required
   std::string deviceKey;    // base64, required
-  std::vector<Endpoint> allow{{"127.0.0.1", 22}};  // targets the agent may connect to
+  std::vector<AllowRule> allow{{"127.0.0.1", 22, 22}};  // targets the agent may connect to
+  std::string proxy;  // "http://[user:pass@]host[:port]"; empty: HTTPS_PROXY/NO_PROXY decide
   std::chrono::milliseconds connectTimeout{10000};
   std::chrono::milliseconds reconnectMin{1000}, reconnectMax{30000};
-  std::chrono::milliseconds keepalive{20000};
+  std::chrono::milliseconds keepalive{20000};         // control-channel ping interval
+  std::chrono::milliseconds keepaliveTimeout{60000};  // silence after which the channel is dead
+  uint64_t maxStreams = 256;                          // concurrent streams (pending and open)
   uint64_t highWatermark = 256 * 1024;
   LogLevel logLevel = LogLevel::Info;
 };

@@ -1,6 +1,7 @@
-// The client side of one HTTP/1.1 exchange on a fresh connection: connect, send the request,
-// read the response head and either its Content-Length body or, for 101, hand over the
-// upgraded connection. Also the WebSocket upgrade request and its checks (RFC 6455 4.1, 4.2).
+// The client side of one HTTP/1.1 exchange on a fresh connection: connect (directly or through
+// an HTTP proxy's CONNECT tunnel), send the request, read the response head and either its
+// Content-Length body or, for 101, hand over the upgraded connection. Also the WebSocket
+// upgrade request and its checks (RFC 6455 4.1, 4.2).
 #pragma once
 
 #include <functional>
@@ -20,6 +21,13 @@ struct HttpResult {
   bool ok() const { return error.empty(); }
 };
 
+// An HTTP proxy that an exchange reaches its server through, with CONNECT (RFC 9110 9.3.6).
+struct HttpProxy {
+  std::string host;  // name or numeric address (IPv6 without brackets)
+  uint16_t port = 0;
+  std::string authorization;  // the whole Proxy-Authorization value ("Basic ..."); empty: none
+};
+
 class HttpExchange : public Deletable {
  public:
   using Done = std::function<void(HttpResult&&)>;
@@ -27,6 +35,12 @@ class HttpExchange : public Deletable {
   // `bev` is an unconnected (TLS or plain) bufferevent; `request` the whole request bytes.
   HttpExchange(Loop& loop, BufferEventPtr bev, std::string host, uint16_t port, std::string request,
                std::chrono::milliseconds timeout, Done done);
+  // Before start(): reach host:port through `proxy`. The exchange then connects to the proxy
+  // over plain TCP, asks it for a tunnel with CONNECT and, on a 2xx answer, runs `bev` (which
+  // must be a client TLS bufferevent) over that same socket. Any other answer, or bytes after
+  // the answer's head, fails the exchange with a message that never holds the credentials.
+  // The whole exchange, proxy step included, is bounded by the timeout.
+  void viaProxy(HttpProxy proxy);
   // Connects and sends. `done` is called exactly once, from a libevent callback; it may hand
   // this object to Loop::deferDelete but must not delete it directly.
   void start();
@@ -36,6 +50,12 @@ class HttpExchange : public Deletable {
  private:
   static void onRead(bufferevent*, void* arg);
   static void onEvent(bufferevent*, short what, void* arg);
+  static void onProxyRead(bufferevent*, void* arg);
+  static void onProxyEvent(bufferevent*, short what, void* arg);
+  void startProxy();
+  void parseProxyAnswer();
+  void startTls(evutil_socket_t fd);
+  std::string targetName() const;
   void parse();
   void complete(HttpResult&& r);
   void failWith(std::string error);
@@ -48,6 +68,9 @@ class HttpExchange : public Deletable {
   std::chrono::milliseconds timeout_;
   Done done_;
   Timer timer_;
+  HttpProxy proxy_;
+  BufferEventPtr tunnel_;   // plain connection to the proxy until its CONNECT answer
+  std::string startError_;  // a failure found in start(), reported from the timer
   bool haveHead_ = false;
   HttpResult result_;
   uint64_t bodyLength_ = 0;

@@ -1,6 +1,7 @@
 // WebSocket connection state machine over a bufferevent.
 #include "common/ws_conn.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -94,23 +95,34 @@ void WsConnection::resumeReading() {
   process();
 }
 
-void WsConnection::enableKeepalive(std::chrono::milliseconds interval) {
+void WsConnection::enableKeepalive(std::chrono::milliseconds interval,
+                                   std::chrono::milliseconds timeout) {
   keepalive_ = interval;
-  if (interval.count() > 0) keepaliveTimer_.arm(interval);
+  keepaliveTimeout_ = timeout.count() > 0 ? timeout : 3 * interval;
+  lastPing_ = std::chrono::steady_clock::now();
+  if (interval.count() > 0) keepaliveTimer_.arm(std::min(interval, keepaliveTimeout_));
 }
 
 void WsConnection::onKeepalive() {
+  using std::chrono::milliseconds;
   if (state_ != State::Open) return;
-  auto silent = std::chrono::steady_clock::now() - lastInput_;
-  if (silent > 3 * keepalive_) {
+  auto now = std::chrono::steady_clock::now();
+  auto silent = std::chrono::duration_cast<milliseconds>(now - lastInput_);
+  if (silent >= keepaliveTimeout_) {
     LOG_WARN("websocket %s: no input for %lld ms, dropping", peer_.c_str(),
-             static_cast<long long>(
-                 std::chrono::duration_cast<std::chrono::milliseconds>(silent).count()));
+             static_cast<long long>(silent.count()));
     finish(cc::Abnormal, "keepalive timeout");
     return;
   }
-  sendControl(Opcode::Ping, {});
-  keepaliveTimer_.arm(keepalive_);
+  auto sincePing = std::chrono::duration_cast<milliseconds>(now - lastPing_);
+  if (sincePing >= keepalive_ - milliseconds(1)) {
+    sendControl(Opcode::Ping, {});
+    lastPing_ = now;
+    sincePing = milliseconds(0);
+  }
+  // Wake for the next ping or for the moment the silence reaches the timeout, whichever is first.
+  milliseconds next = std::min(keepalive_ - sincePing, keepaliveTimeout_ - silent);
+  keepaliveTimer_.arm(std::max(next, milliseconds(1)));
 }
 
 void WsConnection::onReadCb(bufferevent*, void* arg) {

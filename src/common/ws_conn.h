@@ -67,8 +67,12 @@ class WsConnection : public Deletable {
   void pauseReading();
   void resumeReading();
 
-  // Sends a ping every `interval` and fails the connection when nothing arrived for 3 intervals.
-  void enableKeepalive(std::chrono::milliseconds interval);
+  // Sends a ping every `interval` and fails the connection (1006, "keepalive timeout") when
+  // nothing arrived for `timeout` (0: three intervals).
+  void enableKeepalive(std::chrono::milliseconds interval,
+                       std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+  // The transport's socket (for socket options such as TCP keepalive); -1 when closed.
+  evutil_socket_t fd() const { return bev_ ? bufferevent_getfd(bev_.get()) : -1; }
 
   bool open() const { return state_ == State::Open; }
   uint64_t bytesIn() const { return bytesIn_; }
@@ -112,6 +116,8 @@ class WsConnection : public Deletable {
   size_t high_ = 256 * 1024;
   Timer keepaliveTimer_;
   std::chrono::milliseconds keepalive_{0};
+  std::chrono::milliseconds keepaliveTimeout_{0};
+  std::chrono::steady_clock::time_point lastPing_;
   std::chrono::steady_clock::time_point lastInput_;
   uint64_t bytesIn_ = 0;
   uint64_t bytesOut_ = 0;

@@ -17,6 +17,13 @@ namespace ds::daemon {
 using socks::Reply;
 
 socks::Reply replyFor(int status, const std::string& code) {
+  // The agent's reject codes name the failure whatever status the hub chose for them.
+  if (status != 0 && status != 200) {
+    if (code == "port-not-allowed") return Reply::NotAllowed;
+    if (code == "connection-refused") return Reply::ConnectionRefused;
+    if (code == "target-timeout") return Reply::TtlExpired;
+    if (code == "too-many-streams") return Reply::GeneralFailure;
+  }
   if (status == 404) return Reply::HostUnreachable;     // no such device
   if (status == 503) return Reply::NetworkUnreachable;  // device offline
   if (status == 403) return Reply::NotAllowed;          // allow-list, disabled, permissions
@@ -129,6 +136,15 @@ bool Daemon::start(std::string& err) {
   if (!hubclient::makeTarget(cfg_.hubUrl, cfg_.serverName, cfg_.hubHostname, ssl_.get(), hub_,
                              err)) {
     return false;
+  }
+  std::string proxyErr;
+  if (!hubclient::proxyFromEnvironment(hub_.host, hub_.proxy, proxyErr)) {
+    err = "invalid HTTPS_PROXY in the environment: " + proxyErr;
+    return false;
+  }
+  if (hub_.proxy.enabled()) {
+    LOG_INFO("hub connections go through the HTTP proxy %s:%u (HTTPS_PROXY)",
+             hub_.proxy.host.c_str(), hub_.proxy.port);
   }
   socks_ = listenTcp(loop_, cfg_.socksListen.host, cfg_.socksListen.port, &Daemon::onSocksAccept,
                      this, socksPort_, err);

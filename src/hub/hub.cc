@@ -337,8 +337,10 @@ class Hub::Stream : public Deletable {
     }
     std::string reason = msg.value("reason", "rejected by the device");
     std::string code = msg.value("code", "rejected");
-    // not_allowed: the device's policy refused; anything else is the target's failure.
-    int status = code == "not_allowed" ? 403 : 502;
+    // not_allowed / port-not-allowed: the device's policy refused; too-many-streams: the device
+    // is at its own stream limit; anything else is the target's failure.
+    bool policy = code == "not_allowed" || code == "port-not-allowed";
+    int status = policy ? 403 : code == "too-many-streams" ? 429 : 502;
     LOG_INFO("stream %s: device %s rejected %s:%u: %s (%s)", id_.c_str(), device_.c_str(),
              host_.c_str(), port_, reason.c_str(), code.c_str());
     hub_.metrics_
@@ -346,7 +348,7 @@ class Hub::Stream : public Deletable {
                  {{"reason", code}})
         .inc();
     s->respondError(status, code, reason);
-    end(code == "not_allowed" ? Outcome::Rejected : Outcome::Refused, code + ": " + reason);
+    end(policy ? Outcome::Rejected : Outcome::Refused, code + ": " + reason);
   }
 
   void attach(int side, std::unique_ptr<WsConnection> ws) {

@@ -1,8 +1,11 @@
 // Hub protocol client: HTTPS stream initiation and WebSocket upgrades with SAS or stream tokens.
 #include "hubclient/hub_client.h"
 
+#include <cctype>
+#include <cstdlib>
 #include <ctime>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "common/config.h"
 #include "common/sas.h"
@@ -34,6 +37,76 @@ std::string urlPath(const std::string& url) {
   return slash == std::string::npos ? "/" : url.substr(slash);
 }
 
+// Strict percent-decoding for URL user info: %XX in either hex case, '+' stays '+' (unlike
+// form decoding). nullopt when a '%' is not followed by two hex digits.
+std::optional<std::string> percentDecode(std::string_view s) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out.push_back(s[i]);
+      continue;
+    }
+    if (i + 2 >= s.size()) return std::nullopt;
+    int hi = hex(s[i + 1]), lo = hex(s[i + 2]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return out;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+const char* env(const char* upper, const char* lowerName) {
+  const char* v = std::getenv(upper);
+  if (!v || !*v) v = std::getenv(lowerName);
+  return v && *v ? v : nullptr;
+}
+
+// Whether one NO_PROXY entry covers `host` (both lower case, no brackets).
+bool noProxyEntryMatches(std::string_view entry, const std::string& host) {
+  if (entry == "*") return true;
+  // An optional port ("name:port", "[v6]:port") is ignored; a bare IPv6 address has several ':'.
+  if (!entry.empty() && entry.front() == '[') {
+    auto close = entry.find(']');
+    if (close == std::string_view::npos) return false;
+    entry = entry.substr(1, close - 1);
+  } else if (auto colon = entry.find(':'); colon != std::string_view::npos &&
+                                           entry.find(':', colon + 1) == std::string_view::npos) {
+    entry = entry.substr(0, colon);
+  }
+  if (entry.starts_with("*.")) entry.remove_prefix(1);
+  while (entry.starts_with('.')) entry.remove_prefix(1);
+  if (entry.empty()) return false;
+  std::string e = lower(entry);
+  if (host == e) return true;
+  return host.size() > e.size() && host.ends_with(e) && host[host.size() - e.size() - 1] == '.';
+}
+
+HttpProxy exchangeProxy(const ProxyTarget& p) {
+  HttpProxy out{p.host, p.port, {}};
+  if (!p.user.empty() || !p.password.empty()) {
+    out.authorization = "Basic " + sas::base64Encode(p.user + ":" + p.password);
+  }
+  return out;
+}
+
 ExchangePtr upgrade(Loop& loop, const HubTarget& t, const std::string& path,
                     const std::string& authorization, const WsLimits& limits,
                     std::chrono::milliseconds timeout, WsDone done) {
@@ -60,11 +133,82 @@ ExchangePtr upgrade(Loop& loop, const HubTarget& t, const std::string& path,
                                             limits, nullptr),
              {});
       });
+  if (t.proxy.enabled()) ex->viaProxy(exchangeProxy(t.proxy));
   ex->start();
   return ex;
 }
 
 }  // namespace
+
+bool parseProxyUrl(std::string_view url, ProxyTarget& out, std::string& err) {
+  // Messages never repeat the URL: it may hold a password.
+  constexpr std::string_view kScheme = "http://";
+  if (url.size() < kScheme.size() || lower(url.substr(0, kScheme.size())) != kScheme) {
+    err = lower(url.substr(0, 8)) == "https://"
+              ? "proxy URL must start with http:// (TLS to the proxy is not supported)"
+              : "proxy URL must look like http://[user:password@]host[:port]";
+    return false;
+  }
+  std::string_view rest = url.substr(kScheme.size());
+  if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  auto at = rest.rfind('@');
+  ProxyTarget p;
+  if (at != std::string_view::npos) {
+    std::string_view info = rest.substr(0, at);
+    rest = rest.substr(at + 1);
+    auto colon = info.find(':');
+    auto user = percentDecode(info.substr(0, colon));
+    auto pass = colon == std::string_view::npos ? std::optional<std::string>("")
+                                                : percentDecode(info.substr(colon + 1));
+    if (!user || !pass) {
+      err = "proxy URL has a bad %-escape in its user name or password";
+      return false;
+    }
+    if (user->empty()) {
+      err = "proxy URL has a password but no user name";
+      return false;
+    }
+    if (user->find(':') != std::string::npos) {
+      err = "proxy user name must not contain ':' (RFC 7617)";
+      return false;
+    }
+    p.user = std::move(*user);
+    p.password = std::move(*pass);
+  }
+  if (rest.find_first_of("/?#") != std::string_view::npos) {
+    err = "proxy URL must not have a path, query or fragment";
+    return false;
+  }
+  bool hasPort = !rest.empty() && rest.front() == '[' ? rest.find("]:") != std::string_view::npos
+                                                      : rest.find(':') != std::string_view::npos;
+  auto parsed = config::parseUrl("http://" + std::string(rest));
+  if (rest.empty() || !parsed) {
+    err = "proxy URL has an invalid host or port";
+    return false;
+  }
+  p.host = parsed->host;
+  p.port = hasPort ? parsed->port : 3128;
+  out = std::move(p);
+  return true;
+}
+
+bool proxyFromEnvironment(const std::string& host, ProxyTarget& out, std::string& err) {
+  out = ProxyTarget{};
+  const char* proxy = env("HTTPS_PROXY", "https_proxy");
+  if (!proxy) return true;
+  std::string h = lower(host);
+  if (h.size() > 2 && h.front() == '[' && h.back() == ']') h = h.substr(1, h.size() - 2);
+  while (!h.empty() && h.back() == '.') h.pop_back();
+  if (const char* no = env("NO_PROXY", "no_proxy")) {
+    std::string_view list(no);
+    while (!list.empty()) {
+      auto comma = list.find(',');
+      if (noProxyEntryMatches(trim(list.substr(0, comma)), h)) return true;
+      list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+    }
+  }
+  return parseProxyUrl(proxy, out, err);
+}
 
 bool makeTarget(const std::string& hubUrl, const std::string& serverName,
                 const std::string& resourceHost, SSL_CTX* ssl, HubTarget& out, std::string& err) {
@@ -129,6 +273,7 @@ ExchangePtr initiateStream(Loop& loop, const HubTarget& hub, const std::string& 
         if (out.code.empty()) out.code = "http_" + std::to_string(out.status);
         done(std::move(out));
       });
+  if (hub.proxy.enabled()) ex->viaProxy(exchangeProxy(hub.proxy));
   ex->start();
   return ex;
 }

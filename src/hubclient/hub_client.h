@@ -13,25 +13,29 @@
 
 namespace ds::hubclient {
 
-// Where the hub is and how to trust it.
 // An HTTP proxy that hub connections go through with CONNECT (corporate networks).
 struct ProxyTarget {
   std::string host;
-  uint16_t port = 0;              // 0: no proxy
-  std::string user, password;     // Basic credentials; empty: none
+  uint16_t port = 0;           // 0: no proxy
+  std::string user, password;  // Basic credentials; empty: none
   bool enabled() const { return port != 0; }
 };
 
 // Parses "http://[user:password@]host[:port]" (port default 3128; user and password
-// percent-decoded). False with `err` when it is not such a URL.
+// percent-decoded, '+' staying '+'; one trailing '/' allowed). Only http://: TLS to the proxy
+// itself is not supported. False with `err` when it is not such a URL; `out` is then untouched
+// and `err` never repeats the URL (it may hold a password).
 bool parseProxyUrl(std::string_view url, ProxyTarget& out, std::string& err);
 
 // The proxy for connections to `host` from the environment: HTTPS_PROXY (or https_proxy)
-// unless NO_PROXY (or no_proxy) lists the host (exact names, ".suffix" or "suffix" domain
-// matches, "*" for all; IP literals compared as text). Not enabled when none applies; false
-// with `err` when HTTPS_PROXY is set but malformed.
+// unless NO_PROXY (or no_proxy) lists the host (comma-separated, whitespace trimmed, case
+// ignored, an entry's ":port" ignored; exact names, ".suffix", "*.suffix" or "suffix" domain
+// matches, "*" for all; IP literals compared as text, no CIDR). The upper-case name wins; an
+// empty value counts as unset. Not enabled when none applies; false with `err` when
+// HTTPS_PROXY is set but malformed.
 bool proxyFromEnvironment(const std::string& host, ProxyTarget& out, std::string& err);
 
+// Where the hub is and how to trust it.
 struct HubTarget {
   std::string host;  // to connect to
   uint16_t port = 443;

@@ -354,11 +354,14 @@ TEST_F(ConfigTest, AgentDefaults) {
   EXPECT_EQ(c.hubHostname, "hub.example");
   EXPECT_EQ(c.deviceId, "dev01");
   EXPECT_EQ(c.deviceKey, kKey);
-  EXPECT_THAT(c.allow, ElementsAre(Endpoint{"127.0.0.1", 22}));
+  EXPECT_THAT(c.allow, ElementsAre(AllowRule{"127.0.0.1", 22, 22}));
+  EXPECT_EQ(c.proxy, "");
   EXPECT_EQ(c.connectTimeout, milliseconds(10000));
   EXPECT_EQ(c.reconnectMin, milliseconds(1000));
   EXPECT_EQ(c.reconnectMax, milliseconds(30000));
   EXPECT_EQ(c.keepalive, milliseconds(20000));
+  EXPECT_EQ(c.keepaliveTimeout, milliseconds(60000));
+  EXPECT_EQ(c.maxStreams, 256u);
   EXPECT_EQ(c.highWatermark, 256u * 1024);
   EXPECT_EQ(c.logLevel, LogLevel::Info);
 }
@@ -366,20 +369,58 @@ TEST_F(ConfigTest, AgentDefaults) {
 TEST_F(ConfigTest, AgentAllKeys) {
   AgentConfig c = loadAgent(write("c.yaml", kAgentMin + "  server_name: tls.example\n"
                                                         "  hub_hostname: sas.example\n"
-                                                        "  allow: ['10.0.0.1:80', '[::1]:22']\n"
+                                                        "  allow: ['10.0.0.1:80', '[::1]:22',\n"
+                                                        "          'localhost:8000-8100']\n"
+                                                        "  proxy: http://u:p@proxy.example:3128\n"
                                                         "  connect_timeout: 3\n"
                                                         "  reconnect_min: 100ms\n"
                                                         "  reconnect_max: 100ms\n"
                                                         "  keepalive: 1h\n"
+                                                        "  keepalive_timeout: 2h\n"
+                                                        "  max_streams: 3\n"
                                                         "  high_watermark: 1GiB\n"));
   EXPECT_EQ(c.serverName, "tls.example");
   EXPECT_EQ(c.hubHostname, "sas.example");
-  EXPECT_THAT(c.allow, ElementsAre(Endpoint{"10.0.0.1", 80}, Endpoint{"::1", 22}));
+  EXPECT_THAT(c.allow, ElementsAre(AllowRule{"10.0.0.1", 80, 80}, AllowRule{"::1", 22, 22},
+                                   AllowRule{"localhost", 8000, 8100}));
+  EXPECT_EQ(c.proxy, "http://u:p@proxy.example:3128");
   EXPECT_EQ(c.connectTimeout, milliseconds(3000));
   EXPECT_EQ(c.reconnectMin, milliseconds(100));
   EXPECT_EQ(c.reconnectMax, milliseconds(100));
   EXPECT_EQ(c.keepalive, milliseconds(3600000));
+  EXPECT_EQ(c.keepaliveTimeout, milliseconds(7200000));
+  EXPECT_EQ(c.maxStreams, 3u);
   EXPECT_EQ(c.highWatermark, uint64_t{1} << 30);
+}
+
+TEST_F(ConfigTest, AgentLongKeepaliveStretchesTheDefaultTimeout) {
+  EXPECT_EQ(loadAgent(write("c.yaml", kAgentMin + "  keepalive: 1m\n")).keepaliveTimeout,
+            milliseconds(180000));
+  EXPECT_EQ(loadAgent(write("c.yaml", kAgentMin + "  keepalive: 5s\n")).keepaliveTimeout,
+            milliseconds(60000));
+}
+
+TEST(AllowRuleTest, ParsesPortsAndRanges) {
+  EXPECT_EQ(parseAllowRule("127.0.0.1:22"), (AllowRule{"127.0.0.1", 22, 22}));
+  EXPECT_EQ(parseAllowRule("localhost:8000-8100"), (AllowRule{"localhost", 8000, 8100}));
+  EXPECT_EQ(parseAllowRule("[::1]:1-65535"), (AllowRule{"::1", 1, 65535}));
+  EXPECT_EQ(parseAllowRule("h:5-5"), (AllowRule{"h", 5, 5}));
+  for (const char* bad : {"h", "h:", "h:0", "h:0-5", "h:9-8", "h:1-", "h:-1", "h:1-2-3", "h:65536",
+                          "h:1-70000", "a b:1", "[x]:1", "h:+1"}) {
+    EXPECT_EQ(parseAllowRule(bad), std::nullopt) << bad;
+  }
+}
+
+TEST(AllowRuleTest, MatchesHostAsTextAndPortInRange) {
+  AllowRule r{"LocalHost", 8000, 8100};
+  EXPECT_TRUE(r.matches("localhost", 8000));
+  EXPECT_TRUE(r.matches("LOCALHOST", 8100));
+  EXPECT_FALSE(r.matches("localhost", 7999));
+  EXPECT_FALSE(r.matches("localhost", 8101));
+  EXPECT_FALSE(r.matches("127.0.0.1", 8050));
+  EXPECT_FALSE(r.matches("localhost.", 8050));
+  EXPECT_EQ(r.toString(), "LocalHost:8000-8100");
+  EXPECT_EQ((AllowRule{"::1", 22, 22}).toString(), "[::1]:22");
 }
 
 TEST_F(ConfigTest, AgentEmptyAllowListAllowsNothing) {
@@ -493,7 +534,8 @@ TEST_F(ConfigTest, WrongTypes) {
   EXPECT_EQ(hubError(kHubMin + "  max_frame: [1]\n"), at(5, 14) + "expected a size");
   EXPECT_EQ(hubError(kHubMin + "  keepalive: []\n"), at(5, 14) + "expected a duration");
   EXPECT_EQ(agentError(kAgentMin + "  allow: 127.0.0.1:22\n"), at(6, 10) + "expected a sequence");
-  EXPECT_EQ(agentError(kAgentMin + "  allow:\n    - [a]\n"), at(7, 7) + "expected an endpoint");
+  EXPECT_EQ(agentError(kAgentMin + "  allow:\n    - [a]\n"),
+            at(7, 7) + "expected an allow-list entry");
   EXPECT_EQ(daemonError(kDaemonMin + "  forwards: [x]\n"), at(6, 14) + "expected a mapping");
   EXPECT_EQ(hubError("hub:\n  [a]: 1\n"), at(2, 3) + "expected a string key");
 }
@@ -514,7 +556,16 @@ TEST_F(ConfigTest, BadValues) {
   EXPECT_EQ(agentError("agent:\n  hub_url: ws://h\n"),
             at(2, 12) + "unsupported URL scheme 'ws' (expected wss or https)");
   EXPECT_EQ(agentError(kAgentMin + "  allow: [1.2.3.4:22, 'nope']\n"),
-            at(6, 23) + "invalid endpoint 'nope' (expected host:port)");
+            at(6, 23) + "invalid allow-list entry 'nope' (expected host:port or host:first-last)");
+  EXPECT_EQ(agentError(kAgentMin + "  allow: ['h:9-8']\n"),
+            at(6, 11) + "invalid allow-list entry 'h:9-8' (expected host:port or host:first-last)");
+  EXPECT_EQ(
+      agentError(kAgentMin + "  proxy: socks5://p:1080\n"),
+      at(6, 10) + "invalid proxy 'socks5://p:1080' (expected http://[user:password@]host[:port])");
+  EXPECT_EQ(agentError(kAgentMin + "  keepalive: 10s\n  keepalive_timeout: 5s\n"),
+            at(7, 22) + "keepalive_timeout must not be shorter than keepalive");
+  EXPECT_EQ(agentError(kAgentMin + "  max_streams: 0\n"),
+            at(6, 16) + "invalid count '0' (expected a positive integer)");
   EXPECT_EQ(agentError(kAgentMin + "  reconnect_min: 1m\n"),
             at(6, 18) + "reconnect_min must not exceed reconnect_max");
   EXPECT_EQ(agentError(kAgentMin + "  reconnect_max: 1m\n  reconnect_min: 2m\n"),
@@ -695,6 +746,9 @@ TEST(ExampleConfig, LoadsForEveryProgramWithDefaults) {
   EXPECT_EQ(agent.reconnectMin, agentDefaults.reconnectMin);
   EXPECT_EQ(agent.reconnectMax, agentDefaults.reconnectMax);
   EXPECT_EQ(agent.keepalive, agentDefaults.keepalive);
+  EXPECT_EQ(agent.keepaliveTimeout, agentDefaults.keepaliveTimeout);
+  EXPECT_EQ(agent.maxStreams, agentDefaults.maxStreams);
+  EXPECT_EQ(agent.proxy, agentDefaults.proxy);
   EXPECT_EQ(agent.highWatermark, agentDefaults.highWatermark);
 
   DaemonConfig daemon = loadDaemon(path);
@@ -744,6 +798,8 @@ TEST(ExampleConfig, ShowsEveryKey) {
                         "connect_timeout:",
                         "reconnect_min:",
                         "reconnect_max:",
+                        "keepalive_timeout:",
+                        "proxy:",
                         "policy:",
                         "socks_listen:",
                         "suffix:",

@@ -220,8 +220,9 @@ class Admin(StackTest):
                                        self.stack.http_port)[0], 0x02)
         self.ok("device", "enable", "dev04")
         self.assertEqual(self.devices()["dev04"][0], "yes")
-        # The agent retries with backoff and comes back by itself.
-        self.wait_online("dev04", timeout=20)
+        # The agent retries with backoff (full jitter up to reconnect_max, 30 s) and comes back
+        # by itself.
+        self.wait_online("dev04", timeout=45)
         r = self.curl("dev04")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("hello from dev01", r.stdout)

@@ -480,7 +480,7 @@ class Limits(HubTest):
         # The bucket refills: after a pause the policy may open streams again.
         time.sleep(1.5)
         r = initiate(self.stack, "dev01", 23)
-        self.assertEqual((r.status, r.json["error"]), (403, "not_allowed"), r)
+        self.assertEqual((r.status, r.json["error"]), (403, "port-not-allowed"), r)
 
     def test_pending_handshake_limit_gives_429_too_many_pending(self):
         self.reconfigure(max_pending_handshakes=1)
@@ -746,7 +746,7 @@ class Observability(HubTest):
             time.sleep(0.2)
         self.assertEqual(delta(m, "devstreams_streams_total", outcome="ok"), n_ok)
         self.assertEqual(delta(m, "devstreams_streams_total", outcome="rejected"), n_rej)
-        self.assertEqual(delta(m, "devstreams_rejects_total", reason="not_allowed"), n_rej)
+        self.assertEqual(delta(m, "devstreams_rejects_total", reason="port-not-allowed"), n_rej)
         self.assertEqual(sample(m, "devstreams_devices_connected"), 1)
         self.assertEqual(sample(m, "devstreams_streams_active"), 0)
         self.assertEqual(sample(m, "devstreams_streams_pending"), 0)
@@ -787,7 +787,7 @@ class Observability(HubTest):
         rejected = [a for a in r.json["recent"] if a["outcome"] == "rejected"]
         self.assertTrue(rejected)
         self.assertEqual(rejected[0]["port"], 23)
-        self.assertIn("not_allowed", rejected[0]["reason"])
+        self.assertIn("port-not-allowed", rejected[0]["reason"])
         # Newest first, and `limit` is honoured.
         starts = [a["start_ms"] for a in r.json["recent"]]
         self.assertEqual(starts, sorted(starts, reverse=True))
