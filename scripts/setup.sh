@@ -2,7 +2,8 @@
 # Installs the Debian packages devstreams needs to build, run and test. Idempotent:
 # apt-get runs only when a package is missing.
 set -euo pipefail
-# usage: setup.sh [--tests]   (--tests adds the peers the test suite drives: sshd, chromium)
+# usage: setup.sh [--tests]   (--tests adds what the suite drives: sshd, chromium, tinyproxy,
+# and the lint tools)
 pkgs=(
   build-essential cmake ninja-build pkg-config git
   libevent-dev libssl-dev libyaml-cpp-dev libwebsockets-dev libsqlite3-dev
