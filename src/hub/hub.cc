@@ -126,7 +126,6 @@ class Hub::HttpSession : public Deletable {
   const http::Request& request() const { return req_; }
   const std::string& body() const { return body_; }
   const std::string& peer() const { return peer_; }
-  bool answered() const { return !bev_; }
 
  private:
   static void onRead(bufferevent*, void* arg) { static_cast<HttpSession*>(arg)->parse(); }
