@@ -23,6 +23,7 @@
 
 #include "common/ws_frame.h"
 #include "mocks/ws_callbacks.h"
+#include "support/run_loop.h"
 
 namespace ds {
 namespace {
@@ -169,20 +170,11 @@ class WsConnTest : public ::testing::Test {
 
   // Runs the loop until `done` holds; false (and a test failure) when the safety stop fired.
   bool runUntil(const std::function<bool()>& done) {
-    while (!done()) {
-      if (timedOut_) {
-        ADD_FAILURE() << "safety stop: the awaited condition never came";
-        return false;
-      }
-      event_base_loop(loop_.base(), EVLOOP_ONCE);
-    }
-    return true;
+    return test::runUntil(loop_, timedOut_, done);
   }
 
   // A few non-blocking loop turns, for checking that something does NOT happen.
-  void spin(int turns = 20) {
-    for (int i = 0; i < turns; ++i) event_base_loop(loop_.base(), EVLOOP_NONBLOCK);
-  }
+  void spin(int turns = 20) { test::spin(loop_, turns); }
 
   std::unique_ptr<WsConnection> makeOurs(Role role, const WsLimits& limits = {}) {
     int fd = ourFd_;

@@ -25,6 +25,7 @@
 
 #include "common/ws_conn.h"
 #include "common/ws_frame.h"
+#include "support/run_loop.h"
 
 namespace ds {
 namespace {
@@ -190,19 +191,10 @@ class Rig {
   }
 
   bool runUntil(const std::function<bool()>& done) {
-    while (!done()) {
-      if (timedOut_) {
-        ADD_FAILURE() << "safety stop: the awaited condition never came";
-        return false;
-      }
-      event_base_loop(loop_.base(), EVLOOP_ONCE);
-    }
-    return true;
+    return test::runUntil(loop_, timedOut_, done);
   }
 
-  void spin(int turns = 20) {
-    for (int i = 0; i < turns; ++i) event_base_loop(loop_.base(), EVLOOP_NONBLOCK);
-  }
+  void spin(int turns = 20) { test::spin(loop_, turns); }
 
   void peerSend(const std::string& data) {
     EvBufferPtr buf(evbuffer_new());

@@ -15,6 +15,8 @@
 #include <string>
 #include <string_view>
 
+#include "support/run_loop.h"
+
 namespace ds::socks {
 namespace {
 
@@ -109,19 +111,10 @@ class SocksSessionTest : public ::testing::Test {
   }
 
   bool runUntil(const std::function<bool()>& done) {
-    while (!done()) {
-      if (timedOut_) {
-        ADD_FAILURE() << "safety stop: the awaited condition never came";
-        return false;
-      }
-      event_base_loop(loop_.base(), EVLOOP_ONCE);
-    }
-    return true;
+    return test::runUntil(loop_, timedOut_, done);
   }
 
-  void spin(int turns = 20) {
-    for (int i = 0; i < turns; ++i) event_base_loop(loop_.base(), EVLOOP_NONBLOCK);
-  }
+  void spin(int turns = 20) { test::spin(loop_, turns); }
 
   // Expects onSocksConnect with a domain CONNECT and returns once it has come.
   void expectConnect(const std::string& host, uint16_t port) {
