@@ -309,8 +309,8 @@ def med(values):
 
 class BenchStack(Stack):
     """The e2e Stack with figures-friendly settings written before any program starts: log
-    level info (debug logs every stream) and the hub's stream limits raised so that the rate and
-    concurrency tests measure the data path, not the configured limits."""
+    level info (debug logs every stream) and the hub's and agent's stream limits raised so that
+    the rate and concurrency tests measure the data path, not the configured limits."""
 
     def _registry(self):
         for name in ("hub.yaml", "agent.yaml", "daemon.yaml"):
@@ -322,6 +322,8 @@ class BenchStack(Stack):
                     f"  {k}: 1000000\n" for k in ("max_streams", "max_streams_per_device",
                                                   "max_pending_handshakes",
                                                   "new_streams_per_second"))
+            if name == "agent.yaml":
+                text = text.rstrip("\n") + "\n  max_streams: 1000000\n"
             with open(path, "w") as f:
                 f.write(text)
         return super()._registry()
