@@ -27,28 +27,25 @@
 #include <string>
 #include <vector>
 
+#include "common/handle.h"
+
 namespace ds::pki {
 namespace {
+
+using ds::FreeWith;
 
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 
-template <auto Free>
-struct Release {
-  template <class T>
-  void operator()(T* p) const {
-    Free(p);
-  }
-};
-using X509Ptr = std::unique_ptr<X509, Release<X509_free>>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, Release<EVP_PKEY_free>>;
-using BioPtr = std::unique_ptr<BIO, Release<BIO_free>>;
-using StorePtr = std::unique_ptr<X509_STORE, Release<X509_STORE_free>>;
-using StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, Release<X509_STORE_CTX_free>>;
-using ExtPtr = std::unique_ptr<X509_EXTENSION, Release<X509_EXTENSION_free>>;
-using BnPtr = std::unique_ptr<BIGNUM, Release<BN_free>>;
-using CtxPtr = std::unique_ptr<SSL_CTX, Release<SSL_CTX_free>>;
-using SslPtr = std::unique_ptr<SSL, Release<SSL_free>>;
+using X509Ptr = std::unique_ptr<X509, FreeWith<X509_free>>;
+using PkeyPtr = std::unique_ptr<EVP_PKEY, FreeWith<EVP_PKEY_free>>;
+using BioPtr = std::unique_ptr<BIO, FreeWith<BIO_free>>;
+using StorePtr = std::unique_ptr<X509_STORE, FreeWith<X509_STORE_free>>;
+using StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, FreeWith<X509_STORE_CTX_free>>;
+using ExtPtr = std::unique_ptr<X509_EXTENSION, FreeWith<X509_EXTENSION_free>>;
+using BnPtr = std::unique_ptr<BIGNUM, FreeWith<BN_free>>;
+using CtxPtr = std::unique_ptr<SSL_CTX, FreeWith<SSL_CTX_free>>;
+using SslPtr = std::unique_ptr<SSL, FreeWith<SSL_free>>;
 
 const std::vector<std::string> kNames = {"localhost", "127.0.0.1", "::1"};
 
