@@ -7,6 +7,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -527,6 +528,13 @@ std::optional<Url> parseUrl(std::string_view s) {
   return u;
 }
 
+bool isLoopbackHost(std::string_view host) {
+  if (host == "localhost" || host == "::1") return true;
+  in_addr a{};
+  std::string h(host);
+  return inet_pton(AF_INET, h.c_str(), &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
 bool isValidDeviceId(std::string_view id) {
   static constexpr std::string_view kSpecial = "-.%_*?!(),:=@$'";
   if (id.empty() || id.size() > 128) return false;
@@ -696,7 +704,8 @@ DaemonConfig parseDaemon(std::string_view text, const std::string& file) {
   Section sec = findSection(ctx, parseDocument(ctx, text), "daemon");
   Mapping m(ctx, sec.node,
             {"hub_url", "ca", "server_name", "hub_hostname", "policy", "key", "socks_listen",
-             "suffix", "forwards", "handshake_timeout", "high_watermark", "log_level"});
+             "users", "client_timeout", "suffix", "aliases", "direct", "control_socket",
+             "control_group", "forwards", "handshake_timeout", "high_watermark", "log_level"});
   DaemonConfig c;
   c.logLevel = sec.logLevel;
   const Value& hubUrl = m.require("hub_url");
@@ -712,7 +721,34 @@ DaemonConfig parseDaemon(std::string_view text, const std::string& file) {
   c.hubHostname = u.host;
   readIf(ctx, m, "server_name", c.serverName, hostName);
   readIf(ctx, m, "hub_hostname", c.hubHostname, hostName);
-  readIf(ctx, m, "socks_listen", c.socksListen, endpoint);
+  const Value* listen = m.find("socks_listen");
+  if (listen) c.socksListen = endpoint(ctx, *listen);
+  if (const Value* v = m.find("users")) {
+    for (const Value& item : sequence(ctx, *v)) {
+      Mapping u(ctx, item, {"name", "password"});
+      User user;
+      const Value& name = u.require("name");
+      user.name = nonEmpty(ctx, name);
+      // RFC 1929 carries each in one length byte; Basic auth cannot carry ':' in the name.
+      if (user.name.size() > 255 || user.name.find(':') != std::string::npos) {
+        ctx.fail(name.mark, "user name must be 1..255 bytes without ':'");
+      }
+      const Value& password = u.require("password");
+      user.password = nonEmpty(ctx, password);
+      if (user.password.size() > 255) ctx.fail(password.mark, "password must be 1..255 bytes");
+      for (const User& prev : c.users) {
+        if (prev.name == user.name) ctx.fail(name.mark, "duplicate user " + inQuotes(user.name));
+      }
+      c.users.push_back(std::move(user));
+    }
+  }
+  if (c.users.empty() && !isLoopbackHost(c.socksListen.host)) {
+    // An open proxy into every device would be one configuration slip away.
+    ctx.fail(listen ? listen->mark : m.mark(),
+             "socks_listen " + inQuotes(c.socksListen.toString()) +
+                 " is not loopback: configure `users:` so that clients must authenticate");
+  }
+  readIf(ctx, m, "client_timeout", c.clientTimeout, duration);
   if (const Value* v = m.find("suffix")) {
     c.suffix = nonEmpty(ctx, *v);
     // The suffix is matched against whole DNS labels, so it must start a label of its own.
@@ -720,6 +756,32 @@ DaemonConfig parseDaemon(std::string_view text, const std::string& file) {
       ctx.fail(v->mark, "invalid suffix " + inQuotes(c.suffix) + " (expected e.g. '.hub')");
     }
   }
+  if (const Value* v = m.find("aliases")) {
+    if (!v->node.IsMap()) ctx.fail(v->mark, "expected a mapping of names to {device, port}");
+    for (const auto& kv : v->node) {
+      Value name = valueOf(kv.first, v->mark);
+      Alias a;
+      a.name = nonEmpty(ctx, name);
+      for (char& ch : a.name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (!isValidHostName(a.name)) ctx.fail(name.mark, "invalid alias name " + inQuotes(a.name));
+      for (const Alias& prev : c.aliases) {
+        if (prev.name == a.name) ctx.fail(name.mark, "duplicate alias " + inQuotes(a.name));
+      }
+      Mapping am(ctx, valueOf(kv.second, name.mark), {"device", "port"});
+      a.device = deviceId(ctx, am.require("device"));
+      readIf(ctx, am, "port", a.port, port);
+      c.aliases.push_back(std::move(a));
+    }
+  }
+  readIf(ctx, m, "direct", c.direct, boolean);
+  if (const Value* v = m.find("control_socket")) {
+    c.controlSocket = path(ctx, *v);
+    // sockaddr_un holds 108 bytes with the terminating NUL.
+    if (c.controlSocket.size() > 107) {
+      ctx.fail(v->mark, "control_socket path is longer than 107 bytes");
+    }
+  }
+  if (const Value* v = m.find("control_group")) c.controlGroup = nonEmpty(ctx, *v);
   if (const Value* v = m.find("forwards")) {
     for (const Value& item : sequence(ctx, *v)) {
       Mapping f(ctx, item, {"listen", "device", "port"});

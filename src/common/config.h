@@ -127,14 +127,37 @@ struct Forward {
   friend bool operator==(const Forward&, const Forward&) = default;
 };
 
+// A proxy user (SOCKS5 RFC 1929 and HTTP Basic).
+struct User {
+  std::string name, password;
+  friend bool operator==(const User&, const User&) = default;
+};
+
+// An extra name for a device: "web.lab" -> dev01, port 8080 (0: the port the client asked for).
+struct Alias {
+  std::string name;  // lower case
+  std::string device;
+  uint16_t port = 0;
+  friend bool operator==(const Alias&, const Alias&) = default;
+};
+
+// Whether `host` names only the loopback interface ("localhost", 127.0.0.0/8, "::1").
+bool isLoopbackHost(std::string_view host);
+
 struct DaemonConfig {
   std::string hubUrl;                   // "https://host[:port]" or "wss://host[:port]", required
   std::string ca;                       // required
   std::string serverName, hubHostname;  // defaults: host of hubUrl
   std::string policy;                   // service policy name (SAS skn), required
   std::string key;                      // base64 policy key, required
-  Endpoint socksListen{"127.0.0.1", 1080};
-  std::string suffix = ".hub";    // "dev01.hub" -> device "dev01"
+  Endpoint socksListen{"127.0.0.1", 1080};  // SOCKS5, SOCKS4a and HTTP proxy on one port
+  std::vector<User> users;  // when any: every client authenticates; required beyond loopback
+  std::chrono::milliseconds clientTimeout{10000};  // a client's proxy negotiation
+  std::string suffix = ".hub";                     // "dev01.hub" -> device "dev01"
+  std::vector<Alias> aliases;                      // extra names of devices
+  bool direct = false;            // other destinations: plain outbound TCP instead of 0x02
+  std::string controlSocket;      // Unix socket of the control API; empty: the default path
+  std::string controlGroup;       // group of the socket (mode 0660); empty: mode 0600
   std::vector<Forward> forwards;  // static port forwards
   std::chrono::milliseconds handshakeTimeout{60000};
   uint64_t highWatermark = 256 * 1024;

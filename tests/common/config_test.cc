@@ -446,6 +446,12 @@ TEST_F(ConfigTest, DaemonDefaults) {
   EXPECT_EQ(c.key, kKey);
   EXPECT_EQ(c.socksListen, (Endpoint{"127.0.0.1", 1080}));
   EXPECT_EQ(c.suffix, ".hub");
+  EXPECT_TRUE(c.users.empty());
+  EXPECT_TRUE(c.aliases.empty());
+  EXPECT_FALSE(c.direct);
+  EXPECT_EQ(c.clientTimeout, milliseconds(10000));
+  EXPECT_EQ(c.controlSocket, "");
+  EXPECT_EQ(c.controlGroup, "");
   EXPECT_TRUE(c.forwards.empty());
   EXPECT_EQ(c.handshakeTimeout, milliseconds(60000));
   EXPECT_EQ(c.highWatermark, 256u * 1024);
@@ -463,7 +469,17 @@ TEST_F(ConfigTest, DaemonAllKeys) {
                                                   kKey2 +
                                                   "\n"
                                                   "  socks_listen: 0.0.0.0:0\n"
+                                                  "  users:\n"
+                                                  "    - {name: alice, password: 'pa ss'}\n"
+                                                  "    - {name: bob, password: x}\n"
+                                                  "  client_timeout: 500ms\n"
                                                   "  suffix: .devices.example\n"
+                                                  "  aliases:\n"
+                                                  "    Web.Lab: {device: dev01, port: 8080}\n"
+                                                  "    ssh.lab: {device: dev02}\n"
+                                                  "  direct: true\n"
+                                                  "  control_socket: run/d.sock\n"
+                                                  "  control_group: devstreams\n"
                                                   "  forwards:\n"
                                                   "    - listen: 127.0.0.1:2222\n"
                                                   "      device: dev01\n"
@@ -478,7 +494,14 @@ TEST_F(ConfigTest, DaemonAllKeys) {
   EXPECT_EQ(c.policy, "svc");
   EXPECT_EQ(c.key, kKey2);
   EXPECT_EQ(c.socksListen, (Endpoint{"0.0.0.0", 0}));
+  EXPECT_THAT(c.users, ElementsAre(User{"alice", "pa ss"}, User{"bob", "x"}));
+  EXPECT_EQ(c.clientTimeout, milliseconds(500));
   EXPECT_EQ(c.suffix, ".devices.example");
+  EXPECT_THAT(c.aliases,
+              ElementsAre(Alias{"web.lab", "dev01", 8080}, Alias{"ssh.lab", "dev02", 0}));
+  EXPECT_TRUE(c.direct);
+  EXPECT_EQ(c.controlSocket, (dir_ / "run/d.sock").string());
+  EXPECT_EQ(c.controlGroup, "devstreams");
   EXPECT_THAT(c.forwards, ElementsAre(Forward{{"127.0.0.1", 2222}, "dev01", 22},
                                       Forward{{"::1", 0}, "b", 80}, Forward{{"::1", 0}, "c", 81}));
   EXPECT_EQ(c.handshakeTimeout, milliseconds(120000));
@@ -583,6 +606,44 @@ TEST_F(ConfigTest, BadValues) {
   EXPECT_EQ(daemonError(kDaemonMin + "  forwards:\n    - {listen: 'h:1', device: d, port: 2}\n" +
                         "    - {listen: 'h:1', device: e, port: 3}\n"),
             at(8, 16) + "duplicate forward listen endpoint 'h:1'");
+}
+
+TEST_F(ConfigTest, DaemonUsersAliasesAndListenErrors) {
+  EXPECT_EQ(daemonError(kDaemonMin + "  socks_listen: 0.0.0.0:1080\n"),
+            at(6, 17) +
+                "socks_listen '0.0.0.0:1080' is not loopback: configure `users:` so that clients "
+                "must authenticate");
+  EXPECT_EQ(daemonError(kDaemonMin + "  socks_listen: '[::]:1080'\n"),
+            at(6, 17) +
+                "socks_listen '[::]:1080' is not loopback: configure `users:` so that clients "
+                "must authenticate");
+  EXPECT_NO_THROW(loadDaemon(write("c.yaml", kDaemonMin + "  socks_listen: '[::1]:1080'\n")));
+  EXPECT_NO_THROW(loadDaemon(write("c.yaml", kDaemonMin + "  socks_listen: 127.0.0.2:1080\n")));
+  EXPECT_NO_THROW(loadDaemon(write("c.yaml", kDaemonMin + "  socks_listen: localhost:1080\n")));
+  EXPECT_EQ(daemonError(kDaemonMin + "  users:\n    - {name: 'a:b', password: x}\n"),
+            at(7, 14) + "user name must be 1..255 bytes without ':'");
+  EXPECT_EQ(daemonError(kDaemonMin + "  users:\n    - {name: a, password: ''}\n"),
+            at(7, 27) + "must not be empty");
+  EXPECT_EQ(daemonError(kDaemonMin + "  users:\n    - {name: a}\n"),
+            at(7, 7) + "missing required key 'password'");
+  EXPECT_EQ(daemonError(kDaemonMin + "  users:\n    - {name: a, password: x}\n" +
+                        "    - {name: a, password: y}\n"),
+            at(8, 14) + "duplicate user 'a'");
+  EXPECT_EQ(daemonError(kDaemonMin + "  aliases:\n    'bad name': {device: d}\n"),
+            at(7, 5) + "invalid alias name 'bad name'");
+  EXPECT_EQ(
+      daemonError(kDaemonMin + "  aliases:\n    a.lab: {device: d}\n    A.LAB: {device: e}\n"),
+      at(8, 5) + "duplicate alias 'a.lab'");
+  EXPECT_EQ(daemonError(kDaemonMin + "  aliases:\n    a.lab: {port: 80}\n"),
+            at(7, 12) + "missing required key 'device'");
+  EXPECT_EQ(daemonError(kDaemonMin + "  aliases:\n    a.lab: {device: d, port: 70000}\n"),
+            at(7, 30) + "invalid port '70000' (expected 1..65535)");
+  EXPECT_EQ(daemonError(kDaemonMin + "  aliases: [a]\n"),
+            at(6, 12) + "expected a mapping of names to {device, port}");
+  EXPECT_EQ(daemonError(kDaemonMin + "  direct: maybe\n"),
+            at(6, 11) + "expected true or false, got 'maybe'");
+  EXPECT_EQ(daemonError(kDaemonMin + "  control_socket: /" + std::string(120, 'x') + "\n"),
+            at(6, 19) + "control_socket path is longer than 107 bytes");
 }
 
 TEST_F(ConfigTest, MissingRequiredKeysPointAtTheSection) {
@@ -756,6 +817,10 @@ TEST(ExampleConfig, LoadsForEveryProgramWithDefaults) {
   EXPECT_EQ(daemon.hubHostname, hub.hostname);
   EXPECT_EQ(daemon.socksListen, daemonDefaults.socksListen);
   EXPECT_EQ(daemon.suffix, daemonDefaults.suffix);
+  EXPECT_EQ(daemon.users, daemonDefaults.users);
+  EXPECT_EQ(daemon.aliases, daemonDefaults.aliases);
+  EXPECT_EQ(daemon.direct, daemonDefaults.direct);
+  EXPECT_EQ(daemon.clientTimeout, daemonDefaults.clientTimeout);
   EXPECT_TRUE(daemon.forwards.empty());
   EXPECT_EQ(daemon.handshakeTimeout, daemonDefaults.handshakeTimeout);
   EXPECT_EQ(daemon.highWatermark, daemonDefaults.highWatermark);
@@ -789,6 +854,12 @@ TEST(ExampleConfig, ShowsEveryKey) {
                         "max_message:",
                         "high_watermark:",
                         "hub_url:",
+                        "users:",
+                        "client_timeout:",
+                        "aliases:",
+                        "direct:",
+                        "control_socket:",
+                        "control_group:",
                         "ca:",
                         "server_name:",
                         "hub_hostname:",
