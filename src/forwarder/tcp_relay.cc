@@ -1,0 +1,113 @@
+// TcpRelay: TCP <-> TCP with watermarks and half-close.
+#include "forwarder/tcp_relay.h"
+
+#include <sys/socket.h>
+
+#include "common/ws_conn.h"
+
+namespace ds {
+
+TcpRelay::TcpRelay(Loop& loop, BufferEventPtr client, BufferEventPtr target, size_t highWatermark,
+                   Done done)
+    : loop_(loop), high_(highWatermark), done_(std::move(done)) {
+  side_[0].bev = std::move(client);
+  side_[1].bev = std::move(target);
+  for (int i = 0; i < 2; ++i) {
+    Side& s = side_[i];
+    s.relay = this;
+    s.index = i;
+    bufferevent_setcb(s.bev.get(), &TcpRelay::onRead, &TcpRelay::onWrite, &TcpRelay::onEvent, &s);
+    // The write callback fires when the output falls to half the watermark (see move()).
+    bufferevent_setwatermark(s.bev.get(), EV_WRITE, high_ / 2, 0);
+    bufferevent_set_max_single_read(s.bev.get(), kMaxSingleIo);
+    bufferevent_set_max_single_write(s.bev.get(), kMaxSingleIo);
+  }
+}
+
+TcpRelay::~TcpRelay() {
+  for (Side& s : side_) {
+    if (!s.bev) continue;
+    bufferevent_setcb(s.bev.get(), nullptr, nullptr, nullptr, nullptr);
+    loop_.closeAfterFlush(std::move(s.bev));
+  }
+}
+
+void TcpRelay::start() {
+  for (Side& s : side_) bufferevent_enable(s.bev.get(), EV_READ | EV_WRITE);
+  for (Side& s : side_) {
+    if (finished_) return;
+    move(s);
+  }
+}
+
+void TcpRelay::close(const std::string& reason) { finish(reason); }
+
+void TcpRelay::onRead(bufferevent*, void* arg) {
+  auto* s = static_cast<Side*>(arg);
+  s->relay->move(*s);
+}
+
+// Passes what `from` has read to the other side; stops reading `from` while the other side's
+// output is above the watermark.
+void TcpRelay::move(Side& from) {
+  if (finished_) return;
+  Side& to = other(from);
+  evbuffer* in = bufferevent_get_input(from.bev.get());
+  evbuffer* out = bufferevent_get_output(to.bev.get());
+  size_t n = evbuffer_get_length(in);
+  if (n > 0) {
+    from.moved += n;
+    evbuffer_add_buffer(out, in);
+  }
+  if (evbuffer_get_length(out) > high_) bufferevent_disable(from.bev.get(), EV_READ);
+}
+
+void TcpRelay::onWrite(bufferevent*, void* arg) {
+  auto* to = static_cast<Side*>(arg);
+  TcpRelay* self = to->relay;
+  if (self->finished_) return;
+  Side& from = self->other(*to);
+  if (!from.eof) bufferevent_enable(from.bev.get(), EV_READ);
+  self->maybeShutdown(*to);
+}
+
+// Half-closes `to` once the other side's peer half-closed and everything before it is sent.
+void TcpRelay::maybeShutdown(Side& to) {
+  if (finished_ || to.shutDown || !other(to).eof) return;
+  if (evbuffer_get_length(bufferevent_get_output(to.bev.get())) != 0) return;
+  to.shutDown = true;
+  ::shutdown(bufferevent_getfd(to.bev.get()), SHUT_WR);
+  if (side_[0].shutDown && side_[1].shutDown) finish("done");
+}
+
+void TcpRelay::onEvent(bufferevent*, short what, void* arg) {
+  auto* s = static_cast<Side*>(arg);
+  TcpRelay* self = s->relay;
+  if (self->finished_) return;
+  if (what & BEV_EVENT_EOF) {
+    // Bytes held back by backpressure go first; the half-close follows them.
+    Side& to = self->other(*s);
+    evbuffer* in = bufferevent_get_input(s->bev.get());
+    s->moved += evbuffer_get_length(in);
+    evbuffer_add_buffer(bufferevent_get_output(to.bev.get()), in);
+    s->eof = true;
+    bufferevent_disable(s->bev.get(), EV_READ);
+    self->maybeShutdown(to);
+    return;
+  }
+  self->finish(s->index == 0 ? "client connection failed" : "target connection failed");
+}
+
+void TcpRelay::finish(const std::string& reason) {
+  if (finished_) return;
+  finished_ = true;
+  // What each side already has to send still goes out (closeAfterFlush).
+  for (Side& s : side_) {
+    if (!s.bev) continue;
+    bufferevent_setcb(s.bev.get(), nullptr, nullptr, nullptr, nullptr);
+    loop_.closeAfterFlush(std::move(s.bev));
+  }
+  if (done_) done_(this, reason);
+}
+
+}  // namespace ds
