@@ -720,7 +720,28 @@ def targets(res):
     ]
 
 
+def partial_report(res, args):
+    """The stream setup and rate figures of a run with --only (the full table needs every
+    phase)."""
+    lines = []
+    p = lines.append
+    if "setup" in res:
+        p(f"Stream setup: {args.setups} sequential connect -> SOCKS success -> 1-byte echo -> close")
+        p(f"  {'setup':<34} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} failed")
+        for k, d in res["setup"].items():
+            p(f"  {k}) {d['label']:<31} {d['p50_ms']:8.2f} {d['p90_ms']:8.2f} {d['p99_ms']:8.2f}"
+              f" {d['max_ms']:8.2f} {d['failed']}")
+    if "rate" in res:
+        p(f"Stream rate: {args.rate_seconds:g} s of open -> 1-byte echo -> close")
+        for k, d in res["rate"].items():
+            p(f"  {k}) {d['label']:<31} {d['per_second']:6.0f} streams/s  ({d['streams']} streams,"
+              f" {d['failed']} failed, {d['clients']} clients in 2 processes)")
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------------------- main
+
+PHASES = ("throughput", "setup", "rate", "backpressure", "concurrency")
 
 FULL_VERIFY = True
 
@@ -739,10 +760,17 @@ def main():
     ap.add_argument("--10k", dest="tenk", action="store_true", help="10,000 concurrent streams")
     ap.add_argument("--rate-seconds", type=float, help="length of the rate test (default 10)")
     ap.add_argument("--slow-seconds", type=float, help="length of each backpressure test (20)")
+    ap.add_argument("--only", metavar="PHASES",
+                    help="comma-separated phases to run, of " + ",".join(PHASES) +
+                         " (default: all); e.g. --only setup,rate for stream setup alone")
     ap.add_argument("--verify", choices=("full", "sample"),
                     help="compare every received byte (full; --quick default) or the first "
                          f"{SAMPLE} bytes of every MiB (sample; default), always counting all")
     args = ap.parse_args()
+    phases = set(PHASES) if not args.only else set(args.only.split(","))
+    if phases - set(PHASES):
+        ap.error(f"unknown phase(s) {','.join(sorted(phases - set(PHASES)))}; "
+                 f"choose from {','.join(PHASES)}")
     q = args.quick
     defaults = dict(size=64 if q else 2048, rounds=2 if q else 3, setups=100 if q else 1000,
                     streams=200 if q else (10000 if args.tenk else 1000),
@@ -811,26 +839,31 @@ def main():
         # the ssh -D path is ready once a stream through it works
         wait_until(lambda: _try_echo(setups[1], ports["echo"]), 20, "ssh -D forwarding")
 
-        log(f"throughput: {args.size} MiB each way x {args.rounds} rounds")
-        res["throughput"] = phase_throughput(setups, ports["bulk"], args.size * MiB, args.rounds,
-                                             problems, log)
-        tp = res["throughput"]
-        c_cpu = sum(tp["c"]["cpu_s_per_gib"][k]["median"] for k in ("hub", "agent", "daemon"))
-        res["ratios"] = {
-            "c_over_a": tp["c"]["mb_per_s_each_way"]["median"] / tp["a"]["mb_per_s_each_way"]["median"],
-            "c_over_b": tp["c"]["mb_per_s_each_way"]["median"] / tp["b"]["mb_per_s_each_way"]["median"],
-            "c_cpu_s_per_gib": c_cpu}
-        log(f"stream setup: {args.setups} each")
-        res["setup"] = phase_setup(setups[1:], ports["echo"], args.setups, problems, log)
-        log(f"rate: {args.rate_seconds:g} s each")
-        res["rate"] = phase_rate(setups[1:], ports["echo"], args.rate_seconds, problems, log)
-        log(f"backpressure: {args.slow_seconds:g} s each direction")
-        res["backpressure"] = phase_backpressure(setups[2], ports, args.slow_seconds, stack_pids,
-                                                 problems, log)
+        if "throughput" in phases:
+            log(f"throughput: {args.size} MiB each way x {args.rounds} rounds")
+            res["throughput"] = phase_throughput(setups, ports["bulk"], args.size * MiB,
+                                                 args.rounds, problems, log)
+            tp = res["throughput"]
+            c_cpu = sum(tp["c"]["cpu_s_per_gib"][k]["median"] for k in ("hub", "agent", "daemon"))
+            res["ratios"] = {
+                "c_over_a": tp["c"]["mb_per_s_each_way"]["median"] / tp["a"]["mb_per_s_each_way"]["median"],
+                "c_over_b": tp["c"]["mb_per_s_each_way"]["median"] / tp["b"]["mb_per_s_each_way"]["median"],
+                "c_cpu_s_per_gib": c_cpu}
+        if "setup" in phases:
+            log(f"stream setup: {args.setups} each")
+            res["setup"] = phase_setup(setups[1:], ports["echo"], args.setups, problems, log)
+        if "rate" in phases:
+            log(f"rate: {args.rate_seconds:g} s each")
+            res["rate"] = phase_rate(setups[1:], ports["echo"], args.rate_seconds, problems, log)
+        if "backpressure" in phases:
+            log(f"backpressure: {args.slow_seconds:g} s each direction")
+            res["backpressure"] = phase_backpressure(setups[2], ports, args.slow_seconds,
+                                                     stack_pids, problems, log)
         # last: the programs keep some memory of 10,000 streams after they closed
-        log(f"concurrency: {args.streams} streams")
-        res["concurrency"] = phase_concurrency(setups[2], ports["echo"], args.streams, stack_pids,
-                                               problems, log)
+        if "concurrency" in phases:
+            log(f"concurrency: {args.streams} streams")
+            res["concurrency"] = phase_concurrency(setups[2], ports["echo"], args.streams,
+                                                   stack_pids, problems, log)
         for name in ("hub", "agent", "daemon"):
             if stack.procs[name].poll() is not None:
                 problems.append(f"{name} exited with {stack.procs[name].returncode}")
@@ -850,6 +883,8 @@ def main():
     if complete:
         res["targets"] = targets(res)
         print(report(res, args))
+    else:
+        print(partial_report(res, args))
     print(f"run took {res['seconds']:.0f} s; load average (1 min) {res['config']['loadavg_at_start'][0]:.1f}"
           f" at start, {res['config']['loadavg_at_end'][0]:.1f} at end; "
           f"bytes checked {'completely' if FULL_VERIFY else 'by count and a sample of each MiB'}")

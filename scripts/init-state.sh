@@ -76,6 +76,7 @@ daemon:
   key: "$service_key"
   socks_listen: 127.0.0.1:$socks_port
   suffix: .hub
+  control_socket: daemon.sock
   handshake_timeout: $handshake
 YAML
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the embedded default on this machine: a local hub, an agent for device dev01 and the
-# daemon with SOCKS5 on 127.0.0.1:1080, plus a demo web page on the device side. Ctrl-C stops
+# daemon with its proxy (SOCKS5, SOCKS4a, HTTP) on 127.0.0.1:1080, plus a demo web page on the device side. Ctrl-C stops
 # everything. State (CA, keys, configs) lives in ./state unless DEVSTREAMS_STATE says otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,9 @@ export DS_ALLOW=${DS_ALLOW:-127.0.0.1:22,127.0.0.1:$demo_port}
 bash scripts/build.sh default
 bin=$root/build/default/src
 bash scripts/init-state.sh "$state"
+# States made before the control API existed get its socket next to the configs.
+grep -q control_socket "$state/daemon.yaml" ||
+  sed -i 's/^daemon:$/daemon:\n  control_socket: daemon.sock/' "$state/daemon.yaml"
 
 for port in "$DS_HUB_PORT" "$DS_SOCKS_PORT" "$demo_port"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -54,12 +57,15 @@ for _ in $(seq 100); do grep -q "online:" "$state/log/agent.log" 2>/dev/null && 
 
 cat <<TXT
 
-devstreams is running: hub on 127.0.0.1:$DS_HUB_PORT, device dev01 online, SOCKS5 on 127.0.0.1:$DS_SOCKS_PORT.
-Try, in another terminal:
+devstreams is running: hub on 127.0.0.1:$DS_HUB_PORT, device dev01 online, proxy (SOCKS5, SOCKS4a,
+HTTP) on 127.0.0.1:$DS_SOCKS_PORT. Try, in another terminal:
 
   curl --socks5-hostname 127.0.0.1:$DS_SOCKS_PORT http://dev01.hub:$demo_port/
+  curl --proxy http://127.0.0.1:$DS_SOCKS_PORT http://dev01.hub:$demo_port/
   ssh -o ProxyCommand='$bin/cli/devstreams --socks 127.0.0.1:$DS_SOCKS_PORT connect %h %p' $(id -un)@dev01.hub
       (needs an sshd on 127.0.0.1:22 of this machine: dev01 is this machine)
+  chromium --proxy-pac-url=http://127.0.0.1:$DS_SOCKS_PORT/proxy.pac http://dev01.hub:$demo_port/
+  DEVSTREAMS_CONTROL=$state/daemon.sock $bin/cli/devstreams status     (also: streams, devices, forward)
 
 Allowed on dev01: $DS_ALLOW. State and logs: $state. Ctrl-C stops everything.
 

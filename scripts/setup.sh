@@ -3,7 +3,7 @@
 # apt-get runs only when a package is missing.
 set -euo pipefail
 # usage: setup.sh [--tests]   (--tests adds what the suite drives: sshd, chromium, tinyproxy,
-# and the lint tools)
+# OpenBSD nc (-X 5), proxychains4, and the lint tools)
 pkgs=(
   build-essential cmake ninja-build pkg-config git
   libevent-dev libssl-dev libyaml-cpp-dev libwebsockets-dev libsqlite3-dev
@@ -11,7 +11,7 @@ pkgs=(
   openssh-client curl openssl python3
 )
 if [ "${1:-}" = "--tests" ]; then
-  pkgs+=(openssh-server chromium clang-format clang-tidy tinyproxy)
+  pkgs+=(openssh-server chromium clang-format clang-tidy tinyproxy netcat-openbsd proxychains4)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

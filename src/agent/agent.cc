@@ -99,6 +99,7 @@ class Agent::PendingStream : public Deletable {
         timer_(agent.loop_, [this] { onTimeout(); }) {}
 
   ~PendingStream() override {
+    if (side_) side_->cancel();
     for (Lookup* l : lookups_) {
       l->owner = nullptr;
       // The callback still runs once (with EVUTIL_EAI_CANCEL) and frees the lookup.
@@ -231,10 +232,10 @@ class Agent::PendingStream : public Deletable {
   }
 
   void openStream() {
-    exchange_ = hubclient::openStream(
-        agent_.loop_, agent_.hub_, url_, token_, agent_.limits_, agent_.cfg_.connectTimeout,
+    side_ = agent_.pool_->openStream(
+        url_, token_, agent_.limits_, agent_.cfg_.connectTimeout,
         [this](std::unique_ptr<WsConnection> ws, const std::string& error) {
-          agent_.loop_.deferDelete(std::move(exchange_));
+          agent_.loop_.deferDelete(std::move(side_));
           if (!ws) return fail(reject::kHubStreamFailed, "streaming endpoint: " + error);
           setTcpKeepalive(ws->fd());
           LOG_INFO("stream %s: connected to %s", id_.c_str(), target(host_, port_).c_str());
@@ -273,7 +274,7 @@ class Agent::PendingStream : public Deletable {
   std::string url_, token_;
   Timer timer_;
   BufferEventPtr tcp_;
-  hubclient::ExchangePtr exchange_;
+  hubclient::SideOpenPtr side_;
   std::vector<Lookup*> lookups_;
   Address wanted_;
   bool starting_ = false;    // lookups are being started (some may answer at once)
@@ -300,6 +301,12 @@ bool Agent::start(std::string& err) {
                              err)) {
     return false;
   }
+  // Devices are many: no connection is kept warm while nothing happens, a few while streams
+  // are being opened (docs/agent.md).
+  hubclient::WarmPool::Options pool;
+  pool.idle = 0;
+  pool.busy = 4;
+  pool.connectTimeout = cfg_.connectTimeout;
   std::string proxyErr;
   if (!cfg_.proxy.empty()) {
     if (!hubclient::parseProxyUrl(cfg_.proxy, hub_.proxy, proxyErr)) {
@@ -315,6 +322,8 @@ bool Agent::start(std::string& err) {
     LOG_INFO("hub connections go through the HTTP proxy %s:%u (%s)", hub_.proxy.host.c_str(),
              hub_.proxy.port, cfg_.proxy.empty() ? "HTTPS_PROXY" : "proxy: key");
   }
+  pool_ = std::make_unique<hubclient::WarmPool>(loop_, hub_, pool);
+  pool_->start();
   std::string allow;
   for (const auto& r : cfg_.allow) allow += (allow.empty() ? "" : ", ") + r.toString();
   LOG_INFO("allow-list: %s", allow.empty() ? "(empty: every request is refused)" : allow.c_str());

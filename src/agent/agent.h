@@ -14,6 +14,7 @@
 #include "common/ws_conn.h"
 #include "forwarder/pump.h"
 #include "hubclient/hub_client.h"
+#include "hubclient/warm_pool.h"
 
 namespace ds::agent {
 
@@ -68,6 +69,8 @@ class Agent : private WsConnection::Callbacks {
   hubclient::HubTarget hub_;
   WsLimits limits_;
   hubclient::ExchangePtr connecting_;
+  // Warm TLS connections for the device side of streams (started once the channel is up).
+  std::unique_ptr<hubclient::WarmPool> pool_;
   std::unique_ptr<WsConnection> control_;
   Timer reconnect_;
   unsigned attempt_ = 0;            // failed attempts since the channel was last open

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "cli/format.h"
 #include "common/config.h"
 #include "common/event.h"
 #include "common/http_exchange.h"
@@ -164,20 +165,6 @@ std::string whenSeen(int64_t unixSeconds) {
 
 std::string yesNo(bool b) { return b ? "yes" : "no"; }
 
-std::string humanBytes(uint64_t n) {
-  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  if (n < 1024) return std::to_string(n) + "B";
-  double v = static_cast<double>(n);
-  size_t u = 0;
-  while (v >= 1024 && u + 1 < std::size(kUnits)) {
-    v /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f%s", v, kUnits[u]);
-  return buf;
-}
-
 std::string humanDuration(int64_t ms) {
   if (ms < 0) ms = 0;
   char buf[32];
@@ -195,44 +182,9 @@ std::string humanDuration(int64_t ms) {
   return buf;
 }
 
-// Columns separated by two spaces; no trailing blanks.
 void printTable(const std::vector<std::string>& header,
                 const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> width(header.size());
-  for (size_t i = 0; i < header.size(); ++i) width[i] = header[i].size();
-  for (const auto& row : rows) {
-    for (size_t i = 0; i < row.size() && i < width.size(); ++i) {
-      width[i] = std::max(width[i], row[i].size());
-    }
-  }
-  auto line = [&](const std::vector<std::string>& cells) {
-    std::string out;
-    for (size_t i = 0; i < cells.size(); ++i) {
-      out += cells[i];
-      if (i + 1 < cells.size()) out += std::string(width[i] - cells[i].size() + 2, ' ');
-    }
-    out.erase(out.find_last_not_of(' ') + 1);
-    std::printf("%s\n", out.c_str());
-  };
-  line(header);
-  for (const auto& row : rows) line(row);
-}
-
-// Typed reads that tolerate missing or mistyped fields in the hub's answers.
-std::string str(const json& j, const char* k) {
-  auto it = j.find(k);
-  if (it == j.end()) return "";
-  if (it->is_string()) return it->get<std::string>();
-  if (it->is_null()) return "";
-  return it->dump();
-}
-int64_t num(const json& j, const char* k) {
-  auto it = j.find(k);
-  return it != j.end() && it->is_number() ? it->get<int64_t>() : 0;
-}
-bool flag(const json& j, const char* k) {
-  auto it = j.find(k);
-  return it != j.end() && it->is_boolean() && it->get<bool>();
+  std::fputs(formatTable(header, rows).c_str(), stdout);
 }
 
 void printJson(const json& j) { std::printf("%s\n", j.dump(2).c_str()); }

@@ -1,6 +1,7 @@
 // devstreams: the command line. `connect HOST PORT` is a stdio tunnel through the local
 // daemon's SOCKS5 endpoint, made for `ssh -o ProxyCommand='devstreams connect %h %p'`;
-// `hub ...` administers the hub's registry and shows its streams (hub_admin.h).
+// `hub ...` administers the hub's registry and shows its streams (hub_admin.h); `status`,
+// `streams`, `devices` and `forward ...` talk to the local daemon's control API (daemon_ctl.h).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -13,6 +14,7 @@
 #include <cstring>
 #include <string>
 
+#include "cli/daemon_ctl.h"
 #include "cli/hub_admin.h"
 #include "common/config.h"
 #include "common/event.h"
@@ -170,6 +172,7 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::Range(1, 65535));
   ds::cli::HubAdmin admin(app);
+  ds::cli::DaemonCtl ctl(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -177,6 +180,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   if (admin.chosen()) return admin.run();
+  if (ctl.chosen()) return ctl.run();
 
   auto socks = ds::config::parseEndpoint(socksAddr);
   if (!socks || socks->port == 0) return fail("invalid --socks address '" + socksAddr + "'", 2);

@@ -1,17 +1,24 @@
-// devstreamsd: the service-side daemon. A SOCKS5 endpoint that maps "NAME<suffix>" to device
-// NAME, and static port forwards; each connection becomes a device stream through the hub.
+// devstreamsd: the service-side daemon. One client port speaking SOCKS5, SOCKS4a and HTTP proxy
+// (socks/proxy_session.h) that maps "NAME<suffix>" and aliases to devices, port forwards (from
+// the configuration and added at runtime), optional direct connections for other destinations,
+// and the control API on a Unix socket (daemon/control_api.h). Each device connection becomes a
+// stream opened through the hub's warm service channel (hubclient/stream_opener.h).
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "common/config.h"
 #include "common/event.h"
-#include "forwarder/pump.h"
+#include "daemon/control_api.h"
 #include "hubclient/hub_client.h"
-#include "socks/socks_server.h"
+#include "hubclient/stream_opener.h"
+#include "socks/proxy_session.h"
 
 namespace ds::daemon {
 
@@ -21,7 +28,27 @@ socks::Reply replyFor(int httpStatus, const std::string& code);
 // "dev01.hub" -> "dev01" for suffix ".hub" (case-insensitive suffix); empty when not ours.
 std::string deviceFromHost(const std::string& host, const std::string& suffix);
 
-class Daemon : public socks::SocksSession::Handler {
+// Where a client's destination leads.
+struct Destination {
+  enum class Kind { Device, Direct, Refused };
+  Kind kind = Kind::Refused;
+  std::string device;                             // Device
+  std::string host;                               // Direct: the host to connect to
+  uint16_t port = 0;                              // Device and Direct
+  socks::Reply reply = socks::Reply::NotAllowed;  // Refused
+  std::string why;                                // Refused: for the log line
+};
+
+// Aliases first (exact name, case-insensitive, one trailing dot ignored), then NAME<suffix>;
+// anything else is Direct when the configuration allows it, else refused with 0x02. A name
+// under the suffix that is not a valid device id is refused with 0x04 (no such host).
+Destination resolveDestination(const config::DaemonConfig& cfg, const std::string& host,
+                               socks::AddressType type, uint16_t port);
+
+// The PAC file served at /proxy.pac: the suffix and the aliases through `proxyHostPort`.
+std::string pacFor(const config::DaemonConfig& cfg, const std::string& proxyHostPort);
+
+class Daemon : public socks::ProxySession::Handler {
  public:
   Daemon(Loop& loop, config::DaemonConfig cfg);
   ~Daemon() override;
@@ -29,36 +56,47 @@ class Daemon : public socks::SocksSession::Handler {
   void shutdown();
   uint16_t socksPort() const { return socksPort_; }
 
-  class Attempt;
+  class Conn;
+  struct ForwardListener;
 
  private:
-  friend class Attempt;
-  struct ForwardListener {
-    Daemon* daemon;
-    config::Forward fwd;
-    ListenerPtr listener;
-  };
+  friend class Conn;
 
-  static void onSocksAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg);
+  static void onClientAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg);
   static void onForwardAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg);
-  void onSocksConnect(socks::SocksSession* s, const socks::Request& request) override;
-  void onSocksDone(socks::SocksSession* s) override;
-  void startAttempt(std::unique_ptr<Attempt> a);
-  void endAttempt(Attempt* a);
-  void startPump(BufferEventPtr tcp, std::unique_ptr<WsConnection> ws, const std::string& what);
+  void onProxyConnect(socks::ProxySession* s, const socks::Target& target) override;
+  void onProxyDone(socks::ProxySession* s) override;
+  void endConn(Conn* c);
+
+  // Forwards: binds one; false with an HTTP-ish status (409 in use, 400 bad) and message.
+  bool addForward(const config::Forward& f, bool fromConfig, int& status, std::string& err,
+                  nlohmann::json* out);
+  nlohmann::json forwardJson(const ForwardListener& f) const;
+
+  // The control API.
+  void handleApi(const ApiRequest& req, const ControlApi::Respond& respond);
+  nlohmann::json statusJson() const;
+  nlohmann::json streamsJson() const;
+  void fetchDevices(ControlApi::Respond respond);
 
   Loop& loop_;
   config::DaemonConfig cfg_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   SslCtxPtr ssl_;
   hubclient::HubTarget hub_;
   WsLimits limits_;
-  ListenerPtr socks_;
+  std::unique_ptr<hubclient::StreamOpener> opener_;
+  socks::ProxyOptions proxyOptions_;
+  ListenerPtr listener_;
   uint16_t socksPort_ = 0;
   std::vector<std::unique_ptr<ForwardListener>> forwards_;
-  std::map<socks::SocksSession*, std::unique_ptr<socks::SocksSession>> sessions_;
-  std::map<socks::SocksSession*, Attempt*> attemptOf_;
-  std::map<Attempt*, std::unique_ptr<Attempt>> attempts_;
-  std::map<StreamPump*, std::unique_ptr<StreamPump>> pumps_;
+  std::unique_ptr<ControlApi> api_;
+  std::map<socks::ProxySession*, std::unique_ptr<socks::ProxySession>> sessions_;
+  std::map<socks::ProxySession*, Conn*> connOf_;
+  std::map<uint64_t, std::unique_ptr<Conn>> conns_;
+  std::map<uint64_t, hubclient::ExchangePtr> queries_;  // GET /api/v1/devices in flight
+  uint64_t nextConn_ = 1, nextQuery_ = 1;
+  uint64_t streamsTotal_ = 0, failuresTotal_ = 0;
 };
 
 }  // namespace ds::daemon

@@ -51,8 +51,24 @@ void StreamPump::onTcpRead(bufferevent*, void* arg) { static_cast<StreamPump*>(a
 void StreamPump::pumpUp() {
   if (finished_ || !tcp_) return;
   evbuffer* in = bufferevent_get_input(tcp_.get());
-  size_t n = evbuffer_get_length(in);
-  if (n > 0) {
+  if (gate_) {
+    if (gateDone_) {
+      evbuffer_drain(in, evbuffer_get_length(in));
+      return;
+    }
+    EvBufferPtr pass(evbuffer_new());
+    GateState st = moveThroughGate(in, pass.get(), gate_, up_);
+    if (evbuffer_get_length(pass.get()) > 0) ws_->sendBinary(pass.get());
+    if (st == GateState::Failed) {
+      ws_->close(ws::close_code::Normal, "malformed request from the client");
+      return finish("malformed request from the client");
+    }
+    if (st == GateState::Done) {
+      // The client is still read (and what it sends dropped) so that its FIN or reset is seen.
+      gateDone_ = true;
+      return;
+    }
+  } else if (size_t n = evbuffer_get_length(in); n > 0) {
     up_ += n;
     ws_->sendBinary(in);
   }

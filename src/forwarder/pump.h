@@ -9,6 +9,7 @@
 
 #include "common/event.h"
 #include "common/ws_conn.h"
+#include "forwarder/gate.h"
 
 namespace ds {
 
@@ -21,6 +22,8 @@ class StreamPump : public Deletable, private WsConnection::Callbacks {
   StreamPump(Loop& loop, BufferEventPtr tcp, std::unique_ptr<WsConnection> ws, size_t highWatermark,
              Done done);
   ~StreamPump() override;
+  // Before start(): only what `gate` lets through goes from TCP to the stream.
+  void setUpstreamGate(UpstreamGate gate) { gate_ = std::move(gate); }
   // Starts both directions; bytes already buffered on either side are pumped first.
   void start();
   // Ends both sides now (the stream with 1001 and `reason`); Done follows.
@@ -51,6 +54,8 @@ class StreamPump : public Deletable, private WsConnection::Callbacks {
   std::unique_ptr<WsConnection> ws_;
   size_t high_;
   Done done_;
+  UpstreamGate gate_;
+  bool gateDone_ = false;  // the gate let through all it will: later TCP input is dropped
   bool tcpReadPaused_ = false;
   bool tcpEof_ = false;     // the TCP peer half-closed: we sent eof
   bool streamEof_ = false;  // the stream sent eof: we half-close TCP once output drains

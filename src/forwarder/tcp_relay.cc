@@ -54,8 +54,12 @@ void TcpRelay::move(Side& from) {
   Side& to = other(from);
   evbuffer* in = bufferevent_get_input(from.bev.get());
   evbuffer* out = bufferevent_get_output(to.bev.get());
-  size_t n = evbuffer_get_length(in);
-  if (n > 0) {
+  if (from.index == 0 && gate_) {
+    if (gateDone_) return (void)evbuffer_drain(in, evbuffer_get_length(in));
+    GateState st = moveThroughGate(in, out, gate_, from.moved);
+    if (st == GateState::Failed) return finish("malformed request from the client");
+    gateDone_ = st == GateState::Done;
+  } else if (size_t n = evbuffer_get_length(in); n > 0) {
     from.moved += n;
     evbuffer_add_buffer(out, in);
   }
@@ -87,6 +91,8 @@ void TcpRelay::onEvent(bufferevent*, short what, void* arg) {
   if (what & BEV_EVENT_EOF) {
     // Bytes held back by backpressure go first; the half-close follows them.
     Side& to = self->other(*s);
+    self->move(*s);
+    if (self->finished_) return;
     evbuffer* in = bufferevent_get_input(s->bev.get());
     s->moved += evbuffer_get_length(in);
     evbuffer_add_buffer(bufferevent_get_output(to.bev.get()), in);

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "common/event.h"
+#include "forwarder/gate.h"
 
 namespace ds {
 
@@ -19,6 +20,8 @@ class TcpRelay : public Deletable {
   TcpRelay(Loop& loop, BufferEventPtr client, BufferEventPtr target, size_t highWatermark,
            Done done);
   ~TcpRelay() override;
+  // Before start(): only what `gate` lets through goes from the client to the target.
+  void setUpstreamGate(UpstreamGate gate) { gate_ = std::move(gate); }
   // Starts both directions; bytes already buffered on either side are relayed first.
   void start();
   // Ends both sides now; Done follows.
@@ -49,6 +52,8 @@ class TcpRelay : public Deletable {
   Side side_[2];
   size_t high_;
   Done done_;
+  UpstreamGate gate_;
+  bool gateDone_ = false;
   bool finished_ = false;
 };
 

@@ -10,6 +10,7 @@
 #include <charconv>
 #include <ctime>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <vector>
 
 #include "common/http_exchange.h"
@@ -273,7 +274,7 @@ class Hub::Stream : public Deletable {
     for (auto& s : sides_) {
       if (s.ws) s.ws->setCallbacks(nullptr);
     }
-    if (initiator_) initiator_->waitForAnswer(nullptr);
+    if (initiator_.release) initiator_.release();
   }
 
   const std::string& id() const { return id_; }
@@ -311,26 +312,25 @@ class Hub::Stream : public Deletable {
     return a;
   }
 
-  void setInitiator(HttpSession* s) {
-    initiator_ = s;
-    s->waitForAnswer([this] {
-      initiator_ = nullptr;
-      LOG_INFO("stream %s: client went away during the handshake", id_.c_str());
-      end(Outcome::Cancelled, "client went away");
-    });
+  void setInitiator(Initiator who) { initiator_ = std::move(who); }
+
+  // The initiator went away (its connection or channel closed) before the answer.
+  void initiatorGone() {
+    if (!initiator_.answer) return;
+    initiator_ = {};
+    LOG_INFO("stream %s: client went away during the handshake", id_.c_str());
+    end(Outcome::Cancelled, "client went away");
   }
 
   // Which side a presented token opens, consuming it (single use).
   std::optional<Side> claim(std::string_view token) { return tokens_.claim(token); }
 
   void onDeviceAnswer(const json& msg) {
-    if (!initiator_) return;
+    if (!initiator_.answer) return;
     bool accept = msg.contains("accept") && msg["accept"].is_boolean() && msg["accept"].get<bool>();
-    auto* s = initiator_;
-    initiator_ = nullptr;
+    Answer answer = takeAnswer();
     if (accept && life_.accept(Clock::now())) {
-      json body{{"stream_id", id_}, {"url", url()}, {"token", token(kService)}};
-      s->respond(200, body.dump());
+      answer(200, json{{"stream_id", id_}, {"url", url()}, {"token", token(kService)}}, 0);
       if (paired()) onPaired();
       return;
     }
@@ -346,7 +346,7 @@ class Hub::Stream : public Deletable {
         .counter("devstreams_rejects_total", "Stream requests refused, by reason",
                  {{"reason", code}})
         .inc();
-    s->respondError(status, code, reason);
+    answer(status, json{{"error", code}, {"message", reason}}, 0);
     end(policy ? Outcome::Rejected : Outcome::Refused, code + ": " + reason);
   }
 
@@ -363,13 +363,15 @@ class Hub::Stream : public Deletable {
     ended_ = true;
     life_.close(outcome, why, Clock::now());
     timer_.cancel();
-    if (initiator_) {
-      auto* s = initiator_;
-      initiator_ = nullptr;
+    if (initiator_.answer) {
+      Answer answer = takeAnswer();
       if (outcome == Outcome::Timeout) {
-        s->respondError(504, "handshake_timeout", "the device did not answer in time");
+        answer(
+            504,
+            json{{"error", "handshake_timeout"}, {"message", "the device did not answer in time"}},
+            0);
       } else {
-        s->respondError(503, "device_offline", why);
+        answer(503, json{{"error", "device_offline"}, {"message", why}}, 0);
       }
     }
     for (auto& s : sides_) {
@@ -415,6 +417,13 @@ class Hub::Stream : public Deletable {
     }
   };
 
+  // The initiator's answer, detaching the initiator (it is answered now).
+  Answer takeAnswer() {
+    Answer a = std::move(initiator_.answer);
+    initiator_ = {};
+    return a;
+  }
+
   uint64_t bytes(int side) const { return sides_[side].ws ? sides_[side].ws->bytesIn() : 0; }
 
   void onPaired() {
@@ -459,9 +468,108 @@ class Hub::Stream : public Deletable {
   Timer timer_;
   StreamTokens tokens_;
   SideCb sides_[2];
-  HttpSession* initiator_ = nullptr;
+  Initiator initiator_;
   bool ended_ = false;
   int64_t startMs_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------------
+// ServiceChannel: a service's control WebSocket, carrying pipelined stream initiations. Each
+// request is answered with the same statuses as the POST endpoint; answers come in the order
+// the devices decide, matched by the client's `id`.
+
+class Hub::ServiceChannel : public Deletable, public WsConnection::Callbacks {
+ public:
+  ServiceChannel(Hub& hub, PolicyRecord policy, std::unique_ptr<WsConnection> ws)
+      : hub_(hub), policy_(std::move(policy)), ws_(std::move(ws)) {
+    ws_->setCallbacks(this);
+    peer_ = ws_->peer();
+  }
+  ~ServiceChannel() override {
+    if (ws_) ws_->setCallbacks(nullptr);
+  }
+  void start() {
+    ws_->enableKeepalive(hub_.cfg_.keepalive);
+    ws_->start();
+  }
+  void close(uint16_t code, std::string_view reason) {
+    ws_->close(code, reason);
+    cancelWaiting();
+  }
+  const std::string& peer() const { return peer_; }
+
+  void onWsData(evbuffer*) override {
+    LOG_WARN("service channel %s: binary data", peer_.c_str());
+    ws_->close(cc::Unsupported, "binary data on the service channel");
+    gone();
+  }
+  void onWsText(std::string message) override {
+    json msg = json::parse(message, nullptr, false);
+    bool hasId = msg.is_object() && msg.contains("id") &&
+                 (msg["id"].is_string() || msg["id"].is_number_integer());
+    if (!hasId) {
+      // Without an id there is nothing to answer to: the client is broken.
+      LOG_WARN("service channel %s: message without a string or integer \"id\"", peer_.c_str());
+      ws_->close(cc::InvalidData, "message must be a JSON object with an \"id\"");
+      gone();
+      return;
+    }
+    json id = msg["id"];
+    if (!msg.contains("type") || msg["type"] != "stream_request") {
+      return send(id, 400,
+                  json{{"error", "bad_request"}, {"message", "type must be \"stream_request\""}},
+                  0);
+    }
+    if (!msg.contains("device") || !msg["device"].is_string() ||
+        msg["device"].get<std::string>().empty()) {
+      return send(id, 400,
+                  json{{"error", "bad_request"}, {"message", "\"device\" must be a device id"}}, 0);
+    }
+    std::string device = msg["device"];
+    json request = json::object();
+    if (msg.contains("port")) request["port"] = msg["port"];
+    if (msg.contains("host")) request["host"] = msg["host"];
+    Stream* st = hub_.initiate(policy_, device, request,
+                               [this, id](int status, const json& body, int retryAfter) {
+                                 send(id, status, body, retryAfter);
+                               });
+    if (!st) return;
+    waiting_.insert(st);
+    st->setInitiator({[this, id, st](int status, const json& body, int retryAfter) {
+                        waiting_.erase(st);
+                        send(id, status, body, retryAfter);
+                      },
+                      [this, st] { waiting_.erase(st); }});
+  }
+  void onWsClosed(uint16_t code, const std::string& reason) override {
+    LOG_INFO("service channel %s (policy %s): closed (%u %s)", peer_.c_str(), policy_.name.c_str(),
+             code, reason.c_str());
+    gone();
+  }
+
+ private:
+  void send(const json& id, int status, const json& body, int retryAfter) {
+    json msg{{"type", "stream_response"}, {"id", id}, {"status", status}};
+    for (const auto& [k, v] : body.items()) msg[k] = v;
+    if (retryAfter > 0) msg["retry_after"] = retryAfter;
+    ws_->sendText(msg.dump());
+  }
+  // Streams still waiting for an answer lose their initiator (and end).
+  void cancelWaiting() {
+    std::set<Stream*> waiting;
+    waiting.swap(waiting_);
+    for (Stream* st : waiting) st->initiatorGone();
+  }
+  void gone() {
+    cancelWaiting();
+    hub_.endService(this);
+  }
+
+  Hub& hub_;
+  PolicyRecord policy_;
+  std::unique_ptr<WsConnection> ws_;
+  std::string peer_;
+  std::set<Stream*> waiting_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -538,6 +646,9 @@ bool Hub::start(std::string& err) {
   }
   ssl_ = tls::serverContext(cert, key, err);
   if (!ssl_) return false;
+  // One TLS 1.3 session ticket per handshake: the daemon's and the agent's warm connections
+  // resume their sessions, which spares the hub a certificate signature per connection.
+  SSL_CTX_set_num_tickets(ssl_.get(), 1);
   listener_ =
       listenTcp(loop_, cfg_.listen.host, cfg_.listen.port, &Hub::onAccept, this, port_, err);
   if (!listener_) return false;
@@ -554,6 +665,12 @@ void Hub::shutdown() {
   for (auto& [id, st] : streams_) open.push_back(st.get());
   for (Stream* st : open) st->end(Stream::Outcome::Cancelled, "hub shutting down");
   for (auto& [id, d] : devices_) d->close(cc::GoingAway, "hub shutting down");
+  std::vector<ServiceChannel*> services;
+  for (auto& [p, c] : services_) services.push_back(p);
+  for (ServiceChannel* c : services) {
+    c->close(cc::GoingAway, "hub shutting down");
+    endService(c);
+  }
 }
 
 void Hub::onAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg) {
@@ -643,15 +760,13 @@ size_t Hub::pendingStreams() const {
   return n;
 }
 
-void Hub::reject(HttpSession* s, int status, std::string_view code, std::string_view message,
+void Hub::reject(const Answer& answer, int status, std::string_view code, std::string_view message,
                  int retryAfter) {
   metrics_
       .counter("devstreams_rejects_total", "Stream requests refused, by reason",
                {{"reason", std::string(code)}})
       .inc();
-  std::vector<http::Header> extra;
-  if (retryAfter > 0) extra.push_back({"Retry-After", std::to_string(retryAfter)});
-  s->respond(status, errorBody(code, message), extra);
+  answer(status, json{{"error", code}, {"message", message}}, retryAfter);
 }
 
 void Hub::route(HttpSession* s) {
@@ -677,6 +792,10 @@ void Hub::route(HttpSession* s) {
     return s->respond(200, metrics_.render(), {}, metrics::kContentType);
   }
   if (target == "/api/v1/devices") return handleDevices(s);
+  if (target == "/api/v1/service/control") {
+    if (r.method != "GET") return s->respondError(405, "method_not_allowed", "use GET");
+    return handleServiceControl(s);
+  }
   if (target == "/api/v1/streams") {
     if (r.method != "GET") return s->respondError(405, "method_not_allowed", "use GET");
     return handleStreams(s, query);
@@ -786,46 +905,96 @@ void Hub::handleInitiate(HttpSession* s, const std::string& deviceId) {
   std::optional<PolicyRecord> policy = authService(s, "connect");
   if (!policy) return;
   json body = json::parse(s->body(), nullptr, false);
+  Answer answer = [s](int status, const json& b, int retryAfter) {
+    std::vector<http::Header> extra;
+    if (retryAfter > 0) extra.push_back({"Retry-After", std::to_string(retryAfter)});
+    s->respond(status, b.dump(), extra);
+  };
+  Stream* st = initiate(*policy, deviceId, body, answer);
+  if (!st) return;
+  // Keep watching the connection: a client that goes away cancels the wait.
+  s->waitForAnswer([st] { st->initiatorGone(); });
+  st->setInitiator({answer, [s] { s->waitForAnswer(nullptr); }});
+}
+
+void Hub::handleServiceControl(HttpSession* s) {
+  std::string err;
+  if (int status = wshs::checkClientRequest(s->request(), err)) {
+    return s->respondError(status, "bad_upgrade", err);
+  }
+  std::optional<PolicyRecord> policy = authService(s, "connect");
+  if (!policy) return;
+  std::string peer = s->peer();
+  auto ch = std::make_unique<ServiceChannel>(*this, *policy, upgrade(s));
+  ServiceChannel* raw = ch.get();
+  services_.emplace(raw, std::move(ch));
+  LOG_INFO("service channel %s: open (policy %s)", peer.c_str(), policy->name.c_str());
+  raw->start();
+}
+
+void Hub::endService(ServiceChannel* c) {
+  auto it = services_.find(c);
+  if (it == services_.end()) return;
+  loop_.deferDelete(std::move(it->second));
+  services_.erase(it);
+}
+
+Hub::Stream* Hub::initiate(const PolicyRecord& policy, const std::string& deviceId,
+                           const json& body, const Answer& answer) {
   if (!body.is_object() || !body.contains("port") || !body["port"].is_number_unsigned() ||
       body["port"].get<uint64_t>() == 0 || body["port"].get<uint64_t>() > 65535 ||
       (body.contains("host") && !body["host"].is_string())) {
-    return s->respondError(400, "bad_request", "body must be {\"port\": 1..65535, \"host\"?: str}");
+    answer(400,
+           json{{"error", "bad_request"},
+                {"message", "body must be {\"port\": 1..65535, \"host\"?: str}"}},
+           0);
+    return nullptr;
   }
   auto port = static_cast<uint16_t>(body["port"].get<uint64_t>());
   std::string host = body.value("host", "127.0.0.1");
   std::optional<DeviceRecord> dev = registry_->device(deviceId);
-  if (!dev) return reject(s, 404, "device_unknown", "no device '" + deviceId + "'");
-  if (!dev->enabled) return reject(s, 403, "disabled", "device is disabled");
+  if (!dev) {
+    reject(answer, 404, "device_unknown", "no device '" + deviceId + "'");
+    return nullptr;
+  }
+  if (!dev->enabled) {
+    reject(answer, 403, "disabled", "device is disabled");
+    return nullptr;
+  }
   auto it = devices_.find(deviceId);
   if (it == devices_.end()) {
-    return reject(s, 503, "device_offline", "device '" + deviceId + "' is not connected");
+    reject(answer, 503, "device_offline", "device '" + deviceId + "' is not connected");
+    return nullptr;
   }
   // Limits: each answer is 429 with Retry-After, so well-behaved clients back off.
   if (pendingStreams() >= cfg_.maxPendingHandshakes) {
-    return reject(s, 429, "too_many_pending", "too many stream handshakes in progress", 1);
+    reject(answer, 429, "too_many_pending", "too many stream handshakes in progress", 1);
+    return nullptr;
   }
   if (streams_.size() >= cfg_.maxStreams) {
-    return reject(s, 429, "too_many_streams", "the hub's stream limit is reached", 1);
+    reject(answer, 429, "too_many_streams", "the hub's stream limit is reached", 1);
+    return nullptr;
   }
   if (streamsOf(deviceId) >= cfg_.maxStreamsPerDevice) {
-    return reject(s, 429, "device_busy", "the device's stream limit is reached", 1);
+    reject(answer, 429, "device_busy", "the device's stream limit is reached", 1);
+    return nullptr;
   }
-  auto rate = rates_.try_emplace(policy->name, static_cast<double>(cfg_.newStreamsPerSecond),
+  auto rate = rates_.try_emplace(policy.name, static_cast<double>(cfg_.newStreamsPerSecond),
                                  static_cast<double>(cfg_.newStreamsPerSecond), Clock::now());
   std::chrono::seconds retry{0};
   if (!rate.first->second.take(Clock::now(), retry)) {
-    return reject(s, 429, "rate_limited",
-                  "policy '" + policy->name + "' opens streams faster than " +
-                      std::to_string(cfg_.newStreamsPerSecond) + "/s",
-                  static_cast<int>(retry.count()));
+    reject(answer, 429, "rate_limited",
+           "policy '" + policy.name + "' opens streams faster than " +
+               std::to_string(cfg_.newStreamsPerSecond) + "/s",
+           static_cast<int>(retry.count()));
+    return nullptr;
   }
   std::string sid = randomHex(16);
-  auto st = std::make_unique<Stream>(*this, sid, deviceId, policy->name, host, port);
+  auto st = std::make_unique<Stream>(*this, sid, deviceId, policy.name, host, port);
   Stream* raw = st.get();
   streams_.emplace(sid, std::move(st));
   streamsPending_.set(static_cast<double>(pendingStreams()));
-  raw->setInitiator(s);
-  LOG_INFO("stream %s: %s asks %s for %s:%u", sid.c_str(), policy->name.c_str(), deviceId.c_str(),
+  LOG_INFO("stream %s: %s asks %s for %s:%u", sid.c_str(), policy.name.c_str(), deviceId.c_str(),
            host.c_str(), port);
   it->second->send(json{{"type", "stream_request"},
                         {"stream_id", sid},
@@ -833,6 +1002,7 @@ void Hub::handleInitiate(HttpSession* s, const std::string& deviceId) {
                         {"port", port},
                         {"url", raw->url()},
                         {"token", raw->token(Stream::kDevice)}});
+  return raw;
 }
 
 void Hub::onDeviceMessage(DeviceChannel* d, const std::string& message) {

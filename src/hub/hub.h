@@ -4,8 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "common/config.h"
@@ -33,11 +35,24 @@ class Hub {
 
   class HttpSession;
   class DeviceChannel;
+  class ServiceChannel;
   class Stream;
+
+  // The answer to a stream initiation, whichever way it came (HTTPS POST or a service control
+  // channel): the HTTP-style status, the JSON body ({stream_id, url, token} for 200, else
+  // {error, message}) and, for 429, the seconds to wait before retrying.
+  using Answer = std::function<void(int status, const nlohmann::json& body, int retryAfter)>;
+  // Who waits for a stream's answer: `answer` runs at most once; `release` runs when the
+  // stream is freed while the initiator still waits on it (the initiator forgets the stream).
+  struct Initiator {
+    Answer answer;
+    std::function<void()> release;
+  };
 
  private:
   friend class HttpSession;
   friend class DeviceChannel;
+  friend class ServiceChannel;
   friend class Stream;
 
   static void onAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg);
@@ -50,6 +65,14 @@ class Hub {
 
   void handleControl(HttpSession* s, const std::string& deviceId);
   void handleInitiate(HttpSession* s, const std::string& deviceId);
+  void handleServiceControl(HttpSession* s);
+  void endService(ServiceChannel* c);
+  // The one code path of stream initiation (POST and service channel): validates `request`
+  // ({"port": 1..65535, "host"?: str}), applies the limits and either answers at once through
+  // `answer` (returning null) or creates the stream, sends the device its stream_request and
+  // returns the stream, which answers later.
+  Stream* initiate(const PolicyRecord& policy, const std::string& deviceId,
+                   const nlohmann::json& request, const Answer& answer);
   void handleStreamSide(HttpSession* s, const std::string& streamId);
   void handleDevices(HttpSession* s);
   void handleDevice(HttpSession* s, const std::string& deviceId);
@@ -62,7 +85,7 @@ class Hub {
   std::unique_ptr<WsConnection> upgrade(HttpSession* s);
   size_t streamsOf(const std::string& deviceId) const;
   size_t pendingStreams() const;
-  void reject(HttpSession* s, int status, std::string_view code, std::string_view message,
+  void reject(const Answer& answer, int status, std::string_view code, std::string_view message,
               int retryAfter = 0);
 
   Loop& loop_;
@@ -75,6 +98,7 @@ class Hub {
   WsLimits wsLimits_;
   std::map<HttpSession*, std::unique_ptr<HttpSession>> sessions_;
   std::map<std::string, std::unique_ptr<DeviceChannel>> devices_;
+  std::map<ServiceChannel*, std::unique_ptr<ServiceChannel>> services_;
   std::map<std::string, std::unique_ptr<Stream>> streams_;
   std::map<std::string, RateLimiter> rates_;
   uint64_t audits_ = 0;

@@ -231,9 +231,7 @@ ExchangePtr initiateStream(Loop& loop, const HubTarget& hub, const std::string& 
                            std::chrono::milliseconds timeout,
                            std::function<void(InitiateResult&&)> done) {
   std::string body = json{{"port", port}, {"host", host}}.dump();
-  std::string auth =
-      sas::makeToken(hub.resourceHost, key, std::time(nullptr) + kTokenLifetime, policy)
-          .value_or("");
+  std::string auth = serviceToken(hub, policy, key);
   std::string req =
       "POST /api/v1/devices/" + sas::urlEncode(device) +
       "/streams HTTP/1.1\r\nHost: " + hostHeader(hub) + "\r\nAuthorization: " + auth +
@@ -292,6 +290,18 @@ ExchangePtr openStream(Loop& loop, const HubTarget& hub, const std::string& url,
   t.host = parsed->host;
   t.port = parsed->port;
   return upgrade(loop, t, urlPath(url), "Bearer " + token, limits, timeout, std::move(done));
+}
+
+std::string serviceToken(const HubTarget& hub, const std::string& policy, const std::string& key) {
+  return sas::makeToken(hub.resourceHost, key, std::time(nullptr) + kTokenLifetime, policy)
+      .value_or("");
+}
+
+ExchangePtr openServiceControl(Loop& loop, const HubTarget& hub, const std::string& policy,
+                               const std::string& key, const WsLimits& limits,
+                               std::chrono::milliseconds timeout, WsDone done) {
+  return upgrade(loop, hub, "/api/v1/service/control", serviceToken(hub, policy, key), limits,
+                 timeout, std::move(done));
 }
 
 ExchangePtr openControl(Loop& loop, const HubTarget& hub, const std::string& deviceId,

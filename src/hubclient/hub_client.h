@@ -76,6 +76,15 @@ ExchangePtr openControl(Loop& loop, const HubTarget& hub, const std::string& dev
                         const std::string& deviceKey, const WsLimits& limits,
                         std::chrono::milliseconds timeout, WsDone done);
 
+// Opens a service control channel (service policy SAS with `connect`): pipelined stream
+// initiations as JSON messages (docs/protocol.md).
+ExchangePtr openServiceControl(Loop& loop, const HubTarget& hub, const std::string& policy,
+                               const std::string& key, const WsLimits& limits,
+                               std::chrono::milliseconds timeout, WsDone done);
+
+// The SAS token a service policy signs its requests with (valid for an hour).
+std::string serviceToken(const HubTarget& hub, const std::string& policy, const std::string& key);
+
 // Builds a HubTarget from a configured hub URL; false with `err` when the URL is unusable.
 bool makeTarget(const std::string& hubUrl, const std::string& serverName,
                 const std::string& resourceHost, SSL_CTX* ssl, HubTarget& out, std::string& err);

@@ -1,5 +1,6 @@
 // Tests for the daemon's pure helpers: the SOCKS reply chosen for each way a stream initiation can
-// fail at the hub, and the device name taken from a "NAME<suffix>" host.
+// fail at the hub, the device name taken from a "NAME<suffix>" host, where a destination leads
+// (aliases, suffix, direct) and the PAC file.
 #include "daemon/daemon.h"
 
 #include <gtest/gtest.h>
@@ -103,6 +104,82 @@ TEST(DeviceFromHost, BytesAboveAsciiDoNotMatchTheSuffix) {
       "b";  // "dev01.hüb"
   EXPECT_EQ(deviceFromHost(umlaut, ".hub"), "");
   EXPECT_EQ(deviceFromHost("d\xC3\xA9v.hub", ".hub"), "d\xC3\xA9v");
+}
+
+config::DaemonConfig withAliases(bool direct) {
+  config::DaemonConfig c;
+  c.aliases = {{"web.lab", "dev01", 8080}, {"ssh.lab", "dev02", 0}, {"x.hub", "dev03", 0}};
+  c.direct = direct;
+  return c;
+}
+
+using Kind = Destination::Kind;
+using socks::AddressType;
+
+TEST(ResolveDestination, SuffixNamesADeviceAtTheClientsPort) {
+  Destination d = resolveDestination(withAliases(false), "dev01.hub", AddressType::Domain, 22);
+  EXPECT_EQ(d.kind, Kind::Device);
+  EXPECT_EQ(d.device, "dev01");
+  EXPECT_EQ(d.port, 22);
+  // An absolute name (trailing dot) is the same name.
+  d = resolveDestination(withAliases(false), "dev01.hub.", AddressType::Domain, 22);
+  EXPECT_EQ(d.kind, Kind::Device);
+  EXPECT_EQ(d.device, "dev01");
+}
+
+TEST(ResolveDestination, AliasesMapNameAndOptionallyPort) {
+  Destination d = resolveDestination(withAliases(false), "Web.LAB", AddressType::Domain, 80);
+  EXPECT_EQ(d.kind, Kind::Device);
+  EXPECT_EQ(d.device, "dev01");
+  EXPECT_EQ(d.port, 8080);
+  d = resolveDestination(withAliases(false), "ssh.lab", AddressType::Domain, 2022);
+  EXPECT_EQ(d.device, "dev02");
+  EXPECT_EQ(d.port, 2022);
+  // An alias wins over the suffix rule.
+  d = resolveDestination(withAliases(false), "x.hub", AddressType::Domain, 1);
+  EXPECT_EQ(d.device, "dev03");
+  // Only whole names match.
+  d = resolveDestination(withAliases(false), "web.lab.example", AddressType::Domain, 80);
+  EXPECT_EQ(d.kind, Kind::Refused);
+}
+
+TEST(ResolveDestination, OtherDestinationsAreRefusedWith0x02UnlessDirect) {
+  for (auto [host, type] : {std::pair<const char*, AddressType>{"example.org", AddressType::Domain},
+                            {"127.0.0.1", AddressType::IPv4},
+                            {"::1", AddressType::IPv6}}) {
+    Destination d = resolveDestination(withAliases(false), host, type, 80);
+    EXPECT_EQ(d.kind, Kind::Refused) << host;
+    EXPECT_EQ(d.reply, socks::Reply::NotAllowed) << host;
+    EXPECT_FALSE(d.why.empty());
+    d = resolveDestination(withAliases(true), host, type, 80);
+    EXPECT_EQ(d.kind, Kind::Direct) << host;
+    EXPECT_EQ(d.host, host);
+    EXPECT_EQ(d.port, 80);
+  }
+}
+
+TEST(ResolveDestination, AddressesNeverNameDevices) {
+  // A literal that happens to end in the suffix text is still an address.
+  config::DaemonConfig c;
+  c.suffix = ".1";
+  EXPECT_EQ(resolveDestination(c, "127.0.0.1", AddressType::IPv4, 80).kind, Kind::Refused);
+  EXPECT_EQ(resolveDestination(c, "127.0.0.1", AddressType::Domain, 80).kind, Kind::Device);
+}
+
+TEST(ResolveDestination, InvalidDeviceIdUnderTheSuffixIs0x04) {
+  Destination d = resolveDestination(withAliases(true), "a b.hub", AddressType::Domain, 22);
+  EXPECT_EQ(d.kind, Kind::Refused);
+  EXPECT_EQ(d.reply, socks::Reply::HostUnreachable);
+}
+
+TEST(PacFor, NamesSuffixAliasesAndTheProxy) {
+  std::string pac = pacFor(withAliases(false), "127.0.0.1:1080");
+  EXPECT_NE(pac.find("FindProxyForURL"), std::string::npos);
+  EXPECT_NE(pac.find(".hub"), std::string::npos);
+  EXPECT_NE(pac.find("web.lab"), std::string::npos);
+  EXPECT_NE(pac.find("ssh.lab"), std::string::npos);
+  EXPECT_NE(pac.find("SOCKS5 127.0.0.1:1080"), std::string::npos);
+  EXPECT_NE(pac.find("DIRECT"), std::string::npos);
 }
 
 }  // namespace

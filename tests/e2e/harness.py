@@ -78,6 +78,235 @@ def recv_exact(s, n):
     return buf
 
 
+def recv_all(s):
+    """Everything until the peer closes (a reset counts as the end)."""
+    buf = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := s.recv(1 << 16):
+            buf += chunk
+    return buf
+
+
+def closed_within(s, timeout):
+    """Whether the peer closes `s` (EOF or reset) within `timeout` seconds; data is discarded."""
+    end = time.monotonic() + timeout
+    while (left := end - time.monotonic()) > 0:
+        s.settimeout(left)
+        try:
+            if not s.recv(4096):
+                return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+    return False
+
+
+def socks5_greet(socks_port, methods=b"\x00", user=None, password=None, timeout=30):
+    """Connects and negotiates the method. Returns (socket, chosen method); with user and
+    password offered and 0x02 chosen, runs RFC 1929 and raises PermissionError on failure."""
+    s = socket.create_connection(("127.0.0.1", socks_port), timeout=timeout)
+    s.sendall(b"\x05" + bytes([len(methods)]) + methods)
+    head = recv_exact(s, 2)
+    if head[0] != 5:
+        raise AssertionError(f"bad method reply {head!r}")
+    if head[1] == 2 and user is not None:
+        u, p = user.encode(), password.encode()
+        s.sendall(b"\x01" + bytes([len(u)]) + u + bytes([len(p)]) + p)
+        status = recv_exact(s, 2)
+        if status != b"\x01\x00":
+            s.close()
+            raise PermissionError(f"RFC 1929 status {status!r}")
+    return s, head[1]
+
+
+def socks5_address(host):
+    """ATYP and address bytes of a host: IPv4 and IPv6 literals as such, names as domain."""
+    for family, atyp in ((socket.AF_INET, 1), (socket.AF_INET6, 4)):
+        with contextlib.suppress(OSError):
+            return bytes([atyp]) + socket.inet_pton(family, host)
+    return b"\x03" + bytes([len(host.encode())]) + host.encode()
+
+
+def socks5_reply(s):
+    """Reads a SOCKS5 reply (any ATYP); returns (reply code, bound address bytes)."""
+    head = recv_exact(s, 4)
+    if head[0] != 5:
+        raise AssertionError(f"bad reply {head!r}")
+    n = {1: 4, 4: 16}.get(head[3])
+    if n is None:
+        n = recv_exact(s, 1)[0] if head[3] == 3 else 0
+    return head[1], recv_exact(s, n + 2)
+
+
+def socks5_connect(socks_port, host, port, user=None, password=None, timeout=30, cmd=1):
+    """SOCKS5 command (CONNECT by default) with optional RFC 1929. Returns (reply, socket or
+    None)."""
+    methods = b"\x02" if user is not None else b"\x00"
+    s, method = socks5_greet(socks_port, methods, user, password, timeout)
+    if method == 0xFF:
+        s.close()
+        return 0xFF, None
+    s.sendall(bytes([5, cmd, 0]) + socks5_address(host) + struct.pack(">H", port))
+    code, _ = socks5_reply(s)
+    if code != 0:
+        s.close()
+        return code, None
+    return 0, s
+
+
+def socks4_connect(socks_port, host, port, userid=b"", cmd=1, timeout=30):
+    """SOCKS4 (IPv4 literal) or SOCKS4a (name) request. Returns (reply byte, socket or None)."""
+    try:
+        ip, name = socket.inet_aton(host), b""
+    except OSError:
+        ip, name = b"\x00\x00\x00\x01", host.encode() + b"\x00"
+    s = socket.create_connection(("127.0.0.1", socks_port), timeout=timeout)
+    s.sendall(bytes([4, cmd]) + struct.pack(">H", port) + ip + userid + b"\x00" + name)
+    reply = recv_exact(s, 8)
+    if reply[0] != 0:
+        raise AssertionError(f"bad SOCKS4 reply {reply!r}")
+    if reply[1] != 0x5A:
+        s.close()
+        return reply[1], None
+    return 0x5A, s
+
+
+def unix_http(path, method, target, body=None, timeout=10):
+    """One HTTP/1.1 request over a Unix socket. Returns (status, headers dict, body bytes)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    with s:
+        s.connect(path)
+        data = b"" if body is None else (body if isinstance(body, bytes) else
+                                         json.dumps(body).encode())
+        head = f"{method} {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+        s.sendall(head.encode() + b"\r\n" + data)
+        raw = recv_all(s)
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    lines = head.decode(errors="replace").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    if "content-length" in headers:
+        rest = rest[:int(headers["content-length"])]
+    return int(lines[0].split()[1]), headers, rest
+
+
+def run_chromium(url, *flags, timeout=90):
+    """Headless Chromium with a throw-away profile; returns the CompletedProcess of
+    --dump-dom, or None when chromium is not installed outside CI (the caller skips)."""
+    browser = shutil.which("chromium")
+    if not browser:
+        if not os.environ.get("CI"):
+            return None
+        raise AssertionError("chromium missing on a CI machine")
+    profile = tempfile.mkdtemp(prefix="devstreams-chromium-")
+    try:
+        return subprocess.run(
+            [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={profile}", *flags,
+             "--dump-dom", url], capture_output=True, timeout=timeout,
+            env={k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")})
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+class DeviceWeb:
+    """A threaded HTTP server on the device side, in this process, recording what it sees.
+      /page.html  20 <img> of /r/0.gif../r/19.gif and a script writing "loaded N/20"
+      /r/N.gif    a 1x1 GIF, answered after `delay` seconds (so that the 20 overlap)
+      /echo       the request line, headers and body as JSON
+      anything else: "hello from web" """
+
+    GIF = base64.b64decode("R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
+    # Images in the markup delay the load event, and --dump-dom waits for that event.
+    PAGE = ("<!doctype html><html><body><div id=\"status\">loading</div>\n" +
+            "".join(f"<img src=\"/r/{i}.gif\">" for i in range(20)) + """
+<script>
+window.addEventListener("load", () => {
+  const ok = [...document.images].filter(i => i.complete && i.naturalWidth > 0).length;
+  document.getElementById("status").textContent = "loaded " + ok + "/20";
+});
+</script></body></html>
+""")
+
+    def __init__(self, delay=0.1):
+        import http.server
+
+        web = self
+        self.delay = delay
+        self.lock = threading.Lock()
+        self.requests = []  # (request line, headers dict)
+        self.active = 0
+        self.max_active = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                with web.lock:
+                    web.requests.append((self.requestline, dict(self.headers.items())))
+                    web.active += 1
+                    web.max_active = max(web.max_active, web.active)
+                try:
+                    self._answer()
+                finally:
+                    with web.lock:
+                        web.active -= 1
+
+            do_POST = do_GET
+
+            def _answer(self):
+                path = urllib.parse.urlsplit(self.path).path
+                length = int(self.headers.get("Content-Length") or 0)
+                posted = self.rfile.read(length) if length else b""
+                if path == "/page.html":
+                    body, ctype = web.PAGE.encode(), "text/html"
+                elif path.startswith("/r/"):
+                    time.sleep(web.delay)
+                    body, ctype = web.GIF, "image/gif"
+                elif path == "/echo":
+                    body = json.dumps({"line": self.requestline,
+                                       "headers": dict(self.headers.items()),
+                                       "body": posted.decode(errors="replace")}).encode()
+                    ctype = "application/json"
+                else:
+                    body, ctype = b"hello from web\n", "text/plain"
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def count(self, prefix):
+        with self.lock:
+            return sum(1 for line, _ in self.requests if line.split()[1].startswith(prefix))
+
+    def reset(self):
+        with self.lock:
+            self.requests.clear()
+            self.max_active = 0
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def sas_token(resource, key_b64, expiry, policy=None):
     sr = urllib.parse.quote_plus(resource, safe="")
     to_sign = (sr + "\n" + str(expiry)).encode()
@@ -210,13 +439,35 @@ class SinkSource:
 
 
 class Stack:
-    """hub + agent + daemon from a fresh state folder, plus an HTTP server and sshd targets."""
+    """hub + agent + daemon from a fresh state folder, plus an HTTP server and sshd targets.
 
-    def __init__(self, allow_extra=(), handshake="60s", with_sshd=True):
+    Daemon options (written into the daemon section of daemon.yaml): `users` [(name, password)],
+    `aliases` {name: (device, port or None)}, `direct` bool, `control_socket` (default: a file
+    in the stack's folder, see `control_path`), `forwards` [(listen, device, port)] (port
+    "http" or "ssh": the stack's own targets), `client_timeout` ("10s"). The daemon is started
+    with XDG_RUNTIME_DIR in the stack's folder too, so nothing of it lands in the real runtime
+    folder. A stack that fails to start stops what it started and raises."""
+
+    def __init__(self, allow_extra=(), handshake="60s", with_sshd=True, users=(), aliases=None,
+                 direct=None, control_socket=None, forwards=(), client_timeout=None):
         self.dir = tempfile.mkdtemp(prefix="devstreams-e2e-")
         self.procs = {}
         self.logs = {}
         self.exit_codes = {}
+        try:
+            self._up(allow_extra, handshake, with_sshd, users, aliases, direct, control_socket,
+                     forwards, client_timeout)
+        except BaseException:
+            self.dump_logs()  # the reason is often in a log
+            self.close()  # no programs left behind
+            raise
+
+    def _up(self, allow_extra, handshake, with_sshd, users, aliases, direct, control_socket,
+            forwards, client_timeout):
+        self.users = list(users)
+        self.forwards = list(forwards)
+        self.state = os.path.join(self.dir, "state")
+        self.control_path = control_socket or os.path.join(self.state, "daemon.sock")
         self.hub_port = free_port()
         self.socks_port = free_port()
         self.http_port = free_port()
@@ -228,10 +479,10 @@ class Stack:
         allow += [f"127.0.0.1:{p}" for p in allow_extra]
         env = dict(os.environ, DS_HUB_PORT=str(self.hub_port), DS_SOCKS_PORT=str(self.socks_port),
                    DS_ALLOW=",".join(allow), DS_HANDSHAKE_TIMEOUT=handshake, DS_LOG_LEVEL="debug")
-        self.state = os.path.join(self.dir, "state")
         subprocess.run(["bash", os.path.join(ROOT, "scripts", "init-state.sh"), self.state],
                        env=env, check=True, stdout=subprocess.DEVNULL)
         self.registry = self._registry()
+        self._daemon_options(aliases, direct, client_timeout)
         www = os.path.join(self.dir, "www")
         os.makedirs(www)
         with open(os.path.join(www, "index.html"), "w") as f:
@@ -242,10 +493,51 @@ class Stack:
             self._start_sshd()
         self.start_hub()
         self.start_agent()
-        self.start("daemon", [program("devstreamsd"), "-c", os.path.join(self.state, "daemon.yaml")])
-        wait_until(lambda: port_open(self.socks_port), what="daemon SOCKS port")
+        self.start_daemon()
         wait_until(lambda: port_open(self.http_port), what="HTTP server")
         self.wait_device_online()
+
+    def _daemon_options(self, aliases, direct, client_timeout):
+        """Appends the daemon options to daemon.yaml (its daemon section is the last block)."""
+        q = json.dumps  # a JSON string is a valid YAML scalar
+        lines = [f"  control_socket: {q(self.control_path)}"]
+        if self.users:
+            lines.append("  users:")
+            lines += [f"    - {{name: {q(n)}, password: {q(p)}}}" for n, p in self.users]
+        if aliases:
+            lines.append("  aliases:")
+            for name, (device, port) in aliases.items():
+                extra = f", port: {port}" if port else ""
+                lines.append(f"    {q(name)}: {{device: {q(device)}{extra}}}")
+        if direct is not None:
+            lines.append(f"  direct: {'true' if direct else 'false'}")
+        if client_timeout:
+            lines.append(f"  client_timeout: {client_timeout}")
+        if self.forwards:
+            lines.append("  forwards:")
+            named = {"http": self.http_port, "ssh": self.ssh_port}  # ports picked above
+            for listen, dev, port in self.forwards:
+                port = named.get(port, port)
+                lines.append(f"    - {{listen: {q(listen)}, device: {q(dev)}, port: {port}}}")
+        path = os.path.join(self.state, "daemon.yaml")
+        with open(path) as f:  # init-state.sh may write its own control_socket: ours wins
+            text = "".join(line for line in f if not line.startswith("  control_socket:"))
+        with open(path, "w") as f:
+            f.write(text + "\n".join(lines) + "\n")
+
+    def start_daemon(self):
+        run = os.path.join(self.dir, "run")
+        os.makedirs(run, mode=0o700, exist_ok=True)
+        env = dict(os.environ, XDG_RUNTIME_DIR=run)
+        config = os.path.join(self.state, "daemon.yaml")
+        self.start("daemon", [program("devstreamsd"), "-c", config], env=env)
+        wait_until(lambda: port_open(self.socks_port) or self.procs["daemon"].poll() is not None,
+                   what="daemon SOCKS port")
+        if self.procs["daemon"].poll() is not None:
+            raise RuntimeError("devstreamsd exited at start:\n" + self.log("daemon")[-3000:])
+        for listen, _, _ in self.forwards:
+            port = int(listen.rsplit(":", 1)[1])
+            wait_until(lambda: port_open(port), what=f"forward {listen}")
 
     def _registry(self):
         with open(os.path.join(self.state, "bootstrap.yaml")) as f:
@@ -260,12 +552,12 @@ class Stack:
         with open(path, errors="replace") as f:
             return f.read()
 
-    def start(self, name, argv):
+    def start(self, name, argv, env=None):
         if name in self.logs:
             self.logs[name].close()
         self.logs[name] = open(os.path.join(self.dir, name + ".log"), "ab")
         self.procs[name] = subprocess.Popen(argv, stdout=self.logs[name], stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL)
+                                            stdin=subprocess.DEVNULL, env=env)
         return self.procs[name]
 
     def start_hub(self):
@@ -318,6 +610,7 @@ KbdInteractiveAuthentication no
 PubkeyAuthentication yes
 PermitRootLogin prohibit-password
 AllowUsers {user}
+Subsystem sftp internal-sftp
 """)
         if os.geteuid() == 0:
             os.makedirs("/run/sshd", exist_ok=True)
@@ -331,6 +624,39 @@ AllowUsers {user}
                 "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", f"ProxyCommand={proxy}",
                 "-p", str(self.ssh_port), f"{self.ssh_user}@dev01.hub", command]
         return subprocess.run(argv, capture_output=True, timeout=timeout)
+
+    def cli(self, *args, timeout=30, control=None):
+        """Runs `devstreams ARGS` against this stack's daemon (its control socket and SOCKS
+        port through the environment)."""
+        env = dict(os.environ, DEVSTREAMS_CONTROL=control or self.control_path,
+                   DEVSTREAMS_SOCKS=f"127.0.0.1:{self.socks_port}")
+        return subprocess.run([program("devstreams"), *args], capture_output=True, text=True,
+                              timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+
+    def control(self, method, target, body=None):
+        """One request to the control API; returns (status, parsed JSON body or None)."""
+        status, _, data = unix_http(self.control_path, method, target, body)
+        return status, (json.loads(data) if data.strip() else None)
+
+    def connect(self, host, port, timeout=30):
+        """SOCKS5 CONNECT as this stack's first user (or without auth): (reply, socket)."""
+        user = self.users[0] if self.users else (None, None)
+        return socks5_connect(self.socks_port, host, port, *user, timeout=timeout)
+
+    def assert_serves(self):
+        """The daemon still runs and a new stream to the device's web page works."""
+        p = self.procs.get("daemon")
+        if p is None or p.poll() is not None:
+            raise AssertionError(f"devstreamsd is not running (exit {p and p.returncode})")
+        code, s = self.connect("dev01.hub", self.http_port)
+        if code != 0:
+            raise AssertionError(f"a new stream after the test got SOCKS reply {code:#04x}")
+        with s:
+            s.settimeout(20)
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            body = recv_all(s)
+        if b"hello from dev01" not in body:
+            raise AssertionError(f"a new stream after the test got {body[:200]!r}")
 
     def problems(self):
         """Stops everything; returns what went wrong in our programs: a non-zero exit after
@@ -371,8 +697,9 @@ class StackTest(unittest.TestCase):
     def run(self, result=None):
         before = len(result.failures) + len(result.errors) if result else 0
         res = super().run(result)
-        if result is not None and len(result.failures) + len(result.errors) > before:
-            self.stack.dump_logs()
+        stack = getattr(self, "stack", None)  # missing when the stack failed to start
+        if stack and result is not None and len(result.failures) + len(result.errors) > before:
+            stack.dump_logs()
         return res
 
     def assertCleanShutdown(self, stack):

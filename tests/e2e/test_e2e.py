@@ -152,9 +152,14 @@ class Traffic(StackTest):
         self.assertEqual(code, 0)
         for host, port in [("dev01.hub", 23), ("nosuchdevice.hub", 1), ("x.org", 1)]:
             socks_connect(self.stack.socks_port, host, port)
-        # Garbage at the SOCKS port and at the hub's TLS port.
+        # Garbage at the proxy port (a non-proxy HTTP request, bytes of no protocol) and at the
+        # hub's TLS port.
         with socket.create_connection(("127.0.0.1", self.stack.socks_port)) as g:
             g.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            g.settimeout(10)
+            self.assertEqual(g.recv(12), b"HTTP/1.1 404")
+        with socket.create_connection(("127.0.0.1", self.stack.socks_port)) as g:
+            g.sendall(b"\xff" * 300)
             g.settimeout(10)
             self.assertEqual(g.recv(10), b"")
         with socket.create_connection(("127.0.0.1", self.stack.hub_port)) as g:

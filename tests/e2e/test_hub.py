@@ -893,5 +893,184 @@ class Shutdown(HubTest):
         wait_online(self.stack)
 
 
+# ---------------------------------------------------------------------------------------------
+# The service control channel: pipelined stream initiation over one WebSocket.
+
+def ws_service(stack, token=None):
+    return WsClient(stack.hub_port, "/api/v1/service/control",
+                    {"Authorization": token or service_token(stack)}, ca_file(stack))
+
+
+def send_binary(ws, payload):
+    """A masked binary frame (WsClient sends only text)."""
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    ws.sock.sendall(bytes([0x82, 0x80 | len(payload)]) + mask + masked)
+
+
+def recv_answers(ws, n, timeout=30):
+    """The next `n` stream_response messages, by id (as JSON text, so 7 and "7" differ)."""
+    ws.sock.settimeout(timeout)
+    out = {}
+    while len(out) < n:
+        msg = json.loads(ws.recv_text())
+        assert msg["type"] == "stream_response", msg
+        out[json.dumps(msg["id"])] = msg
+    return out
+
+
+class ServiceChannel(HubTest):
+    def open_channel(self, token=None):
+        ws = ws_service(self.stack, token)
+        self.addCleanup(ws.close)
+        return ws
+
+    def open_side(self, url, token):
+        ws = WsClient(self.stack.hub_port, stream_path(url), {"Authorization": f"Bearer {token}"},
+                      ca_file(self.stack))
+        self.addCleanup(ws.close)
+        return ws
+
+    def test_service_channel_auth_refusals_401_and_403(self):
+        s = self.stack
+        wrong_key = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk="
+        for token in (service_token(s, key=wrong_key), service_token(s, expiry=int(time.time()) - 60),
+                      service_token(s, policy="nosuchpolicy"), device_token(s),
+                      "SharedAccessSignature garbage"):
+            ws = ws_service(s, token)
+            ws.close()
+            self.assertEqual(ws.status, 401, token)
+        # A policy without `connect`: add one to the seed and rebuild the registry from it.
+        reader_key = "UkVBREVSUkVBREVSUkVBREVSUkVBREVSUkVBREVSUkU="
+        self.addCleanup(wait_online, s)
+        s.stop("hub")
+        with open(os.path.join(s.state, "bootstrap.yaml"), "a") as f:
+            f.write(f'  - name: reader\n    key: "{reader_key}"\n    permissions: [registry-read]\n')
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(s.state, "registry.db" + suffix))
+        s.start_hub()
+        wait_online(s)
+        ws = ws_service(s, service_token(s, key=reader_key, policy="reader"))
+        ws.close()
+        self.assertEqual(ws.status, 403)
+        r = https(s, "POST", "/api/v1/devices/dev01/streams", {"port": 22},
+                  token=service_token(s, key=reader_key, policy="reader"))
+        self.assertEqual((r.status, r.json["error"]), (403, "forbidden"), r)
+        # Not an upgrade, or not a GET.
+        r = api(s, "GET", "/api/v1/service/control")
+        self.assertEqual(r.status, 426, r)
+        r = api(s, "POST", "/api/v1/service/control", {})
+        self.assertEqual(r.status, 405, r)
+        self.assertLogLacks("hub", reader_key, "a key")
+
+    def test_20_pipelined_requests_on_one_channel(self):
+        ws = self.open_channel()
+        self.assertEqual(ws.status, 101)
+        ids = [f"req-{i}" if i % 2 else i for i in range(20)]
+        for i in ids:  # all sent before any answer is read
+            ws.send_text(json.dumps({"type": "stream_request", "id": i, "device": "dev01",
+                                     "port": self.holder.port, "host": "127.0.0.1"}))
+        answers = recv_answers(ws, 20)
+        self.assertEqual(set(answers), {json.dumps(i) for i in ids})
+        sids = set()
+        for a in answers.values():
+            self.assertEqual(a["status"], 200, a)
+            self.assertEqual(a["url"], f"wss://127.0.0.1:{self.stack.hub_port}/api/v1/streams/"
+                             + a["stream_id"])
+            sids.add(a["stream_id"])
+        self.assertEqual(len(sids), 20)
+        for a in answers.values():  # every grant opens its side
+            self.assertEqual(self.open_side(a["url"], a["token"]).status, 101)
+        for a in answers.values():
+            self.assertLogLacks("hub", a["token"], "a stream token")
+
+    def test_malformed_messages_leave_the_channel_up(self):
+        ws = self.open_channel()
+        self.assertEqual(ws.status, 101)
+        bad = [
+            {"id": "t", "type": "bogus"},
+            {"id": "n", "device": "dev01", "port": 22},
+            {"id": 1, "type": "stream_request", "device": "dev01", "port": 0},
+            {"id": 2, "type": "stream_request", "device": "dev01", "port": 70000},
+            {"id": 3, "type": "stream_request", "device": "dev01", "port": "22"},
+            {"id": 4, "type": "stream_request", "device": "dev01", "port": 22, "host": 5},
+            {"id": 5, "type": "stream_request", "port": 22},
+            {"id": 6, "type": "stream_request", "device": 7, "port": 22},
+        ]
+        for m in bad:
+            ws.send_text(json.dumps(m))
+        answers = recv_answers(ws, len(bad))
+        for m in bad:
+            a = answers[json.dumps(m["id"])]
+            self.assertEqual((a["status"], a["error"]), (400, "bad_request"), a)
+            self.assertTrue(a["message"])
+        # Still up: a good request is answered (23 is not on the allow-list: answered at once).
+        ws.send_text(json.dumps({"type": "stream_request", "id": "ok", "device": "dev01",
+                                 "port": 23}))
+        a = recv_answers(ws, 1)['"ok"']
+        self.assertEqual((a["status"], a["error"]), (403, "port-not-allowed"), a)
+        # Without an id there is nothing to answer: the channel closes with 1007.
+        ws.send_text("not json")
+        self.assertEqual(read_close(ws), 1007)
+        ws2 = self.open_channel()
+        ws2.send_text(json.dumps({"type": "stream_request", "device": "dev01", "port": 23}))
+        self.assertEqual(read_close(ws2), 1007)
+        # Binary data is not part of the protocol: 1003.
+        ws3 = self.open_channel()
+        send_binary(ws3, b"x")
+        self.assertEqual(read_close(ws3), 1003)
+        self.assertTrue(device_online(self.stack))
+
+    def test_limits_give_the_same_statuses_as_post(self):
+        s = self.stack
+        self.addCleanup(restart_hub, s)
+        self.addCleanup(configure_hub, s, self.base_hub_yaml)
+        configure_hub(s, self.base_hub_yaml, max_streams_per_device=1)
+        restart_hub(s)
+        held = self.hold_streams(1)
+        self.assertEqual(len(held), 1)
+        ws = self.open_channel()
+        requests = {"busy": ("dev01", self.holder.port), "unknown": ("nosuchdevice", 22)}
+        for i, (device, port) in requests.items():
+            ws.send_text(json.dumps({"type": "stream_request", "id": i, "device": device,
+                                     "port": port}))
+        answers = recv_answers(ws, 2)
+        busy, unknown = answers['"busy"'], answers['"unknown"']
+        post_busy = initiate(s, "dev01", self.holder.port)
+        post_unknown = initiate(s, "nosuchdevice", 22)
+        self.assertEqual((busy["status"], busy["error"]), (429, "device_busy"), busy)
+        self.assertGreaterEqual(busy["retry_after"], 1)
+        self.assertEqual((post_busy.status, post_busy.json["error"]), (429, "device_busy"))
+        self.assertEqual(int(post_busy.headers["retry-after"]), busy["retry_after"])
+        self.assertEqual((unknown["status"], unknown["error"]), (404, "device_unknown"), unknown)
+        self.assertEqual((post_unknown.status, post_unknown.json["error"]),
+                         (404, "device_unknown"))
+        self.assertEqual(unknown["message"], post_unknown.json["message"])
+        for h in held:
+            h.close()
+
+    def test_offline_device_and_channel_loss_end_waiting_streams(self):
+        s = self.stack
+        self.addCleanup(self.ensure_agent)
+        s.stop("agent")
+        ws = self.open_channel()
+        ws.send_text(json.dumps({"type": "stream_request", "id": 1, "device": "dev01",
+                                 "port": 22}))
+        a = recv_answers(ws, 1)["1"]
+        self.assertEqual((a["status"], a["error"]), (503, "device_offline"), a)
+        # A device that never answers; the service channel goes away while it waits.
+        dev = ws_control(s)
+        self.addCleanup(dev.close)
+        self.assertEqual(dev.status, 101)
+        mark = len(s.log("hub"))
+        ws.send_text(json.dumps({"type": "stream_request", "id": 2, "device": "dev01",
+                                 "port": 22}))
+        request = json.loads(dev.recv_text())
+        ws.close()
+        sid = request["stream_id"]
+        self.assertLogHas("hub", f"stream {sid}: client went away during the handshake", mark)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -165,6 +165,9 @@ class ThroughProxy(StackTest):
         daemon_offset = self.restart("daemon", https_proxy=url)
         self.assertIn(f"through the HTTP proxy 127.0.0.1:{proxy.port}",
                       self.stack.log("daemon")[daemon_offset:])
+        # Its service channel (one CONNECT), then per stream the daemon's side and the agent's.
+        wait_until(lambda: "hub service channel" in self.stack.log("daemon")[daemon_offset:],
+                   what="the daemon's service channel")
         self.assertIn("hello from dev01", self.fetch_page())
         self.assertEqual(proxy.connects_to(self.stack.hub_port), before + 4, proxy.log())
         # Nothing secret in our logs.

@@ -1,0 +1,103 @@
+// Fuzz target for the SOCKS4 / SOCKS4a request parser. Besides memory safety it checks the
+// contract from socks4.h: consumed <= size, every prefix of a message is NeedMore, an Invalid
+// verdict never turns back, and the decoded fields agree with the wire bytes.
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "socks/socks4.h"
+
+#define FUZZ_CHECK(cond)                                                                \
+  do {                                                                                  \
+    if (!(cond)) {                                                                      \
+      std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
+      std::abort();                                                                     \
+    }                                                                                   \
+  } while (0)
+
+namespace {
+
+using namespace ds::socks;
+
+void checkShape(const ParseResult& r, size_t size) {
+  FUZZ_CHECK(r.consumed <= size);
+  switch (r.status) {
+    case ParseStatus::Done:
+      FUZZ_CHECK(r.consumed >= 9 && r.consumed <= kMaxSocks4RequestSize);
+      FUZZ_CHECK(r.error == nullptr);
+      break;
+    case ParseStatus::NeedMore:
+      FUZZ_CHECK(r.consumed == 0 && r.error == nullptr);
+      break;
+    case ParseStatus::Invalid:
+      FUZZ_CHECK(r.consumed == 0);
+      FUZZ_CHECK(r.error != nullptr && r.error[0] != '\0');
+      FUZZ_CHECK(r.reply != Reply::Succeeded);
+      break;
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::vector<uint8_t> msg(data, data + size);
+  Socks4Request req{};
+  ParseResult full = parseSocks4Request(msg.data(), msg.size(), req);
+  checkShape(full, size);
+
+  // Prefixes from exactly sized copies, so ASan sees any read past len.
+  const size_t end = std::min(size, kMaxSocks4RequestSize);
+  bool sawInvalid = false;
+  for (size_t n = 0; n <= end; ++n) {
+    std::vector<uint8_t> exact(data, data + n);
+    Socks4Request scratch{};
+    ParseResult r = parseSocks4Request(exact.data(), n, scratch);
+    checkShape(r, n);
+    if (full.status == ParseStatus::Done) {
+      if (n < full.consumed) {
+        FUZZ_CHECK(r.status == ParseStatus::NeedMore);
+      } else {
+        FUZZ_CHECK(r.status == ParseStatus::Done && r.consumed == full.consumed);
+      }
+    } else if (full.status == ParseStatus::NeedMore) {
+      FUZZ_CHECK(r.status == ParseStatus::NeedMore);
+    } else {
+      if (sawInvalid) FUZZ_CHECK(r.status == ParseStatus::Invalid);
+      FUZZ_CHECK(r.status != ParseStatus::Done);
+      if (r.status == ParseStatus::Invalid) {
+        FUZZ_CHECK(r.reply == full.reply && std::strcmp(r.error, full.error) == 0);
+        sawInvalid = true;
+      }
+    }
+  }
+  if (full.status == ParseStatus::Invalid) FUZZ_CHECK(sawInvalid);
+  if (full.status == ParseStatus::NeedMore) FUZZ_CHECK(size < kMaxSocks4RequestSize);
+  if (full.status != ParseStatus::Done) return 0;
+
+  FUZZ_CHECK(data[0] == kSocks4Version);
+  FUZZ_CHECK(req.command == Command::Connect || req.command == Command::Bind);
+  FUZZ_CHECK(static_cast<uint8_t>(req.command) == data[1]);
+  FUZZ_CHECK(req.port == ((data[2] << 8) | data[3]));
+  FUZZ_CHECK(req.user.size() <= kMaxSocks4Field);
+  FUZZ_CHECK(std::memcmp(req.user.data(), data + 8, req.user.size()) == 0);
+  FUZZ_CHECK(data[8 + req.user.size()] == 0);
+  FUZZ_CHECK(req.user.find('\0') == std::string::npos);
+  const bool socks4a = data[4] == 0 && data[5] == 0 && data[6] == 0 && data[7] != 0;
+  if (socks4a) {
+    FUZZ_CHECK(req.type == AddressType::Domain);
+    FUZZ_CHECK(!req.host.empty() && req.host.size() <= kMaxSocks4Field);
+    FUZZ_CHECK(req.host.find('\0') == std::string::npos);
+    const size_t hostAt = 9 + req.user.size();
+    FUZZ_CHECK(std::memcmp(req.host.data(), data + hostAt, req.host.size()) == 0);
+    FUZZ_CHECK(full.consumed == hostAt + req.host.size() + 1);
+  } else {
+    FUZZ_CHECK(req.type == AddressType::IPv4);
+    FUZZ_CHECK(req.host == formatIPv4(std::span<const uint8_t, 4>(data + 4, 4)));
+    FUZZ_CHECK(full.consumed == 9 + req.user.size());
+  }
+  return 0;
+}

@@ -1,0 +1,313 @@
+// Stream opening over a warm service control channel, with the HTTPS POST as fallback.
+#include "hubclient/stream_opener.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "common/log.h"
+
+namespace ds::hubclient {
+
+using json = nlohmann::json;
+using std::chrono::milliseconds;
+using SteadyClock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr milliseconds kMargin{5000};
+
+milliseconds fullJitter(milliseconds initial, milliseconds cap, unsigned attempt,
+                        std::mt19937_64& rng) {
+  milliseconds bound = std::min(initial, cap);
+  for (unsigned i = 0; i < attempt && bound < cap; ++i) bound = std::min(bound * 2, cap);
+  std::uniform_int_distribution<int64_t> pick(0, bound.count());
+  return milliseconds(pick(rng));
+}
+
+}  // namespace
+
+// One open: the request (on the channel or as a POST), then the stream side.
+class StreamOpener::Open : public Deletable {
+ public:
+  enum class Stage { New, OnChannel, Post, Side };
+
+  Open(StreamOpener& owner, uint64_t id, std::string device, std::string host, uint16_t port,
+       Done done)
+      : owner_(owner),
+        id_(id),
+        device_(std::move(device)),
+        host_(std::move(host)),
+        port_(port),
+        done_(std::move(done)),
+        timer_(owner.loop_, [this] { onTimer(); }) {}
+
+  void start() {
+    starting_ = true;
+    deadline_ = SteadyClock::now() + owner_.opts_.handshakeTimeout + kMargin;
+    timer_.arm(owner_.opts_.handshakeTimeout + kMargin);
+    if (!owner_.sendRequest(this)) post();
+    starting_ = false;
+  }
+
+  void cancel() {
+    done_ = nullptr;
+    timer_.cancel();
+    if (ex_) ex_->cancel();
+    if (side_) side_->cancel();
+  }
+
+  Stage stage() const { return stage_; }
+  uint64_t id() const { return id_; }
+  json request() const {
+    return json{{"type", "stream_request"},
+                {"id", id_},
+                {"device", device_},
+                {"host", host_},
+                {"port", port_}};
+  }
+  void sentOnChannel() { stage_ = Stage::OnChannel; }
+
+  // The channel went down before the answer: the hub cancelled the request; ask again by POST.
+  void channelLost() {
+    if (stage_ == Stage::OnChannel) post();
+  }
+
+  void onChannelAnswer(const json& msg) {
+    if (stage_ != Stage::OnChannel) return;
+    int status =
+        msg.contains("status") && msg["status"].is_number_integer() ? msg["status"].get<int>() : 0;
+    std::string code = msg.contains("error") && msg["error"].is_string() ? msg["error"] : "";
+    std::string message =
+        msg.contains("message") && msg["message"].is_string() ? msg["message"] : "";
+    StreamGrant grant;
+    if (status == 200) {
+      grant.streamId = msg.value("stream_id", "");
+      grant.url = msg.value("url", "");
+      grant.token = msg.value("token", "");
+      if (grant.streamId.empty() || grant.url.empty() || grant.token.empty()) {
+        return finish(nullptr,
+                      {0, "bad_response", "hub answered 200 without stream_id, url and token", ""});
+      }
+    } else if (status == 0) {
+      code = "bad_response";
+      message = "stream_response without a status";
+    } else if (code.empty()) {
+      code = "http_" + std::to_string(status);
+    }
+    onAnswer(status, code, message, grant);
+  }
+
+ private:
+  milliseconds left() const {
+    return std::max(std::chrono::duration_cast<milliseconds>(deadline_ - SteadyClock::now()),
+                    milliseconds(1));
+  }
+
+  void post() {
+    stage_ = Stage::Post;
+    ++owner_.viaPost_;
+    ex_ = initiateStream(owner_.loop_, owner_.hub_, owner_.opts_.policy, owner_.opts_.key, device_,
+                         host_, port_, left(), [this](InitiateResult&& r) {
+                           if (ex_) owner_.loop_.deferDelete(std::move(ex_));
+                           onAnswer(r.status, r.code, r.message, r.grant);
+                         });
+  }
+
+  void onAnswer(int status, const std::string& code, const std::string& message,
+                const StreamGrant& grant) {
+    if (status != 200) return finish(nullptr, {status, code, message, ""});
+    stage_ = Stage::Side;
+    std::string sid = grant.streamId;
+    side_ = owner_.pool_.openStream(
+        grant.url, grant.token, owner_.opts_.limits, left(),
+        [this, sid](std::unique_ptr<WsConnection> ws, const std::string& error) {
+          if (side_) owner_.loop_.deferDelete(std::move(side_));
+          if (!ws) {
+            LOG_WARN("stream %s: streaming endpoint failed: %s", sid.c_str(), error.c_str());
+            return finish(nullptr, {0, "hub_stream_failed", "streaming endpoint: " + error, sid});
+          }
+          finish(std::move(ws), {200, "", "", sid});
+        });
+  }
+
+  void onTimer() {
+    if (pending_) {
+      pending_ = false;
+      return finish(nullptr, std::move(pendingResult_));
+    }
+    finish(nullptr, {0, "timeout",
+                     "no stream within " +
+                         std::to_string((owner_.opts_.handshakeTimeout + kMargin).count()) + " ms",
+                     ""});
+  }
+
+  void finish(std::unique_ptr<WsConnection> ws, OpenResult r) {
+    if (!done_) return;
+    if (starting_) {
+      // Never call back from inside open() (only failures can be this quick).
+      pending_ = true;
+      pendingResult_ = std::move(r);
+      timer_.arm(milliseconds(0));
+      return;
+    }
+    timer_.cancel();
+    if (ex_) {
+      ex_->cancel();
+      owner_.loop_.deferDelete(std::move(ex_));
+    }
+    if (side_) {
+      side_->cancel();
+      owner_.loop_.deferDelete(std::move(side_));
+    }
+    Done done = std::move(done_);
+    done_ = nullptr;
+    owner_.endOpen(this);  // deferred: this object lives until the callback returns
+    done(std::move(ws), std::move(r));
+  }
+
+  StreamOpener& owner_;
+  uint64_t id_;
+  std::string device_, host_;
+  uint16_t port_;
+  Done done_;
+  Timer timer_;
+  SteadyClock::time_point deadline_;
+  Stage stage_ = Stage::New;
+  ExchangePtr ex_;
+  SideOpenPtr side_;
+  bool starting_ = false;
+  bool pending_ = false;
+  OpenResult pendingResult_;
+};
+
+StreamOpener::StreamOpener(Loop& loop, const HubTarget& hub, Options opts)
+    : loop_(loop),
+      hub_(hub),
+      opts_(std::move(opts)),
+      pool_(loop, hub, opts_.pool),
+      reconnect_(loop, [this] { connect(); }),
+      rng_(std::random_device{}()),
+      since_(std::chrono::system_clock::now()) {}
+
+StreamOpener::~StreamOpener() {
+  for (auto& [id, o] : opens_) o->cancel();
+  if (connecting_) connecting_->cancel();
+  if (channel_) {
+    channel_->setCallbacks(nullptr);
+    channel_->close(ws::close_code::GoingAway, "daemon shutting down");
+  }
+}
+
+void StreamOpener::start() {
+  if (started_) return;
+  started_ = true;
+  pool_.start();
+  connect();
+}
+
+void StreamOpener::connect() {
+  if (channel_ || connecting_) return;
+  connecting_ = openServiceControl(
+      loop_, hub_, opts_.policy, opts_.key, opts_.limits, opts_.connectTimeout,
+      [this](std::unique_ptr<WsConnection> ws, const std::string& error) {
+        if (connecting_) loop_.deferDelete(std::move(connecting_));
+        if (!ws) {
+          bool refused = error.find("HTTP 401") != std::string::npos ||
+                         error.find("HTTP 403") != std::string::npos;
+          if (lastError_ != error) {
+            LOG_WARN("hub service channel: %s", error.c_str());
+          }
+          lastError_ = error;  // still down: `since` stays the moment it went down
+          return scheduleReconnect(refused);
+        }
+        LOG_INFO("hub service channel to %s:%u open", hub_.host.c_str(), hub_.port);
+        attempt_ = 0;
+        channel_ = std::move(ws);
+        since_ = std::chrono::system_clock::now();
+        lastError_.clear();
+        channel_->setCallbacks(this);
+        channel_->enableKeepalive(opts_.keepalive, opts_.keepaliveTimeout);
+        channel_->start();
+      });
+}
+
+void StreamOpener::scheduleReconnect(bool slow) {
+  // Full jitter spreads a fleet of daemons after a hub restart; refused credentials will not
+  // fix themselves quickly, so those retry at the slowest pace.
+  milliseconds delay = slow ? opts_.reconnectMax
+                            : fullJitter(opts_.reconnectMin, opts_.reconnectMax, attempt_, rng_);
+  if (attempt_ < 64) ++attempt_;
+  reconnect_.arm(delay);
+}
+
+void StreamOpener::onWsData(evbuffer*) {
+  LOG_WARN("hub service channel: unexpected binary data");
+  channel_->close(ws::close_code::Unsupported, "binary data on the service channel");
+  onWsClosed(ws::close_code::Unsupported, "binary data from the hub");
+}
+
+void StreamOpener::onWsText(std::string message) {
+  json msg = json::parse(message, nullptr, false);
+  if (!msg.is_object() || msg.value("type", "") != "stream_response" || !msg.contains("id") ||
+      !msg["id"].is_number_unsigned()) {
+    LOG_WARN("hub service channel: unexpected message ignored");
+    return;
+  }
+  auto it = opens_.find(msg["id"].get<uint64_t>());
+  if (it == opens_.end()) return;  // cancelled
+  it->second->onChannelAnswer(msg);
+}
+
+void StreamOpener::onWsClosed(uint16_t code, const std::string& reason) {
+  if (!channel_) return;
+  std::string why = "service channel closed (" + std::to_string(code) +
+                    (reason.empty() ? "" : " " + reason) + ")";
+  LOG_WARN("hub %s; reconnecting", why.c_str());
+  channel_->setCallbacks(nullptr);
+  loop_.deferDelete(std::move(channel_));
+  since_ = std::chrono::system_clock::now();
+  lastError_ = why;
+  // Requests in flight on the lost channel were cancelled by the hub: ask again by POST.
+  std::vector<Open*> lost;
+  for (auto& [id, o] : opens_) {
+    if (o->stage() == Open::Stage::OnChannel) lost.push_back(o.get());
+  }
+  for (Open* o : lost) o->channelLost();
+  scheduleReconnect(false);
+}
+
+bool StreamOpener::sendRequest(Open* o) {
+  if (!channel_ || !channel_->open()) return false;
+  channel_->sendText(o->request().dump());
+  o->sentOnChannel();
+  ++viaChannel_;
+  return true;
+}
+
+uint64_t StreamOpener::open(const std::string& device, const std::string& host, uint16_t port,
+                            Done done) {
+  uint64_t id = nextId_++;
+  auto o = std::make_unique<Open>(*this, id, device, host, port, std::move(done));
+  Open* raw = o.get();
+  opens_.emplace(id, std::move(o));
+  raw->start();
+  return id;
+}
+
+void StreamOpener::cancel(uint64_t id) {
+  auto it = opens_.find(id);
+  if (it == opens_.end()) return;
+  it->second->cancel();
+  loop_.deferDelete(std::move(it->second));
+  opens_.erase(it);
+}
+
+void StreamOpener::endOpen(Open* o) {
+  auto it = opens_.find(o->id());
+  if (it == opens_.end() || it->second.get() != o) return;
+  loop_.deferDelete(std::move(it->second));
+  opens_.erase(it);
+}
+
+}  // namespace ds::hubclient

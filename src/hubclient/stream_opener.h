@@ -1,0 +1,101 @@
+// The daemon's way to open streams: a warm service control channel to the hub carrying
+// pipelined stream requests, and warm TLS connections for the streaming side, so that a
+// stream costs one message exchange with the hub (which waits for the device) and one HTTP
+// upgrade round trip (docs/protocol.md, "Stream setup"). While the channel is down, opens use
+// the HTTPS POST endpoint instead, so nothing waits on a reconnect.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+
+#include "common/event.h"
+#include "common/ws_conn.h"
+#include "hubclient/hub_client.h"
+#include "hubclient/warm_pool.h"
+
+namespace ds::hubclient {
+
+struct OpenResult {
+  int status = 0;  // 200 on success; 0 transport failure; else the hub's HTTP-style status
+  std::string code, message, streamId;  // the hub's error code and message; the stream on 200
+};
+
+class StreamOpener : private WsConnection::Callbacks {
+ public:
+  struct Options {
+    std::string policy, key;  // service policy with `connect`
+    WsLimits limits;
+    // The hub's handshake_timeout; each open is bounded by it plus a margin.
+    std::chrono::milliseconds handshakeTimeout{60000};
+    // The service channel: pings every `keepalive`, dropped when silent for `keepaliveTimeout`
+    // (0: three intervals); reconnects with full-jitter backoff between the two bounds.
+    std::chrono::milliseconds keepalive{20000};
+    std::chrono::milliseconds keepaliveTimeout{0};
+    std::chrono::milliseconds reconnectMin{500}, reconnectMax{30000};
+    std::chrono::milliseconds connectTimeout{10000};  // channel connect + upgrade
+    WarmPool::Options pool;                           // warm connections for stream sides
+  };
+
+  StreamOpener(Loop& loop, const HubTarget& hub, Options opts);
+  ~StreamOpener() override;
+  StreamOpener(const StreamOpener&) = delete;
+  StreamOpener& operator=(const StreamOpener&) = delete;
+
+  // Opens the service channel and keeps it up; starts the warm pool.
+  void start();
+
+  using Done = std::function<void(std::unique_ptr<WsConnection> ws, OpenResult r)>;
+  // Opens a stream to host:port on `device`. `done` runs exactly once (with the stream side's
+  // WebSocket on status 200, else null), never inside open(), unless cancelled; it is bounded by
+  // handshakeTimeout plus 5 s. Returns the id for cancel().
+  uint64_t open(const std::string& device, const std::string& host, uint16_t port, Done done);
+  // `done` of that open will not run; its resources are freed. Unknown ids are ignored.
+  void cancel(uint64_t id);
+
+  // The service channel's state, for `devstreams status`: open or not, the last error (empty
+  // while open), and since when it is in its current state.
+  bool connected() const { return channel_ != nullptr; }
+  const std::string& lastError() const { return lastError_; }
+  std::chrono::system_clock::time_point since() const { return since_; }
+
+  // Counters for tests and logs.
+  size_t inFlight() const { return opens_.size(); }
+  uint64_t viaChannel() const { return viaChannel_; }
+  uint64_t viaPost() const { return viaPost_; }
+  const WarmPool& pool() const { return pool_; }
+
+  class Open;
+
+ private:
+  friend class Open;
+  void connect();
+  void scheduleReconnect(bool slow);
+  void onWsData(evbuffer*) override;
+  void onWsText(std::string message) override;
+  void onWsClosed(uint16_t code, const std::string& reason) override;
+  bool sendRequest(Open* o);
+  void endOpen(Open* o);
+
+  Loop& loop_;
+  HubTarget hub_;
+  Options opts_;
+  WarmPool pool_;
+  ExchangePtr connecting_;
+  std::unique_ptr<WsConnection> channel_;
+  Timer reconnect_;
+  unsigned attempt_ = 0;
+  std::mt19937_64 rng_;
+  bool started_ = false;
+  std::string lastError_ = "not connected yet";
+  std::chrono::system_clock::time_point since_;
+  uint64_t nextId_ = 1;
+  std::map<uint64_t, std::unique_ptr<Open>> opens_;
+  uint64_t viaChannel_ = 0, viaPost_ = 0;
+};
+
+}  // namespace ds::hubclient
