@@ -673,7 +673,8 @@ void Daemon::handleApi(const ApiRequest& req, const ControlApi::Respond& respond
       return respond(apiError(400, "bad_port", "port must be 1..65535"));
     }
     f.port = static_cast<uint16_t>(port);
-    if (cfg_.users.empty() && !config::isLoopbackHost(f.listen.host)) {
+    // Forwarded connections are not authenticated: runtime forwards stay on this machine.
+    if (!config::isLoopbackHost(f.listen.host)) {
       return respond(apiError(400, "not_loopback",
                               "forwards listen on loopback addresses only (no authentication)"));
     }
