@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "common/json_fields.h"
 #include "common/log.h"
 #include "common/tls.h"
 
@@ -403,10 +404,10 @@ void Agent::onWsClosed(uint16_t code, const std::string& reason) {
 
 void Agent::onWsText(std::string message) {
   json msg = json::parse(message, nullptr, false);
-  if (!msg.is_object() || msg.value("type", "") != "stream_request" || !msg.contains("stream_id") ||
-      !msg["stream_id"].is_string() || !msg.contains("port") || !msg["port"].is_number_unsigned() ||
-      !msg.contains("url") || !msg["url"].is_string() || !msg.contains("token") ||
-      !msg["token"].is_string()) {
+  if (!msg.is_object() || stringField(msg, "type") != "stream_request" ||
+      !msg.contains("stream_id") || !msg["stream_id"].is_string() || !msg.contains("port") ||
+      !msg["port"].is_number_unsigned() || !msg.contains("url") || !msg["url"].is_string() ||
+      !msg.contains("token") || !msg["token"].is_string()) {
     LOG_WARN("control channel: malformed message ignored");
     return;
   }

@@ -12,6 +12,7 @@
 #include <ctime>
 #include <vector>
 
+#include "common/json_fields.h"
 #include "common/log.h"
 #include "common/sas.h"
 #include "common/tls.h"
@@ -80,10 +81,11 @@ socks::Reply replyFor(int status, const std::string& code) {
     if (code == "target-timeout") return Reply::TtlExpired;
     if (code == "too-many-streams") return Reply::GeneralFailure;
   }
-  if (status == 404) return Reply::HostUnreachable;     // no such device
-  if (status == 503) return Reply::NetworkUnreachable;  // device offline
-  if (status == 403) return Reply::NotAllowed;          // allow-list, disabled, permissions
-  if (status == 504) return Reply::TtlExpired;          // handshake timeout
+  if (status == 0 && code == "timeout") return Reply::TtlExpired;  // no answer in time
+  if (status == 404) return Reply::HostUnreachable;                // no such device
+  if (status == 503) return Reply::NetworkUnreachable;             // device offline
+  if (status == 403) return Reply::NotAllowed;  // allow-list, disabled, permissions
+  if (status == 504) return Reply::TtlExpired;  // handshake timeout
   if (status == 502) {
     if (code == "refused") return Reply::ConnectionRefused;
     if (code == "timeout") return Reply::TtlExpired;
@@ -168,7 +170,10 @@ class Daemon::Conn : public Deletable {
         client_(std::move(client)),
         via_(std::move(via)),
         target_(std::move(target)),
-        timer_(d.loop_, [this] { directFailed(Reply::TtlExpired, "timed out"); }) {}
+        timer_(d.loop_, [this] {
+          // Armed at 0 ms for a connect that failed at once, else the connect bound.
+          directFailed(immediateError_ ? Reply::GeneralFailure : Reply::TtlExpired, "timed out");
+        }) {}
 
   ~Conn() override {
     if (openId_ != 0 && d_.opener_) d_.opener_->cancel(openId_);
@@ -223,6 +228,7 @@ class Daemon::Conn : public Deletable {
   }
 
   void openDirect(const std::string& host, uint16_t port) {
+    via_ = "direct";
     port_ = port;
     bool v6 = host.find(':') != std::string::npos;
     what_ = (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
@@ -434,6 +440,12 @@ void Daemon::shutdown() {
   listener_.reset();
   forwards_.clear();
   api_.reset();
+  // Clients still negotiating are answered now: no stream can be opened any more.
+  std::vector<socks::ProxySession*> negotiating;
+  for (auto& [s, session] : sessions_) {
+    if (!connOf_.count(s)) negotiating.push_back(s);
+  }
+  for (auto* s : negotiating) s->reject(Reply::GeneralFailure);
   std::vector<Conn*> open;
   for (auto& [id, c] : conns_) open.push_back(c.get());
   for (Conn* c : open) c->close("daemon shutting down");
@@ -490,6 +502,7 @@ void Daemon::onForwardAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int
   auto* fl = static_cast<ForwardListener*>(arg);
   noDelay(fd);
   Daemon& d = *fl->daemon;
+  if (!d.opener_) return (void)::close(fd);  // shutting down
   ++fl->connections;
   uint64_t id = d.nextConn_++;
   auto c = std::make_unique<Conn>(d, id, peerName(fd), "forward",
@@ -501,6 +514,7 @@ void Daemon::onForwardAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int
 }
 
 void Daemon::onProxyConnect(socks::ProxySession* s, const socks::Target& t) {
+  if (!opener_) return s->reject(Reply::GeneralFailure);  // shutting down
   Destination dest = resolveDestination(cfg_, t.host, t.type, t.port);
   const char* via = socks::viaName(t.via);
   if (dest.kind == Destination::Kind::Refused) {
@@ -594,7 +608,7 @@ void Daemon::fetchDevices(ControlApi::Respond respond) {
         if (!r.ok()) return respond(apiError(502, "hub_error", "hub unreachable: " + r.error));
         json body = json::parse(r.body, nullptr, false);
         if (r.response.status != 200 || !body.is_object() || !body.contains("devices")) {
-          std::string msg = body.is_object() ? body.value("message", "") : "";
+          std::string msg = stringField(body, "message");
           return respond(apiError(502, "hub_error",
                                   "hub answered " + std::to_string(r.response.status) +
                                       (msg.empty() ? "" : ": " + msg)));
@@ -602,9 +616,9 @@ void Daemon::fetchDevices(ControlApi::Respond respond) {
         json out = json::array();
         for (const auto& d : body["devices"]) {
           if (!d.is_object()) continue;
-          out.push_back(json{{"id", d.value("id", "")},
-                             {"online", d.value("online", false)},
-                             {"enabled", d.value("enabled", true)},
+          out.push_back(json{{"id", stringField(d, "id")},
+                             {"online", boolField(d, "online", false)},
+                             {"enabled", boolField(d, "enabled", true)},
                              {"last_seen", d.contains("last_seen") ? d["last_seen"] : json()}});
         }
         respond(ApiResponse{200, json{{"devices", out}}});

@@ -126,6 +126,7 @@ void StreamPump::onTcpEvent(bufferevent*, short what, void* arg) {
   if (self->finished_) return;
   if (what & BEV_EVENT_EOF) {
     self->pumpUp();
+    if (self->finished_) return;
     // Bytes still in the input (paused by backpressure) go first; eof follows them in order.
     evbuffer* in = bufferevent_get_input(self->tcp_.get());
     if (evbuffer_get_length(in) > 0) self->ws_->sendBinary(in);

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "common/config.h"
+#include "common/json_fields.h"
 #include "common/sas.h"
 #include "common/tls.h"
 #include "common/ws_frame.h"
@@ -125,7 +126,7 @@ ExchangePtr upgrade(Loop& loop, const HubTarget& t, const std::string& path,
         std::string err;
         if (!wshs::checkServerResponse(r.response, key, err)) {
           json body = json::parse(r.body, nullptr, false);
-          std::string detail = body.is_object() ? body.value("message", "") : "";
+          std::string detail = stringField(body, "message");
           return done(nullptr, "HTTP " + std::to_string(r.response.status) + " " +
                                    r.response.reason + (detail.empty() ? "" : ": " + detail));
         }
@@ -254,9 +255,9 @@ ExchangePtr initiateStream(Loop& loop, const HubTarget& hub, const std::string& 
         out.status = r.response.status;
         json body = json::parse(r.body, nullptr, false);
         if (out.status == 200) {
-          if (body.is_object() && body.value("stream_id", "") != "" &&
-              body.value("url", "") != "" && body.value("token", "") != "") {
-            out.grant = {body["stream_id"], body["url"], body["token"]};
+          out.grant = {stringField(body, "stream_id"), stringField(body, "url"),
+                       stringField(body, "token")};
+          if (!out.grant.streamId.empty() && !out.grant.url.empty() && !out.grant.token.empty()) {
           } else {
             out.status = 0;
             out.code = "bad_response";
@@ -265,8 +266,8 @@ ExchangePtr initiateStream(Loop& loop, const HubTarget& hub, const std::string& 
           return done(std::move(out));
         }
         if (body.is_object()) {
-          out.code = body.value("error", "");
-          out.message = body.value("message", "");
+          out.code = stringField(body, "error");
+          out.message = stringField(body, "message");
         }
         if (out.code.empty()) out.code = "http_" + std::to_string(out.status);
         done(std::move(out));

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "common/json_fields.h"
 #include "common/log.h"
 
 namespace ds::hubclient {
@@ -82,9 +83,9 @@ class StreamOpener::Open : public Deletable {
         msg.contains("message") && msg["message"].is_string() ? msg["message"] : "";
     StreamGrant grant;
     if (status == 200) {
-      grant.streamId = msg.value("stream_id", "");
-      grant.url = msg.value("url", "");
-      grant.token = msg.value("token", "");
+      grant.streamId = stringField(msg, "stream_id");
+      grant.url = stringField(msg, "url");
+      grant.token = stringField(msg, "token");
       if (grant.streamId.empty() || grant.url.empty() || grant.token.empty()) {
         return finish(nullptr,
                       {0, "bad_response", "hub answered 200 without stream_id, url and token", ""});
@@ -222,7 +223,7 @@ void StreamOpener::connect() {
           return scheduleReconnect(refused);
         }
         LOG_INFO("hub service channel to %s:%u open", hub_.host.c_str(), hub_.port);
-        attempt_ = 0;
+        openedAt_ = SteadyClock::now();
         channel_ = std::move(ws);
         since_ = std::chrono::system_clock::now();
         lastError_.clear();
@@ -249,7 +250,7 @@ void StreamOpener::onWsData(evbuffer*) {
 
 void StreamOpener::onWsText(std::string message) {
   json msg = json::parse(message, nullptr, false);
-  if (!msg.is_object() || msg.value("type", "") != "stream_response" || !msg.contains("id") ||
+  if (!msg.is_object() || stringField(msg, "type") != "stream_response" || !msg.contains("id") ||
       !msg["id"].is_number_unsigned()) {
     LOG_WARN("hub service channel: unexpected message ignored");
     return;
@@ -266,6 +267,9 @@ void StreamOpener::onWsClosed(uint16_t code, const std::string& reason) {
   LOG_WARN("hub %s; reconnecting", why.c_str());
   channel_->setCallbacks(nullptr);
   loop_.deferDelete(std::move(channel_));
+  // Backoff starts over only after a channel that lived: a hub (or a middlebox) that accepts
+  // the upgrade and drops the channel at once is not redialled in a tight loop.
+  if (SteadyClock::now() - openedAt_ > opts_.reconnectMax) attempt_ = 0;
   since_ = std::chrono::system_clock::now();
   lastError_ = why;
   // Requests in flight on the lost channel were cancelled by the hub: ask again by POST.

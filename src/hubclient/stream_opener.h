@@ -89,6 +89,7 @@ class StreamOpener : private WsConnection::Callbacks {
   std::unique_ptr<WsConnection> channel_;
   Timer reconnect_;
   unsigned attempt_ = 0;
+  std::chrono::steady_clock::time_point openedAt_;
   std::mt19937_64 rng_;
   bool started_ = false;
   std::string lastError_ = "not connected yet";

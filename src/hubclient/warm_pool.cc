@@ -11,6 +11,7 @@
 #include "common/config.h"
 #include "common/http.h"
 #include "common/http_exchange.h"
+#include "common/json_fields.h"
 #include "common/log.h"
 #include "common/tls.h"
 #include "common/ws_frame.h"
@@ -240,7 +241,7 @@ class WarmPool::Open : public SideOpen {
     std::string body(bodyLength_, '\0');
     evbuffer_remove(in, body.data(), bodyLength_);
     json b = json::parse(body, nullptr, false);
-    std::string detail = b.is_object() ? b.value("message", "") : "";
+    std::string detail = stringField(b, "message");
     finish(nullptr, "HTTP " + std::to_string(response_.status) + " " + response_.reason +
                         (detail.empty() ? "" : ": " + detail));
   }

@@ -57,7 +57,9 @@ INSTANTIATE_TEST_SUITE_P(
         ReplyCase{401, "unauthorized", Reply::GeneralFailure},
         ReplyCase{401, "", Reply::GeneralFailure}, ReplyCase{429, "", Reply::GeneralFailure},
         ReplyCase{0, "", Reply::GeneralFailure}, ReplyCase{0, "refused", Reply::GeneralFailure},
-        ReplyCase{500, "", Reply::GeneralFailure}, ReplyCase{200, "", Reply::GeneralFailure}),
+        // No answer within the handshake bound (the daemon's own deadline).
+        ReplyCase{0, "timeout", Reply::TtlExpired}, ReplyCase{500, "", Reply::GeneralFailure},
+        ReplyCase{200, "", Reply::GeneralFailure}),
     [](const ::testing::TestParamInfo<ReplyCase>& info) {
       std::string name = "S" + std::to_string(info.param.status) + "_";
       for (const char* p = info.param.code; *p; ++p) {

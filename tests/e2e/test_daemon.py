@@ -7,12 +7,14 @@ forwards, the `devstreams` CLI, and the SOCKS protocol's edge cases byte for byt
 Each test ends by checking that the daemon still serves a new stream (DaemonTest.tearDown)."""
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import threading
@@ -926,6 +928,23 @@ class Outages(DaemonTest):
             self.assertEqual(s.stop("daemon", signal.SIGTERM), 0)
             self.assertTrue(closed_within(sock, 10))
         s.start_daemon()  # and it starts again on the same socket path
+
+    def test_sigterm_during_negotiation_answers_the_client_and_exits_0(self):
+        s = self.stack
+        sock, method = socks5_greet(s.socks_port)
+        self.assertEqual(method, 0)
+        with sock:
+            p = s.procs["daemon"]
+            p.send_signal(signal.SIGTERM)
+            # The request arrives while the daemon shuts down: it is answered (or the connection
+            # closed), never crashes the daemon.
+            name = b"dev01.hub"
+            with contextlib.suppress(OSError):
+                sock.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name +
+                             struct.pack(">H", s.http_port))
+            self.assertTrue(closed_within(sock, 10))
+        self.assertEqual(s.stop("daemon", signal.SIGTERM), 0)
+        s.start_daemon()
 
 
 if __name__ == "__main__":
