@@ -372,20 +372,42 @@ class WsClient:
             self.sock.close()
 
 
-class SinkSource:
+class TcpServer:
+    """A threaded TCP server on loopback for device-side targets: `handle(conn)` runs in a
+    thread of its own for each connection. Subclasses set their state before calling
+    `__init__`, which starts accepting."""
+
+    def __init__(self, host="127.0.0.1", backlog=64):
+        self.srv = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind((host, 0))
+        self.srv.listen(backlog)
+        self.port = self.srv.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def handle(self, conn):
+        raise NotImplementedError
+
+    def close(self):
+        self.srv.close()
+
+
+class SinkSource(TcpServer):
     """A TCP target on the device side: sends `size` bytes from a seeded generator while hashing
     all it receives; after the client's half-close it sends the 64 hex digits of that hash."""
 
     def __init__(self, size, seed=7):
         self.size = size
         self.seed = seed
-        self.srv = socket.socket()
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(16)
-        self.port = self.srv.getsockname()[1]
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__()
 
     @staticmethod
     def stream(seed, size, chunk=1 << 16):
@@ -402,15 +424,7 @@ class SinkSource:
             block = block[n:]
             sent += n
 
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.srv.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn):
+    def handle(self, conn):
         h = hashlib.sha256()
 
         def reader():
@@ -433,9 +447,6 @@ class SinkSource:
         finally:
             t.join(timeout=5)
             conn.close()
-
-    def close(self):
-        self.srv.close()
 
 
 class Stack:

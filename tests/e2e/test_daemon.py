@@ -17,12 +17,11 @@ import stat
 import struct
 import subprocess
 import sys
-import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (DeviceWeb, Stack, StackTest, closed_within, free_port,  # noqa: E402
+from harness import (DeviceWeb, Stack, StackTest, TcpServer, closed_within, free_port,  # noqa: E402
                      port_open, program, recv_all, recv_exact, run_chromium, socks4_connect,
                      socks5_connect, socks5_greet, socks5_reply, wait_until)
 
@@ -39,28 +38,10 @@ def curl(*args, timeout=40):
                           text=True, timeout=timeout, env=NO_PROXY_ENV)
 
 
-class Echo:
-    """A device-side TCP echo server (one thread per connection)."""
+class Echo(TcpServer):
+    """A device-side TCP echo server."""
 
-    def __init__(self, host="127.0.0.1"):
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.srv = socket.socket(family)
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind((host, 0))
-        self.srv.listen(64)
-        self.port = self.srv.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.srv.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def _echo(conn):
+    def handle(self, conn):
         with conn:
             try:
                 while data := conn.recv(65536):
@@ -68,31 +49,16 @@ class Echo:
             except OSError:
                 pass
 
-    def close(self):
-        self.srv.close()
 
-
-class StubbornHttp:
+class StubbornHttp(TcpServer):
     """A device-side HTTP server that ignores "Connection: close": it answers every request on
     a connection and keeps it open, as some embedded servers do. Records the request lines."""
 
     def __init__(self):
-        self.srv = socket.socket()
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(16)
-        self.port = self.srv.getsockname()[1]
         self.lines = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.srv.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn):
+    def handle(self, conn):
         buf = b""
         with conn:
             try:
@@ -107,9 +73,6 @@ class StubbornHttp:
                                      body)
             except OSError:
                 pass
-
-    def close(self):
-        self.srv.close()
 
 
 def read_http_response(s):

@@ -19,7 +19,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Stack, StackTest, WsClient, sas_token, socks_connect, wait_until  # noqa: E402
+from harness import (Stack, StackTest, TcpServer, WsClient, sas_token, socks_connect,  # noqa: E402
+                     wait_until)
 
 HOUR = 3600
 
@@ -143,37 +144,17 @@ def curl_via_socks(stack, port):
                           capture_output=True, timeout=30)
 
 
-class Holder:
+class Holder(TcpServer):
     """A device-side TCP target that accepts connections and keeps them open without a word
     until the client closes: a stream to it stays up for as long as the test wants."""
 
-    def __init__(self):
-        self.srv = socket.socket()
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind(("127.0.0.1", 0))
-        self.srv.listen(64)
-        self.port = self.srv.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.srv.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def _hold(conn):
+    def handle(self, conn):
         with conn:
             try:
                 while conn.recv(1 << 16):
                     pass
             except OSError:
                 pass
-
-    def close(self):
-        self.srv.close()
 
 
 # ---------------------------------------------------------------------------------------------
