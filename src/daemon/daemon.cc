@@ -196,7 +196,7 @@ class Daemon::Conn : public Deletable {
     what_ = device + ":" + std::to_string(port);
     openId_ = d_.opener_->open(
         device, "127.0.0.1", port,
-        [this](std::unique_ptr<WsConnection> ws, hubclient::OpenResult r) {
+        [this](std::unique_ptr<WsConnection> ws, const hubclient::OpenResult& r) {
           openId_ = 0;
           if (r.status != 200) {
             Reply reply = replyFor(r.status, r.code);
@@ -413,7 +413,9 @@ bool Daemon::start(std::string& err) {
   std::string path = cfg_.controlSocket.empty() ? defaultControlSocket() : cfg_.controlSocket;
   api_ = std::make_unique<ControlApi>(
       loop_, path, cfg_.controlGroup,
-      [this](const ApiRequest& req, ControlApi::Respond respond) { handleApi(req, respond); });
+      [this](const ApiRequest& req, const ControlApi::Respond& respond) {
+        handleApi(req, respond);
+      });
   if (!api_->start(err)) {
     if (!cfg_.controlSocket.empty()) {
       err = "control socket: " + err;
@@ -589,7 +591,7 @@ json Daemon::streamsJson() const {
   return json{{"streams", list}};
 }
 
-void Daemon::fetchDevices(ControlApi::Respond respond) {
+void Daemon::fetchDevices(const ControlApi::Respond& respond) {
   std::string host = hub_.host.find(':') != std::string::npos ? "[" + hub_.host + "]" : hub_.host;
   std::string req = "GET /api/v1/devices HTTP/1.1\r\nHost: " + host + ":" +
                     std::to_string(hub_.port) +

@@ -77,7 +77,7 @@ class Daemon : public socks::ProxySession::Handler {
   void handleApi(const ApiRequest& req, const ControlApi::Respond& respond);
   nlohmann::json statusJson() const;
   nlohmann::json streamsJson() const;
-  void fetchDevices(ControlApi::Respond respond);
+  void fetchDevices(const ControlApi::Respond& respond);
 
   Loop& loop_;
   config::DaemonConfig cfg_;
