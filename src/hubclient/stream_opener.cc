@@ -125,8 +125,9 @@ class StreamOpener::Open : public Deletable {
         [this, sid](std::unique_ptr<WsConnection> ws, const std::string& error) {
           if (side_) owner_.loop_.deferDelete(std::move(side_));
           if (!ws) {
-            LOG_WARN("stream %s: streaming endpoint failed: %s", sid.c_str(), error.c_str());
-            return finish(nullptr, {0, "hub_stream_failed", "streaming endpoint: " + error, sid});
+            // The caller logs the failure once, with its device and port.
+            return finish(nullptr, {0, "hub_stream_failed",
+                                    "stream " + sid + ": streaming endpoint: " + error, sid});
           }
           finish(std::move(ws), {200, "", "", sid});
         });
