@@ -18,6 +18,7 @@
 #include "cli/format.h"
 #include "common/config.h"
 #include "common/http.h"
+#include "common/time_text.h"
 #include "daemon/control_api.h"
 
 namespace ds::cli {
@@ -62,21 +63,12 @@ std::string dash(const std::string& s) { return s.empty() ? "-" : s; }
 
 std::string yesNo(bool b) { return b ? "yes" : "no"; }
 
-std::string isoTime(int64_t unixSeconds) {
-  std::time_t t = static_cast<std::time_t>(unixSeconds);
-  std::tm tm{};
-  if (!gmtime_r(&t, &tm)) return "?";
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 // A time field given either as text (ISO 8601) or as Unix seconds; "never" when absent.
 std::string when(const json& j, const char* key) {
   if (!j.is_object()) return "never";
   auto it = j.find(key);
   if (it == j.end()) return "never";
-  if (it->is_number()) return num(j, key) > 0 ? isoTime(num(j, key)) : "never";
+  if (it->is_number()) return num(j, key) > 0 ? isoUtc(num(j, key)) : "never";
   std::string s = str(j, key);
   return s.empty() ? "never" : s;
 }

@@ -23,6 +23,7 @@
 #include "common/http_exchange.h"
 #include "common/log.h"
 #include "common/sas.h"
+#include "common/time_text.h"
 #include "common/tls.h"
 #include "hubclient/hub_client.h"
 
@@ -150,17 +151,8 @@ class HubApi {
 // ---------------------------------------------------------------------------------------------
 // Formatting.
 
-std::string isoTime(int64_t unixSeconds) {
-  std::time_t t = static_cast<std::time_t>(unixSeconds);
-  std::tm tm{};
-  if (!gmtime_r(&t, &tm)) return "?";
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 std::string whenSeen(int64_t unixSeconds) {
-  return unixSeconds > 0 ? isoTime(unixSeconds) : "never";
+  return unixSeconds > 0 ? isoUtc(unixSeconds) : "never";
 }
 
 std::string yesNo(bool b) { return b ? "yes" : "no"; }
@@ -447,7 +439,7 @@ int HubAdmin::run() {
       std::printf("id: %s\nenabled: %s\nonline: %s\ncreated: %s\nlast_seen: %s\n",
                   str(r.doc, "id").c_str(), yesNo(flag(r.doc, "enabled")).c_str(),
                   yesNo(flag(r.doc, "online")).c_str(),
-                  num(r.doc, "created") > 0 ? isoTime(num(r.doc, "created")).c_str() : "unknown",
+                  num(r.doc, "created") > 0 ? isoUtc(num(r.doc, "created")).c_str() : "unknown",
                   whenSeen(num(r.doc, "last_seen")).c_str());
       if (r.doc.contains("primary_key")) {
         std::printf("primary_key: %s\n", str(r.doc, "primary_key").c_str());
@@ -526,7 +518,7 @@ int HubAdmin::run() {
         for (const auto& s : active) {
           rows.push_back({str(s, "stream_id").substr(0, 8), str(s, "device"), target(s),
                           str(s, "state"), bytes(s), humanDuration(nowMs - num(s, "start_ms")),
-                          isoTime(num(s, "start_ms") / 1000)});
+                          isoUtc(num(s, "start_ms") / 1000)});
         }
         printTable({"ID", "DEVICE", "TARGET", "STATE", "BYTES UP/DOWN", "DURATION", "STARTED"},
                    rows);
@@ -538,7 +530,7 @@ int HubAdmin::run() {
           rows.push_back({str(s, "stream_id").substr(0, 8), str(s, "device"), target(s),
                           str(s, "outcome"), bytes(s),
                           humanDuration(num(s, "end_ms") - num(s, "start_ms")),
-                          isoTime(num(s, "start_ms") / 1000), str(s, "reason")});
+                          isoUtc(num(s, "start_ms") / 1000), str(s, "reason")});
         }
         printTable(
             {"ID", "DEVICE", "TARGET", "OUTCOME", "BYTES UP/DOWN", "DURATION", "STARTED", "REASON"},

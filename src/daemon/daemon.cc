@@ -15,6 +15,7 @@
 #include "common/json_fields.h"
 #include "common/log.h"
 #include "common/sas.h"
+#include "common/time_text.h"
 #include "common/tls.h"
 #include "forwarder/pump.h"
 #include "forwarder/tcp_relay.h"
@@ -38,15 +39,6 @@ constexpr std::chrono::seconds kHubQueryTimeout{10};
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
-}
-
-std::string isoTime(std::chrono::system_clock::time_point t) {
-  std::time_t tt = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 void noDelay(evutil_socket_t fd) {
@@ -566,23 +558,24 @@ json Daemon::statusJson() const {
   double uptime = std::chrono::duration<double>(Clock::now() - started_).count();
   size_t open = 0;
   for (const auto& [id, c] : conns_) open += c->toJson()["state"] == "open";
-  return json{{"version", DS_VERSION},
-              {"pid", static_cast<int64_t>(::getpid())},
-              {"uptime_seconds", static_cast<double>(static_cast<int64_t>(uptime * 10)) / 10},
-              {"hub",
-               {{"url", cfg_.hubUrl},
-                {"connected", opener_ && opener_->connected()},
-                {"since", opener_ ? isoTime(opener_->since()) : ""},
-                {"last_error", opener_ ? opener_->lastError() : "shutting down"}}},
-              {"listen", config::Endpoint{cfg_.socksListen.host, socksPort_}.toString()},
-              {"auth", !cfg_.users.empty()},
-              {"suffix", cfg_.suffix},
-              {"direct", cfg_.direct},
-              {"streams", open},
-              {"opening", conns_.size() - open},
-              {"forwards", forwards_.size()},
-              {"streams_total", streamsTotal_},
-              {"failures_total", failuresTotal_}};
+  return json{
+      {"version", DS_VERSION},
+      {"pid", static_cast<int64_t>(::getpid())},
+      {"uptime_seconds", static_cast<double>(static_cast<int64_t>(uptime * 10)) / 10},
+      {"hub",
+       {{"url", cfg_.hubUrl},
+        {"connected", opener_ && opener_->connected()},
+        {"since", opener_ ? isoUtc(std::chrono::system_clock::to_time_t(opener_->since())) : ""},
+        {"last_error", opener_ ? opener_->lastError() : "shutting down"}}},
+      {"listen", config::Endpoint{cfg_.socksListen.host, socksPort_}.toString()},
+      {"auth", !cfg_.users.empty()},
+      {"suffix", cfg_.suffix},
+      {"direct", cfg_.direct},
+      {"streams", open},
+      {"opening", conns_.size() - open},
+      {"forwards", forwards_.size()},
+      {"streams_total", streamsTotal_},
+      {"failures_total", failuresTotal_}};
 }
 
 json Daemon::streamsJson() const {
