@@ -267,6 +267,7 @@ class Daemon::Conn : public Deletable {
   }
 
   uint64_t id() const { return id_; }
+  bool open() const { return phase_ == Phase::Open; }
   socks::ProxySession* session() const { return session_; }
 
  private:
@@ -557,7 +558,7 @@ void Daemon::endConn(Conn* c) {
 json Daemon::statusJson() const {
   double uptime = std::chrono::duration<double>(Clock::now() - started_).count();
   size_t open = 0;
-  for (const auto& [id, c] : conns_) open += c->toJson()["state"] == "open";
+  for (const auto& [id, c] : conns_) open += c->open();
   return json{
       {"version", DS_VERSION},
       {"pid", static_cast<int64_t>(::getpid())},
