@@ -4,10 +4,14 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <string>
+#include <unordered_map>
 
 #include "common/log.h"
 
@@ -96,8 +100,166 @@ void Timer::onFire(evutil_socket_t, short, void* arg) {
 }
 
 BufferEventPtr newSocketBufferEvent(Loop& loop, evutil_socket_t fd) {
-  return BufferEventPtr(
+  BufferEventPtr bev(
       bufferevent_socket_new(loop.base(), fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
+  if (bev) readInBulk(bev.get(), bev.get());
+  return bev;
+}
+
+namespace {
+
+class BulkReader {
+ public:
+  explicit BulkReader(bufferevent* sock) : sock_(sock), in_(bufferevent_get_input(sock)) {
+    changed_ = evbuffer_add_cb(in_, &BulkReader::onInputChanged, this);
+    arm();
+  }
+  ~BulkReader() {
+    if (changed_) evbuffer_remove_cb_entry(in_, changed_);
+  }
+  BulkReader(const BulkReader&) = delete;
+  BulkReader& operator=(const BulkReader&) = delete;
+
+ private:
+  static constexpr size_t kFirstRead = 16 * 1024;
+
+  // How much may be read now: up to the read high watermark (or kBulkReadMax without one).
+  size_t room() const {
+    if (!(bufferevent_get_enabled(sock_) & EV_READ)) return 0;
+    size_t high = 0;
+    bufferevent_getwatermark(sock_, EV_READ, nullptr, &high);
+    size_t limit = high != 0 ? high : kBulkReadMax;
+    size_t have = evbuffer_get_length(in_);
+    return have >= limit ? 0 : std::min(limit - have, kBulkReadMax);
+  }
+
+  // Keeps the read event pending exactly while there is a socket and room to read into.
+  void arm() {
+    evutil_socket_t fd = bufferevent_getfd(sock_);
+    if (fd != fd_) {
+      ev_.reset();
+      added_ = false;
+      finished_ = false;
+      fd_ = fd;
+      if (fd >= 0) {
+        // libevent expects non-blocking sockets; with a blocking one its own reader, which runs
+        // after this one on the same readiness, would wait for data this one already took.
+        evutil_make_socket_nonblocking(fd);
+        ev_.reset(event_new(bufferevent_get_base(sock_), fd, EV_READ | EV_PERSIST,
+                            &BulkReader::onReadable, this));
+      }
+    }
+    if (!ev_) return;
+    bool want = !finished_ && room() > 0;
+    if (want && !added_) {
+      added_ = event_add(ev_.get(), nullptr) == 0;
+    } else if (!want && added_) {
+      event_del(ev_.get());
+      added_ = false;
+    }
+  }
+
+  static void onInputChanged(evbuffer*, const evbuffer_cb_info*, void* arg) {
+    auto* self = static_cast<BulkReader*>(arg);
+    if (!self->committing_) self->arm();
+  }
+
+  static void onReadable(evutil_socket_t fd, short, void* arg) {
+    auto* self = static_cast<BulkReader*>(arg);
+    size_t room = self->room();
+    if (room == 0) return self->arm();
+    // The reservation follows what the socket delivers, so an idle connection with small
+    // messages does not allocate kBulkReadMax for each.
+    size_t want = std::min(room, self->next_);
+    // A socket bufferevent keeps the end of its input frozen except while it reads itself.
+    evbuffer_unfreeze(self->in_, 0);
+    ssize_t got = self->readInto(fd, want);
+    int err = errno;
+    evbuffer_freeze(self->in_, 0);
+    if (got < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)) return;
+    if (got <= 0) {
+      self->finished_ = true;
+      self->arm();
+      // EOF stays readable, so libevent's reader reports it, after the data. A socket error is
+      // reported once only (a reset read here reads as EOF there), so it is reported here, as
+      // libevent would: reading stops and the event callback gets it with errno.
+      if (got < 0 && err != ENOTSOCK) {
+        bufferevent_disable(self->sock_, EV_READ);
+        errno = err;
+        bufferevent_trigger_event(self->sock_, BEV_EVENT_ERROR | BEV_EVENT_READING, 0);
+      }
+      return;
+    }
+    if (static_cast<size_t>(got) == want) {
+      self->next_ = std::min(self->next_ * 2, kBulkReadMax);
+    } else if (static_cast<size_t>(got) < want / 4) {
+      self->next_ = std::max(self->next_ / 2, kFirstRead);
+    }
+    bufferevent_trigger(self->sock_, EV_READ, 0);
+    self->arm();
+  }
+
+  // One read into up to `want` bytes of reserved space at the end of the input; what was read
+  // is committed. Returns what recvmsg returned (errno is kept).
+  ssize_t readInto(evutil_socket_t fd, size_t want) {
+    evbuffer_iovec vec[2];
+    int n = evbuffer_reserve_space(in_, static_cast<ev_ssize_t>(want), vec, 2);
+    if (n <= 0) {
+      errno = ENOMEM;
+      return -1;
+    }
+    iovec iov[2];
+    size_t total = 0;
+    for (int i = 0; i < n; ++i) {
+      size_t len = std::min(vec[i].iov_len, want - total);
+      iov[i] = {vec[i].iov_base, len};
+      total += len;
+    }
+    // MSG_DONTWAIT: the socket may be in blocking mode (libevent itself only reads what FIONREAD
+    // announced). A descriptor that is not a socket fails with ENOTSOCK and is left to libevent.
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = static_cast<size_t>(n);
+    ssize_t got = ::recvmsg(fd, &msg, MSG_DONTWAIT);
+    if (got <= 0) return got;
+    int saved = errno;
+    size_t left = static_cast<size_t>(got);
+    int used = 0;
+    for (int i = 0; i < n && left > 0; ++i, ++used) {
+      vec[i].iov_len = std::min(left, iov[i].iov_len);
+      left -= vec[i].iov_len;
+    }
+    committing_ = true;
+    evbuffer_commit_space(in_, vec, used);
+    committing_ = false;
+    errno = saved;
+    return got;
+  }
+
+  bufferevent* sock_;
+  evbuffer* in_;
+  evbuffer_cb_entry* changed_ = nullptr;
+  EventPtr ev_;
+  evutil_socket_t fd_ = -1;
+  bool added_ = false;
+  bool finished_ = false;
+  bool committing_ = false;
+  size_t next_ = kFirstRead;
+};
+
+// Bulk readers by the bufferevent that owns them; one event loop per thread.
+thread_local std::unordered_map<bufferevent*, std::unique_ptr<BulkReader>> bulkReaders;
+
+}  // namespace
+
+void readInBulk(bufferevent* owner, bufferevent* sock) {
+  bulkReaders[owner] = std::make_unique<BulkReader>(sock);
+}
+
+void BufferEventFree::operator()(bufferevent* bev) const {
+  // The reader goes first: it watches the socket that freeing the bufferevent closes.
+  if (!bulkReaders.empty()) bulkReaders.erase(bev);
+  bufferevent_free(bev);
 }
 
 bool numericSockaddr(const std::string& host, uint16_t port, sockaddr_storage& ss, socklen_t& len) {
@@ -174,12 +336,31 @@ struct Loop::Linger {
   Loop* loop;
   BufferEventPtr bev;
   bool shut = false;
+  // A filter (TLS) passes its output down to a socket bufferevent; the flush is done only when
+  // that one is empty too, and only its draining says so.
+  evbuffer* socketOutput = nullptr;
+  evbuffer_cb_entry* socketDrained = nullptr;
+
+  Linger(Loop* l, BufferEventPtr b) : loop(l), bev(std::move(b)) {
+    if (bufferevent* sock = bufferevent_get_underlying(bev.get())) {
+      socketOutput = bufferevent_get_output(sock);
+      socketDrained = evbuffer_add_cb(socketOutput, &Linger::onSocketDrained, this);
+    }
+  }
+  ~Linger() {
+    if (socketDrained) evbuffer_remove_cb_entry(socketOutput, socketDrained);
+  }
+  Linger(const Linger&) = delete;
+  Linger& operator=(const Linger&) = delete;
 
   static void onRead(bufferevent* bev, void*) {
     evbuffer* in = bufferevent_get_input(bev);
     evbuffer_drain(in, evbuffer_get_length(in));
   }
   static void onWrite(bufferevent*, void* arg) { static_cast<Linger*>(arg)->halfClose(); }
+  static void onSocketDrained(evbuffer*, const evbuffer_cb_info* info, void* arg) {
+    if (info->n_deleted != 0) static_cast<Linger*>(arg)->halfClose();
+  }
   static void onEvent(bufferevent*, short, void* arg) {
     // EOF, error or timeout: either way the conversation is over.
     auto* self = static_cast<Linger*>(arg);
@@ -188,6 +369,7 @@ struct Loop::Linger {
   }
   void halfClose() {
     if (shut || evbuffer_get_length(bufferevent_get_output(bev.get())) != 0) return;
+    if (socketOutput && evbuffer_get_length(socketOutput) != 0) return;
     shut = true;
     evutil_socket_t fd = bufferevent_getfd(bev.get());
     if (fd >= 0) ::shutdown(fd, SHUT_WR);
@@ -206,7 +388,7 @@ Loop::~Loop() {
 
 void Loop::closeAfterFlush(BufferEventPtr bev, std::chrono::milliseconds bound) {
   if (!bev) return;
-  auto* linger = new Linger{this, std::move(bev)};
+  auto* linger = new Linger(this, std::move(bev));
   lingers_.insert(linger);
   bufferevent* b = linger->bev.get();
   bufferevent_setcb(b, &Linger::onRead, &Linger::onWrite, &Linger::onEvent, linger);

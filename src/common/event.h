@@ -23,7 +23,11 @@ namespace ds {
 
 using EventBasePtr = std::unique_ptr<event_base, FreeWith<event_base_free>>;
 using EventPtr = std::unique_ptr<event, FreeWith<event_free>>;
-using BufferEventPtr = std::unique_ptr<bufferevent, FreeWith<bufferevent_free>>;
+// Frees a bufferevent together with its bulk reader (readInBulk), if it has one.
+struct BufferEventFree {
+  void operator()(bufferevent* bev) const;
+};
+using BufferEventPtr = std::unique_ptr<bufferevent, BufferEventFree>;
 using EvBufferPtr = std::unique_ptr<evbuffer, FreeWith<evbuffer_free>>;
 using ListenerPtr = std::unique_ptr<evconnlistener, FreeWith<evconnlistener_free>>;
 using SslCtxPtr = std::unique_ptr<SSL_CTX, FreeWith<SSL_CTX_free>>;
@@ -98,8 +102,21 @@ class Timer {
   EventPtr ev_;
 };
 
-// Creates a socket bufferevent with the options every plain TCP stream in the project uses.
+// Creates a socket bufferevent with the options every plain TCP stream in the project uses,
+// reading in bulk (readInBulk).
 BufferEventPtr newSocketBufferEvent(Loop& loop, evutil_socket_t fd);
+
+// The most a bulk reader takes from a socket in one system call.
+inline constexpr size_t kBulkReadMax = 256 * 1024;
+
+// libevent 2.1 reads at most 4 KiB per system call into a socket bufferevent, which makes every
+// hop of a fast stream cost a read (and a WebSocket frame, and a TLS record) per 4 KiB. This
+// adds a second reader to the socket of `sock` that takes up to kBulkReadMax per call, honours
+// the read watermark and enabled state of `sock`, and runs its read callback as libevent would.
+// EOF and errors are left to libevent's own reader, so they arrive after all data, in order.
+// `owner` is the bufferevent whose BufferEventPtr frees `sock`: `sock` itself, or a TLS filter
+// over it. The reader follows the socket when it is set later (connect, setfd).
+void readInBulk(bufferevent* owner, bufferevent* sock);
 
 // Fills `ss` from a numeric IPv4 or IPv6 address (no brackets) and a port; false otherwise.
 bool numericSockaddr(const std::string& host, uint16_t port, sockaddr_storage& ss, socklen_t& len);

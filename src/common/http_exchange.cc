@@ -57,8 +57,7 @@ void HttpExchange::start() {
   }
   bufferevent_write(bev_.get(), request_.data(), request_.size());
   bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
-  if (bufferevent_socket_connect_hostname(bev_.get(), loop_.dns(), AF_UNSPEC, host_.c_str(),
-                                          port_) != 0) {
+  if (tls::connect(bev_.get(), loop_.dns(), host_, port_) != 0) {
     // Errors are reported through onEvent as well; make sure `done` fires once and later.
     timer_.arm(std::chrono::milliseconds(0));
   }
@@ -155,7 +154,7 @@ void HttpExchange::startTls(evutil_socket_t fd) {
   // The same steps as a direct connection, minus the connect: the TLS bufferevent takes the
   // socket (and closes it when freed), the handshake starts once it is writable, and the
   // request waits in the output until the handshake is done.
-  if (bufferevent_setfd(bev_.get(), fd) != 0) {
+  if (tls::attachSocket(bev_.get(), fd) != 0) {
     failWith("cannot start TLS through the proxy");
     return;
   }
@@ -183,7 +182,7 @@ void HttpExchange::onEvent(bufferevent* bev, short what, void* arg) {
     return;
   }
   std::string err;
-  int dnsErr = bufferevent_socket_get_dns_error(bev);
+  int dnsErr = tls::dnsError(bev);
   if (dnsErr) {
     err = std::string("cannot resolve: ") + evutil_gai_strerror(dnsErr);
   } else {

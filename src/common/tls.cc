@@ -1,4 +1,4 @@
-// TLS 1.3 contexts and bufferevent_openssl construction.
+// TLS 1.3 contexts and TLS bufferevents (bufferevent_openssl filters over socket bufferevents).
 #include "common/tls.h"
 
 #include <arpa/inet.h>
@@ -75,18 +75,57 @@ SslCtxPtr clientContext(const std::string& caPath, std::string& err) {
   return ctx;
 }
 
+namespace {
+
+// TLS runs as a filter over a plain socket bufferevent rather than on the socket itself: the
+// socket side then reads (readInBulk) and writes up to kMaxSocketIo per system call, many TLS
+// records at a time, where OpenSSL on a socket makes two reads and one write per record. The
+// write high watermark bounds how much ciphertext waits below the TLS layer, so the TLS
+// bufferevent's own output length still tells its owner about backpressure.
+constexpr size_t kMaxSocketIo = 256 * 1024;
+
+BufferEventPtr filterOver(Loop& loop, evutil_socket_t fd, SSL* ssl, bufferevent_ssl_state state) {
+  bufferevent* sock = bufferevent_socket_new(loop.base(), fd, BEV_OPT_CLOSE_ON_FREE);
+  if (!sock) {
+    SSL_free(ssl);
+    if (fd >= 0) evutil_closesocket(fd);
+    return nullptr;
+  }
+  bufferevent_set_max_single_read(sock, kMaxSocketIo);
+  bufferevent_set_max_single_write(sock, kMaxSocketIo);
+  bufferevent_setwatermark(sock, EV_WRITE, 0, kMaxSocketIo);
+  // The filter takes ownership of `ssl` and, with BEV_OPT_CLOSE_ON_FREE, of `sock`; it frees
+  // both even when its own construction fails.
+  BufferEventPtr bev(bufferevent_openssl_filter_new(
+      loop.base(), sock, ssl, state, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
+  if (!bev) return nullptr;
+  bufferevent_openssl_set_allow_dirty_shutdown(bev.get(), 1);
+  readInBulk(bev.get(), sock);
+  return bev;
+}
+
+bufferevent* socketOf(bufferevent* bev) { return bev ? bufferevent_get_underlying(bev) : nullptr; }
+
+// A client filter created before its socket existed has not sent its ClientHello: libevent
+// starts the handshake only when the socket is set on the filter itself. Writing the
+// ClientHello into the socket's output now sends it as soon as the connection is up.
+void startHandshake(bufferevent* bev) {
+  SSL* ssl = bufferevent_openssl_get_ssl(bev);
+  if (ssl && !SSL_is_init_finished(ssl)) {
+    SSL_do_handshake(ssl);
+    ERR_clear_error();
+  }
+}
+
+}  // namespace
+
 BufferEventPtr acceptSocket(Loop& loop, SSL_CTX* ctx, evutil_socket_t fd) {
   SSL* ssl = SSL_new(ctx);
   if (!ssl) {
     evutil_closesocket(fd);
     return nullptr;
   }
-  // bufferevent_openssl takes ownership of `ssl` (BEV_OPT_CLOSE_ON_FREE frees it).
-  BufferEventPtr bev(
-      bufferevent_openssl_socket_new(loop.base(), fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                     BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
-  if (bev) bufferevent_openssl_set_allow_dirty_shutdown(bev.get(), 1);
-  return bev;
+  return filterOver(loop, fd, ssl, BUFFEREVENT_SSL_ACCEPTING);
 }
 
 BufferEventPtr newClient(Loop& loop, SSL_CTX* ctx, const std::string& serverName) {
@@ -102,11 +141,26 @@ BufferEventPtr newClient(Loop& loop, SSL_CTX* ctx, const std::string& serverName
     SSL_set_tlsext_host_name(ssl.get(), serverName.c_str());
     if (SSL_set1_host(ssl.get(), serverName.c_str()) != 1) return nullptr;
   }
-  BufferEventPtr bev(
-      bufferevent_openssl_socket_new(loop.base(), -1, ssl.release(), BUFFEREVENT_SSL_CONNECTING,
-                                     BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
-  if (bev) bufferevent_openssl_set_allow_dirty_shutdown(bev.get(), 1);
-  return bev;
+  return filterOver(loop, -1, ssl.release(), BUFFEREVENT_SSL_CONNECTING);
+}
+
+int connect(bufferevent* bev, evdns_base* dns, const std::string& host, int port) {
+  bufferevent* sock = socketOf(bev);
+  if (!sock) return -1;
+  startHandshake(bev);
+  return bufferevent_socket_connect_hostname(sock, dns, AF_UNSPEC, host.c_str(), port);
+}
+
+int attachSocket(bufferevent* bev, evutil_socket_t fd) {
+  bufferevent* sock = socketOf(bev);
+  if (!sock || bufferevent_setfd(sock, fd) != 0) return -1;
+  startHandshake(bev);
+  return 0;
+}
+
+int dnsError(bufferevent* bev) {
+  bufferevent* sock = socketOf(bev);
+  return sock ? bufferevent_socket_get_dns_error(sock) : 0;
 }
 
 std::string lastError(bufferevent* bev) {

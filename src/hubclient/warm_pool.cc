@@ -67,8 +67,7 @@ class WarmPool::Entry : public Deletable {
     bufferevent_setcb(bev_.get(), &Entry::onRead, nullptr, &Entry::onEvent, this);
     bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
     timer_.arm(pool_.opts_.connectTimeout);
-    if (bufferevent_socket_connect_hostname(bev_.get(), pool_.loop_.dns(), AF_UNSPEC,
-                                            pool_.hub_.host.c_str(), pool_.hub_.port) != 0) {
+    if (tls::connect(bev_.get(), pool_.loop_.dns(), pool_.hub_.host, pool_.hub_.port) != 0) {
       // Reported from the timer, never from inside start().
       timer_.arm(milliseconds(0));
     }
