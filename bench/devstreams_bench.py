@@ -633,7 +633,7 @@ def fmt_range(d, f="{:.1f}"):
     return f"{f.format(d['median'])} ({f.format(d['min'])}-{f.format(d['max'])})"
 
 
-def report(res, args):
+def throughput_lines(res, args):
     lines = []
     p = lines.append
     tp = res["throughput"]
@@ -648,6 +648,12 @@ def report(res, args):
         p(f"  {k}) {d['label']:<31} {fmt_range(d['mb_per_s_each_way']):>24}   {cpu}")
     p(f"  ratio c/a {res['ratios']['c_over_a']:.2f}   ratio c/b {res['ratios']['c_over_b']:.2f}"
       f"   (medians)   devstreams total {res['ratios']['c_cpu_s_per_gib']:.2f} CPU s/GiB")
+    return lines
+
+
+def report(res, args):
+    lines = throughput_lines(res, args)
+    p = lines.append
     st = res["setup"]
     p(f"Stream setup: {args.setups} sequential connect -> SOCKS success -> 1-byte echo -> close")
     p(f"  {'setup':<34} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} failed")
@@ -721,9 +727,9 @@ def targets(res):
 
 
 def partial_report(res, args):
-    """The stream setup and rate figures of a run with --only (the full table needs every
-    phase)."""
-    lines = []
+    """The throughput, stream setup and rate figures of a run with --only (the full table needs
+    every phase)."""
+    lines = throughput_lines(res, args) if "throughput" in res else []
     p = lines.append
     if "setup" in res:
         p(f"Stream setup: {args.setups} sequential connect -> SOCKS success -> 1-byte echo -> close")
