@@ -394,6 +394,14 @@ Loop::~Loop() {
   pending_.clear();
   for (Linger* l : lingers_) delete l;
   lingers_.clear();
+  // A freed bufferevent stays allocated while a deferred callback of it is pending (the callback
+  // holds a reference), and a TLS filter frees its socket bufferevent only when it is finalized.
+  // Freeing the base cancels such callbacks without dropping their references, so a few turns
+  // let them run (their callbacks are cleared) and the bufferevents go.
+  for (int i = 0; i < 4 && event_base_get_num_events(base_.get(), EVENT_BASE_COUNT_ACTIVE) > 0;
+       ++i) {
+    event_base_loop(base_.get(), EVLOOP_NONBLOCK);
+  }
   signals_.clear();
   drainPoll_.reset();
   cleanup_.reset();

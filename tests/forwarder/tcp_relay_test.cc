@@ -17,6 +17,7 @@
 #include <string>
 
 #include "support/run_loop.h"
+#include "support/tcp_pair.h"
 
 namespace ds {
 namespace {
@@ -28,23 +29,6 @@ std::string randomBytes(size_t n, uint32_t seed) {
   return s;
 }
 
-// A connected loopback TCP pair (the relay's real peers are TCP, with TCP's half-close).
-void tcpPair(int fds[2]) {
-  int l = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  ASSERT_EQ(::bind(l, reinterpret_cast<sockaddr*>(&a), len), 0);
-  ASSERT_EQ(::listen(l, 1), 0);
-  ASSERT_EQ(::getsockname(l, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  fds[0] = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_EQ(::connect(fds[0], reinterpret_cast<sockaddr*>(&a), len), 0);
-  fds[1] = ::accept(l, nullptr, nullptr);
-  ASSERT_GE(fds[1], 0);
-  ::close(l);
-}
-
 bool writable(int fd) {
   pollfd p{fd, POLLOUT, 0};
   return ::poll(&p, 1, 0) == 1 && (p.revents & POLLOUT) != 0;
@@ -54,8 +38,8 @@ class TcpRelayTest : public ::testing::Test {
  protected:
   void SetUp() override {
     int c[2], t[2];
-    tcpPair(c);
-    tcpPair(t);
+    test::tcpPair(c);
+    test::tcpPair(t);
     client_ = c[0];
     target_ = t[0];
     for (int fd : {client_, target_}) ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
