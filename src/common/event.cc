@@ -346,10 +346,12 @@ std::string peerName(evutil_socket_t fd) {
 namespace ds {
 
 // Owns a bufferevent during its last flush.
-struct Loop::Linger {
+struct Loop::Linger : Deletable {
   Loop* loop;
   BufferEventPtr bev;
   bool shut = false;
+  bool peerDone = false;  // the peer half-closed first; it may still be reading
+  bool finished = false;
   // A filter (TLS) passes its output down to a socket bufferevent; the flush is done only when
   // that one is empty too, and only its draining says so.
   evbuffer* socketOutput = nullptr;
@@ -361,7 +363,7 @@ struct Loop::Linger {
       socketDrained = evbuffer_add_cb(socketOutput, &Linger::onSocketDrained, this);
     }
   }
-  ~Linger() {
+  ~Linger() override {
     if (socketDrained) evbuffer_remove_cb_entry(socketOutput, socketDrained);
   }
   Linger(const Linger&) = delete;
@@ -375,9 +377,16 @@ struct Loop::Linger {
   static void onSocketDrained(evbuffer*, const evbuffer_cb_info* info, void* arg) {
     if (info->n_deleted != 0) static_cast<Linger*>(arg)->halfClose();
   }
-  static void onEvent(bufferevent*, short, void* arg) {
-    // EOF, error or timeout: either way the conversation is over.
+  static void onEvent(bufferevent* b, short what, void* arg) {
     auto* self = static_cast<Linger*>(arg);
+    if (self->finished) return;
+    // A peer that half-closed first still reads: what is queued for it goes out before the end.
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && !self->shut) {
+      self->peerDone = true;
+      bufferevent_disable(b, EV_READ);
+      return;
+    }
+    // Otherwise (EOF after our half-close, an error, a timeout) the conversation is over.
     self->loop->lingers_.erase(self);
     delete self;
   }
@@ -387,6 +396,12 @@ struct Loop::Linger {
     shut = true;
     evutil_socket_t fd = bufferevent_getfd(bev.get());
     if (fd >= 0) ::shutdown(fd, SHUT_WR);
+    // Both directions are done. This may run inside libevent's write path: the end waits.
+    if (peerDone) {
+      finished = true;
+      loop->lingers_.erase(this);
+      loop->deferDelete(std::unique_ptr<Deletable>(this));
+    }
   }
 };
 
