@@ -94,8 +94,8 @@ BufferEventPtr filterOver(Loop& loop, evutil_socket_t fd, SSL* ssl, bufferevent_
   bufferevent_set_max_single_read(sock, kMaxSocketIo);
   bufferevent_set_max_single_write(sock, kMaxSocketIo);
   bufferevent_setwatermark(sock, EV_WRITE, 0, kMaxSocketIo);
-  // The filter takes ownership of `ssl` and, with BEV_OPT_CLOSE_ON_FREE, of `sock`; it frees
-  // both even when its own construction fails.
+  // The filter takes ownership of `ssl` and, with BEV_OPT_CLOSE_ON_FREE, of `sock` (which
+  // closes the socket).
   BufferEventPtr bev(bufferevent_openssl_filter_new(
       loop.base(), sock, ssl, state, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
   if (!bev) return nullptr;
