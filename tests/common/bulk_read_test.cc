@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common/event.h"
+#include "support/pattern.h"
 #include "support/run_loop.h"
 #include "support/tcp_pair.h"
 
@@ -61,12 +62,6 @@ class BulkReadTest : public ::testing::Test {
     }
   }
 
-  static std::string pattern(size_t n) {
-    std::string s(n, '\0');
-    for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 131 + i / 7) & 0xff);
-    return s;
-  }
-
   Loop loop_;
   bool timedOut_ = false;
   Timer safety_{loop_, [this] { timedOut_ = true; }};
@@ -81,7 +76,7 @@ class BulkReadTest : public ::testing::Test {
 };
 
 TEST_F(BulkReadTest, ReadsFarMoreThanFourKibPerCallback) {
-  const std::string data = pattern(512 * 1024);
+  const std::string data = test::pattern(512 * 1024);
   writeAll(data);
   bufferevent_enable(bev_.get(), EV_READ);
   ASSERT_TRUE(test::runUntil(loop_, timedOut_, [&] { return got_.size() == data.size(); }));
@@ -95,7 +90,7 @@ TEST_F(BulkReadTest, NeverReadsPastTheReadHighWatermark) {
   // (A read callback must drain at the high watermark: libevent 2.1 calls it again and again
   // while the input stays there, so this one takes everything each time.)
   bufferevent_setwatermark(bev_.get(), EV_READ, 0, 32 * 1024);
-  const std::string data = pattern(512 * 1024);
+  const std::string data = test::pattern(512 * 1024);
   writeAll(data);
   bufferevent_enable(bev_.get(), EV_READ);
   ASSERT_TRUE(test::runUntil(loop_, timedOut_, [&] { return got_.size() == data.size(); }));
@@ -105,7 +100,7 @@ TEST_F(BulkReadTest, NeverReadsPastTheReadHighWatermark) {
 }
 
 TEST_F(BulkReadTest, DisabledReadingReadsNothing) {
-  writeAll(pattern(64 * 1024));
+  writeAll(test::pattern(64 * 1024));
   bufferevent_enable(bev_.get(), EV_READ);
   bufferevent_disable(bev_.get(), EV_READ);
   test::spin(loop_, 50);
@@ -114,7 +109,7 @@ TEST_F(BulkReadTest, DisabledReadingReadsNothing) {
 }
 
 TEST_F(BulkReadTest, EofComesAfterAllTheData) {
-  const std::string data = pattern(300 * 1024);
+  const std::string data = test::pattern(300 * 1024);
   writeAll(data);
   ::shutdown(peer_, SHUT_WR);
   bufferevent_enable(bev_.get(), EV_READ);

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/event.h"
+#include "support/pattern.h"
 #include "support/run_loop.h"
 #include "support/tcp_pair.h"
 
@@ -28,6 +29,15 @@ class CloseAfterFlushTest : public ::testing::Test {
   }
   void TearDown() override {
     if (peer_ >= 0) ::close(peer_);
+  }
+
+  // Hands the connection to closeAfterFlush with `data` queued; the peer must read all of it.
+  void expectAllDelivered(const std::string& data) {
+    bufferevent_write(bev_.get(), data.data(), data.size());
+    loop_.closeAfterFlush(std::move(bev_));
+    std::string got = readToEof();
+    EXPECT_EQ(got.size(), data.size());
+    EXPECT_TRUE(got == data);
   }
 
   // Reads at the peer until EOF, turning the loop meanwhile.
@@ -57,19 +67,8 @@ class CloseAfterFlushTest : public ::testing::Test {
   BufferEventPtr bev_;
 };
 
-std::string pattern(size_t n) {
-  std::string s(n, '\0');
-  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 131 + i / 7) & 0xff);
-  return s;
-}
-
 TEST_F(CloseAfterFlushTest, DeliversEverythingQueued) {
-  const std::string data = pattern(8 << 20);
-  bufferevent_write(bev_.get(), data.data(), data.size());
-  loop_.closeAfterFlush(std::move(bev_));
-  std::string got = readToEof();
-  EXPECT_EQ(got.size(), data.size());
-  EXPECT_TRUE(got == data);
+  expectAllDelivered(test::pattern(8 << 20));
   ::close(peer_);
   peer_ = -1;
   ASSERT_TRUE(test::runUntil(loop_, timedOut_, [&] { return loop_.lingering() == 0; }));
@@ -81,12 +80,7 @@ TEST_F(CloseAfterFlushTest, PeerThatHalfClosedFirstStillGetsEverything) {
   ASSERT_EQ(::shutdown(peer_, SHUT_WR), 0);
   bufferevent_enable(bev_.get(), EV_READ);
   test::spin(loop_, 20);
-  const std::string data = pattern(8 << 20);
-  bufferevent_write(bev_.get(), data.data(), data.size());
-  loop_.closeAfterFlush(std::move(bev_));
-  std::string got = readToEof();
-  EXPECT_EQ(got.size(), data.size());
-  EXPECT_TRUE(got == data);
+  expectAllDelivered(test::pattern(8 << 20));
   // Both directions are done: the connection ends without waiting for the bound.
   ASSERT_TRUE(test::runUntil(loop_, timedOut_, [&] { return loop_.lingering() == 0; }));
 }
