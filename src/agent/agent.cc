@@ -194,8 +194,7 @@ class Agent::PendingStream : public Deletable {
   void connectTarget() {
     decided_ = true;
     connecting_ = true;
-    tcp_.reset(bufferevent_socket_new(agent_.loop_.base(), -1,
-                                      BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
+    tcp_ = newSocketBufferEvent(agent_.loop_, -1);
     bufferevent_setcb(tcp_.get(), nullptr, nullptr, &PendingStream::onTcpEvent, this);
     if (bufferevent_socket_connect_hostname(tcp_.get(), agent_.loop_.dns(), AF_UNSPEC,
                                             host_.c_str(), port_) != 0 &&

@@ -102,7 +102,9 @@ void Timer::onFire(evutil_socket_t, short, void* arg) {
 BufferEventPtr newSocketBufferEvent(Loop& loop, evutil_socket_t fd) {
   BufferEventPtr bev(
       bufferevent_socket_new(loop.base(), fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
-  if (bev) readInBulk(bev.get(), bev.get());
+  if (!bev) return nullptr;
+  bufferevent_set_max_single_write(bev.get(), kMaxSocketIo);
+  readInBulk(bev.get(), bev.get());
   return bev;
 }
 
@@ -127,14 +129,14 @@ class BulkReader {
   // per TLS connection at 16 KiB). Above it, reads go straight into reserved space.
   static constexpr size_t kSmallRead = 16 * 1024;
 
-  // How much may be read now: up to the read high watermark (or kBulkReadMax without one).
+  // How much may be read now: up to the read high watermark (or kMaxSocketIo without one).
   size_t room() const {
     if (!(bufferevent_get_enabled(sock_) & EV_READ)) return 0;
     size_t high = 0;
     bufferevent_getwatermark(sock_, EV_READ, nullptr, &high);
-    size_t limit = high != 0 ? high : kBulkReadMax;
+    size_t limit = high != 0 ? high : kMaxSocketIo;
     size_t have = evbuffer_get_length(in_);
-    return have >= limit ? 0 : std::min(limit - have, kBulkReadMax);
+    return have >= limit ? 0 : std::min(limit - have, kMaxSocketIo);
   }
 
   // Keeps the read event pending exactly while there is a socket and room to read into.
@@ -194,7 +196,7 @@ class BulkReader {
       return;
     }
     if (static_cast<size_t>(got) == want) {
-      self->next_ = std::min(self->next_ * 2, kBulkReadMax);
+      self->next_ = std::min(self->next_ * 2, kMaxSocketIo);
     } else if (static_cast<size_t>(got) < want / 4) {
       self->next_ = std::max(self->next_ / 2, kSmallRead);
     }

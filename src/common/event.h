@@ -102,18 +102,21 @@ class Timer {
   EventPtr ev_;
 };
 
-// Creates a socket bufferevent with the options every plain TCP stream in the project uses,
-// reading in bulk (readInBulk).
+// Creates a socket bufferevent with the options every plain TCP stream in the project uses:
+// deferred callbacks, reads in bulk (readInBulk) and writes of up to kMaxSocketIo per call.
 BufferEventPtr newSocketBufferEvent(Loop& loop, evutil_socket_t fd);
 
-// The most a bulk reader takes from a socket in one system call.
-inline constexpr size_t kBulkReadMax = 256 * 1024;
+// The most one system call reads (readInBulk) or writes (bufferevent_set_max_single_write) on a
+// data connection's socket.
+inline constexpr size_t kMaxSocketIo = 256 * 1024;
 
-// libevent 2.1 reads at most 4 KiB per system call into a socket bufferevent, which makes every
-// hop of a fast stream cost a read (and a WebSocket frame, and a TLS record) per 4 KiB. This
-// adds a second reader to the socket of `sock` that takes up to kBulkReadMax per call, honours
-// the read watermark and enabled state of `sock`, and runs its read callback as libevent would.
-// EOF and errors are left to libevent's own reader, so they arrive after all data, in order.
+// libevent 2.1 reads at most 4 KiB per system call into a socket bufferevent, whatever
+// bufferevent_set_max_single_read says, which makes every hop of a fast stream cost a read (and
+// a WebSocket frame, and a TLS record) per 4 KiB. This adds a second reader to the socket of
+// `sock` that takes up to kMaxSocketIo per call, honours the read watermark and enabled state of
+// `sock`, and runs its read callback as libevent would. EOF is left to libevent's own reader,
+// so it arrives after all data; a socket error, which the kernel reports only once, is reported
+// by this reader as libevent would.
 // `owner` is the bufferevent whose BufferEventPtr frees `sock`: `sock` itself, or a TLS filter
 // over it. The reader follows the socket when it is set later (connect, setfd).
 void readInBulk(bufferevent* owner, bufferevent* sock);

@@ -82,7 +82,6 @@ namespace {
 // records at a time, where OpenSSL on a socket makes two reads and one write per record. The
 // write high watermark bounds how much ciphertext waits below the TLS layer, so the TLS
 // bufferevent's own output length still tells its owner about backpressure.
-constexpr size_t kMaxSocketIo = 256 * 1024;
 
 BufferEventPtr filterOver(Loop& loop, evutil_socket_t fd, SSL* ssl, bufferevent_ssl_state state) {
   bufferevent* sock = bufferevent_socket_new(loop.base(), fd, BEV_OPT_CLOSE_ON_FREE);
@@ -91,7 +90,6 @@ BufferEventPtr filterOver(Loop& loop, evutil_socket_t fd, SSL* ssl, bufferevent_
     if (fd >= 0) evutil_closesocket(fd);
     return nullptr;
   }
-  bufferevent_set_max_single_read(sock, kMaxSocketIo);
   bufferevent_set_max_single_write(sock, kMaxSocketIo);
   bufferevent_setwatermark(sock, EV_WRITE, 0, kMaxSocketIo);
   // The filter takes ownership of `ssl` and, with BEV_OPT_CLOSE_ON_FREE, of `sock` (which

@@ -45,10 +45,10 @@ WsConnection::WsConnection(Loop& loop, BufferEventPtr bev, Role role, const WsLi
   peer_ = peerName(bufferevent_getfd(bev_.get()));
   bufferevent_setcb(bev_.get(), &WsConnection::onReadCb, &WsConnection::onWriteCb,
                     &WsConnection::onEventCb, this);
-  // Bigger reads than libevent's 16 KiB default: fewer callbacks per megabyte. Writes keep the
-  // default: with a larger write maximum on bufferevent_openssl (libevent 2.1.12) the
-  // libwebsockets interop peer dropped the connection; the cause is not pinned down yet.
-  bufferevent_set_max_single_read(bev_.get(), kMaxSingleIo);
+  // Reads and writes keep libevent's defaults on the TLS bufferevent: the socket bufferevent
+  // under it does the large system calls (tls.h). With a larger write maximum on
+  // bufferevent_openssl on a socket (libevent 2.1.12) the libwebsockets interop peer dropped the
+  // connection.
   // Nothing is read before start(): the owner may still be pairing this connection.
   bufferevent_disable(bev_.get(), EV_READ);
   applyWriteWatermark();

@@ -11,9 +11,6 @@
 
 namespace ds {
 
-// Largest read or write one bufferevent callback does on a data connection.
-inline constexpr size_t kMaxSingleIo = 256 * 1024;
-
 struct WsLimits {
   uint64_t maxFrame = 1 << 20;      // largest frame payload accepted
   uint64_t maxMessage = 1 << 20;    // largest reassembled text message

@@ -224,8 +224,7 @@ class Daemon::Conn : public Deletable {
     port_ = port;
     bool v6 = host.find(':') != std::string::npos;
     what_ = (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
-    direct_.reset(bufferevent_socket_new(d_.loop_.base(), -1,
-                                         BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
+    direct_ = newSocketBufferEvent(d_.loop_, -1);
     bufferevent_setcb(direct_.get(), nullptr, nullptr, &Conn::onDirectEvent, this);
     timer_.arm(kDirectConnectTimeout);
     if (bufferevent_socket_connect_hostname(direct_.get(), d_.loop_.dns(), AF_UNSPEC, host.c_str(),

@@ -19,8 +19,6 @@ StreamPump::StreamPump(Loop& loop, BufferEventPtr tcp, std::unique_ptr<WsConnect
   // Reading stops at the high watermark until the stream drains (see pumpUp); the write
   // callback fires when the TCP output falls to half of it.
   bufferevent_setwatermark(tcp_.get(), EV_WRITE, high_ / 2, 0);
-  bufferevent_set_max_single_read(tcp_.get(), kMaxSingleIo);
-  bufferevent_set_max_single_write(tcp_.get(), kMaxSingleIo);
   bufferevent_setwatermark(tcp_.get(), EV_READ, 0, high_);
   ws_->setCallbacks(this);
   ws_->setHighWatermark(high_);

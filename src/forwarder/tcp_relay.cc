@@ -3,8 +3,6 @@
 
 #include <sys/socket.h>
 
-#include "common/ws_conn.h"
-
 namespace ds {
 
 TcpRelay::TcpRelay(Loop& loop, BufferEventPtr client, BufferEventPtr target, size_t highWatermark,
@@ -19,8 +17,6 @@ TcpRelay::TcpRelay(Loop& loop, BufferEventPtr client, BufferEventPtr target, siz
     bufferevent_setcb(s.bev.get(), &TcpRelay::onRead, &TcpRelay::onWrite, &TcpRelay::onEvent, &s);
     // The write callback fires when the output falls to half the watermark (see move()).
     bufferevent_setwatermark(s.bev.get(), EV_WRITE, high_ / 2, 0);
-    bufferevent_set_max_single_read(s.bev.get(), kMaxSingleIo);
-    bufferevent_set_max_single_write(s.bev.get(), kMaxSingleIo);
   }
 }
 
