@@ -5,9 +5,12 @@
 
 #include "agent/agent.h"
 #include "common/log.h"
+#include "common/platform.h"
+#include "common/service.h"
 
 namespace {
 
+#ifdef SIGHUP
 struct SighupContext {
   std::string path;
   ds::agent::Agent* agent;
@@ -25,12 +28,11 @@ void onSighup(evutil_socket_t, short, void* arg) {
     LOG_ERROR("reload failed, keeping the current allow-list: %s", e.what());
   }
 }
+#endif
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int runAgent(int argc, char** argv) {
   CLI::App app{"devstreams-agent: device side of devstreams"};
-  std::string configPath = "/etc/devstreams/agent.yaml";
+  std::string configPath = ds::platform::defaultConfigFile("agent.yaml");
   app.add_option("-c,--config", configPath, "configuration file (section 'agent')");
   bool check = false;
   app.add_flag("--check", check, "validate the configuration and exit");
@@ -41,7 +43,7 @@ int main(int argc, char** argv) {
   try {
     cfg = ds::config::loadAgent(configPath);
   } catch (const ds::config::Error& e) {
-    std::fprintf(stderr, "devstreams-agent: %s\n", e.what());
+    ds::service::startError(e.what());
     return 2;
   }
   if (check) {
@@ -54,7 +56,7 @@ int main(int argc, char** argv) {
   ds::agent::Agent agent(loop, cfg);
   std::string err;
   if (!agent.start(err)) {
-    std::fprintf(stderr, "devstreams-agent: %s\n", err.c_str());
+    ds::service::startError(err);
     return 1;
   }
   loop.onSignals([&](int sig) {
@@ -62,9 +64,19 @@ int main(int argc, char** argv) {
     agent.shutdown();
     loop.stopWhenFlushed();
   });
+#ifdef SIGHUP  // Windows has none: the service is restarted to reload
   SighupContext hup{configPath, &agent};
   ds::EventPtr sighup(evsignal_new(loop.base(), SIGHUP, &onSighup, &hup));
   event_add(sighup.get(), nullptr);
+#endif
+  ds::service::reportRunning();  // after onSignals: a stop request now ends the loop
   loop.run();
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ds::platform::initProcess();
+  return ds::service::run("devstreams-agent", argc, argv, &runAgent);
 }

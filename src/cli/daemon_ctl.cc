@@ -16,6 +16,9 @@
 #include <optional>
 
 #include "cli/format.h"
+#ifdef _WIN32
+#include "common/local_pipe.h"
+#endif
 #include "common/config.h"
 #include "common/http.h"
 #include "common/time_text.h"
@@ -39,7 +42,7 @@ int fail(const std::string& msg, int code = 1) {
 struct Fd {
   int fd = -1;
   ~Fd() {
-    if (fd >= 0) ::close(fd);
+    if (fd >= 0) evutil_closesocket(fd);
   }
 };
 
@@ -48,7 +51,7 @@ bool waitFor(int fd, short events, Clock::time_point deadline) {
   for (;;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) return false;
-    pollfd p{fd, events, 0};
+    pollfd p{static_cast<decltype(pollfd::fd)>(fd), events, 0};
     int r = ::poll(&p, 1, static_cast<int>(left.count()));
     if (r > 0) return true;
     if (r < 0 && errno != EINTR) return false;
@@ -97,6 +100,16 @@ bool controlRequest(const std::string& socketPath, const std::string& method,
                     std::string& err, std::chrono::milliseconds timeout) {
   const std::string hint = " (is devstreamsd running?)";
   Clock::time_point deadline = Clock::now() + timeout;
+#ifdef _WIN32
+  // A named pipe, reached through a socket that a bridge copies to and from (local_pipe.h).
+  std::string pipeErr;
+  Fd s{
+      static_cast<int>(localpipe::connect(socketPath, static_cast<int>(timeout.count()), pipeErr))};
+  if (s.fd < 0) {
+    err = "cannot connect to " + socketPath + ": " + pipeErr + hint;
+    return false;
+  }
+#else
   sockaddr_un sun{};
   sun.sun_family = AF_UNIX;
   if (socketPath.empty() || socketPath.size() >= sizeof sun.sun_path) {
@@ -116,6 +129,7 @@ bool controlRequest(const std::string& socketPath, const std::string& method,
           (busy ? std::string("the daemon is too busy") : std::strerror(errno)) + hint;
     return false;
   }
+#endif
 
   std::string request = method + " " + target +
                         " HTTP/1.1\r\nHost: localhost\r\nUser-Agent: devstreams/0.1\r\n"

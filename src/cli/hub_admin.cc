@@ -337,7 +337,9 @@ bool HubAdmin::chosen() const { return command_ != Command::None; }
 int HubAdmin::run() {
   setLogProgram("devstreams");
   setLogLevel(Level::Error);
+#ifdef SIGPIPE  // Winsock has none
   std::signal(SIGPIPE, SIG_IGN);
+#endif
 
   bool needsId = command_ != Command::List && command_ != Command::Streams;
   if (needsId && !config::isValidDeviceId(deviceId_)) {

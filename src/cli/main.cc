@@ -16,8 +16,10 @@
 
 #include "cli/daemon_ctl.h"
 #include "cli/hub_admin.h"
+#include "cli/stdio_tunnel.h"
 #include "common/config.h"
 #include "common/event.h"
+#include "common/platform.h"
 #include "socks/socks5.h"
 
 namespace {
@@ -25,7 +27,7 @@ namespace {
 // Reads exactly `n` bytes (the SOCKS replies are tiny; blocking is fine before the pump starts).
 bool readFull(int fd, uint8_t* p, size_t n) {
   while (n > 0) {
-    ssize_t r = ::read(fd, p, n);
+    ssize_t r = ::recv(fd, p, n, 0);
     if (r <= 0) return false;
     p += r;
     n -= static_cast<size_t>(r);
@@ -35,7 +37,7 @@ bool readFull(int fd, uint8_t* p, size_t n) {
 
 bool writeFull(int fd, const uint8_t* p, size_t n) {
   while (n > 0) {
-    ssize_t r = ::write(fd, p, n);
+    ssize_t r = ::send(fd, p, n, MSG_NOSIGNAL);
     if (r <= 0) return false;
     p += r;
     n -= static_cast<size_t>(r);
@@ -61,7 +63,7 @@ int socksConnect(const ds::config::Endpoint& socks, const std::string& host, uin
   if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
     err = "cannot reach the daemon's SOCKS endpoint at " + socks.toString() + ": " +
           std::strerror(errno) + " (is devstreamsd running?)";
-    if (fd >= 0) ::close(fd);
+    if (fd >= 0) evutil_closesocket(fd);
     return -1;
   }
   // Greeting and request in one write: the daemon parses them in order.
@@ -73,14 +75,14 @@ int socksConnect(const ds::config::Endpoint& socks, const std::string& host, uin
   if (!writeFull(fd, reinterpret_cast<const uint8_t*>(msg.data()), msg.size()) ||
       !readFull(fd, reply, 2) || reply[0] != 5 || reply[1] != 0 || !readFull(fd, reply, 10)) {
     err = "the daemon closed the connection during the SOCKS handshake";
-    ::close(fd);
+    evutil_closesocket(fd);
     return -1;
   }
   if (reply[1] != 0) {
     err = host + ":" + std::to_string(port) + ": " +
           ds::socks::replyName(static_cast<ds::socks::Reply>(reply[1])) + " (SOCKS reply " +
           std::to_string(reply[1]) + ")";
-    ::close(fd);
+    evutil_closesocket(fd);
     return -1;
   }
   return fd;
@@ -157,6 +159,7 @@ struct Tunnel {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ds::platform::initProcess();
   CLI::App app{"devstreams: reach TCP ports of devices through a devstreams hub"};
   app.require_subcommand(1);
   const char* env = std::getenv("DEVSTREAMS_SOCKS");
@@ -188,6 +191,10 @@ int main(int argc, char** argv) {
   std::string err;
   int fd = socksConnect(*socks, host, port, err);
   if (fd < 0) return fail(err);
+#ifdef _WIN32
+  return ds::cli::runStdioTunnel(fd);
+#else
   Tunnel t;
   return t.run(fd);
+#endif
 }

@@ -775,7 +775,11 @@ DaemonConfig parseDaemon(std::string_view text, const std::string& file) {
   }
   readIf(ctx, m, "direct", c.direct, boolean);
   if (const Value* v = m.find("control_socket")) {
+#ifdef _WIN32
+    c.controlSocket = nonEmpty(ctx, *v);  // a pipe name (\\.\pipe\NAME), not a path to resolve
+#else
     c.controlSocket = path(ctx, *v);
+#endif
     // sockaddr_un holds 108 bytes with the terminating NUL.
     if (c.controlSocket.size() > 107) {
       ctx.fail(v->mark, "control_socket path is longer than 107 bytes");

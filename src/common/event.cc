@@ -73,7 +73,9 @@ void Loop::onSignals(std::function<void(int)> cb) {
     signals_.emplace_back(evsignal_new(base_.get(), sig, &Loop::onSignal, this));
     event_add(signals_.back().get(), nullptr);
   }
+#ifdef SIGPIPE  // Winsock has none
   std::signal(SIGPIPE, SIG_IGN);
+#endif
 }
 
 void Loop::onSignal(evutil_socket_t sig, short, void* arg) {
@@ -85,8 +87,8 @@ Timer::Timer(Loop& loop, std::function<void()> cb)
     : cb_(std::move(cb)), ev_(evtimer_new(loop.base(), &Timer::onFire, this)) {}
 
 void Timer::arm(std::chrono::milliseconds after) {
-  timeval tv{static_cast<time_t>(after.count() / 1000),
-             static_cast<suseconds_t>((after.count() % 1000) * 1000)};
+  timeval tv{static_cast<decltype(timeval::tv_sec)>(after.count() / 1000),
+             static_cast<decltype(timeval::tv_usec)>((after.count() % 1000) * 1000)};
   evtimer_add(ev_.get(), &tv);
 }
 
@@ -432,8 +434,8 @@ void Loop::closeAfterFlush(BufferEventPtr bev, std::chrono::milliseconds bound) 
   bufferevent* b = linger->bev.get();
   bufferevent_setcb(b, &Linger::onRead, &Linger::onWrite, &Linger::onEvent, linger);
   bufferevent_setwatermark(b, EV_WRITE, 0, 0);
-  timeval tv{static_cast<time_t>(bound.count() / 1000),
-             static_cast<suseconds_t>((bound.count() % 1000) * 1000)};
+  timeval tv{static_cast<decltype(timeval::tv_sec)>(bound.count() / 1000),
+             static_cast<decltype(timeval::tv_usec)>((bound.count() % 1000) * 1000)};
   bufferevent_set_timeouts(b, &tv, &tv);
   bufferevent_enable(b, EV_READ | EV_WRITE);
   Linger::onRead(b, linger);

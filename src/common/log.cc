@@ -1,6 +1,7 @@
 // Leveled logging: "<time> <program> <LEVEL> message" on stderr.
 #include "common/log.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <ctime>
@@ -10,6 +11,7 @@ namespace ds {
 namespace {
 std::atomic<int> gLevel{static_cast<int>(Level::Info)};
 std::string gProgram = "devstreams";
+std::atomic<LogSink> gSink{nullptr};
 
 const char* levelName(Level l) {
   switch (l) {
@@ -29,6 +31,7 @@ const char* levelName(Level l) {
 void setLogLevel(Level level) { gLevel = static_cast<int>(level); }
 Level logLevel() { return static_cast<Level>(gLevel.load()); }
 void setLogProgram(std::string_view name) { gProgram = name; }
+void setLogSink(LogSink sink) { gSink = sink; }
 
 void logLine(Level level, std::string_view msg) {
   timespec ts{};
@@ -37,6 +40,14 @@ void logLine(Level level, std::string_view msg) {
   gmtime_r(&ts.tv_sec, &t);
   char stamp[32];
   std::strftime(stamp, sizeof stamp, "%H:%M:%S", &t);
+  if (LogSink sink = gSink.load()) {
+    char line[1280];
+    int n =
+        std::snprintf(line, sizeof line, "%s.%03ld %s %s %.*s\n", stamp, ts.tv_nsec / 1000000,
+                      gProgram.c_str(), levelName(level), static_cast<int>(msg.size()), msg.data());
+    if (n > 0) sink(level, std::string_view(line, std::min(sizeof line - 1, size_t(n))));
+    return;
+  }
   std::fprintf(stderr, "%s.%03ld %s %s %.*s\n", stamp, ts.tv_nsec / 1000000, gProgram.c_str(),
                levelName(level), static_cast<int>(msg.size()), msg.data());
 }

@@ -15,6 +15,10 @@ Level logLevel();
 void setLogProgram(std::string_view name);
 void logLine(Level level, std::string_view msg);
 [[noreturn]] void logFatal(std::string_view msg);
+// Where formatted lines ("<time> <program> <LEVEL> message\n") go instead of stderr; null
+// restores stderr. Set once at start-up (platform::logToFile, the Windows service).
+using LogSink = void (*)(Level level, std::string_view line);
+void setLogSink(LogSink sink);
 
 }  // namespace ds
 

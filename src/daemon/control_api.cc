@@ -1,7 +1,9 @@
 // The control API's transport: the socket file, one bounded HTTP/1.1 exchange per connection.
 #include "daemon/control_api.h"
 
+#ifndef _WIN32
 #include <grp.h>
+#endif
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -25,6 +27,7 @@ namespace ds::daemon {
 
 using json = nlohmann::json;
 
+#ifndef _WIN32  // control_api_win.cc
 std::string defaultControlSocket() {
   const char* xdg = std::getenv("XDG_RUNTIME_DIR");
   if (xdg && xdg[0] == '/') {
@@ -34,6 +37,7 @@ std::string defaultControlSocket() {
   }
   return "/run/devstreams/daemon.sock";
 }
+#endif
 
 ApiResponse apiError(int status, std::string code, std::string message) {
   ApiResponse r;
@@ -89,6 +93,7 @@ const char* errorCode(int status) {
 
 std::string socketError() { return std::strerror(errno); }
 
+#ifndef _WIN32
 bool fillAddress(const std::string& path, sockaddr_un& sun, std::string& err) {
   sun = {};
   sun.sun_family = AF_UNIX;
@@ -130,6 +135,7 @@ bool makeDirs(const std::string& dir, mode_t mode, gid_t gid, std::string& err) 
   }
   return true;
 }
+#endif
 
 }  // namespace
 
@@ -304,12 +310,15 @@ ControlApi::~ControlApi() {
     loop_.deferDelete(std::make_unique<ConnHolder>(std::move(conn)));
   }
   conns_.clear();
-  if (bound_) {
-    // Only the file this object bound: a successor may already have replaced it.
-    struct stat st {};
-    if (::lstat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) {
-      ::unlink(path_.c_str());
-    }
+  if (bound_) removeSocketFile();
+}
+
+#ifndef _WIN32  // control_api_win.cc
+void ControlApi::removeSocketFile() {
+  // Only the file this object bound: a successor may already have replaced it.
+  struct stat st {};
+  if (::lstat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) {
+    ::unlink(path_.c_str());
   }
 }
 
@@ -412,6 +421,7 @@ bool ControlApi::start(std::string& err) {
   LOG_INFO("control API on %s", path_.c_str());
   return true;
 }
+#endif
 
 void ControlApi::onAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg) {
   auto* self = static_cast<ControlApi*>(arg);

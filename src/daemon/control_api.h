@@ -78,6 +78,7 @@ class ControlApi {
   static void onAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg);
   static void onAcceptError(evconnlistener*, void* arg);
   void endConn(Conn* c);
+  void removeSocketFile();
 
   Loop& loop_;
   std::string path_;
@@ -90,6 +91,7 @@ class ControlApi {
   dev_t dev_ = 0;
   ino_t ino_ = 0;
   std::map<Conn*, std::shared_ptr<Conn>> conns_;
+  std::shared_ptr<void> platform_;  // Windows: the named pipe server (control_api_win.cc)
 };
 
 }  // namespace ds::daemon

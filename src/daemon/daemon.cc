@@ -496,7 +496,7 @@ void Daemon::onForwardAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int
   auto* fl = static_cast<ForwardListener*>(arg);
   noDelay(fd);
   Daemon& d = *fl->daemon;
-  if (!d.opener_) return (void)::close(fd);  // shutting down
+  if (!d.opener_) return (void)evutil_closesocket(fd);  // shutting down
   ++fl->connections;
   uint64_t id = d.nextConn_++;
   auto c = std::make_unique<Conn>(d, id, peerName(fd), "forward",

@@ -3,11 +3,15 @@
 #include <cstdio>
 
 #include "common/log.h"
+#include "common/platform.h"
+#include "common/service.h"
 #include "daemon/daemon.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int runDaemon(int argc, char** argv) {
   CLI::App app{"devstreamsd: SOCKS5 and port forwards to devices through a devstreams hub"};
-  std::string configPath = "/etc/devstreams/devstreams.yaml";
+  std::string configPath = ds::platform::defaultConfigFile("devstreams.yaml");
   app.add_option("-c,--config", configPath, "configuration file (section 'daemon')");
   bool check = false;
   app.add_flag("--check", check, "validate the configuration and exit");
@@ -18,7 +22,7 @@ int main(int argc, char** argv) {
   try {
     cfg = ds::config::loadDaemon(configPath);
   } catch (const ds::config::Error& e) {
-    std::fprintf(stderr, "devstreamsd: %s\n", e.what());
+    ds::service::startError(e.what());
     return 2;
   }
   if (check) {
@@ -31,7 +35,7 @@ int main(int argc, char** argv) {
   ds::daemon::Daemon daemon(loop, cfg);
   std::string err;
   if (!daemon.start(err)) {
-    std::fprintf(stderr, "devstreamsd: %s\n", err.c_str());
+    ds::service::startError(err);
     return 1;
   }
   loop.onSignals([&](int sig) {
@@ -39,6 +43,14 @@ int main(int argc, char** argv) {
     daemon.shutdown();
     loop.stopWhenFlushed();
   });
+  ds::service::reportRunning();  // after onSignals: a stop request now ends the loop
   loop.run();
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ds::platform::initProcess();
+  return ds::service::run("devstreamsd", argc, argv, &runDaemon);
 }

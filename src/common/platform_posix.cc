@@ -1,0 +1,73 @@
+// POSIX side of platform.h.
+#ifndef _WIN32
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "common/log.h"
+#include "common/platform.h"
+
+namespace ds::platform {
+
+void initProcess() {}
+
+std::string systemConfigDir() { return "/etc/devstreams"; }
+
+std::string userConfigDir() {
+  const char* xdg = std::getenv("XDG_CONFIG_HOME");
+  if (xdg && xdg[0] == '/') return std::string(xdg) + "/devstreams";
+  const char* home = std::getenv("HOME");
+  return std::string(home && *home ? home : ".") + "/.config/devstreams";
+}
+
+std::string joinPath(const std::string& dir, const std::string& name) {
+  if (dir.empty() || dir.back() == '/') return dir + name;
+  return dir + "/" + name;
+}
+
+std::string defaultConfigFile(const std::string& name) { return joinPath(systemConfigDir(), name); }
+
+bool makePrivateDir(const std::string& dir, std::string& err) {
+  for (size_t pos = dir.find('/', 1);; pos = dir.find('/', pos + 1)) {
+    std::string part = dir.substr(0, pos);
+    bool last = pos == std::string::npos;
+    if (::mkdir(part.c_str(), last ? 0700 : 0755) != 0 && errno != EEXIST) {
+      err = "cannot create directory " + part + ": " + std::strerror(errno);
+      return false;
+    }
+    if (last) return true;
+  }
+}
+
+std::string currentUserSid() { return {}; }
+
+void setBinaryStdio() {}
+
+namespace {
+FILE* gLogFile = nullptr;
+bool gAlsoStderr = true;
+void fileSink(Level, std::string_view line) {
+  if (gAlsoStderr) std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fwrite(line.data(), 1, line.size(), gLogFile);
+  std::fflush(gLogFile);
+}
+}  // namespace
+
+bool logToFile(const std::string& path, bool alsoStderr, std::string& err) {
+  FILE* f = std::fopen(path.c_str(), "ae");
+  if (!f) {
+    err = "cannot open log file " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  if (gLogFile) std::fclose(gLogFile);
+  gLogFile = f;
+  gAlsoStderr = alsoStderr;
+  setLogSink(&fileSink);
+  return true;
+}
+
+}  // namespace ds::platform
+#endif
