@@ -7,7 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
+phase=$start
+lap() {  # prints how long the phase that just ended took
+  echo "test-windows: $1 in $(($(date +%s) - phase)) s"
+  phase=$(date +%s)
+}
 bash scripts/build-windows.sh
+lap "dependencies and build"
 
 cache=${DS_CACHE:-$HOME/.cache/devstreams}
 template=$cache/wine-prefix-$(dpkg-query -W -f='${Version}' wine64)
@@ -24,13 +30,16 @@ trap 'WINEPREFIX=$unit/wine wineserver -k 2>/dev/null || true; rm -rf "$unit"' E
 cp -a "$template" "$unit/wine"
 WINEPREFIX=$unit/wine ctest --preset windows
 WINEPREFIX=$unit/wine wineserver -k || true
+lap "unit tests under wine"
 
 bash scripts/package.sh msi
 version=$(sed -n 's/^project(devstreams VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
 # The hub of the end-to-end test is the Linux one.
 nice -n 10 cmake --preset default >/dev/null
 nice -n 10 cmake --build build/default --target devstreams-hub
+lap "package and Linux hub"
 DS_WINE_TEMPLATE=$template DS_MSI=$PWD/build/packages/devstreams-$version-x64.msi \
   DS_BIN_DIR=$PWD/build/default/src DS_WIN_BIN_DIR=$PWD/build/windows/src \
   PYTHONDONTWRITEBYTECODE=1 python3 tests/windows/e2e_windows.py -v
+lap "end-to-end tests under wine"
 echo "test-windows: done in $(($(date +%s) - start)) s"
