@@ -103,17 +103,20 @@ rm -rf "$stage" "$work"
 mkdir -p "$stage/include" "$stage/lib" "$work"
 cd "$work"
 fetch() {  # source package, version -> the unpacked directory
-  apt-get "${apt_opts[@]}" -qq source "$1=$2" >/dev/null
+  apt-get "${apt_opts[@]}" -qq source "$1=$2" >>"$buildlog" 2>&1
   find . -maxdepth 1 -mindepth 1 -type d -name "$1-*" -print -quit
 }
+# Build output goes to $work/build.log, which is shown when a step fails.
+buildlog=$work/build.log
+trap 'echo "windows-deps: failed; the end of $buildlog:" >&2; tail -n 40 "$buildlog" >&2' ERR
 cmake_build() {  # source dir, build dir, extra args...
   local src=$1 build=$2
   shift 2
   nice -n 10 cmake -S "$src" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_TOOLCHAIN_FILE="$toolchain" -DDS_MINGW_DEPS="$stage" \
-    -DCMAKE_INSTALL_PREFIX="$stage" -DCMAKE_INSTALL_LIBDIR=lib "$@" >/dev/null
-  nice -n 10 cmake --build "$build" -j "$jobs" >/dev/null
-  cmake --install "$build" >/dev/null
+    -DCMAKE_INSTALL_PREFIX="$stage" -DCMAKE_INSTALL_LIBDIR=lib "$@" >>"$buildlog" 2>&1
+  nice -n 10 cmake --build "$build" -j "$jobs" >>"$buildlog" 2>&1
+  cmake --install "$build" >>"$buildlog" 2>&1
 }
 
 # OpenSSL: static libraries only. 3.0 has no no-docs/no-apps options; building only build_libs
@@ -121,8 +124,8 @@ cmake_build() {  # source dir, build dir, extra args...
 src=$(fetch openssl "$v_openssl")
 (cd "$src" && nice -n 10 ./Configure mingw64 no-shared no-tests no-module \
   --prefix="$stage" --libdir=lib CC=$triplet-gcc-posix CXX=$triplet-g++-posix \
-  AR=$triplet-ar RANLIB=$triplet-ranlib RC=$triplet-windres >/dev/null &&
-  nice -n 10 make -s -j "$jobs" build_libs >/dev/null && make -s install_dev >/dev/null)
+  AR=$triplet-ar RANLIB=$triplet-ranlib RC=$triplet-windres &&
+  nice -n 10 make -s -j "$jobs" build_libs && make -s install_dev) >>"$buildlog" 2>&1
 log "openssl $v_openssl done"
 
 # libevent with its OpenSSL bufferevents, static.

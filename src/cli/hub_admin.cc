@@ -22,6 +22,7 @@
 #include "common/event.h"
 #include "common/http_exchange.h"
 #include "common/log.h"
+#include "common/platform.h"
 #include "common/sas.h"
 #include "common/time_text.h"
 #include "common/tls.h"
@@ -35,7 +36,6 @@ namespace {
 
 constexpr int64_t kTokenLifetime = 3600;
 constexpr auto kRequestTimeout = std::chrono::seconds(30);
-constexpr const char* kDefaultConfig = "/etc/devstreams/devstreams.yaml";
 constexpr const char* kDeviceIdRule =
     "1..128 characters of A-Z a-z 0-9 - . % _ * ? ! ( ) , : = @ $ '";
 
@@ -262,7 +262,7 @@ std::string devicePath(const std::string& id) { return "/api/v1/devices/" + sas:
 
 HubAdmin::HubAdmin(CLI::App& app) {
   const char* env = std::getenv("DEVSTREAMS_CONFIG");
-  configPath_ = env && *env ? env : kDefaultConfig;
+  configPath_ = env && *env ? env : platform::cliConfigFile("devstreams.yaml");
 
   hub_ = app.add_subcommand("hub", "administer the hub: devices, keys, streams");
   hub_->require_subcommand(1);

@@ -12,13 +12,15 @@ void initProcess();
 
 // The system-wide configuration directory: /etc/devstreams, or %ProgramData%\devstreams.
 std::string systemConfigDir();
-// The per-user directory: $XDG_CONFIG_HOME/devstreams (~/.config/devstreams), or
-// %LOCALAPPDATA%\devstreams.
+// The per-user directory: %LOCALAPPDATA%\devstreams on Windows (in the user's profile).
 std::string userConfigDir();
 // `dir` and `name` joined with the platform's separator.
 std::string joinPath(const std::string& dir, const std::string& name);
 // systemConfigDir()/name: the programs' default configuration files.
 std::string defaultConfigFile(const std::string& name);
+// The file the CLI reads by default: on Windows userConfigDir()/name when it exists (a user
+// may not read the service's configuration in %ProgramData%), else defaultConfigFile(name).
+std::string cliConfigFile(const std::string& name);
 
 // Creates `dir` (and missing parents) so that only the current user (POSIX: mode 0700; Windows:
 // the user, SYSTEM and Administrators) can open it; an existing directory is left as it is.

@@ -17,8 +17,6 @@ void initProcess() {}
 std::string systemConfigDir() { return "/etc/devstreams"; }
 
 std::string userConfigDir() {
-  const char* xdg = std::getenv("XDG_CONFIG_HOME");
-  if (xdg && xdg[0] == '/') return std::string(xdg) + "/devstreams";
   const char* home = std::getenv("HOME");
   return std::string(home && *home ? home : ".") + "/.config/devstreams";
 }
@@ -29,6 +27,8 @@ std::string joinPath(const std::string& dir, const std::string& name) {
 }
 
 std::string defaultConfigFile(const std::string& name) { return joinPath(systemConfigDir(), name); }
+
+std::string cliConfigFile(const std::string& name) { return defaultConfigFile(name); }
 
 bool makePrivateDir(const std::string& dir, std::string& err) {
   for (size_t pos = dir.find('/', 1);; pos = dir.find('/', pos + 1)) {

@@ -65,6 +65,12 @@ std::string joinPath(const std::string& dir, const std::string& name) {
 
 std::string defaultConfigFile(const std::string& name) { return joinPath(systemConfigDir(), name); }
 
+std::string cliConfigFile(const std::string& name) {
+  std::string user = joinPath(userConfigDir(), name);
+  if (GetFileAttributesA(user.c_str()) != INVALID_FILE_ATTRIBUTES) return user;
+  return defaultConfigFile(name);
+}
+
 std::string currentUserSid() {
   std::string out = "SY";
   HANDLE token = nullptr;
