@@ -112,7 +112,9 @@ class Hub::HttpSession : public Deletable {
     bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
     timer_.arm(hub.cfg_.requestTimeout);
   }
-  ~HttpSession() override { handshakeDone(); }
+  // The session leaves the hub's books (its handshake, if still counted); called before it is
+  // handed to deferred deletion, when the hub is certainly alive.
+  void finished() { handshakeDone(); }
 
   void respond(int status, std::string_view body, const std::vector<http::Header>& extra = {},
                std::string_view contentType = "application/json") {
@@ -784,6 +786,7 @@ void Hub::onAccept(evutil_socket_t fd, Admission::Ticket ticket, bool metricsOnl
 void Hub::endSession(HttpSession* s) {
   auto it = sessions_.find(s);
   if (it == sessions_.end()) return;
+  s->finished();
   loop_.deferDelete(std::move(it->second));
   sessions_.erase(it);
 }
