@@ -179,6 +179,13 @@ std::optional<Host> parseHost(std::string_view text, std::string& why) {
     why = "host longer than 253 characters";
     return std::nullopt;
   }
+  for (char c : text) {
+    if (!isLetter(c) && !isDigit(c) && c != '.' && c != '-' && c != ':' && c != '[' && c != ']') {
+      why =
+          "the character " + printable(std::string_view(&c, 1)) + " is in no host name or address";
+      return std::nullopt;
+    }
+  }
   if (text.front() == '[') {
     if (text.size() < 2 || text.back() != ']') {
       why = "unbalanced brackets";

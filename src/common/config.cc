@@ -55,6 +55,7 @@ bool isValidHostName(std::string_view h) {
 }
 
 bool isValidIpv6(std::string_view h) {
+  if (h.find('\0') != std::string_view::npos) return false;  // inet_pton would stop there
   // A zone ("fe80::1%eth0") is a local interface name, not part of the address.
   auto pct = h.find('%');
   std::string addr(h.substr(0, pct));
