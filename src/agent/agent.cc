@@ -99,7 +99,6 @@ class Agent::PendingStream : public Deletable {
     std::vector<std::string> names = namesToResolve(rules, host_, port_);
     starting_ = true;
     for (const std::string& name : names) {
-      if (decided_) return;
       auto* l = new Lookup{this, nullptr, name};
       lookups_.push_back(l);
       evutil_addrinfo hints{};
