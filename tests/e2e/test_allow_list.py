@@ -5,14 +5,17 @@ share one port on 127.0.0.1 (allowed) and 127.0.0.2 (never allowed): the second 
 a connection. Every test ends by checking that the stack still serves a normal stream."""
 
 import os
+import signal
 import socket
 import struct
+import subprocess
 import sys
+import tempfile
 import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Stack, StackTest, WsClient, wait_until  # noqa: E402
+from harness import Stack, StackTest, WsClient, program, wait_until  # noqa: E402
 from test_agent import restart_agent, set_agent_config, wait_online_count  # noqa: E402
 from test_hub import api, ca_file, stream_path  # noqa: E402
 
@@ -269,6 +272,39 @@ class AllowListDns(StackTest):
         self.assertRefused("[::ffff:127.0.0.2]", "port-not-allowed")
         self.assertRefused("ok.evil.test", "port-not-allowed")  # a valid name, a forbidden address
         self.assertIn("rejected (bad-host)", self.stack.log("agent"))
+
+    def test_reload_with_an_entry_that_is_not_a_host_keeps_the_current_list(self):
+        self.configure(f"127.0.0.1:{self.port}")
+        s = self.stack
+        set_agent_config(s, allow=[f"127.0.0.1:{s.http_port}", f"127.1:{self.port}"])
+        s.procs["agent"].send_signal(signal.SIGHUP)
+        wait_until(lambda: "reload failed, keeping the current allow-list" in s.log("agent"),
+                   what="reload refused")
+        self.assertIn(f"allow-list entry 127.1:{self.port}", s.log("agent"))
+        self.assertConnectsTo(ALLOWED, ALLOWED)
+
+
+class CheckedEntries(unittest.TestCase):
+    """`devstreams-agent --check` refuses allow-list entries that are not hosts."""
+
+    def check(self, entry):
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+            f.write("agent:\n  hub_url: wss://localhost:8443\n  ca: ca.pem\n"
+                    "  device_id: dev01\n  device_key: AAAAAAAAAAAAAAAAAAAAAA==\n"
+                    f"  allow:\n    - \"{entry}\"\n")
+            f.flush()
+            return subprocess.run([program("devstreams-agent"), "--check", "-c", f.name],
+                                  capture_output=True, text=True, timeout=30)
+
+    def test_check_refuses_entries_that_are_not_hosts(self):
+        for entry in ("127.1:22", "0x7f000001:22", "0177.0.0.1:22", "[fe80::1%eth0]:22",
+                      "a_b.example:22", "10.0.0.0/33:22"):
+            r = self.check(entry)
+            self.assertEqual(r.returncode, 2, f"{entry}: {r.stdout}{r.stderr}")
+            self.assertIn("allow-list entry", r.stderr)
+        for entry in ("127.0.0.1:22", "LocalHost.:22", "10.0.0.0/8:22", "[::ffff:127.0.0.1]:22"):
+            r = self.check(entry)
+            self.assertEqual(r.returncode, 0, f"{entry}: {r.stderr}")
 
 
 if __name__ == "__main__":
