@@ -309,6 +309,10 @@ int checkClientRequest(const http::Request& r, std::string& err) {
   return 0;
 }
 
+std::vector<http::Header> upgradeRequiredHeaders() {
+  return {{"Upgrade", "websocket"}, {"Sec-WebSocket-Version", "13"}};
+}
+
 std::string serverResponse(const std::string& key) {
   return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
          "Sec-WebSocket-Accept: " +
@@ -316,6 +320,23 @@ std::string serverResponse(const std::string& key) {
 }
 
 }  // namespace wshs
+
+bool headReady(evbuffer* in, size_t maxHead, size_t& scanned) {
+  if (scanned == 0) {
+    char lead[2];
+    while (evbuffer_copyout(in, lead, 2) == 2 && lead[0] == '\r' && lead[1] == '\n') {
+      evbuffer_drain(in, 2);
+    }
+  }
+  size_t len = evbuffer_get_length(in);
+  if (len > maxHead) return true;
+  evbuffer_ptr from;
+  evbuffer_ptr_set(in, &from, scanned > 3 ? scanned - 3 : 0, EVBUFFER_PTR_SET);
+  evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, &from);
+  if (end.pos >= 0) return true;
+  scanned = len;
+  return false;
+}
 
 std::string httpResponse(int status, std::string_view contentType, std::string_view body,
                          const std::vector<http::Header>& extra) {

@@ -271,7 +271,10 @@ class AllowListDns(StackTest):
         self.assertConnectsTo("[::ffff:127.0.0.1]", ALLOWED)
         self.assertRefused("[::ffff:127.0.0.2]", "port-not-allowed")
         self.assertRefused("ok.evil.test", "port-not-allowed")  # a valid name, a forbidden address
-        self.assertIn("rejected (bad-host)", self.stack.log("agent"))
+        # The numeric spellings pass the hub's plausibility check: the agent refused them.
+        for host in ("127.1", "0x7f000001", "2130706433", "0177.0.0.1"):
+            self.assertIn(f'rejected (bad-host): "{host}" is not a valid host',
+                          self.stack.log("agent"))
 
     def test_reload_with_an_entry_that_is_not_a_host_keeps_the_current_list(self):
         self.configure(f"127.0.0.1:{self.port}")
