@@ -769,9 +769,26 @@ DaemonConfig parseDaemon(std::string_view text, const std::string& file) {
   Context ctx(file);
   Section sec = findSection(ctx, parseDocument(ctx, text), "daemon");
   Mapping m(ctx, sec.node,
-            {"hub_url", "ca", "server_name", "hub_hostname", "policy", "key", "socks_listen",
-             "users", "client_timeout", "suffix", "aliases", "direct", "control_socket",
-             "control_group", "forwards", "handshake_timeout", "high_watermark", "log_level"});
+            {"hub_url",
+             "ca",
+             "server_name",
+             "hub_hostname",
+             "policy",
+             "key",
+             "socks_listen",
+             "users",
+             "client_timeout",
+             "suffix",
+             "aliases",
+             "direct",
+             "control_socket",
+             "control_group",
+             "forwards",
+             "handshake_timeout",
+             "high_watermark",
+             "max_clients",
+             "max_clients_per_address",
+             "log_level"});
   DaemonConfig c;
   c.logLevel = sec.logLevel;
   const Value& hubUrl = m.require("hub_url");
@@ -868,6 +885,8 @@ DaemonConfig parseDaemon(std::string_view text, const std::string& file) {
   }
   readIf(ctx, m, "handshake_timeout", c.handshakeTimeout, duration);
   readIf(ctx, m, "high_watermark", c.highWatermark, size);
+  readIf(ctx, m, "max_clients", c.maxClients, count);
+  readIf(ctx, m, "max_clients_per_address", c.maxClientsPerAddress, count);
   readIf(ctx, m, "log_level", c.logLevel, logLevel);
   return c;
 }

@@ -175,6 +175,8 @@ struct DaemonConfig {
   std::vector<Forward> forwards;  // static port forwards
   std::chrono::milliseconds handshakeTimeout{60000};
   uint64_t highWatermark = 256 * 1024;
+  uint64_t maxClients = 8192;            // open client connections (proxy port and forwards)
+  uint64_t maxClientsPerAddress = 2048;  // from one source address
   LogLevel logLevel = LogLevel::Info;
 };
 

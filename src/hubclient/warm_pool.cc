@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/config.h"
+#include "common/guard.h"
 #include "common/http.h"
 #include "common/http_exchange.h"
 #include "common/json_fields.h"
@@ -87,6 +88,11 @@ class WarmPool::Entry : public Deletable {
  private:
   static void onEvent(bufferevent* bev, short what, void* arg) {
     auto* self = static_cast<Entry*>(arg);
+    guarded(
+        "warm connection", [&] { self->event(bev, what); }, [&] { self->fail(); });
+  }
+  void event(bufferevent* bev, short what) {
+    Entry* self = this;
     if (what & BEV_EVENT_CONNECTED) {
       // bufferevent_openssl reports CONNECTED once the TLS handshake is complete.
       setNoDelay(bev);
@@ -108,7 +114,7 @@ class WarmPool::Entry : public Deletable {
     // session ticket, which bufferevent_openssl consumes without data.
     evbuffer* in = bufferevent_get_input(bev);
     evbuffer_drain(in, evbuffer_get_length(in));
-    self->pool_.drop(self);
+    guarded("warm connection", [&] { self->pool_.drop(self); });
   }
   void fail() {
     if (!ready_) ++pool_.failures_;
@@ -181,9 +187,21 @@ class WarmPool::Open : public SideOpen {
                                 });
   }
 
-  static void onRead(bufferevent*, void* arg) { static_cast<Open*>(arg)->parse(); }
+  static void onRead(bufferevent*, void* arg) {
+    auto* self = static_cast<Open*>(arg);
+    guarded(
+        "stream side", [&] { self->parse(); }, [&] { self->internalError(); });
+  }
   static void onEvent(bufferevent* bev, short what, void* arg) {
     auto* self = static_cast<Open*>(arg);
+    guarded(
+        "stream side", [&] { self->event(bev, what); }, [&] { self->internalError(); });
+  }
+  void internalError() {
+    if (done_) finish(nullptr, "internal error");
+  }
+  void event(bufferevent* bev, short what) {
+    Open* self = this;
     if (what & BEV_EVENT_EOF) self->parse();
     if (!self->bev_ || !self->done_) return;
     std::string err = tls::lastError(bev);

@@ -118,6 +118,7 @@ class ProxySession : public Deletable {
   ProxyOptions options_;
   Timer timer_;
   State state_ = State::Sniff;
+  size_t headScanned_ = 0;  // HTTP head bytes searched for its end (headReady)
   std::string peer_;
   Target target_;
   std::string forwardHead_;  // HttpForward: the head accept() puts in front of the body

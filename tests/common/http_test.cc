@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include "common/http_exchange.h"
+
 namespace ds::http {
 namespace {
 
@@ -404,6 +406,46 @@ TEST(HttpFormat, EveryReasonPhraseParses) {
     EXPECT_EQ(r.status, status);
     EXPECT_EQ(r.reason, reasonPhrase(status));
   }
+}
+
+// A head that arrives a byte at a time is searched once, not parsed once per byte: headReady
+// says yes exactly once, when the head is complete.
+TEST(HeadReady, ByteAtATimeHeadIsReadyOnceAtItsEnd) {
+  std::string head = "GET /api/v1/devices HTTP/1.1\r\nHost: h\r\n";
+  for (int i = 0; i < 200; ++i) head += "X-Pad-" + std::to_string(i) + ": value\r\n";
+  head += "\r\n";
+  EvBufferPtr in(evbuffer_new());
+  size_t scanned = 0;
+  int ready = 0;
+  for (size_t i = 0; i < head.size(); ++i) {
+    evbuffer_add(in.get(), &head[i], 1);
+    ready += headReady(in.get(), 16 * 1024, scanned);
+  }
+  EXPECT_EQ(ready, 1);
+  EXPECT_TRUE(headReady(in.get(), 16 * 1024, scanned));
+}
+
+TEST(HeadReady, OversizedHeadIsReadySoTheParserCanRefuseIt) {
+  EvBufferPtr in(evbuffer_new());
+  size_t scanned = 0;
+  std::string junk(100, 'a');
+  for (int i = 0; i < 10; ++i) {
+    evbuffer_add(in.get(), junk.data(), junk.size());
+    EXPECT_FALSE(headReady(in.get(), 1000, scanned)) << i;
+  }
+  evbuffer_add(in.get(), "b", 1);
+  EXPECT_TRUE(headReady(in.get(), 1000, scanned));
+}
+
+TEST(HeadReady, LeadingEmptyLinesAreDropped) {
+  EvBufferPtr in(evbuffer_new());
+  size_t scanned = 0;
+  std::string_view start = "\r\n\r\n\r\nGET / HTTP/1.1\r\n";
+  evbuffer_add(in.get(), start.data(), start.size());
+  EXPECT_FALSE(headReady(in.get(), 1000, scanned));
+  EXPECT_EQ(evbuffer_get_length(in.get()), start.size() - 6);
+  evbuffer_add(in.get(), "\r\n", 2);
+  EXPECT_TRUE(headReady(in.get(), 1000, scanned));
 }
 
 }  // namespace
