@@ -339,7 +339,8 @@ std::string serverResponse(const std::string& key) {
 
 }  // namespace wshs
 
-bool headReady(evbuffer* in, size_t maxHead, size_t& scanned) {
+bool headReady(evbuffer* in, size_t maxHead, HeadGate& gate) {
+  size_t& scanned = gate.searched;
   if (scanned == 0) {
     char lead[2];
     while (evbuffer_copyout(in, lead, 2) == 2 && lead[0] == '\r' && lead[1] == '\n') {
@@ -347,13 +348,15 @@ bool headReady(evbuffer* in, size_t maxHead, size_t& scanned) {
     }
   }
   size_t len = evbuffer_get_length(in);
-  if (len > maxHead) return true;
-  evbuffer_ptr from;
-  evbuffer_ptr_set(in, &from, scanned > 3 ? scanned - 3 : 0, EVBUFFER_PTR_SET);
-  evbuffer_ptr end = evbuffer_search(in, "\r\n\r\n", 4, &from);
-  if (end.pos >= 0) return true;
+  bool ready = len > maxHead || len >= 2 * gate.parsed;
+  if (!ready) {
+    evbuffer_ptr from;
+    evbuffer_ptr_set(in, &from, scanned > 3 ? scanned - 3 : 0, EVBUFFER_PTR_SET);
+    ready = evbuffer_search(in, "\r\n\r\n", 4, &from).pos >= 0;
+  }
   scanned = len;
-  return false;
+  if (ready) gate.parsed = len;
+  return ready;
 }
 
 std::string httpResponse(int status, std::string_view contentType, std::string_view body,

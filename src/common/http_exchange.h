@@ -91,11 +91,16 @@ std::vector<http::Header> upgradeRequiredHeaders();
 std::string serverResponse(const std::string& key);
 }  // namespace wshs
 
-// Gate for parsing a request head that may arrive a byte at a time: true once `in` holds a
-// complete head (up to CRLFCRLF) or more than `maxHead` bytes, so that the parser runs once per
-// head instead of once per read (linear time). `scanned` carries the progress between calls
-// (start at 0). Empty lines before the head (RFC 9112 2.2) are drained from `in`.
-bool headReady(evbuffer* in, size_t maxHead, size_t& scanned);
+// Gate for parsing a request head that may arrive a byte at a time: true when the parser should
+// run, that is when `in` holds a complete head (up to CRLFCRLF), more than `maxHead` bytes, or
+// at least twice as many bytes as at the last parse (so a malformed head is still refused early).
+// The parser then runs O(log n) times per head and the search covers each byte once: linear
+// time. Empty lines before the head (RFC 9112 2.2) are drained from `in`.
+struct HeadGate {
+  size_t searched = 0;  // bytes searched for the end of the head
+  size_t parsed = 0;    // bytes there were at the last parse
+};
+bool headReady(evbuffer* in, size_t maxHead, HeadGate& gate);
 
 // A complete HTTP response with a body and Connection: close.
 std::string httpResponse(int status, std::string_view contentType, std::string_view body,

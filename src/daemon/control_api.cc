@@ -231,14 +231,11 @@ class ControlApi::Conn : public std::enable_shared_from_this<Conn> {
     if (!haveHead_) {
       http::Limits hl;
       hl.maxHeadBytes = limits.maxHeadBytes;
-      if (!headReady(in, hl.maxHeadBytes, scanned_)) return;
+      if (!headReady(in, hl.maxHeadBytes, gate_)) return;
       size_t len = std::min<size_t>(evbuffer_get_length(in), hl.maxHeadBytes + 4);
       const char* p = reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ssize_t>(len)));
       http::ParseResult r = http::parseRequest(std::string_view(p, len), req_, hl);
-      if (r.status == http::ParseStatus::NeedMore) {
-        scanned_ = evbuffer_get_length(in);
-        return;
-      }
+      if (r.status == http::ParseStatus::NeedMore) return;
       if (r.status == http::ParseStatus::Invalid) return fail(r.httpStatus, r.error);
       evbuffer_drain(in, r.consumed);
       haveHead_ = true;
@@ -292,7 +289,7 @@ class ControlApi::Conn : public std::enable_shared_from_this<Conn> {
   http::Request req_;
   ApiRequest request_;
   bool haveHead_ = false;
-  size_t scanned_ = 0;  // head bytes searched for its end (headReady)
+  HeadGate gate_;  // when to parse the head (headReady)
   bool dispatched_ = false;
   bool answered_ = false;
   uint64_t bodyLen_ = 0;

@@ -15,6 +15,7 @@
 #include "common/guard.h"
 #include "common/json_fields.h"
 #include "common/log.h"
+#include "common/protocol.h"
 #include "common/sas.h"
 #include "common/time_text.h"
 #include "common/tls.h"
@@ -71,24 +72,17 @@ Reply replyForConnectError(int err, int dnsErr) {
 }  // namespace
 
 socks::Reply replyFor(int status, const std::string& code) {
-  // The agent's reject codes name the failure whatever status the hub chose for them.
-  if (status != 0 && status != 200) {
-    if (code == "port-not-allowed") return Reply::NotAllowed;
-    if (code == "connection-refused") return Reply::ConnectionRefused;
-    if (code == "target-timeout") return Reply::TtlExpired;
-    if (code == "too-many-streams") return Reply::GeneralFailure;
-  }
   if (status == 0 && code == "timeout") return Reply::TtlExpired;  // no answer in time
-  if (status == 404) return Reply::HostUnreachable;                // no such device
-  if (status == 503) return Reply::NetworkUnreachable;             // device offline
-  if (status == 403) return Reply::NotAllowed;  // allow-list, disabled, permissions
-  if (status == 504) return Reply::TtlExpired;  // handshake timeout
-  if (status == 502) {
-    if (code == "refused") return Reply::ConnectionRefused;
-    if (code == "timeout") return Reply::TtlExpired;
-    return Reply::HostUnreachable;
-  }
-  return Reply::GeneralFailure;  // 401, 429, transport failures, anything unexpected
+  if (status == 0 || status == 200) return Reply::GeneralFailure;  // transport failures
+  // A code of the protocol's table names the failure whatever status the hub chose for it.
+  proto::Reject r = proto::rejectFromName(code);
+  if (r != proto::Reject::Other) return static_cast<Reply>(proto::info(r).socksReply);
+  if (status == 404) return Reply::HostUnreachable;     // no such device
+  if (status == 503) return Reply::NetworkUnreachable;  // device offline
+  if (status == 403) return Reply::NotAllowed;          // allow-list, disabled, permissions
+  if (status == 504) return Reply::TtlExpired;          // handshake timeout
+  if (status == 502) return Reply::HostUnreachable;     // the device could not connect
+  return Reply::GeneralFailure;                         // 401, 429, anything unexpected
 }
 
 std::string deviceFromHost(const std::string& host, const std::string& suffix) {

@@ -112,7 +112,9 @@ class Hub::HttpSession : public Deletable {
     bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
     timer_.arm(hub.cfg_.requestTimeout);
   }
-  ~HttpSession() override { handshakeDone(); }
+  // The session leaves the hub's books (its handshake, if still counted); called before it is
+  // handed to deferred deletion, when the hub is certainly alive.
+  void finished() { handshakeDone(); }
 
   void respond(int status, std::string_view body, const std::vector<http::Header>& extra = {},
                std::string_view contentType = "application/json") {
@@ -223,14 +225,11 @@ class Hub::HttpSession : public Deletable {
       http::Limits limits;
       limits.maxHeadBytes = hub_.cfg_.maxHeaderBytes;
       // A client sending a byte at a time costs a search of the new bytes, not a parse.
-      if (!headReady(in, limits.maxHeadBytes, scanned_)) return;
+      if (!headReady(in, limits.maxHeadBytes, gate_)) return;
       size_t len = std::min<size_t>(evbuffer_get_length(in), limits.maxHeadBytes + 4);
       const char* p = reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ssize_t>(len)));
       http::ParseResult r = http::parseRequest(std::string_view(p, len), req_, limits);
-      if (r.status == http::ParseStatus::NeedMore) {
-        scanned_ = evbuffer_get_length(in);
-        return;
-      }
+      if (r.status == http::ParseStatus::NeedMore) return;
       if (r.status == http::ParseStatus::Invalid) {
         LOG_INFO("%s: bad request: %s", peer_.c_str(), r.error);
         respondError(r.httpStatus, "bad_request", r.error);
@@ -270,7 +269,7 @@ class Hub::HttpSession : public Deletable {
   bool metricsOnly_ = false;
   bool haveHead_ = false;
   bool routed_ = false;
-  size_t scanned_ = 0;
+  HeadGate gate_;
   uint64_t bodyLen_ = 0;
   std::string body_;
   std::function<void()> onGone_;
@@ -787,6 +786,7 @@ void Hub::onAccept(evutil_socket_t fd, Admission::Ticket ticket, bool metricsOnl
 void Hub::endSession(HttpSession* s) {
   auto it = sessions_.find(s);
   if (it == sessions_.end()) return;
+  s->finished();
   loop_.deferDelete(std::move(it->second));
   sessions_.erase(it);
 }

@@ -6,20 +6,18 @@
 #include <netinet/tcp.h>
 
 #include <algorithm>
-#include <nlohmann/json.hpp>
 
 #include "common/config.h"
 #include "common/guard.h"
 #include "common/http.h"
 #include "common/http_exchange.h"
-#include "common/json_fields.h"
 #include "common/log.h"
+#include "common/protocol.h"
 #include "common/tls.h"
 #include "common/ws_frame.h"
 
 namespace ds::hubclient {
 
-using json = nlohmann::json;
 using std::chrono::milliseconds;
 using SteadyClock = std::chrono::steady_clock;
 
@@ -257,8 +255,8 @@ class WarmPool::Open : public SideOpen {
     if (evbuffer_get_length(in) < bodyLength_) return;
     std::string body(bodyLength_, '\0');
     evbuffer_remove(in, body.data(), bodyLength_);
-    json b = json::parse(body, nullptr, false);
-    std::string detail = stringField(b, "message");
+    auto a = proto::parseAnswerBody(response_.status, body);
+    std::string detail = a ? a->message : std::string();
     finish(nullptr, "HTTP " + std::to_string(response_.status) + " " + response_.reason +
                         (detail.empty() ? "" : ": " + detail));
   }

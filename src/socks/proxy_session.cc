@@ -259,18 +259,15 @@ bool ProxySession::socks4(evbuffer* in) {
 bool ProxySession::httpHead(evbuffer* in) {
   // One byte over the limit is enough for the parser to tell an oversized head.
   // A client sending a byte at a time costs a search of the new bytes, not a parse.
-  if (!headReady(in, options_.maxHeadBytes, headScanned_)) return false;
+  if (!headReady(in, options_.maxHeadBytes, headGate_)) return false;
   const size_t want = std::min(evbuffer_get_length(in), options_.maxHeadBytes + 1);
   const auto* p = reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ssize_t>(want)));
   http::Limits limits;
   limits.maxHeadBytes = options_.maxHeadBytes;
   HttpProxyRequest req;
   HttpParseResult r = parseHttpProxyRequest(std::string_view(p, want), req, limits);
-  if (r.status == http::ParseStatus::NeedMore) {
-    headScanned_ = evbuffer_get_length(in);
-    return false;
-  }
-  headScanned_ = 0;
+  if (r.status == http::ParseStatus::NeedMore) return false;
+  headGate_ = {};
   if (r.status == http::ParseStatus::Invalid) {
     LOG_INFO("http %s: bad request (%d): %s", peer_.c_str(), r.httpStatus, r.error);
     finish(httpError(r.httpStatus, r.error));
