@@ -15,6 +15,7 @@
 #include "agent/allow_list.h"
 #include "common/json_fields.h"
 #include "common/log.h"
+#include "common/protocol.h"
 #include "common/tls.h"
 
 namespace ds::agent {
@@ -448,38 +449,38 @@ void Agent::onWsClosed(uint16_t code, const std::string& reason) {
 }
 
 void Agent::onWsText(std::string message) {
-  json msg = json::parse(message, nullptr, false);
-  if (!msg.is_object() || stringField(msg, "type") != "stream_request" ||
-      !msg.contains("stream_id") || !msg["stream_id"].is_string() || !msg.contains("port") ||
-      !msg["port"].is_number_unsigned() || !msg.contains("url") || !msg["url"].is_string() ||
-      !msg.contains("token") || !msg["token"].is_string()) {
-    LOG_WARN("control channel: malformed message ignored");
+  std::string id;
+  auto req = proto::parseStreamRequest(message, &id);
+  if (!req && req.fault == proto::Fault::OtherType) {
+    LOG_DEBUG("control channel: message of another type ignored");
     return;
   }
-  std::string id = msg["stream_id"];
-  uint64_t port = msg["port"];
-  if (msg.contains("host") && !msg["host"].is_string()) {
-    LOG_INFO("stream %s: rejected (%s): host is not a string", printable(id).c_str(),
-             reject::kBadHost);
+  if (!req && req.fault == proto::Fault::Host) {
+    LOG_INFO("stream %s: rejected (%s): %s", printable(id).c_str(), reject::kBadHost,
+             req.error.c_str());
     return answer(id, false, reject::kBadHost, "host is not a string");
   }
-  std::string host = msg.value("host", "127.0.0.1");
-  LOG_INFO("stream %s: request for %s:%llu", printable(id).c_str(), printable(host).c_str(),
-           static_cast<unsigned long long>(port));
-  if (!isValidPort(port)) {
-    std::string what = printable(host) + ":" + std::to_string(port);
-    LOG_INFO("stream %s: rejected (%s): %s is not a valid target", id.c_str(),
-             reject::kPortNotAllowed, what.c_str());
-    return answer(id, false, reject::kPortNotAllowed, what + " is not a valid target");
+  if (!req && req.fault == proto::Fault::Port) {
+    LOG_INFO("stream %s: rejected (%s): %s", printable(id).c_str(), reject::kPortNotAllowed,
+             req.error.c_str());
+    return answer(id, false, reject::kPortNotAllowed, "not a valid target port");
   }
+  if (!req) {
+    LOG_WARN("control channel: malformed message ignored: %s", req.error.c_str());
+    return;
+  }
+  const std::string& host = req->host;
+  LOG_INFO("stream %s: request for %s:%u", printable(req->streamId).c_str(),
+           printable(host).c_str(), req->port);
   if (streams() >= cfg_.maxStreams) {
     std::string why =
         "the device serves its maximum of " + std::to_string(cfg_.maxStreams) + " streams";
-    LOG_WARN("stream %s: rejected (%s): %s", id.c_str(), reject::kTooManyStreams, why.c_str());
-    return answer(id, false, reject::kTooManyStreams, why);
+    LOG_WARN("stream %s: rejected (%s): %s", printable(req->streamId).c_str(),
+             reject::kTooManyStreams, why.c_str());
+    return answer(req->streamId, false, reject::kTooManyStreams, why);
   }
-  auto p = std::make_unique<PendingStream>(*this, id, host, static_cast<uint16_t>(port), msg["url"],
-                                           msg["token"]);
+  auto p =
+      std::make_unique<PendingStream>(*this, req->streamId, host, req->port, req->url, req->token);
   PendingStream* raw = p.get();
   pending_.emplace(raw, std::move(p));
   raw->start();
@@ -488,12 +489,15 @@ void Agent::onWsText(std::string message) {
 void Agent::answer(const std::string& streamId, bool accept, const std::string& code,
                    const std::string& reason) {
   if (!control_) return;
-  json msg{{"type", "stream_response"}, {"stream_id", streamId}, {"accept", accept}};
+  proto::StreamResponse msg;
+  msg.streamId = streamId;
+  msg.accept = accept;
   if (!accept) {
-    msg["code"] = code;
-    msg["reason"] = reason;
+    msg.code = proto::rejectFromName(code);
+    msg.codeText = code;
+    msg.reason = proto::truncateUtf8(reason, proto::kMaxReason);
   }
-  control_->sendText(msg.dump());
+  control_->sendText(proto::toText(msg));
 }
 
 void Agent::endPending(PendingStream* p) {

@@ -12,6 +12,7 @@
 #include "agent/allow_list.h"
 #include "common/config.h"
 #include "common/event.h"
+#include "common/protocol.h"
 #include "common/ws_conn.h"
 #include "forwarder/pump.h"
 #include "hubclient/hub_client.h"
@@ -20,14 +21,19 @@
 namespace ds::agent {
 
 // Reject codes of stream_response (docs/protocol.md).
+// The names come from the one reject table (common/protocol.h).
 namespace reject {
-inline constexpr const char* kPortNotAllowed = "port-not-allowed";
-inline constexpr const char* kBadHost = "bad-host";  // not a DNS name, IPv4 or IPv6 literal
-inline constexpr const char* kConnectionRefused = "connection-refused";
-inline constexpr const char* kTargetTimeout = "target-timeout";
-inline constexpr const char* kTooManyStreams = "too-many-streams";
-inline constexpr const char* kUnreachable = "unreachable";            // no route, DNS failure
-inline constexpr const char* kHubStreamFailed = "hub_stream_failed";  // streaming endpoint
+inline constexpr const char* kPortNotAllowed = proto::name(proto::Reject::PortNotAllowed).data();
+// not a DNS name, IPv4 or IPv6 literal
+inline constexpr const char* kBadHost = proto::name(proto::Reject::BadHost).data();
+inline constexpr const char* kConnectionRefused =
+    proto::name(proto::Reject::ConnectionRefused).data();
+inline constexpr const char* kTargetTimeout = proto::name(proto::Reject::TargetTimeout).data();
+inline constexpr const char* kTooManyStreams = proto::name(proto::Reject::AgentBusy).data();
+// no route, DNS failure
+inline constexpr const char* kUnreachable = proto::name(proto::Reject::Unreachable).data();
+// the streaming endpoint
+inline constexpr const char* kHubStreamFailed = proto::name(proto::Reject::HubStreamFailed).data();
 }  // namespace reject
 
 // The delay before reconnect attempt `attempt` (0 for the first after a loss): "full jitter",
