@@ -108,6 +108,7 @@ class WsConnection : public Deletable {
   std::string controlBuf_;  // control frame payload being assembled
   EvBufferPtr chunk_;
   bool paused_ = false;
+  bool peerEof_ = false;  // the peer's FIN arrived; frames before it may wait for resumeReading
   bool processing_ = false;
   bool wantDrained_ = false;
   size_t high_ = 256 * 1024;
