@@ -17,7 +17,9 @@ In a test:   relay = FaultRelay(connect_proxy=True).start(); ...; relay.cut(); r
 As a program (benchmarks):
     python3 fault_relay.py --listen 127.0.0.1:0 --connect-proxy --delay-ms 20
     python3 fault_relay.py --listen 127.0.0.1:2222 --upstream 127.0.0.1:22 --delay-ms 20
-prints "listening on PORT" and runs until SIGTERM or SIGINT."""
+prints "listening on PORT" and runs until SIGTERM, SIGINT or the end of stdin. Lines on stdin
+change it at runtime, each answered with "ok" (or "error ..."): `delay MS`, `rate BYTES_PER_S`
+(0: unlimited), `stall`, `resume`, `cut`, `reset-after N up|down`."""
 
 import argparse
 import asyncio
@@ -301,6 +303,29 @@ def main():
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+
+    def commands():
+        for line in sys.stdin:
+            words = line.split()
+            try:
+                if words[:1] == ["delay"]:
+                    relay.set_delay(float(words[1]) / 1000)
+                elif words[:1] == ["rate"]:
+                    relay.set_rate(float(words[1]) or None)
+                elif words == ["stall"] or words == ["resume"]:
+                    relay.stall(words[0] == "stall")
+                elif words == ["cut"]:
+                    relay.cut()
+                elif words[:1] == ["reset-after"]:
+                    relay.reset_after(int(words[1]), words[2])
+                else:
+                    raise ValueError(f"unknown command {line.strip()!r}")
+                print("ok", flush=True)
+            except (ValueError, IndexError) as e:
+                print(f"error {e}", flush=True)
+        stop.set()
+
+    threading.Thread(target=commands, daemon=True).start()
     stop.wait()
     relay.close()
     return 0
