@@ -224,11 +224,13 @@ struct Tunnel {
     // A reset stream or a closed stdout is reported and ends the tunnel with 1, not a signal.
     std::signal(SIGPIPE, SIG_IGN);
     evutil_make_socket_nonblocking(fd);
+    // Both before any change: stdin and stdout may be one open file (a tty).
+    int flags0 = ::fcntl(0, F_GETFL), flags1 = ::fcntl(1, F_GETFL);
     sock = ds::newSocketBufferEvent(loop, fd);
     bufferevent_setcb(sock.get(), onSockRead, onSockWrite, onSockEvent, this);
     bufferevent_enable(sock.get(), EV_READ | EV_WRITE);
     if (pollable(0, EPOLLIN)) {
-      inFlags = ::fcntl(0, F_GETFL);
+      inFlags = flags0;
       evutil_make_socket_nonblocking(0);
       in.reset(bufferevent_socket_new(loop.base(), 0, 0));
       bufferevent_setcb(in.get(), onInRead, nullptr, onInEvent, this);
@@ -237,7 +239,7 @@ struct Tunnel {
       fileRead.arm(std::chrono::milliseconds(0));
     }
     if (pollable(1, EPOLLOUT)) {
-      outFlags = ::fcntl(1, F_GETFL);
+      outFlags = flags1;
       evutil_make_socket_nonblocking(1);
       out.reset(bufferevent_socket_new(loop.base(), 1, 0));
       bufferevent_setcb(out.get(), nullptr, onOutWrite, onOutEvent, this);

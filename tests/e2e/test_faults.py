@@ -2,24 +2,29 @@
 the HTTP proxy of the agent and of the daemon, so that every hub connection of each can be cut,
 delayed or stalled on its own. What a client sees when a stream ends abnormally (a reset, never
 a clean close, and a byte-exact prefix of what was sent), how fast the agent and the daemon come
-back after a hub outage, what `devstreams status` says meanwhile, a frozen agent, and a 64 MiB
-transfer over 40 ms of added round trip on both legs."""
+back after a hub outage, what `devstreams status` says meanwhile, a frozen agent, a 64 MiB
+transfer over 40 ms of added round trip on both legs, and `devstreams connect` with every kind
+of stdin and stdout."""
 
 import contextlib
+import fcntl
 import hashlib
 import os
+import pty
 import select
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fault_relay import FaultRelay  # noqa: E402
-from harness import (SinkSource, Stack, StackTest, TcpServer, recv_all, socks_connect,  # noqa: E402
-                     wait_until)
+from harness import (SinkSource, Stack, StackTest, TcpServer, program, recv_all,  # noqa: E402
+                     socks_connect, wait_until)
 from test_hub import https, parse_metrics  # noqa: E402
 
 ONLINE = "online: control channel"
@@ -291,6 +296,116 @@ class Cuts(StackTest):
         self.assertEqual(rec["sha"].hexdigest(), pattern_digest(rec["received"]),
                          "bytes at the target are not a prefix of what was sent")
         self.wait_agent_back(online, cut)
+
+
+    def test_cut_ends_devstreams_connect_with_an_error(self):
+        online = self.stack.online_count()
+        p = subprocess.Popen([program("devstreams"), "--socks", f"127.0.0.1:{self.stack.socks_port}",
+                              "connect", "dev01.hub", str(self.source.port)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        got = {"n": 0, "sha": hashlib.sha256(), "err": b""}
+
+        def read_out():
+            while data := p.stdout.read1(1 << 16):
+                got["sha"].update(data)
+                got["n"] += len(data)
+
+        def read_err():
+            got["err"] = p.stderr.read()
+
+        readers = [threading.Thread(target=f, daemon=True) for f in (read_out, read_err)]
+        for t in readers:
+            t.start()
+        try:
+            wait_until(lambda: got["n"] >= 1 << 20, 30, "1 MiB through")
+            self.stack.agent_relay.cut()
+            p.wait(10)
+            for t in readers:
+                t.join(10)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stdin.close()
+        self.assertEqual(p.returncode, 1, "a cut stream must not end devstreams connect with 0")
+        self.assertIn(b"reset", got["err"])
+        self.assertEqual(got["sha"].hexdigest(), pattern_digest(got["n"]))
+        self.wait_agent_back(online, time.monotonic())
+
+
+class Stdio(StackTest):
+    """`devstreams connect` with every kind of stdin and stdout: it works and it exits."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = Stack(with_sshd=False)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.closeClassStack(cls.stack)
+
+    def connect(self, stdin, stdout):
+        argv = [program("devstreams"), "--socks", f"127.0.0.1:{self.stack.socks_port}", "connect",
+                "dev01.hub", str(self.stack.http_port)]
+        return subprocess.run(argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
+                              timeout=15)
+
+    def request_file(self):
+        f = tempfile.TemporaryFile()
+        f.write(b"GET / HTTP/1.0\r\n\r\n")
+        f.seek(0)
+        return f
+
+    def test_dev_null_stdin(self):
+        with open(os.devnull, "rb") as null:
+            r = self.connect(null, subprocess.PIPE)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_regular_files_on_both_sides(self):
+        with self.request_file() as req, tempfile.TemporaryFile() as out:
+            r = self.connect(req, out)
+            out.seek(0)
+            body = out.read()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"hello from dev01", body)
+
+    def test_regular_file_stdin_dev_null_stdout(self):
+        with self.request_file() as req, open(os.devnull, "wb") as null:
+            r = self.connect(req, null)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_sockets_on_both_sides(self):
+        mine, theirs = socket.socketpair()
+        with mine, theirs:
+            mine.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            mine.shutdown(socket.SHUT_WR)
+            r = self.connect(theirs, theirs)
+            theirs.close()
+            body = recv_all(mine)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(b"hello from dev01", body)
+
+    def test_tty_on_both_sides_and_its_flags_restored(self):
+        master, slave = pty.openpty()
+        try:
+            os.write(master, b"GET / HTTP/1.0\n\n\x04")  # ^D at a line start: end of input
+            r = self.connect(slave, slave)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertFalse(fcntl.fcntl(slave, fcntl.F_GETFL) & os.O_NONBLOCK,
+                             "the tty was left non-blocking")
+            body = b""
+            while select.select([master], [], [], 1)[0]:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                body += chunk
+            self.assertIn(b"hello from dev01", body)
+        finally:
+            os.close(master)
+            os.close(slave)
 
 
 class HubOutage(StackTest):
