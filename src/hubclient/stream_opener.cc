@@ -217,12 +217,14 @@ void StreamOpener::connect() {
             LOG_WARN("hub service channel: %s", error.c_str());
           }
           // An HTTP answer (401, 503...) comes from the hub; anything else says it is away.
-          if (error.rfind("HTTP ", 0) != 0) setReachable(false, error);
+          answered_ = error.rfind("HTTP ", 0) == 0;
+          if (!answered_) setReachable(false, error);
           if (!reachable_) lastError_ = error;  // `since` stays the moment it went down
           return scheduleReconnect(refused);
         }
         LOG_INFO("hub service channel to %s:%u open", hub_.host.c_str(), hub_.port);
         backoff_.up(SteadyClock::now());
+        answered_ = false;
         channel_ = std::move(ws);
         setReachable(true, "");
         channel_->setCallbacks(this);
@@ -242,8 +244,9 @@ void StreamOpener::onHubContact(bool answered, const std::string& error) {
   if (channel_) return;  // the channel is the better witness
   if (!answered) return setReachable(false, error.empty() ? "hub unreachable" : error);
   setReachable(true, "");
-  // The hub is back before the channel's next attempt: redial now rather than after the wait.
-  if (!connecting_ && started_ && reconnect_.armed()) {
+  // The hub is back before the channel's next attempt: redial now rather than after the wait
+  // (not when the hub itself refused the channel: that waits for the backoff).
+  if (!connecting_ && started_ && !answered_ && reconnect_.armed()) {
     reconnect_.cancel();
     connect();
   }

@@ -101,6 +101,7 @@ class StreamOpener : private WsConnection::Callbacks {
   std::mt19937_64 rng_;
   bool started_ = false;
   bool reachable_ = false;
+  bool answered_ = false;  // the last failed channel attempt got an HTTP answer (a refusal)
   std::string lastError_ = "not connected yet";
   std::chrono::system_clock::time_point since_;
   uint64_t nextId_ = 1;
