@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import os
 import pty
+import re
 import select
 import signal
 import socket
@@ -246,16 +247,27 @@ class Cuts(StackTest):
         wait_until(self.stack.device_online, 30, "device online")
         self.stack.assert_serves()
 
-    def wait_agent_back(self, online, cut):
-        # The channel had been up only briefly: its backoff starts at reconnect_min (1 s).
-        wait_until(lambda: self.stack.online_count() > online, 5, "agent back after the cut")
-        print(f"\nagent back {(time.monotonic() - cut) * 1000:.0f} ms after the cut",
-              file=sys.stderr)
+    def mark(self):
+        """Where the agent's log and its online count stand before a cut."""
+        return len(self.stack.log("agent")), self.stack.online_count()
+
+    def wait_agent_back(self, mark, cut):
+        """The agent is online again within the wait it chose after the cut (its log says
+        "reconnecting in N ms"), plus the time to connect."""
+        start, online = mark
+        wait_until(lambda: "reconnecting in " in self.stack.log("agent")[start:], 5,
+                   "the agent to schedule its reconnect")
+        chosen = int(re.search(r"reconnecting in (\d+) ms", self.stack.log("agent")[start:])[1])
+        wait_until(lambda: self.stack.online_count() > online,
+                   max(0.0, cut + chosen / 1000 + 2.0 - time.monotonic()),
+                   f"agent back within its backoff ({chosen} ms) and 2 s")
+        print(f"\nagent back {(time.monotonic() - cut) * 1000:.0f} ms after the cut "
+              f"(backoff {chosen} ms)", file=sys.stderr)
 
     def test_cut_during_download_resets_client_with_exact_prefix(self):
         code, s = socks_connect(self.stack.socks_port, "dev01.hub", self.source.port)
         self.assertEqual(code, 0)
-        online = self.stack.online_count()
+        mark = self.mark()
         cut = []
 
         def progress(n):
@@ -271,12 +283,12 @@ class Cuts(StackTest):
         self.assertEqual(digest, pattern_digest(got), "received bytes are not a prefix")
         print(f"\nclient reset {(ended - cut[0]) * 1000:.0f} ms after the cut, {got} bytes intact",
               file=sys.stderr)
-        self.wait_agent_back(online, cut[0])
+        self.wait_agent_back(mark, cut[0])
 
     def test_cut_during_upload_resets_client_and_target_with_exact_prefix(self):
         code, s = socks_connect(self.stack.socks_port, "dev01.hub", self.sink.port)
         self.assertEqual(code, 0)
-        online = self.stack.online_count()
+        mark = self.mark()
         with s:
             up = Uploader(s)
             up.start()
@@ -295,11 +307,11 @@ class Cuts(StackTest):
         self.assertLessEqual(rec["received"], up.sent)
         self.assertEqual(rec["sha"].hexdigest(), pattern_digest(rec["received"]),
                          "bytes at the target are not a prefix of what was sent")
-        self.wait_agent_back(online, cut)
+        self.wait_agent_back(mark, cut)
 
 
     def test_cut_ends_devstreams_connect_with_an_error(self):
-        online = self.stack.online_count()
+        mark = self.mark()
         p = subprocess.Popen([program("devstreams"), "--socks", f"127.0.0.1:{self.stack.socks_port}",
                               "connect", "dev01.hub", str(self.source.port)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -319,6 +331,7 @@ class Cuts(StackTest):
         try:
             wait_until(lambda: got["n"] >= 1 << 20, 30, "1 MiB through")
             self.stack.agent_relay.cut()
+            cut = time.monotonic()
             p.wait(10)
             for t in readers:
                 t.join(10)
@@ -330,7 +343,7 @@ class Cuts(StackTest):
         self.assertEqual(p.returncode, 1, "a cut stream must not end devstreams connect with 0")
         self.assertIn(b"reset", got["err"])
         self.assertEqual(got["sha"].hexdigest(), pattern_digest(got["n"]))
-        self.wait_agent_back(online, time.monotonic())
+        self.wait_agent_back(mark, cut)
 
 
 class Stdio(StackTest):
