@@ -1,9 +1,10 @@
 // Reconnect pacing for a link to the hub (the agent's control channel, the daemon's service
 // channel), with time passed in. Waits are "full jitter": uniformly random in [0, bound], so a
 // fleet does not come back in lockstep. The bound depends on how the link was lost:
-//   - after a link that had been up for `healthyAfter`, the bound is
-//     min(cap, max(initial, outage / outageFraction)): a hub back after an outage of T is found
-//     within max(initial, T / 10), however many attempts failed meanwhile;
+//   - after a link that had been up for `healthyAfter`, the bound is at most
+//     min(cap, max(initial, outage / outageFraction)) (and grows from `initial` as below): a hub
+//     back after an outage of T is found within max(initial, T / 10), however many attempts
+//     failed meanwhile;
 //   - otherwise (start-up, a link dropped at once, an unreachable hub) it grows exponentially
 //     from `initial` to `cap` with each failed attempt, so a hub that accepts and drops at once
 //     is not redialled in a tight loop.
