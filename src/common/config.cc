@@ -55,6 +55,7 @@ bool isValidHostName(std::string_view h) {
 }
 
 bool isValidIpv6(std::string_view h) {
+  if (h.find('\0') != std::string_view::npos) return false;  // inet_pton would stop there
   // A zone ("fe80::1%eth0") is a local interface name, not part of the address.
   auto pct = h.find('%');
   std::string addr(h.substr(0, pct));
@@ -436,9 +437,28 @@ std::optional<Endpoint> parseEndpoint(std::string_view s) {
 
 std::optional<AllowRule> parseAllowRule(std::string_view s) {
   AllowRule r;
+  // A network, "192.168.1.0/24:80" or "[fd00::/8]:80": the prefix length stays with the host.
+  std::string prefix, cut;
+  if (auto slash = s.find('/'); slash != std::string_view::npos) {
+    size_t end = slash + 1;
+    while (end < s.size() && isDigit(s[end])) ++end;
+    if (end == slash + 1 || end - slash > 4) return std::nullopt;
+    prefix = s.substr(slash, end - slash);
+    cut = std::string(s.substr(0, slash)) + std::string(s.substr(end));
+    s = cut;
+  }
   std::string_view p;
   bool hasPort = false;
   if (!splitHostPort(s, r.host, p, hasPort) || !hasPort) return std::nullopt;
+  if (!prefix.empty()) {
+    unsigned char addr[16];
+    int family = r.host.find(':') == std::string::npos ? AF_INET : AF_INET6;
+    if (inet_pton(family, r.host.c_str(), addr) != 1 ||
+        std::stoul(prefix.substr(1)) > (family == AF_INET ? 32u : 128u)) {
+      return std::nullopt;
+    }
+    r.host += prefix;
+  }
   auto dash = p.find('-');
   auto first = parsePort(p.substr(0, dash));
   auto last = dash == std::string_view::npos ? first : parsePort(p.substr(dash + 1));
@@ -684,7 +704,7 @@ AgentConfig parseAgent(std::string_view text, const std::string& file) {
   Mapping m(ctx, sec.node,
             {"hub_url", "ca", "server_name", "hub_hostname", "device_id", "device_key", "allow",
              "proxy", "connect_timeout", "reconnect_min", "reconnect_max", "keepalive",
-             "keepalive_timeout", "max_streams", "high_watermark", "log_level"});
+             "keepalive_timeout", "max_streams", "high_watermark", "log_level", "nameservers"});
   AgentConfig c;
   c.logLevel = sec.logLevel;
   const Value& hubUrl = m.require("hub_url");
@@ -700,6 +720,18 @@ AgentConfig parseAgent(std::string_view text, const std::string& file) {
   if (const Value* v = m.find("allow")) {
     c.allow.clear();
     for (const Value& item : sequence(ctx, *v)) c.allow.push_back(allowRule(ctx, item));
+  }
+  if (const Value* v = m.find("nameservers")) {
+    for (const Value& item : sequence(ctx, *v)) {
+      Endpoint e = endpoint(ctx, item);
+      in6_addr any{};
+      int family = e.host.find(':') == std::string::npos ? AF_INET : AF_INET6;
+      if (e.port == 0 || inet_pton(family, e.host.c_str(), &any) != 1) {
+        ctx.fail(item.mark, "invalid name server " + inQuotes(item.node.Scalar()) +
+                                " (expected an IP address and port, e.g. 127.0.0.1:53)");
+      }
+      c.nameservers.push_back(e);
+    }
   }
   if (const Value* v = m.find("proxy")) {
     // The full syntax (credentials, percent-encoding) is checked by the hub client at start.

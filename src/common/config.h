@@ -99,8 +99,10 @@ struct HubConfig {
   LogLevel logLevel = LogLevel::Info;
 };
 
-// One entry of an agent's allow-list: a host (name or address, IPv6 without brackets) and a port
-// or an inclusive port range. Written "127.0.0.1:22", "localhost:8000-8100", "[::1]:22".
+// One entry of an agent's allow-list: a host (name or address, IPv6 without brackets; an address
+// may carry a prefix length, "192.168.1.0/24") and a port or an inclusive port range. Written
+// "127.0.0.1:22", "localhost:8000-8100", "[::1]:22", "192.168.1.0/24:80". The agent compiles and
+// matches rules on addresses (src/agent/allow_list.h).
 struct AllowRule {
   std::string host;
   uint16_t portMin = 0, portMax = 0;
@@ -110,7 +112,7 @@ struct AllowRule {
   friend bool operator==(const AllowRule&, const AllowRule&) = default;
 };
 
-// "host:port" or "host:first-last" (1 <= first <= last <= 65535).
+// "host:port" or "host:first-last" (1 <= first <= last <= 65535); host may be "address/prefix".
 std::optional<AllowRule> parseAllowRule(std::string_view s);
 
 struct AgentConfig {
@@ -121,6 +123,7 @@ struct AgentConfig {
   std::string deviceId;     // required
   std::string deviceKey;    // base64, required
   std::vector<AllowRule> allow{{"127.0.0.1", 22, 22}};  // targets the agent may connect to
+  std::vector<Endpoint> nameservers;  // DNS servers for target names; empty: /etc/resolv.conf
   std::string proxy;  // "http://[user:pass@]host[:port]"; empty: HTTPS_PROXY/NO_PROXY decide
   std::chrono::milliseconds connectTimeout{10000};
   std::chrono::milliseconds reconnectMin{1000}, reconnectMax{30000};

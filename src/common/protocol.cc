@@ -229,7 +229,7 @@ Parsed<StreamResponse> parseStreamResponse(std::string_view text) {
   // A refusal: code and reason are the device's words, kept within bounds; a missing or odd
   // one still refuses the stream.
   const json* code = field(j, "code");
-  if (code && code->is_string()) {
+  if (code && code->is_string() && !code->get_ref<const std::string&>().empty()) {
     const auto& c = code->get_ref<const std::string&>();
     m.code = rejectFromName(c);
     m.codeText = truncateUtf8(c, kMaxCodeName);
