@@ -23,15 +23,6 @@ namespace ds::agent {
 using json = nlohmann::json;
 using std::chrono::milliseconds;
 
-std::chrono::milliseconds backoffDelay(milliseconds initial, milliseconds cap, unsigned attempt,
-                                       std::mt19937_64& rng) {
-  // initial * 2^attempt without overflow: stop doubling once the cap is reached.
-  milliseconds bound = std::min(initial, cap);
-  for (unsigned i = 0; i < attempt && bound < cap; ++i) bound = std::min(bound * 2, cap);
-  std::uniform_int_distribution<int64_t> pick(0, bound.count());
-  return milliseconds(pick(rng));
-}
-
 bool setTcpKeepalive(evutil_socket_t fd) {
   if (fd < 0) return false;
   int on = 1, idle = 30, interval = 10, probes = 3;
@@ -308,6 +299,7 @@ Agent::Agent(Loop& loop, config::AgentConfig cfg)
     : loop_(loop),
       cfg_(std::move(cfg)),
       reconnect_(loop, [this] { connect(); }),
+      backoff_({cfg_.reconnectMin, cfg_.reconnectMax}),
       rng_(std::random_device{}()) {}
 
 Agent::~Agent() {
@@ -417,7 +409,7 @@ void Agent::connect() {
           return scheduleReconnect();
         }
         LOG_INFO("online: control channel to %s:%u open", hub_.host.c_str(), hub_.port);
-        attempt_ = 0;
+        backoff_.up(std::chrono::steady_clock::now());
         credentialsLogged_ = false;
         setTcpKeepalive(ws->fd());
         control_ = std::move(ws);
@@ -429,12 +421,11 @@ void Agent::connect() {
 
 void Agent::scheduleReconnect(bool credentialsRefused) {
   if (stopping_) return;
-  // Full jitter keeps a fleet from reconnecting in lockstep after a hub restart. Refused
-  // credentials will not fix themselves quickly: retry at the slowest pace.
-  milliseconds delay = credentialsRefused
-                           ? cfg_.reconnectMax
-                           : backoffDelay(cfg_.reconnectMin, cfg_.reconnectMax, attempt_, rng_);
-  if (attempt_ < 64) ++attempt_;
+  // Full jitter keeps a fleet from reconnecting in lockstep after a hub restart, and waits stay
+  // short after the loss of a healthy channel (hubclient/backoff.h). Refused credentials will
+  // not fix themselves quickly: retry at the slowest pace.
+  milliseconds delay = credentialsRefused ? cfg_.reconnectMax
+                                          : backoff_.next(std::chrono::steady_clock::now(), rng_);
   reconnect_.arm(delay);
   LOG_INFO("reconnecting in %lld ms", static_cast<long long>(delay.count()));
 }
@@ -444,6 +435,7 @@ void Agent::onWsData(evbuffer*) { LOG_WARN("control channel: unexpected binary d
 void Agent::onWsClosed(uint16_t code, const std::string& reason) {
   LOG_WARN("control channel closed (%u %s); %zu open streams continue on their own connections",
            code, reason.c_str(), pumps_.size());
+  backoff_.down(std::chrono::steady_clock::now());
   loop_.deferDelete(std::move(control_));
   scheduleReconnect();
 }

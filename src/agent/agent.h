@@ -15,6 +15,7 @@
 #include "common/protocol.h"
 #include "common/ws_conn.h"
 #include "forwarder/pump.h"
+#include "hubclient/backoff.h"
 #include "hubclient/hub_client.h"
 #include "hubclient/warm_pool.h"
 
@@ -35,12 +36,6 @@ inline constexpr const char* kUnreachable = proto::name(proto::Reject::Unreachab
 // the streaming endpoint
 inline constexpr const char* kHubStreamFailed = proto::name(proto::Reject::HubStreamFailed).data();
 }  // namespace reject
-
-// The delay before reconnect attempt `attempt` (0 for the first after a loss): "full jitter",
-// uniformly random in [0, min(cap, initial * 2^attempt)].
-std::chrono::milliseconds backoffDelay(std::chrono::milliseconds initial,
-                                       std::chrono::milliseconds cap, unsigned attempt,
-                                       std::mt19937_64& rng);
 
 // SO_KEEPALIVE with the agent's probe timing (idle 30 s, interval 10 s, 3 probes); false when a
 // socket option failed.
@@ -84,7 +79,7 @@ class Agent : private WsConnection::Callbacks {
   std::unique_ptr<hubclient::WarmPool> pool_;
   std::unique_ptr<WsConnection> control_;
   Timer reconnect_;
-  unsigned attempt_ = 0;            // failed attempts since the channel was last open
+  hubclient::Backoff backoff_;      // reconnect waits (hubclient/backoff.h)
   bool credentialsLogged_ = false;  // the 401 explanation is logged once per streak
   std::mt19937_64 rng_;
   bool stopping_ = false;

@@ -3,6 +3,8 @@
 
 #include <sys/socket.h>
 
+#include "forwarder/reset.h"
+
 namespace ds {
 
 TcpRelay::TcpRelay(Loop& loop, BufferEventPtr client, BufferEventPtr target, size_t highWatermark,
@@ -21,11 +23,8 @@ TcpRelay::TcpRelay(Loop& loop, BufferEventPtr client, BufferEventPtr target, siz
 }
 
 TcpRelay::~TcpRelay() {
-  for (Side& s : side_) {
-    if (!s.bev) continue;
-    bufferevent_setcb(s.bev.get(), nullptr, nullptr, nullptr, nullptr);
-    loop_.closeAfterFlush(std::move(s.bev));
-  }
+  // Freed before it finished: neither side ended normally.
+  for (Side& s : side_) resetConnection(std::move(s.bev));
 }
 
 void TcpRelay::start() {
@@ -36,7 +35,7 @@ void TcpRelay::start() {
   }
 }
 
-void TcpRelay::close(const std::string& reason) { finish(reason); }
+void TcpRelay::close(const std::string& reason) { finish(reason, false); }
 
 void TcpRelay::onRead(bufferevent*, void* arg) {
   auto* s = static_cast<Side*>(arg);
@@ -53,7 +52,7 @@ void TcpRelay::move(Side& from) {
   if (from.index == 0 && gate_) {
     if (gateDone_) return (void)evbuffer_drain(in, evbuffer_get_length(in));
     GateState st = moveThroughGate(in, out, gate_, from.moved);
-    if (st == GateState::Failed) return finish("malformed request from the client");
+    if (st == GateState::Failed) return finish("malformed request from the client", false);
     gateDone_ = st == GateState::Done;
   } else if (size_t n = evbuffer_get_length(in); n > 0) {
     from.moved += n;
@@ -77,7 +76,7 @@ void TcpRelay::maybeShutdown(Side& to) {
   if (evbuffer_get_length(bufferevent_get_output(to.bev.get())) != 0) return;
   to.shutDown = true;
   ::shutdown(bufferevent_getfd(to.bev.get()), SHUT_WR);
-  if (side_[0].shutDown && side_[1].shutDown) finish("done");
+  if (side_[0].shutDown && side_[1].shutDown) finish("done", true);
 }
 
 void TcpRelay::onEvent(bufferevent*, short what, void* arg) {
@@ -97,17 +96,22 @@ void TcpRelay::onEvent(bufferevent*, short what, void* arg) {
     self->maybeShutdown(to);
     return;
   }
-  self->finish(s->index == 0 ? "client connection failed" : "target connection failed");
+  self->finish(s->index == 0 ? "client connection failed" : "target connection failed", false);
 }
 
-void TcpRelay::finish(const std::string& reason) {
+void TcpRelay::finish(const std::string& reason, bool clean) {
   if (finished_) return;
   finished_ = true;
-  // What each side already has to send still goes out (closeAfterFlush).
+  // A normal end (both half-closes passed on) lets the sockets linger as usual; any other end
+  // resets both, so that neither peer takes a cut connection for a complete one.
   for (Side& s : side_) {
     if (!s.bev) continue;
     bufferevent_setcb(s.bev.get(), nullptr, nullptr, nullptr, nullptr);
-    loop_.closeAfterFlush(std::move(s.bev));
+    if (clean) {
+      loop_.closeAfterFlush(std::move(s.bev));
+    } else {
+      resetConnection(std::move(s.bev));
+    }
   }
   if (done_) done_(this, reason);
 }
