@@ -9,9 +9,11 @@ pkgs=(
   libevent-dev libssl-dev libyaml-cpp-dev libwebsockets-dev libsqlite3-dev
   nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev
   openssh-client curl openssl python3
+  libgtk-3-dev libayatana-appindicator3-dev libnotify-dev
 )
 if [ "${1:-}" = "--tests" ]; then
   pkgs+=(openssh-server chromium clang-format clang-tidy tinyproxy netcat-openbsd proxychains4)
+  pkgs+=(xvfb xauth trayer xdotool imagemagick tesseract-ocr tesseract-ocr-eng)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,0 +1,340 @@
+"""End-to-end tests of devstreams-tray as a person sees it: Xvfb, an XEmbed tray host (trayer),
+a real stack (hub, agent dev01, daemon) and the tray. The tests click the tray icon and menu
+items with xdotool where the tray says they are (its --dump-menu file gives the widgets' screen
+rectangles), take screenshots, read them back with OCR (tesseract), and compare the menu's own
+widget texts with the devices the hub lists. Screenshots, menu dumps and logs are kept under
+$DS_TRAY_ARTIFACTS/<test>/."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import BIN, Stack, StackTest, program, unix_http, wait_until  # noqa: E402
+
+TRAY = os.path.join(BIN, "tray", "devstreams-tray")
+ARTIFACTS = os.environ.get("DS_TRAY_ARTIFACTS") or os.path.join(
+    os.path.dirname(BIN), "tests", "tray", "artifacts")
+TOOLS = ("Xvfb", "trayer", "xdotool", "import", "convert", "tesseract")
+
+
+class Display:
+    """Xvfb on a free display number, and trayer docked at its top edge."""
+
+    def __init__(self, folder):
+        missing = [t for t in TOOLS if not shutil.which(t)]
+        if missing:  # a missing peer is a failure, never a skip
+            raise RuntimeError(f"missing {missing}: run scripts/setup.sh --tests")
+        self.folder = folder
+        self.procs = []
+        r, w = os.pipe()
+        self.log = open(os.path.join(folder, "xvfb.log"), "ab")
+        self.procs.append(subprocess.Popen(
+            ["Xvfb", "-displayfd", str(w), "-screen", "0", "1024x600x24", "-nolisten", "tcp"],
+            pass_fds=(w,), stdout=self.log, stderr=subprocess.STDOUT))
+        os.close(w)
+        with os.fdopen(r) as f:
+            number = f.readline().strip()
+        if not number:
+            self.close()
+            raise RuntimeError("Xvfb did not start")
+        self.name = ":" + number
+        self.env = dict(os.environ, DISPLAY=self.name, GDK_BACKEND="x11", NO_AT_BRIDGE="1",
+                        # No session bus: no StatusNotifier host, so the XEmbed icon is used,
+                        # and GLib cannot autolaunch a bus on the display.
+                        DBUS_SESSION_BUS_ADDRESS="unix:path=/nonexistent/bus")
+        self.procs.append(subprocess.Popen(
+            ["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
+             "--height", "32", "--SetDockType", "true", "--expand", "true"],
+            env=self.env, stdout=self.log, stderr=subprocess.STDOUT))
+
+    def run(self, *argv, check=True):
+        return subprocess.run(argv, env=self.env, check=check, capture_output=True, timeout=30)
+
+    def click(self, x, y, button=1):
+        self.run("xdotool", "mousemove", "--sync", str(x), str(y))
+        time.sleep(0.3)  # let GTK see the pointer before the press
+        self.run("xdotool", "click", str(button))
+
+    def hover(self, x, y):
+        self.run("xdotool", "mousemove", "--sync", str(x), str(y))
+
+    def screenshot(self, path):
+        self.run("import", "-window", "root", path)
+        return path
+
+    def ocr(self, shot, rect, path):
+        """Text of the rectangle [x, y, w, h] of a screenshot, enlarged for tesseract."""
+        x, y, w, h = rect
+        self.run("convert", shot, "-crop", f"{w}x{h}+{x}+{y}", "+repage", "-resize", "300%",
+                 "-colorspace", "Gray", path)
+        return self.run("tesseract", path, "-", "--psm", "6").stdout.decode(errors="replace")
+
+    def close(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        self.log.close()
+
+
+# Characters OCR confuses in this font (1 and l, 0 and O): compared as one.
+SAME = str.maketrans("lI|Oo", "11100")
+
+
+def seen(needle, text):
+    return needle.translate(SAME) in text.translate(SAME)
+
+
+def union(rects):
+    x0 = min(r[0] for r in rects)
+    y0 = min(r[1] for r in rects)
+    x1 = max(r[0] + r[2] for r in rects)
+    y1 = max(r[1] + r[3] for r in rects)
+    return [x0, y0, x1 - x0, y1 - y0]
+
+
+def center(rect):
+    return rect[0] + rect[2] // 2, rect[1] + rect[3] // 2
+
+
+class Tray:
+    """devstreams-tray on a Display, with its menu dump file."""
+
+    def __init__(self, display, folder, control, *args):
+        self.display = display
+        self.dump_path = os.path.join(folder, "menu.json")
+        self.log_path = os.path.join(folder, "tray.log")
+        self.log = open(self.log_path, "ab")
+        env = dict(display.env, XDG_CONFIG_HOME=os.path.join(folder, "config"))
+        self.proc = subprocess.Popen(
+            [TRAY, "--control", control, "--dump-menu", self.dump_path, "--interval", "1",
+             "--devstreams", program("devstreams"), *args],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def dump(self):
+        try:
+            with open(self.dump_path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def wait(self, pred, what, timeout=30):
+        def check():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"devstreams-tray exited ({self.proc.returncode}):\n"
+                                     + self.text_log())
+            d = self.dump()
+            return d is not None and pred(d)
+        wait_until(check, timeout, what)
+        return self.dump()
+
+    def text_log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def open_menu(self):
+        """Clicks the icon in the tray host; returns the dump once the menu is on screen."""
+        d = self.wait(lambda d: d.get("icon", {}).get("rect"), "tray icon embedded in trayer")
+        self.display.click(*center(d["icon"]["rect"]))
+        return self.wait(lambda d: d["menu_mapped"] and all(
+            "rect" in w for w in d["widgets"] if not w.get("separator")), "menu on screen")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                code = self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                code = self.proc.wait()
+        else:
+            code = self.proc.returncode
+        self.log.close()
+        return code
+
+
+def labels(widgets):
+    return [w["label"] for w in widgets if not w.get("separator")]
+
+
+def widget(widgets, prefix):
+    for w in widgets:
+        if w.get("label", "").startswith(prefix):
+            return w
+    raise AssertionError(f"no menu item starting with {prefix!r} in {labels(widgets)}")
+
+
+class TrayScreenshot(StackTest):
+
+    def setUp(self):
+        name = self.id().rsplit(".", 1)[-1]
+        self.folder = os.path.join(ARTIFACTS, name)
+        shutil.rmtree(self.folder, ignore_errors=True)
+        os.makedirs(self.folder)
+        self.display = Display(self.folder)
+        self.addCleanup(self.display.close)
+        self.tray = None
+
+    def tearDown(self):
+        if self.tray:
+            code = self.tray.stop()
+            log = self.tray.text_log()
+            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+                self.assertNotIn(marker, log)
+            self.assertEqual(code, 0, log[-3000:])
+        stack = getattr(self, "stack", None)
+        if stack:
+            for name in ("hub", "agent", "daemon"):
+                with open(os.path.join(self.folder, name + ".log"), "w") as f:
+                    f.write(stack.log(name))
+            self.assertCleanShutdown(stack)
+            stack.close()
+
+    def hub_devices(self):
+        """{id: online} as the hub lists them (its REST API, not through the daemon)."""
+        r = subprocess.run([program("devstreams"), "hub", "-c",
+                            os.path.join(self.stack.state, "daemon.yaml"), "device", "list",
+                            "--json"], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return {d["id"]: d["online"] for d in json.loads(r.stdout)["devices"]}
+
+    def shot(self, name, d, ocr_rect):
+        path = self.display.screenshot(os.path.join(self.folder, name + ".png"))
+        with open(os.path.join(self.folder, name + ".json"), "w") as f:
+            json.dump(d, f, indent=2)
+        return self.display.ocr(path, ocr_rect, os.path.join(self.folder, name + "-menu.png"))
+
+    def test_menu_shows_the_hubs_devices_and_follows_the_agent(self):
+        self.stack = Stack(with_sshd=False)
+        self.tray = Tray(self.display, self.folder, self.stack.control_path, "--watch", "dev01")
+        d = self.tray.wait(lambda d: d["model"]["link"] == "connected" and any(
+            w["label"] == "dev01 (online)" for w in d["widgets"] if "label" in w),
+            "tray shows dev01 online")
+        self.assertEqual(d["front_end"], "status-icon")
+        self.assertEqual(d["model"]["icon"], "network-transmit-receive")
+        self.assertTrue(d["model"]["tooltip"].startswith("devstreams: hub connected"))
+
+        d = self.tray.open_menu()
+        # The menu's widgets list every device of the hub with its state, and nothing else.
+        hub = self.hub_devices()
+        self.assertEqual(hub, {"dev01": True})
+        menu = labels(d["widgets"])
+        self.assertIn(f"Hub connected: https://127.0.0.1:{self.stack.hub_port}", menu)
+        self.assertIn("Devices: 1 of 1 online", menu)
+        shown = {lb.split(" ")[0] for lb in menu if lb.endswith("(online)") or "(offline" in lb}
+        self.assertEqual(shown, set(hub))
+        self.assertIn("dev01 (online)", menu)
+        self.assertIn(f"Copy PAC URL (http://127.0.0.1:{self.stack.socks_port}/proxy.pac)", menu)
+        dev01 = widget(d["widgets"], "dev01")
+        self.assertEqual(labels(dev01["children"])[:2],
+                         ["SSH to dev01", "Open http://dev01.hub/"])
+        # The screen shows it: the menu's rectangle read back by OCR.
+        rect = union([w["rect"] for w in d["widgets"] if "rect" in w])
+        text = self.shot("online", d, rect)
+        self.assertTrue(seen("dev01", text), f"OCR of the open menu:\n{text}")
+        self.assertTrue(seen("online", text), f"OCR of the open menu:\n{text}")
+        self.assertTrue(seen("Hub connected", text), f"OCR of the open menu:\n{text}")
+
+        # The device goes away: the open menu follows, and the watched device is announced.
+        self.stack.stop("agent")
+        d = self.tray.wait(lambda d: widget(d["widgets"], "dev01")["label"].startswith(
+            "dev01 (offline") and d["menu_mapped"], "dev01 offline in the open menu")
+        self.assertFalse(self.hub_devices()["dev01"])
+        self.assertIn("Devices: 0 of 1 online", labels(d["widgets"]))
+        self.assertIn({"title": "dev01 went offline", "body": "watched device"}, d["notices"])
+        rect = union([w["rect"] for w in d["widgets"] if "rect" in w])
+        text = self.shot("offline", d, rect)
+        self.assertTrue(seen("dev01 (offline", text), f"OCR of the open menu:\n{text}")
+
+        # And comes back.
+        self.stack.start_agent()
+        d = self.tray.wait(lambda d: widget(d["widgets"], "dev01")["label"] == "dev01 (online)",
+                           "dev01 online again")
+        self.assertIn({"title": "dev01 is online", "body": "watched device came back"},
+                      d["notices"])
+
+    def test_daemon_down_says_so_and_offers_to_start_it(self):
+        self.stack = Stack(with_sshd=False)
+        self.stack.stop("daemon")
+        config = os.path.join(self.stack.state, "daemon.yaml")
+        start = f"{program('devstreamsd')} -c {config}"
+        self.tray = Tray(self.display, self.folder, self.stack.control_path,
+                         "--start-daemon", start)
+        d = self.tray.wait(lambda d: d["model"]["link"] == "daemon-down" and d["polls"] > 0,
+                           "tray shows the daemon down")
+        self.assertEqual(d["model"]["icon"], "network-offline")
+        self.assertIn("is devstreamsd running?", d["model"]["tooltip"])
+        d = self.tray.open_menu()
+        menu = labels(d["widgets"])
+        self.assertEqual(menu[0], "devstreamsd is not running")
+        self.assertIn(self.stack.control_path, menu[1])
+        self.assertEqual(menu[2:], ["Start devstreamsd", "Open the daemon log", "Refresh",
+                                    "Quit"])
+        rect = union([w["rect"] for w in d["widgets"] if "rect" in w])
+        text = self.shot("daemon-down", d, rect)
+        self.assertTrue(seen("not running", text), f"OCR of the open menu:\n{text}")
+        self.assertTrue(seen("Start devstreamsd", text), f"OCR of the open menu:\n{text}")
+
+        # "Start devstreamsd" runs the configured command; the tray then finds the daemon.
+        self.display.click(*center(widget(d["widgets"], "Start devstreamsd")["rect"]))
+        try:
+            d = self.tray.wait(lambda d: d["model"]["link"] == "connected",
+                               "tray shows the started daemon connected")
+            self.assertEqual(d["notices"][-1]["title"], "devstreamsd is running")
+        finally:
+            with_pid = None
+            try:
+                status, _, body = unix_http(self.stack.control_path, "GET", "/v1/status")
+                with_pid = json.loads(body)["pid"] if status == 200 else None
+            except OSError:
+                pass
+            if with_pid:
+                os.kill(with_pid, signal.SIGTERM)
+                wait_until(lambda: not os.path.exists(f"/proc/{with_pid}/status") or
+                           "State:\tZ" in open(f"/proc/{with_pid}/status").read(),
+                           10, "started daemon gone")
+        self.assertEqual(d["action_errors"], [])
+
+    def test_ssh_action_runs_the_configured_terminal_command(self):
+        self.stack = Stack()
+        out = os.path.join(self.folder, "ssh.out")
+        st = self.stack
+        ssh = (f"ssh -F /dev/null -i {st.dir}/client_key -o IdentitiesOnly=yes "
+               "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes "
+               f"-o LogLevel=ERROR -p {st.ssh_port} "
+               "-o \"ProxyCommand={devstreams} --socks {proxy} connect %h %p\" "
+               f"{st.ssh_user}@{{host}} echo tray-ssh-ok")
+        # The "terminal" runs the command with its output in a file.
+        terminal = f"sh -c '\"$@\" > {out} 2>&1' sh {{command}}"
+        self.tray = Tray(self.display, self.folder, st.control_path, "--ssh-command", ssh,
+                         "--terminal", terminal)
+        self.tray.wait(lambda d: d["model"]["link"] == "connected" and any(
+            w.get("label") == "dev01 (online)" for w in d["widgets"]), "dev01 online")
+        d = self.tray.open_menu()
+        self.display.hover(*center(widget(d["widgets"], "dev01")["rect"]))
+        d = self.tray.wait(lambda d: "rect" in widget(widget(d["widgets"], "dev01")["children"],
+                                                      "SSH to dev01"), "dev01 submenu open")
+        sub = widget(d["widgets"], "dev01")["children"]
+        rect = union([w["rect"] for w in sub if "rect" in w])
+        text = self.shot("device-submenu", d, rect)
+        self.assertTrue(seen("SSH to dev01", text), f"OCR of the submenu:\n{text}")
+        self.display.click(*center(widget(sub, "SSH to dev01")["rect"]))
+        wait_until(lambda: os.path.exists(out) and "tray-ssh-ok" in open(out).read(), 30,
+                   "ssh through the daemon ran")
+        self.assertIn("SSH to dev01: sh -c", self.tray.text_log())
+        self.assertEqual(self.tray.dump()["action_errors"], [])
+
+
+if __name__ == "__main__":
+    unittest.main()
