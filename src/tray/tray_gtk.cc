@@ -106,7 +106,7 @@ class Tray {
       g_signal_connect(icon_, "popup-menu", G_CALLBACK(onIconPopup), this);
       frontEnd_ = "status-icon";
     }
-    logLine("showing a " + std::string(indicator_ ? "StatusNotifier item" : "XEmbed tray icon") +
+    logLine("showing " + std::string(indicator_ ? "a StatusNotifier item" : "an XEmbed tray icon") +
             "; control socket " + settings_.control);
     show();
     g_unix_signal_add(SIGTERM, onSignal, this);
@@ -223,35 +223,33 @@ class Tray {
     for (GList* l = kids; ok && l; l = l->next, ++i) {
       GtkWidget* w = GTK_WIDGET(l->data);
       const MenuItem& it = items[i];
-      if (static_cast<bool>(GTK_IS_SEPARATOR_MENU_ITEM(w)) != it.separator) {
+      bool sameKind = static_cast<bool>(GTK_IS_SEPARATOR_MENU_ITEM(w)) == it.separator &&
+                      static_cast<bool>(GTK_IS_CHECK_MENU_ITEM(w)) == it.checked.has_value();
+      if (!sameKind) {
         ok = false;
-      } else if (it.separator) {
-        continue;
-      } else if (static_cast<bool>(GTK_IS_CHECK_MENU_ITEM(w)) != it.checked.has_value()) {
+        break;
+      }
+      if (it.separator) continue;
+      GtkWidget* sub = gtk_menu_item_get_submenu(GTK_MENU_ITEM(w));
+      bool acts = it.children.empty() && it.action.kind != ActionKind::None;
+      if ((sub != nullptr) != !it.children.empty() ||
+          (g_object_get_data(G_OBJECT(w), "ds-action") != nullptr) != acts ||
+          (sub && !patch(sub, it.children))) {
         ok = false;
-      } else {
-        GtkWidget* sub = gtk_menu_item_get_submenu(GTK_MENU_ITEM(w));
-        bool acts = it.children.empty() && it.action.kind != ActionKind::None;
-        if ((sub != nullptr) != !it.children.empty() ||
-            (g_object_get_data(G_OBJECT(w), "ds-action") != nullptr) != acts) {
-          ok = false;
-        } else if (sub) {
-          ok = patch(sub, it.children);
-        }
-        if (!ok) break;
-        if (it.label != gtk_menu_item_get_label(GTK_MENU_ITEM(w))) {
-          gtk_menu_item_set_label(GTK_MENU_ITEM(w), it.label.c_str());
-        }
-        if (acts) {
-          g_object_set_data_full(G_OBJECT(w), "ds-action", new Action(it.action),
-                                 [](gpointer p) { delete static_cast<Action*>(p); });
-        }
-        if (it.checked) {
-          // set_active emits "activate": not a choice of the user.
-          g_signal_handlers_block_by_func(w, reinterpret_cast<gpointer>(onItem), this);
-          gtk_check_menu_item_set_active(GTK_CHECK_MENU_ITEM(w), *it.checked);
-          g_signal_handlers_unblock_by_func(w, reinterpret_cast<gpointer>(onItem), this);
-        }
+        break;
+      }
+      if (it.label != gtk_menu_item_get_label(GTK_MENU_ITEM(w))) {
+        gtk_menu_item_set_label(GTK_MENU_ITEM(w), it.label.c_str());
+      }
+      if (acts) {
+        g_object_set_data_full(G_OBJECT(w), "ds-action", new Action(it.action),
+                               [](gpointer p) { delete static_cast<Action*>(p); });
+      }
+      if (it.checked) {
+        // set_active emits "activate": not a choice of the user.
+        g_signal_handlers_block_by_func(w, reinterpret_cast<gpointer>(onItem), this);
+        gtk_check_menu_item_set_active(GTK_CHECK_MENU_ITEM(w), *it.checked);
+        g_signal_handlers_unblock_by_func(w, reinterpret_cast<gpointer>(onItem), this);
       }
     }
     g_list_free(kids);
@@ -352,6 +350,7 @@ class Tray {
       if (!expandCommand(settings_.terminal, v, command, argv, err)) return fail(what, err);
     }
     std::vector<char*> cargv;
+    cargv.reserve(argv.size() + 1);
     for (auto& s : argv) cargv.push_back(s.data());
     cargv.push_back(nullptr);
     GError* error = nullptr;
@@ -428,6 +427,8 @@ class Tray {
     gtk_spin_button_set_value(GTK_SPIN_BUTTON(port), 22);
     GtkWidget* local = gtk_spin_button_new_with_range(0, 65535, 1);
     gtk_spin_button_set_value(GTK_SPIN_BUTTON(local), 0);
+    gtk_entry_set_activates_default(GTK_ENTRY(port), TRUE);  // Return means "Forward"
+    gtk_entry_set_activates_default(GTK_ENTRY(local), TRUE);
     gtk_grid_attach(GTK_GRID(grid), gtk_label_new(("Port on " + device).c_str()), 0, 0, 1, 1);
     gtk_grid_attach(GTK_GRID(grid), port, 1, 0, 1, 1);
     gtk_grid_attach(GTK_GRID(grid), gtk_label_new("Local port on 127.0.0.1 (0: any)"), 0, 1, 1, 1);

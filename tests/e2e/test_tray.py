@@ -16,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BIN, Stack, StackTest, program, unix_http, wait_until  # noqa: E402
+from harness import BIN, Stack, StackTest, free_port, program, unix_http, wait_until  # noqa: E402
 
 TRAY = os.path.join(BIN, "tray", "devstreams-tray")
 ARTIFACTS = os.environ.get("DS_TRAY_ARTIFACTS") or os.path.join(
@@ -96,6 +96,14 @@ def seen(needle, text):
     return needle.translate(SAME) in text.translate(SAME)
 
 
+def read_text(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def union(rects):
     x0 = min(r[0] for r in rects)
     y0 = min(r[1] for r in rects)
@@ -147,8 +155,11 @@ class Tray:
         """Clicks the icon in the tray host; returns the dump once the menu is on screen."""
         d = self.wait(lambda d: d.get("icon", {}).get("rect"), "tray icon embedded in trayer")
         self.display.click(*center(d["icon"]["rect"]))
-        return self.wait(lambda d: d["menu_mapped"] and all(
+        d = self.wait(lambda d: d["menu_mapped"] and all(
             "rect" in w for w in d["widgets"] if not w.get("separator")), "menu on screen")
+        # Off the icon (its tooltip would cover the menu), onto the menu's first line.
+        self.display.hover(*center(d["widgets"][0]["rect"]))
+        return d
 
     def stop(self):
         if self.proc.poll() is None:
@@ -301,8 +312,8 @@ class TrayScreenshot(StackTest):
                 pass
             if with_pid:
                 os.kill(with_pid, signal.SIGTERM)
-                wait_until(lambda: not os.path.exists(f"/proc/{with_pid}/status") or
-                           "State:\tZ" in open(f"/proc/{with_pid}/status").read(),
+                wait_until(lambda: "State:\tZ" in read_text(f"/proc/{with_pid}/status") or
+                           not os.path.exists(f"/proc/{with_pid}"),
                            10, "started daemon gone")
         self.assertEqual(d["action_errors"], [])
 
@@ -330,9 +341,78 @@ class TrayScreenshot(StackTest):
         text = self.shot("device-submenu", d, rect)
         self.assertTrue(seen("SSH to dev01", text), f"OCR of the submenu:\n{text}")
         self.display.click(*center(widget(sub, "SSH to dev01")["rect"]))
-        wait_until(lambda: os.path.exists(out) and "tray-ssh-ok" in open(out).read(), 30,
+        wait_until(lambda: "tray-ssh-ok" in read_text(out), 30,
                    "ssh through the daemon ran")
         self.assertIn("SSH to dev01: sh -c", self.tray.text_log())
+        self.assertEqual(self.tray.dump()["action_errors"], [])
+
+    def test_forward_dialog_adds_a_forward_that_the_menu_lists_and_removes(self):
+        config_port = free_port()
+        self.stack = Stack(with_sshd=False, forwards=[(f"127.0.0.1:{config_port}", "dev01",
+                                                        "http")])
+        st = self.stack
+        # An open stream, so that the menu lists one.
+        code, held = st.connect("dev01.hub", st.http_port)
+        self.assertEqual(code, 0)
+        self.addCleanup(held.close)
+        self.tray = Tray(self.display, self.folder, st.control_path, "--watch", "dev01")
+        self.tray.wait(lambda d: "Streams: 1 open" in labels(d["widgets"]) and
+                       "Forwards: 1" in labels(d["widgets"]), "stream and forward listed")
+        d = self.tray.open_menu()
+        self.display.hover(*center(widget(d["widgets"], "dev01")["rect"]))
+        d = self.tray.wait(lambda d: "rect" in widget(widget(d["widgets"], "dev01")["children"],
+                                                      "Forward a local port"), "dev01 submenu")
+        # The picture of docs/tray.md: the whole menu with the device's submenu.
+        sub = widget(d["widgets"], "dev01")["children"]
+        rect = union([w["rect"] for w in d["widgets"] + sub if "rect" in w])
+        text = self.shot("menu", d, rect)
+        self.assertTrue(seen("Forward a local port", text), f"OCR of the menu:\n{text}")
+        self.assertTrue(seen("Streams: 1 open", text), f"OCR of the menu:\n{text}")
+        x0, y0, w, h = rect
+        icon = d["icon"]["rect"]
+        x1, y1 = max(x0 + w, icon[0] + icon[2]), max(y0 + h, icon[1] + icon[3])
+        self.display.run("convert", os.path.join(self.folder, "menu.png"), "-crop",
+                         f"{x1 - x0 + 16}x{y1 + 8}+{x0 - 8}+0", "+repage",
+                         os.path.join(self.folder, "docs-tray.png"))
+
+        self.display.click(*center(widget(sub, "Forward a local port")["rect"]))
+        title = "Forward a local port to dev01"
+        wait_until(lambda: self.display.run("xdotool", "search", "--name", title,
+                                            check=False).returncode == 0, 20, "forward dialog")
+        win = self.display.run("xdotool", "search", "--name", title).stdout.split()[0]
+        self.display.run("xdotool", "windowfocus", "--sync", win)
+        self.display.run("xdotool", "key", "ctrl+a")
+        self.display.run("xdotool", "type", str(st.http_port))
+        self.display.run("xdotool", "key", "Return")
+
+        def runtime():
+            status, doc = st.control("GET", "/v1/forwards")
+            return [f for f in doc["forwards"] if f["origin"] == "runtime"] if status == 200 \
+                else []
+        wait_until(lambda: runtime(), 20, "runtime forward added")
+        fwd = runtime()[0]
+        self.assertEqual((fwd["device"], fwd["port"]), ("dev01", st.http_port))
+        self.assertTrue(fwd["listen"].startswith("127.0.0.1:"))
+        r = subprocess.run(["curl", "-sS", "--max-time", "20", f"http://{fwd['listen']}/"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertIn("hello from dev01", r.stdout, r.stderr)
+        d = self.tray.wait(lambda d: "Forwards: 2" in labels(d["widgets"]), "forward listed")
+        self.assertIn({"title": "Forward added", "body": fwd["listen"] + " (copied)"},
+                      d["notices"])
+
+        # Remove it from the menu: Forwards > the forward > Remove this forward.
+        d = self.tray.open_menu()
+        self.display.hover(*center(widget(d["widgets"], "Forwards")["rect"]))
+        d = self.tray.wait(lambda d: "rect" in widget(widget(d["widgets"], "Forwards")[
+            "children"], fwd["listen"]), "forwards submenu")
+        item = widget(widget(d["widgets"], "Forwards")["children"], fwd["listen"])
+        self.display.hover(*center(item["rect"]))
+        d = self.tray.wait(lambda d: "rect" in widget(widget(widget(d["widgets"], "Forwards")[
+            "children"], fwd["listen"])["children"], "Remove"), "remove entry")
+        item = widget(widget(d["widgets"], "Forwards")["children"], fwd["listen"])
+        self.display.click(*center(widget(item["children"], "Remove")["rect"]))
+        wait_until(lambda: not runtime(), 20, "runtime forward removed")
+        self.tray.wait(lambda d: "Forwards: 1" in labels(d["widgets"]), "forward gone")
         self.assertEqual(self.tray.dump()["action_errors"], [])
 
 
