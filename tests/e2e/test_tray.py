@@ -21,7 +21,7 @@ from harness import BIN, Stack, StackTest, free_port, program, unix_http, wait_u
 TRAY = os.path.join(BIN, "tray", "devstreams-tray")
 ARTIFACTS = os.environ.get("DS_TRAY_ARTIFACTS") or os.path.join(
     os.path.dirname(BIN), "tests", "tray", "artifacts")
-TOOLS = ("Xvfb", "trayer", "xdotool", "import", "convert", "tesseract")
+TOOLS = ("Xvfb", "trayer", "xdotool", "import", "convert", "tesseract", "dbus-daemon", "dunst")
 
 
 class Display:
@@ -414,6 +414,59 @@ class TrayScreenshot(StackTest):
         wait_until(lambda: not runtime(), 20, "runtime forward removed")
         self.tray.wait(lambda d: "Forwards: 1" in labels(d["widgets"]), "forward gone")
         self.assertEqual(self.tray.dump()["action_errors"], [])
+
+    def test_notifications_reach_the_desktop_when_the_hub_link_drops_and_returns(self):
+        # A session bus with a real notification daemon (dunst), which records what it gets.
+        bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.addCleanup(lambda: (bus.terminate(), bus.wait(), bus.stdout.close()))
+        address = bus.stdout.readline().strip()
+        self.assertTrue(address, "dbus-daemon printed no address")
+        record = os.path.join(self.folder, "notices.txt")
+        script = os.path.join(self.folder, "record.sh")
+        with open(script, "w") as f:
+            f.write(f"#!/bin/sh\nprintf '%s: %s\\n' \"$2\" \"$3\" >> {record}\n")
+        os.chmod(script, 0o755)
+        dunstrc = os.path.join(self.folder, "dunstrc")
+        with open(dunstrc, "w") as f:
+            f.write(f'[global]\n    font = Sans 9\n[record]\n    summary = "*"\n'
+                    f'    script = {script}\n')
+        self.display.env["DBUS_SESSION_BUS_ADDRESS"] = address
+        self.display.procs.append(subprocess.Popen(
+            ["dunst", "-config", dunstrc], env=self.display.env, stdout=self.display.log,
+            stderr=subprocess.STDOUT))
+
+        self.stack = Stack(with_sshd=False)
+        self.tray = Tray(self.display, self.folder, self.stack.control_path, "--watch", "dev01")
+        d = self.tray.wait(lambda d: d["model"]["link"] == "connected" and any(
+            w.get("label") == "dev01 (online)" for w in d["widgets"]), "tray connected")
+        # A bus, but no StatusNotifier host on it: still the XEmbed icon.
+        self.assertEqual(d["front_end"], "status-icon")
+
+        self.stack.stop("hub")
+        d = self.tray.wait(lambda d: d["model"]["link"] == "hub-down", "hub down in the tray",
+                           timeout=60)
+        self.assertEqual(d["model"]["icon"], "network-error")
+        wait_until(lambda: "Hub link lost: https://127.0.0.1" in read_text(record), 20,
+                   "notification of the lost hub link")
+        self.display.screenshot(os.path.join(self.folder, "hub-lost.png"))
+        d = self.tray.open_menu()
+        menu = labels(d["widgets"])
+        self.assertTrue(menu[0].startswith("Hub unreachable: https://127.0.0.1"), menu)
+        self.assertTrue(any(m.startswith("Error: devices: ") for m in menu), menu)
+        self.shot("hub-down", d, union([w["rect"] for w in d["widgets"] if "rect" in w]))
+        self.display.run("xdotool", "key", "Escape")
+
+        self.stack.start_hub()
+        self.tray.wait(lambda d: d["model"]["link"] == "connected", "hub back", timeout=60)
+        wait_until(lambda: "Hub link back: https://127.0.0.1" in read_text(record), 20,
+                   "notification of the hub link back")
+        self.tray.wait(lambda d: any(w.get("label") == "dev01 (online)" for w in d["widgets"]),
+                       "dev01 online again", timeout=60)
+        self.stack.stop("agent")
+        wait_until(lambda: "dev01 went offline: watched device" in read_text(record), 30,
+                   "notification of the watched device")
+        self.assertNotIn("cannot show notifications", self.tray.text_log())
 
 
 if __name__ == "__main__":
