@@ -212,6 +212,15 @@ class TrayScreenshot(StackTest):
             self.assertCleanShutdown(stack)
             stack.close()
 
+    def session_bus(self):
+        """Starts a private session bus; the tray and the desktop programs use it."""
+        bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.addCleanup(lambda: (bus.terminate(), bus.wait(), bus.stdout.close()))
+        address = bus.stdout.readline().strip()
+        self.assertTrue(address, "dbus-daemon printed no address")
+        self.display.env["DBUS_SESSION_BUS_ADDRESS"] = address
+
     def hub_devices(self):
         """{id: online} as the hub lists them (its REST API, not through the daemon)."""
         r = subprocess.run([program("devstreams"), "hub", "-c",
@@ -417,11 +426,7 @@ class TrayScreenshot(StackTest):
 
     def test_notifications_reach_the_desktop_when_the_hub_link_drops_and_returns(self):
         # A session bus with a real notification daemon (dunst), which records what it gets.
-        bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--print-address=1"],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.addCleanup(lambda: (bus.terminate(), bus.wait(), bus.stdout.close()))
-        address = bus.stdout.readline().strip()
-        self.assertTrue(address, "dbus-daemon printed no address")
+        self.session_bus()
         record = os.path.join(self.folder, "notices.txt")
         script = os.path.join(self.folder, "record.sh")
         with open(script, "w") as f:
@@ -467,6 +472,52 @@ class TrayScreenshot(StackTest):
         wait_until(lambda: "dev01 went offline: watched device" in read_text(record), 30,
                    "notification of the watched device")
         self.assertNotIn("cannot show notifications", self.tray.text_log())
+
+    def test_appindicator_menu_on_a_statusnotifier_host_follows_the_agent(self):
+        # A panel's view: a StatusNotifier host on the bus reads the item and its dbusmenu.
+        self.session_bus()
+        seen_path = os.path.join(self.folder, "sni.json")
+        host = os.environ.get("DS_SNI_HOST") or os.path.join(
+            os.path.dirname(BIN), "tests", "tray", "tray_sni_host")
+        log = open(os.path.join(self.folder, "sni_host.log"), "ab")
+        self.addCleanup(log.close)
+        proc = subprocess.Popen([host, seen_path], env=self.display.env, stdout=log,
+                                stderr=subprocess.STDOUT)
+        self.display.procs.append(proc)
+        wait_until(lambda: "ready" in read_text(os.path.join(self.folder, "sni_host.log")) or
+                   proc.poll() is not None, 10, "StatusNotifier host")
+        self.assertIsNone(proc.poll(), read_text(os.path.join(self.folder, "sni_host.log")))
+
+        def panel():
+            try:
+                with open(seen_path) as f:
+                    doc = json.load(f)
+            except (OSError, ValueError):
+                return None, []
+            top = doc.get("menu", {}).get("children", [])
+            return doc, [c.get("label", "") for c in top]
+
+        def shows(label_prefix):
+            return any(lb.startswith(label_prefix) for lb in panel()[1])
+
+        self.stack = Stack(with_sshd=False)
+        self.tray = Tray(self.display, self.folder, self.stack.control_path)
+        d = self.tray.wait(lambda d: d["model"]["link"] == "connected", "tray connected")
+        self.assertEqual(d["front_end"], "appindicator")
+        wait_until(lambda: shows("dev01 (online)"), 30, "dev01 online in the panel's menu")
+        doc, menu = panel()
+        self.assertEqual(doc["item"]["IconName"], "network-transmit-receive")
+        self.assertEqual(doc["item"]["Status"], "Active")
+        self.assertIn(f"Hub connected: https://127.0.0.1:{self.stack.hub_port}", menu)
+        self.assertIn("Quit", menu)
+        dev01 = [c for c in doc["menu"]["children"] if c.get("label") == "dev01 (online)"][0]
+        self.assertEqual([c.get("label") for c in dev01["children"]][:1], ["SSH to dev01"])
+
+        self.stack.stop("agent")
+        wait_until(lambda: shows("dev01 (offline"), 30, "dev01 offline in the panel's menu")
+        self.stack.stop("daemon")
+        wait_until(lambda: shows("devstreamsd is not running"), 30, "daemon down in the panel")
+        self.assertEqual(panel()[0]["item"]["IconName"], "network-offline")
 
 
 if __name__ == "__main__":
