@@ -13,7 +13,7 @@ pkgs=(
 )
 if [ "${1:-}" = "--tests" ]; then
   pkgs+=(openssh-server chromium clang-format clang-tidy tinyproxy netcat-openbsd proxychains4)
-  pkgs+=(xvfb xauth trayer xdotool imagemagick tesseract-ocr tesseract-ocr-eng dbus dunst)
+  pkgs+=(xvfb xauth trayer xdotool imagemagick tesseract-ocr tesseract-ocr-eng dbus-daemon dbus-bin dunst)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -21,7 +21,8 @@ from harness import BIN, Stack, StackTest, free_port, program, unix_http, wait_u
 TRAY = os.path.join(BIN, "tray", "devstreams-tray")
 ARTIFACTS = os.environ.get("DS_TRAY_ARTIFACTS") or os.path.join(
     os.path.dirname(BIN), "tests", "tray", "artifacts")
-TOOLS = ("Xvfb", "trayer", "xdotool", "import", "convert", "tesseract", "dbus-daemon", "dunst")
+TOOLS = ("Xvfb", "trayer", "xdotool", "import", "convert", "tesseract", "dbus-daemon",
+         "dbus-send", "dunst")
 
 
 class Display:
@@ -436,10 +437,13 @@ class TrayScreenshot(StackTest):
         with open(dunstrc, "w") as f:
             f.write(f'[global]\n    font = Sans 9\n[record]\n    summary = "*"\n'
                     f'    script = {script}\n')
-        self.display.env["DBUS_SESSION_BUS_ADDRESS"] = address
         self.display.procs.append(subprocess.Popen(
             ["dunst", "-config", dunstrc], env=self.display.env, stdout=self.display.log,
             stderr=subprocess.STDOUT))
+        wait_until(lambda: b"true" in self.display.run(
+            "dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus", "/",
+            "org.freedesktop.DBus.NameHasOwner", "string:org.freedesktop.Notifications",
+            check=False).stdout, 10, "dunst on the bus")
 
         self.stack = Stack(with_sshd=False)
         self.tray = Tray(self.display, self.folder, self.stack.control_path, "--watch", "dev01")
