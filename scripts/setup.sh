@@ -13,7 +13,9 @@ pkgs=(
 )
 if [ "${1:-}" = "--tests" ]; then
   pkgs+=(openssh-server chromium clang-format clang-tidy tinyproxy netcat-openbsd proxychains4)
-  pkgs+=(xvfb xauth trayer xdotool imagemagick tesseract-ocr tesseract-ocr-eng dbus-daemon dbus-bin dunst)
+  # the tray's end-to-end tests: a display, a tray host, clicks, screenshots, OCR, a session bus
+  pkgs+=(xvfb trayer xdotool imagemagick tesseract-ocr tesseract-ocr-eng dbus-daemon dbus-bin dunst
+    xclip)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -22,7 +22,7 @@ TRAY = os.path.join(BIN, "tray", "devstreams-tray")
 ARTIFACTS = os.environ.get("DS_TRAY_ARTIFACTS") or os.path.join(
     os.path.dirname(BIN), "tests", "tray", "artifacts")
 TOOLS = ("Xvfb", "trayer", "xdotool", "import", "convert", "tesseract", "dbus-daemon",
-         "dbus-send", "dunst")
+         "dbus-send", "dunst", "xclip")
 
 
 class Display:
@@ -327,7 +327,7 @@ class TrayScreenshot(StackTest):
                            10, "started daemon gone")
         self.assertEqual(d["action_errors"], [])
 
-    def test_ssh_action_runs_the_configured_terminal_command(self):
+    def test_device_actions_ssh_browser_and_clipboard(self):
         self.stack = Stack()
         out = os.path.join(self.folder, "ssh.out")
         st = self.stack
@@ -336,10 +336,14 @@ class TrayScreenshot(StackTest):
                f"-o LogLevel=ERROR -p {st.ssh_port} "
                "-o \"ProxyCommand={devstreams} --socks {proxy} connect %h %p\" "
                f"{st.ssh_user}@{{host}} echo tray-ssh-ok")
-        # The "terminal" runs the command with its output in a file.
+        # The "terminal" runs the command with its output in a file; the "browser" is curl
+        # through the daemon's proxy.
         terminal = f"sh -c '\"$@\" > {out} 2>&1' sh {{command}}"
+        page = os.path.join(self.folder, "page.html")
+        browser = f"curl -sS --max-time 20 --socks5-hostname {{proxy}} -o {page} {{url}}"
         self.tray = Tray(self.display, self.folder, st.control_path, "--ssh-command", ssh,
-                         "--terminal", terminal)
+                         "--terminal", terminal, "--browser", browser,
+                         "--web-ports", f"443,{st.http_port}")
         self.tray.wait(lambda d: d["model"]["link"] == "connected" and any(
             w.get("label") == "dev01 (online)" for w in d["widgets"]), "dev01 online")
         d = self.tray.open_menu()
@@ -354,7 +358,42 @@ class TrayScreenshot(StackTest):
         wait_until(lambda: "tray-ssh-ok" in read_text(out), 30,
                    "ssh through the daemon ran")
         self.assertIn("SSH to dev01: sh -c", self.tray.text_log())
+
+        # Open http://dev01.hub:<port>/ in the "browser".
+        url = f"http://dev01.hub:{st.http_port}/"
+        self.click_device_item("Open " + url)
+        wait_until(lambda: "hello from dev01" in read_text(page), 30, "page fetched")
+        self.assertEqual(widget(self.tray.dump()["widgets"], "dev01")["children"][1]["label"],
+                         "Open https://dev01.hub/")
+
+        # The clipboard gets the SSH config snippet, then the PAC URL.
+        self.click_device_item("Copy SSH config snippet")
+        snippet = (f"Host dev01.hub\n    ProxyCommand devstreams --socks "
+                   f"127.0.0.1:{st.socks_port} connect %h %p\n")
+        wait_until(lambda: self.clipboard() == snippet, 10, "snippet on the clipboard")
+        d = self.tray.open_menu()
+        self.display.click(*center(widget(d["widgets"], "Copy PAC URL")["rect"]))
+        pac = f"http://127.0.0.1:{st.socks_port}/proxy.pac"
+        wait_until(lambda: self.clipboard() == pac, 10, "PAC URL on the clipboard")
         self.assertEqual(self.tray.dump()["action_errors"], [])
+
+        # Quit ends the tray with status 0.
+        d = self.tray.open_menu()
+        self.display.click(*center(widget(d["widgets"], "Quit")["rect"]))
+        self.assertEqual(self.tray.proc.wait(timeout=10), 0)
+
+    def click_device_item(self, label):
+        """Opens the menu, then dev01's submenu, and clicks its item starting with `label`."""
+        d = self.tray.open_menu()
+        self.display.hover(*center(widget(d["widgets"], "dev01")["rect"]))
+        d = self.tray.wait(lambda d: "rect" in widget(widget(d["widgets"], "dev01")["children"],
+                                                      label), f"{label} on screen")
+        self.display.click(*center(widget(widget(d["widgets"], "dev01")["children"],
+                                          label)["rect"]))
+
+    def clipboard(self):
+        r = self.display.run("xclip", "-o", "-selection", "clipboard", check=False)
+        return r.stdout.decode(errors="replace") if r.returncode == 0 else None
 
     def test_forward_dialog_adds_a_forward_that_the_menu_lists_and_removes(self):
         config_port = free_port()
