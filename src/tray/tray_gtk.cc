@@ -328,7 +328,11 @@ class Tray {
 
   static void onItem(GtkMenuItem* w, gpointer self) {
     const auto* a = static_cast<const Action*>(g_object_get_data(G_OBJECT(w), "ds-action"));
-    if (a) static_cast<Tray*>(self)->act(*a);
+    // A copy: the item's action is replaced or freed by refreshes while the action runs (the
+    // forward dialog runs a nested main loop).
+    if (!a) return;
+    const Action copy = *a;
+    static_cast<Tray*>(self)->act(copy);
   }
 
   std::map<std::string, std::string> vars(const std::string& device) const {
