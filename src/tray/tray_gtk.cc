@@ -47,19 +47,14 @@ Answer request(const std::string& socket, const char* method, const std::string&
 }
 
 // Whether a StatusNotifier host is registered on the session bus (an AppIndicator would show).
-bool statusNotifierHostRuns() {
+bool statusNotifierHostRuns(GDBusConnection* bus) {
+  if (!bus) return false;
   GError* error = nullptr;
-  GDBusConnection* bus = g_bus_get_sync(G_BUS_TYPE_SESSION, nullptr, &error);
-  if (!bus) {
-    g_clear_error(&error);
-    return false;
-  }
   GVariant* r = g_dbus_connection_call_sync(
       bus, "org.kde.StatusNotifierWatcher", "/StatusNotifierWatcher",
       "org.freedesktop.DBus.Properties", "Get",
       g_variant_new("(ss)", "org.kde.StatusNotifierWatcher", "IsStatusNotifierHostRegistered"),
       G_VARIANT_TYPE("(v)"), G_DBUS_CALL_FLAGS_NO_AUTO_START, 1000, nullptr, &error);
-  g_object_unref(bus);
   if (!r) {
     g_clear_error(&error);
     return false;
@@ -80,8 +75,12 @@ class Tray {
       if (id) g_source_remove(id);
     }
     if (indicator_) g_object_unref(indicator_);
+    if (bus_) g_object_unref(bus_);
     if (icon_) g_object_unref(icon_);
-    if (menu_) gtk_widget_destroy(menu_);
+    if (menu_) {
+      gtk_widget_destroy(menu_);
+      g_object_unref(menu_);  // the reference taken by g_object_ref_sink
+    }
     if (notify_is_initted()) notify_uninit();
   }
   Tray(const Tray&) = delete;
@@ -93,7 +92,16 @@ class Tray {
     g_object_ref_sink(menu_);
     state_.daemonError = "not asked yet";
     model_ = buildMenu(state_, options());
-    if (!settings_.statusIcon && statusNotifierHostRuns()) {
+    // The shared session bus connection, held for the life of the tray: the AppIndicator and
+    // libnotify use the same one, and dropping the last reference here would close it under
+    // them while they connect.
+    GError* error = nullptr;
+    bus_ = g_bus_get_sync(G_BUS_TYPE_SESSION, nullptr, &error);
+    if (!bus_) {
+      logLine(std::string("no session bus (") + error->message + ")");
+      g_clear_error(&error);
+    }
+    if (!settings_.statusIcon && statusNotifierHostRuns(bus_)) {
       indicator_ = app_indicator_new("devstreams-tray", model_.iconName.c_str(),
                                      APP_INDICATOR_CATEGORY_COMMUNICATIONS);
       app_indicator_set_status(indicator_, APP_INDICATOR_STATUS_ACTIVE);
@@ -566,6 +574,7 @@ class Tray {
   bool polling_ = false;
   int64_t polls_ = 0;
   GtkWidget* menu_ = nullptr;
+  GDBusConnection* bus_ = nullptr;
   AppIndicator* indicator_ = nullptr;
   GtkStatusIcon* icon_ = nullptr;
   std::string frontEnd_;

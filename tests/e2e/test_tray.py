@@ -202,7 +202,8 @@ class TrayScreenshot(StackTest):
         if self.tray:
             code = self.tray.stop()
             log = self.tray.text_log()
-            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                           "-CRITICAL **", "-WARNING **"):  # sanitizers, GLib and GTK
                 self.assertNotIn(marker, log)
             self.assertEqual(code, 0, log[-3000:])
         stack = getattr(self, "stack", None)
