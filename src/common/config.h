@@ -85,6 +85,17 @@ struct HubConfig {
   uint64_t maxPendingHandshakes = 1000;             // streams not yet paired
   uint64_t newStreamsPerSecond = 100;               // per service policy (token bucket)
   uint64_t auditKeep = 100000;                      // stream audit records kept
+  // Limits on what strangers can hold (docs/security.md).
+  uint64_t maxConnections = 20000;               // open connections, all kinds
+  uint64_t maxConnectionsPerAddress = 4096;      // open connections from one source address
+  uint64_t maxTlsHandshakes = 256;               // TLS handshakes in progress
+  uint64_t maxStreamsPerPolicy = 5000;           // concurrent streams of one service policy
+  uint64_t maxPendingPerPolicy = 500;            // streams of one policy not yet paired
+  std::chrono::seconds maxTokenLifetime{86400};  // SAS tokens expiring further ahead: 401
+  // /metrics and /healthz: also (or only) on a plain-HTTP listener of their own, and/or only
+  // with "Authorization: Bearer <metrics_token>" on the main listener.
+  std::optional<Endpoint> metricsListen;
+  std::string metricsToken;
   LogLevel logLevel = LogLevel::Info;
 };
 
@@ -161,6 +172,8 @@ struct DaemonConfig {
   std::vector<Forward> forwards;  // static port forwards
   std::chrono::milliseconds handshakeTimeout{60000};
   uint64_t highWatermark = 256 * 1024;
+  uint64_t maxClients = 8192;            // open client connections (proxy port and forwards)
+  uint64_t maxClientsPerAddress = 2048;  // from one source address
   LogLevel logLevel = LogLevel::Info;
 };
 
