@@ -21,6 +21,7 @@
 #include "cli/hub_admin.h"
 #include "common/config.h"
 #include "common/event.h"
+#include "common/guard.h"
 #include "socks/socks5.h"
 
 namespace {
@@ -165,59 +166,92 @@ struct Tunnel {
 
   static void onSockRead(bufferevent*, void* arg) {
     auto* t = static_cast<Tunnel*>(arg);
-    evbuffer* data = bufferevent_get_input(t->sock.get());
-    if (!t->out) {
-      // stdout that cannot be polled: written through at once.
-      while (evbuffer_get_length(data) > 0) {
-        auto* p = evbuffer_pullup(data, -1);
-        ssize_t n = ::write(1, p, evbuffer_get_length(data));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return t->fail("stdout: write failed");
-        evbuffer_drain(data, static_cast<size_t>(n));
-      }
-      return;
-    }
-    bufferevent_write_buffer(t->out.get(), data);
-    // Backpressure: stop reading the socket while stdout is behind.
-    if (evbuffer_get_length(bufferevent_get_output(t->out.get())) > kMark) {
-      bufferevent_disable(t->sock.get(), EV_READ);
-    }
+    ds::guarded(
+        "devstreams connect",
+        [&] {
+          evbuffer* data = bufferevent_get_input(t->sock.get());
+          if (!t->out) {
+            // stdout that cannot be polled: written through at once.
+            while (evbuffer_get_length(data) > 0) {
+              auto* p = evbuffer_pullup(data, -1);
+              ssize_t n = ::write(1, p, evbuffer_get_length(data));
+              if (n < 0 && errno == EINTR) continue;
+              if (n <= 0) return t->fail("stdout: write failed");
+              evbuffer_drain(data, static_cast<size_t>(n));
+            }
+            return;
+          }
+          bufferevent_write_buffer(t->out.get(), data);
+          // Backpressure: stop reading the socket while stdout is behind.
+          if (evbuffer_get_length(bufferevent_get_output(t->out.get())) > kMark) {
+            bufferevent_disable(t->sock.get(), EV_READ);
+          }
+        },
+        [&] { t->fail("internal error"); });
   }
   static void onOutWrite(bufferevent*, void* arg) {
     auto* t = static_cast<Tunnel*>(arg);
-    if (t->sock) bufferevent_enable(t->sock.get(), EV_READ);
-    if (!t->sock) t->loop.stop();
+    ds::guarded(
+        "devstreams connect",
+        [&] {
+          if (t->sock) bufferevent_enable(t->sock.get(), EV_READ);
+          if (!t->sock) t->loop.stop();
+        },
+        [&] { t->fail("internal error"); });
   }
   static void onOutEvent(bufferevent*, short, void* arg) {
-    static_cast<Tunnel*>(arg)->fail("stdout closed");
+    auto* t = static_cast<Tunnel*>(arg);
+    ds::guarded(
+        "devstreams connect", [&] { t->fail("stdout closed"); },
+        [&] { t->fail("internal error"); });
   }
   static void onInRead(bufferevent*, void* arg) {
     auto* t = static_cast<Tunnel*>(arg);
-    bufferevent_write_buffer(t->sock.get(), bufferevent_get_input(t->in.get()));
-    if (t->toSock() > kMark) bufferevent_disable(t->in.get(), EV_READ);
+    ds::guarded(
+        "devstreams connect",
+        [&] {
+          bufferevent_write_buffer(t->sock.get(), bufferevent_get_input(t->in.get()));
+          if (t->toSock() > kMark) bufferevent_disable(t->in.get(), EV_READ);
+        },
+        [&] { t->fail("internal error"); });
   }
   static void onSockWrite(bufferevent*, void* arg) {
     auto* t = static_cast<Tunnel*>(arg);
-    if (t->inEof) {
-      ::shutdown(bufferevent_getfd(t->sock.get()), SHUT_WR);
-    } else if (t->in) {
-      bufferevent_enable(t->in.get(), EV_READ);
-    } else if (!t->fileRead.armed()) {
-      t->fileRead.arm(std::chrono::milliseconds(0));
-    }
+    ds::guarded(
+        "devstreams connect",
+        [&] {
+          if (t->inEof) {
+            ::shutdown(bufferevent_getfd(t->sock.get()), SHUT_WR);
+          } else if (t->in) {
+            bufferevent_enable(t->in.get(), EV_READ);
+          } else if (!t->fileRead.armed()) {
+            t->fileRead.arm(std::chrono::milliseconds(0));
+          }
+        },
+        [&] { t->fail("internal error"); });
   }
-  static void onInEvent(bufferevent*, short, void* arg) { static_cast<Tunnel*>(arg)->stdinDone(); }
+  static void onInEvent(bufferevent*, short, void* arg) {
+    auto* t = static_cast<Tunnel*>(arg);
+    ds::guarded(
+        "devstreams connect", [&] { t->stdinDone(); }, [&] { t->fail("internal error"); });
+  }
   static void onSockEvent(bufferevent*, short what, void* arg) {
     auto* t = static_cast<Tunnel*>(arg);
-    if (what & BEV_EVENT_ERROR) {
-      int err = EVUTIL_SOCKET_ERROR();
-      std::fprintf(stderr, "devstreams: connection lost: %s\n",
-                   err == ECONNRESET ? "the stream was reset" : std::strerror(err));
-      t->status = 1;
-    }
-    onSockRead(nullptr, t);
-    t->sock.reset();
-    if (!t->out || evbuffer_get_length(bufferevent_get_output(t->out.get())) == 0) t->loop.stop();
+    ds::guarded(
+        "devstreams connect",
+        [&] {
+          if (what & BEV_EVENT_ERROR) {
+            int err = EVUTIL_SOCKET_ERROR();
+            std::fprintf(stderr, "devstreams: connection lost: %s\n",
+                         err == ECONNRESET ? "the stream was reset" : std::strerror(err));
+            t->status = 1;
+          }
+          onSockRead(nullptr, t);
+          t->sock.reset();
+          if (!t->out || evbuffer_get_length(bufferevent_get_output(t->out.get())) == 0)
+            t->loop.stop();
+        },
+        [&] { t->fail("internal error"); });
   }
 
   int run(int fd) {

@@ -3,6 +3,7 @@
 
 #include <sys/socket.h>
 
+#include "common/guard.h"
 #include "common/log.h"
 #include "forwarder/reset.h"
 
@@ -43,7 +44,11 @@ void StreamPump::close(const std::string& reason) {
   finish(reason, false);
 }
 
-void StreamPump::onTcpRead(bufferevent*, void* arg) { static_cast<StreamPump*>(arg)->pumpUp(); }
+void StreamPump::onTcpRead(bufferevent*, void* arg) {
+  auto* self = static_cast<StreamPump*>(arg);
+  guarded(
+      "stream pump", [&] { self->pumpUp(); }, [&] { self->internalError(); });
+}
 
 void StreamPump::pumpUp() {
   if (finished_ || !tcp_) return;
@@ -94,10 +99,15 @@ void StreamPump::onWsData(evbuffer* payload) {
 
 void StreamPump::onTcpWrite(bufferevent*, void* arg) {
   auto* self = static_cast<StreamPump*>(arg);
-  if (self->finished_) return;
-  // Resuming may deliver an eof and a close that finish the pump before it returns.
-  self->ws_->resumeReading();
-  self->maybeShutdownTcp();
+  guarded(
+      "stream pump",
+      [&] {
+        if (self->finished_) return;
+        // Resuming may deliver an eof and a close that finish the pump before it returns.
+        self->ws_->resumeReading();
+        self->maybeShutdownTcp();
+      },
+      [&] { self->internalError(); });
 }
 
 void StreamPump::onWsText(std::string message) {
@@ -120,20 +130,25 @@ void StreamPump::maybeShutdownTcp() {
 
 void StreamPump::onTcpEvent(bufferevent*, short what, void* arg) {
   auto* self = static_cast<StreamPump*>(arg);
-  if (self->finished_) return;
-  if (what & BEV_EVENT_EOF) {
-    self->pumpUp();
-    if (self->finished_) return;
-    // Bytes still in the input (paused by backpressure) go first; eof follows them in order.
-    evbuffer* in = bufferevent_get_input(self->tcp_.get());
-    if (evbuffer_get_length(in) > 0) self->ws_->sendBinary(in);
-    self->tcpEof_ = true;
-    self->ws_->sendText(kEofMessage);
-    self->maybeFinish();
-    return;
-  }
-  self->ws_->close(ws::close_code::GoingAway, "target connection failed");
-  self->finish("TCP connection failed", false);
+  guarded(
+      "stream pump",
+      [&] {
+        if (self->finished_) return;
+        if (what & BEV_EVENT_EOF) {
+          self->pumpUp();
+          if (self->finished_) return;
+          // Bytes still in the input (paused by backpressure) go first; eof follows them in order.
+          evbuffer* in = bufferevent_get_input(self->tcp_.get());
+          if (evbuffer_get_length(in) > 0) self->ws_->sendBinary(in);
+          self->tcpEof_ = true;
+          self->ws_->sendText(kEofMessage);
+          self->maybeFinish();
+          return;
+        }
+        self->ws_->close(ws::close_code::GoingAway, "target connection failed");
+        self->finish("TCP connection failed", false);
+      },
+      [&] { self->internalError(); });
 }
 
 void StreamPump::maybeFinish() {
@@ -152,6 +167,12 @@ void StreamPump::onWsClosed(uint16_t code, const std::string& reason) {
   finish("stream closed (" + std::to_string(code) + (reason.empty() ? "" : " " + reason) + ")" +
              (normal ? "" : ", TCP side reset"),
          normal);
+}
+
+void StreamPump::internalError() {
+  if (finished_) return;
+  ws_->close(ws::close_code::InternalError, "internal error");
+  finish("internal error", false);
 }
 
 void StreamPump::finish(const std::string& reason, bool clean) {

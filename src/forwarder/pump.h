@@ -52,6 +52,8 @@ class StreamPump : public Deletable, private WsConnection::Callbacks {
   void maybeFinish();
   // `clean`: FIN after what is buffered for the TCP peer; otherwise a reset.
   void finish(const std::string& reason, bool clean);
+  // The failure boundary: an exception from a TCP callback ends the stream (reset, 1011).
+  void internalError();
 
   Loop& loop_;
   BufferEventPtr tcp_;

@@ -3,6 +3,7 @@
 
 #include <sys/socket.h>
 
+#include "common/guard.h"
 #include "forwarder/reset.h"
 
 namespace ds {
@@ -39,7 +40,8 @@ void TcpRelay::close(const std::string& reason) { finish(reason, false); }
 
 void TcpRelay::onRead(bufferevent*, void* arg) {
   auto* s = static_cast<Side*>(arg);
-  s->relay->move(*s);
+  guarded(
+      "tcp relay", [&] { s->relay->move(*s); }, [&] { s->relay->finish("internal error", false); });
 }
 
 // Passes what `from` has read to the other side; stops reading `from` while the other side's
@@ -63,11 +65,16 @@ void TcpRelay::move(Side& from) {
 
 void TcpRelay::onWrite(bufferevent*, void* arg) {
   auto* to = static_cast<Side*>(arg);
-  TcpRelay* self = to->relay;
-  if (self->finished_) return;
-  Side& from = self->other(*to);
-  if (!from.eof) bufferevent_enable(from.bev.get(), EV_READ);
-  self->maybeShutdown(*to);
+  guarded(
+      "tcp relay",
+      [&] {
+        TcpRelay* self = to->relay;
+        if (self->finished_) return;
+        Side& from = self->other(*to);
+        if (!from.eof) bufferevent_enable(from.bev.get(), EV_READ);
+        self->maybeShutdown(*to);
+      },
+      [&] { to->relay->finish("internal error", false); });
 }
 
 // Half-closes `to` once the other side's peer half-closed and everything before it is sent.
@@ -81,22 +88,28 @@ void TcpRelay::maybeShutdown(Side& to) {
 
 void TcpRelay::onEvent(bufferevent*, short what, void* arg) {
   auto* s = static_cast<Side*>(arg);
-  TcpRelay* self = s->relay;
-  if (self->finished_) return;
-  if (what & BEV_EVENT_EOF) {
-    // Bytes held back by backpressure go first; the half-close follows them.
-    Side& to = self->other(*s);
-    self->move(*s);
-    if (self->finished_) return;
-    evbuffer* in = bufferevent_get_input(s->bev.get());
-    s->moved += evbuffer_get_length(in);
-    evbuffer_add_buffer(bufferevent_get_output(to.bev.get()), in);
-    s->eof = true;
-    bufferevent_disable(s->bev.get(), EV_READ);
-    self->maybeShutdown(to);
-    return;
-  }
-  self->finish(s->index == 0 ? "client connection failed" : "target connection failed", false);
+  guarded(
+      "tcp relay",
+      [&] {
+        TcpRelay* self = s->relay;
+        if (self->finished_) return;
+        if (what & BEV_EVENT_EOF) {
+          // Bytes held back by backpressure go first; the half-close follows them.
+          Side& to = self->other(*s);
+          self->move(*s);
+          if (self->finished_) return;
+          evbuffer* in = bufferevent_get_input(s->bev.get());
+          s->moved += evbuffer_get_length(in);
+          evbuffer_add_buffer(bufferevent_get_output(to.bev.get()), in);
+          s->eof = true;
+          bufferevent_disable(s->bev.get(), EV_READ);
+          self->maybeShutdown(to);
+          return;
+        }
+        self->finish(s->index == 0 ? "client connection failed" : "target connection failed",
+                     false);
+      },
+      [&] { s->relay->finish("internal error", false); });
 }
 
 void TcpRelay::finish(const std::string& reason, bool clean) {
