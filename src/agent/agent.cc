@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "agent/allow_list.h"
+#include "common/guard.h"
 #include "common/json_fields.h"
 #include "common/log.h"
 #include "common/protocol.h"
@@ -117,20 +118,29 @@ class Agent::PendingStream : public Deletable {
     PendingStream* self = l->owner;
     if (self) std::erase(self->lookups_, l);
     if (self && !self->decided_) {
-      std::vector<IpAddress>& out = self->resolved_[l->name];
+      guarded(
+          "allow-list lookup", [&] { self->onResolved(l->name, result, res); },
+          [&] { self->fail(reject::kUnreachable, "internal error"); });
+    }
+    if (res) evutil_freeaddrinfo(res);
+    delete l;
+  }
+
+  void onResolved(const std::string& name, int result, evutil_addrinfo* res) {
+    PendingStream* self = this;
+    {
+      std::vector<IpAddress>& out = self->resolved_[name];
       for (evutil_addrinfo* ai = res; ai && out.size() < kMaxAddresses; ai = ai->ai_next) {
         auto a = IpAddress::fromSockaddr(ai->ai_addr);
         if (a && std::find(out.begin(), out.end(), *a) == out.end()) out.push_back(*a);
       }
       if (result != 0) {
-        LOG_DEBUG("stream %s: resolving %s: %s", self->id_.c_str(), l->name.c_str(),
+        LOG_DEBUG("stream %s: resolving %s: %s", self->id_.c_str(), name.c_str(),
                   evutil_gai_strerror(result));
-        if (!self->host_.isAddress && l->name == self->host_.name) self->lookupError_ = result;
+        if (!self->host_.isAddress && name == self->host_.name) self->lookupError_ = result;
       }
       if (self->lookups_.empty() && !self->starting_) self->decide();
     }
-    if (res) evutil_freeaddrinfo(res);
-    delete l;
   }
 
   // Every lookup answered: keep the addresses a rule covers, or refuse.
@@ -218,6 +228,12 @@ class Agent::PendingStream : public Deletable {
 
   static void onTcpEvent(bufferevent* bev, short what, void* arg) {
     auto* self = static_cast<PendingStream*>(arg);
+    guarded(
+        "target connect", [&] { self->tcpEvent(bev, what); },
+        [&] { self->fail(reject::kUnreachable, "internal error"); });
+  }
+  void tcpEvent(bufferevent* bev, short what) {
+    PendingStream* self = this;
     if (what & BEV_EVENT_CONNECTED) {
       self->connecting_ = false;
       self->timer_.cancel();
