@@ -349,6 +349,10 @@ void readIf(const Context& ctx, const Mapping& m, std::string_view key, T& out, 
   if (const Value* v = m.find(key)) out = read(ctx, *v);
 }
 
+// Bounds of a configuration document: far above any real file, far below trouble.
+constexpr size_t kMaxConfigNodes = 100000;
+constexpr size_t kMaxConfigDepth = 64;
+
 YAML::Node parseDocument(const Context& ctx, std::string_view text) {
   std::vector<YAML::Node> docs;
   try {
@@ -360,6 +364,28 @@ YAML::Node parseDocument(const Context& ctx, std::string_view text) {
   std::erase_if(docs, [](const YAML::Node& d) { return d.IsNull(); });
   if (docs.empty()) return YAML::Node();
   if (docs.size() > 1) ctx.fail(docs[1].Mark(), "only one YAML document is allowed");
+  // Aliases make a graph of the tree: one that refers to itself (`a: &x [*x]`) or nests
+  // aliases of aliases would make every later walk endless or exponential. A configuration
+  // has no use for either, so the walk here is bounded and refuses them.
+  size_t budget = kMaxConfigNodes;
+  std::vector<std::pair<YAML::Node, size_t>> stack{{docs[0], 0}};
+  while (!stack.empty()) {
+    auto [node, depth] = stack.back();
+    stack.pop_back();
+    if (budget-- == 0 || depth > kMaxConfigDepth) {
+      ctx.fail(node.Mark(), "the document nests too deep or refers to itself through aliases");
+    }
+    if (node.IsSequence() || node.IsMap()) {
+      for (const auto& child : node) {
+        if (node.IsMap()) {
+          stack.emplace_back(child.first, depth + 1);
+          stack.emplace_back(child.second, depth + 1);
+        } else {
+          stack.emplace_back(child, depth + 1);
+        }
+      }
+    }
+  }
   return docs[0];
 }
 

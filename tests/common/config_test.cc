@@ -531,6 +531,14 @@ TEST_F(ConfigTest, UnreadableFile) {
             dir_.string() + ": cannot read: Is a directory");
 }
 
+// Aliases that refer to themselves, or nest far too deep, are refused instead of walked forever.
+TEST_F(ConfigTest, SelfReferringAndDeepDocumentsAreRefused) {
+  EXPECT_THAT(hubError("hub: &a\n  x: *a\n"),
+              ::testing::HasSubstr("nests too deep or refers to itself through aliases"));
+  std::string deep = "hub:\n  x: " + std::string(100, '[') + std::string(100, ']') + "\n";
+  EXPECT_THAT(hubError(deep), ::testing::HasSubstr("nests too deep"));
+}
+
 TEST_F(ConfigTest, SyntaxErrors) {
   EXPECT_EQ(hubError("hub:\n  cert: a\n   key: b\n"), at(3, 7) + "illegal map value");
   EXPECT_EQ(hubError("hub:\n  cert: a\n  - b\n"), at(3, 3) + "end of map not found");
