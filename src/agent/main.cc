@@ -5,6 +5,7 @@
 
 #include "agent/agent.h"
 #include "common/log.h"
+#include "common/service_notify.h"
 
 namespace {
 
@@ -57,8 +58,19 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "devstreams-agent: %s\n", err.c_str());
     return 1;
   }
+  // Ready once the hub link is up, or once the first attempt has had its connect_timeout: a
+  // service that waits for an unreachable hub is running as configured, and says so.
+  auto started = std::chrono::steady_clock::now();
+  ds::service::Notifier notifier(loop, [&] {
+    bool online = agent.online();
+    bool tried = std::chrono::steady_clock::now() - started >= cfg.connectTimeout;
+    return ds::service::State{online || tried, cfg.deviceId +
+                                                   (online ? " online, " : " connecting to hub, ") +
+                                                   ds::service::countOf(agent.streams(), "stream")};
+  });
   loop.onSignals([&](int sig) {
     LOG_INFO("signal %d: shutting down", sig);
+    notifier.stopping("shutting down");
     agent.shutdown();
     loop.stopWhenFlushed();
   });

@@ -15,6 +15,7 @@
 #include "common/json_fields.h"
 #include "common/log.h"
 #include "common/sas.h"
+#include "common/service_notify.h"
 #include "common/time_text.h"
 #include "common/tls.h"
 #include "forwarder/pump.h"
@@ -391,8 +392,12 @@ bool Daemon::start(std::string& err) {
     LOG_INFO("hub connections go through the HTTP proxy %s:%u (HTTPS_PROXY)",
              hub_.proxy.host.c_str(), hub_.proxy.port);
   }
-  listener_ = listenTcp(loop_, cfg_.socksListen.host, cfg_.socksListen.port,
-                        &Daemon::onClientAccept, this, socksPort_, err);
+  // Socket activation (devstreamsd.socket) hands over the proxy port ready-made.
+  listener_ = service::inheritedListener(loop_, &Daemon::onClientAccept, this, socksPort_);
+  if (!listener_) {
+    listener_ = listenTcp(loop_, cfg_.socksListen.host, cfg_.socksListen.port,
+                          &Daemon::onClientAccept, this, socksPort_, err);
+  }
   if (!listener_) return false;
   LOG_INFO("proxy (SOCKS5, SOCKS4a, HTTP) on %s:%u, devices as NAME%s%s%s",
            cfg_.socksListen.host.c_str(), socksPort_, cfg_.suffix.c_str(),

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "common/log.h"
+#include "common/service_notify.h"
 #include "daemon/daemon.h"
 
 int main(int argc, char** argv) {
@@ -34,8 +35,23 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "devstreamsd: %s\n", err.c_str());
     return 1;
   }
+  // Ready once the hub's service channel is up or its first attempt has failed (the proxy
+  // answers either way, with SOCKS errors while the hub is away).
+  ds::service::Notifier notifier(loop, [&] {
+    nlohmann::json st = daemon.status();
+    bool connected = st["hub"]["connected"].get<bool>();
+    std::string lastError = st["hub"]["last_error"].get<std::string>();
+    std::string hub = connected           ? "hub connected"
+                      : lastError.empty() ? "connecting to hub"
+                                          : "hub unreachable: " + lastError;
+    return ds::service::State{connected || !lastError.empty(),
+                              hub + ", " +
+                                  ds::service::countOf(st["streams"].get<size_t>(), "stream") +
+                                  ", proxy on " + st["listen"].get<std::string>()};
+  });
   loop.onSignals([&](int sig) {
     LOG_INFO("signal %d: shutting down", sig);
+    notifier.stopping("shutting down");
     daemon.shutdown();
     loop.stopWhenFlushed();
   });

@@ -1,0 +1,127 @@
+// sd_notify and sd_listen_fds behind a small interface (see service_notify.h).
+#include "common/service_notify.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <exception>
+
+#include "common/log.h"
+
+#if DS_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+namespace ds::service {
+
+namespace {
+
+void notify(const std::string& message) {
+#if DS_HAVE_SYSTEMD
+  if (!message.empty()) sd_notify(0, message.c_str());
+#else
+  (void)message;
+#endif
+}
+
+// STATUS= is one line: newlines would end the assignment.
+std::string oneLine(std::string_view text) {
+  std::string s(text);
+  std::replace(s.begin(), s.end(), '\n', ' ');
+  return s;
+}
+
+}  // namespace
+
+bool available() { return DS_HAVE_SYSTEMD != 0; }
+
+std::string countOf(size_t n, std::string_view noun) {
+  return std::to_string(n) + " " + std::string(noun) + (n == 1 ? "" : "s");
+}
+
+Notifier::Notifier(Loop& loop, Probe probe, std::chrono::milliseconds interval)
+    : probe_(std::move(probe)), period_(interval) {
+#if DS_HAVE_SYSTEMD
+  uint64_t usec = 0;
+  if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+    watchdog_ = true;
+    period_ = std::min(period_, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::microseconds(usec / 2)));
+    period_ = std::max(period_, std::chrono::milliseconds(1));
+  }
+#endif
+  timer_.reset(event_new(loop.base(), -1, EV_PERSIST, &Notifier::onTimer, this));
+  timeval tv{static_cast<time_t>(period_.count() / 1000),
+             static_cast<suseconds_t>((period_.count() % 1000) * 1000)};
+  event_add(timer_.get(), &tv);
+  tick();
+}
+
+void Notifier::onTimer(evutil_socket_t, short, void* arg) { static_cast<Notifier*>(arg)->tick(); }
+
+void Notifier::tick() {
+  std::string message;
+  if (!stopping_) {
+    State s;
+    try {
+      s = probe_();
+    } catch (const std::exception& e) {  // never out of a timer callback
+      LOG_WARN("service status: %s", e.what());
+      s = State{ready_, status_};
+    }
+    if (s.ready && !ready_) {
+      ready_ = true;
+      message += "READY=1\n";
+    }
+    if (std::string line = oneLine(s.status); line != status_) {
+      status_ = line;
+      message += "STATUS=" + line + "\n";
+    }
+  }
+  if (watchdog_) message += "WATCHDOG=1\n";
+  notify(message);
+}
+
+void Notifier::stopping(std::string_view status) {
+  stopping_ = true;
+  status_ = oneLine(status);
+  notify("STOPPING=1\nSTATUS=" + status_ + "\n");
+}
+
+ListenerPtr inheritedListener(Loop& loop, evconnlistener_cb cb, void* arg, uint16_t& boundPort) {
+#if DS_HAVE_SYSTEMD
+  int n = sd_listen_fds(1);
+  if (n <= 0) return nullptr;
+  int fd = SD_LISTEN_FDS_START;
+  if (n != 1 || sd_is_socket_inet(fd, AF_UNSPEC, SOCK_STREAM, 1, 0) <= 0) {
+    LOG_WARN("socket activation passed %d sockets; expected one listening TCP socket, ignored", n);
+    return nullptr;
+  }
+  evutil_make_socket_nonblocking(fd);
+  evutil_make_socket_closeonexec(fd);
+  ListenerPtr l(evconnlistener_new(loop.base(), cb, arg, LEV_OPT_CLOSE_ON_FREE, -1, fd));
+  if (!l) {
+    LOG_WARN("cannot use the socket passed by socket activation");
+    return nullptr;
+  }
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  boundPort = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
+                                             : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  char host[INET6_ADDRSTRLEN] = "?";
+  if (ss.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, host, sizeof host);
+  } else {
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, host, sizeof host);
+  }
+  LOG_INFO("listening socket %s:%u passed by socket activation", host, boundPort);
+  return l;
+#else
+  (void)loop, (void)cb, (void)arg, (void)boundPort;
+  return nullptr;
+#endif
+}
+
+}  // namespace ds::service
