@@ -35,16 +35,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "devstreamsd: %s\n", err.c_str());
     return 1;
   }
-  // Ready once the hub's service channel is up or its first attempt has failed (the proxy
-  // answers either way, with SOCKS errors while the hub is away).
+  // Ready once the hub's service channel is up, or once its first attempt has had the
+  // opener's connect bound: the proxy answers either way (SOCKS errors while the hub is away).
+  auto started = std::chrono::steady_clock::now();
   ds::service::Notifier notifier(loop, [&] {
     nlohmann::json st = daemon.status();
     bool connected = st["hub"]["connected"].get<bool>();
-    std::string lastError = st["hub"]["last_error"].get<std::string>();
-    std::string hub = connected           ? "hub connected"
-                      : lastError.empty() ? "connecting to hub"
-                                          : "hub unreachable: " + lastError;
-    return ds::service::State{connected || !lastError.empty(),
+    bool tried = std::chrono::steady_clock::now() - started >=
+                 ds::hubclient::StreamOpener::Options{}.connectTimeout;
+    std::string hub =
+        connected ? "hub connected" : "hub: " + st["hub"]["last_error"].get<std::string>();
+    return ds::service::State{connected || tried,
                               hub + ", " +
                                   ds::service::countOf(st["streams"].get<size_t>(), "stream") +
                                   ", proxy on " + st["listen"].get<std::string>()};

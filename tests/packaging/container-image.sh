@@ -5,11 +5,11 @@
 # list and the mirror, so a second run reuses it and a changed list makes a new one.
 set -euo pipefail
 
-# What the container needs besides the devstreams packages: systemd as init with logind (user
-# units), curl for the proxy checks, busybox for a device-side web server, and the libraries
+# What the container needs besides the devstreams packages: systemd as init with logind and a
+# user bus (user units, as on a desktop), curl for the proxy checks, busybox for a device-side web server, and the libraries
 # the programs link, so that installing the .debs needs no download.
 packages=(
-  systemd systemd-sysv dbus libpam-systemd procps curl busybox adduser ca-certificates
+  systemd systemd-sysv dbus dbus-user-session libpam-systemd procps curl busybox adduser ca-certificates
   libevent-core-2.1-7 libevent-extra-2.1-7 libevent-openssl-2.1-7 libssl3 libyaml-cpp0.7
   libsqlite3-0 libsystemd0 libstdc++6
 )

@@ -76,7 +76,7 @@ systemd-nspawn -D "$root" -b -M "$machine" --register=no --keep-unit --console=p
 nspawn_pid=$!
 pid1=""
 for _ in $(seq 100); do
-  pid1=$(ps --ppid "$nspawn_pid" -o pid= | tr -d ' ' | head -n1)
+  pid1=$( (ps --ppid "$nspawn_pid" -o pid=,comm= || true) | awk '$2 == "systemd" {print $1; exit}')
   [ -n "$pid1" ] && break
   kill -0 "$nspawn_pid" 2>/dev/null || break
   sleep 0.1
@@ -85,7 +85,13 @@ done
 rm -f "$root.boot.log"
 # Runs a command inside the container, in all its namespaces.
 cx() { nsenter -t "$pid1" -m -u -i -n -p -r -w /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
-state=$(timeout 120 nsenter -t "$pid1" -m -u -i -n -p -r -w /usr/bin/systemctl is-system-running --wait || true)
+# systemctl answers once PID 1 has its private socket; --wait then waits for the boot to end.
+state=""
+for _ in $(seq 120); do
+  state=$(timeout 120 nsenter -t "$pid1" -m -u -i -n -p -r -w /usr/bin/systemctl is-system-running --wait 2>/dev/null || true)
+  [ -n "$state" ] && break
+  sleep 1
+done
 case $state in running | degraded) ;; *) fail "container did not finish booting: '$state'" ;; esac
 say "booted ($state) in $(($(date +%s) - step_start)) s"
 
@@ -167,9 +173,9 @@ wait_for 5 'systemctl show -p StatusText --value devstreamsd | grep -q "hub conn
 wait_for 5 'systemctl show -p StatusText --value devstreams-hub | grep -q "1 device online, 1 stream$"' ||
   fail "hub status with a stream: '$(status_of devstreams-hub)'"
 cx systemctl stop ds-hold
-cx systemctl status --no-pager devstreams-agent | grep -q 'Status: "dev01 online' ||
+cx systemctl status --no-pager devstreams-agent | grep 'Status: "dev01 online' >/dev/null ||
   fail "systemctl status does not show the agent's status line"
-cx devstreams status | grep -q . || fail "devstreams status (control socket) failed"
+cx devstreams status | grep . >/dev/null || fail "devstreams status (control socket) failed"
 say "statuses: hub '$(status_of devstreams-hub)'; agent '$(status_of devstreams-agent)'; daemon '$(status_of devstreamsd)'"
 
 say "watchdog: stopping the agent's main process"
@@ -183,7 +189,7 @@ cx sh -c "kill -STOP $before"
 wait_for 40 "[ \"\$(systemctl show -p NRestarts --value devstreams-agent)\" -gt $restarts ] && systemctl is-active -q devstreams-agent" ||
   fail "the watchdog did not restart a stopped agent (NRestarts $(cx systemctl show -p NRestarts --value devstreams-agent))"
 [ "$(pid_of devstreams-agent)" != "$before" ] || fail "agent main PID unchanged after the watchdog"
-cx journalctl -u devstreams-agent --no-pager | grep -q 'Watchdog timeout' || fail "no watchdog timeout in the journal"
+cx journalctl -u devstreams-agent --no-pager | grep 'Watchdog timeout' >/dev/null || fail "no watchdog timeout in the journal"
 wait_for 15 '[ "$(systemctl show -p StatusText --value devstreams-agent)" = "dev01 online, 0 streams" ]' ||
   fail "agent not back online after the watchdog restart"
 [ "$(fetch 127.0.0.1:1080)" = "$marker" ] || fail "no stream after the watchdog restart"
@@ -197,8 +203,9 @@ cx systemctl disable --now devstreamsd >/dev/null 2>&1
 cx systemctl enable --now devstreamsd.socket >/dev/null 2>&1 || fail "devstreamsd.socket did not start"
 [ "$(cx systemctl is-active devstreamsd.service || true)" = inactive ] || fail "devstreamsd runs before the first client"
 [ "$(fetch 127.0.0.1:1080)" = "$marker" ] || fail "the first client of devstreamsd.socket got no stream"
-cx systemctl is-active -q devstreamsd.service || fail "devstreamsd was not started by its socket"
-cx journalctl -u devstreamsd --no-pager | grep -q 'passed by socket activation' ||
+# Active once READY, which follows the hub link on the next status tick.
+wait_for 10 'systemctl is-active -q devstreamsd.service' || fail "devstreamsd was not started by its socket"
+cx journalctl -u devstreamsd --no-pager | grep 'passed by socket activation' >/dev/null ||
   fail "devstreamsd did not take the socket from systemd"
 cx systemctl disable --now devstreamsd.socket devstreamsd.service >/dev/null 2>&1
 cx systemctl enable --now devstreamsd >/dev/null 2>&1
@@ -208,23 +215,24 @@ cx useradd -m -s /bin/sh alice
 cx loginctl enable-linger alice
 uid=$(cx id -u alice)
 wait_for 30 "test -S /run/user/$uid/systemd/private" || fail "no user manager for alice"
-cx install -d -o alice -g alice -m 0700 /home/alice/.config/devstreams
+cx runuser -u alice -- mkdir -p -m 0700 /home/alice/.config/devstreams
 cx sh -c "sed -e 's/^  socks_listen: .*/  socks_listen: 127.0.0.1:1081/' -e '/control_socket:/d' \
   -e '/control_group:/d' -e 's|/etc/devstreams/ca.crt|ca.crt|' /etc/devstreams/devstreams.yaml \
   > /home/alice/.config/devstreams/devstreams.yaml && cp /etc/devstreams/ca.crt /home/alice/.config/devstreams/ \
   && chown alice: /home/alice/.config/devstreams/*"
 as_alice() { cx runuser -u alice -- env XDG_RUNTIME_DIR=/run/user/$uid "$@"; }
-as_alice systemctl --user enable --now devstreamsd >/dev/null 2>&1 || fail "user unit did not start"
+as_alice systemctl --user enable --now devstreamsd || fail "user unit did not start"
 [ "$(fetch 127.0.0.1:1081)" = "$marker" ] || fail "no stream through alice's daemon"
-as_alice devstreams status | grep -q . || fail "devstreams status for alice's daemon"
+as_alice devstreams status | grep . >/dev/null || fail "devstreams status for alice's daemon"
 user_status=$(as_alice systemctl --user show -p StatusText --value devstreamsd)
 [ "$user_status" = "hub connected, 0 streams, proxy on 127.0.0.1:1081" ] || fail "user unit status: '$user_status'"
 
 say "upgrade"
 hub_pid=$(pid_of devstreams-hub) agent_pid=$(pid_of devstreams-agent) daemon_pid=$(pid_of devstreamsd)
+alice_pid=$(as_alice systemctl --user show -p MainPID --value devstreamsd)
 conf_sum=$(cx sha256sum /etc/devstreams/hub.yaml /etc/devstreams/agent.yaml /etc/devstreams/devstreams.yaml /var/lib/devstreams/ca.crt /var/lib/devstreams/ca.key)
 cx sh -c 'DEBIAN_FRONTEND=noninteractive apt-get install -y -q /srv/debs-next/*.deb' >/dev/null || fail "upgrade"
-cx dpkg-query -W devstreams-hub | grep -q 'upgrade1' || fail "the upgrade did not install"
+cx dpkg-query -W devstreams-hub | grep 'upgrade1' >/dev/null || fail "the upgrade did not install"
 [ "$(cx sha256sum /etc/devstreams/hub.yaml /etc/devstreams/agent.yaml /etc/devstreams/devstreams.yaml /var/lib/devstreams/ca.crt /var/lib/devstreams/ca.key)" = "$conf_sum" ] ||
   fail "the upgrade changed configuration or keys"
 for u in devstreams-hub devstreams-agent devstreamsd; do
@@ -233,15 +241,23 @@ done
 [ "$(pid_of devstreams-hub)" != "$hub_pid" ] || fail "hub not restarted by the upgrade"
 [ "$(pid_of devstreams-agent)" != "$agent_pid" ] || fail "agent not restarted by the upgrade"
 [ "$(pid_of devstreamsd)" != "$daemon_pid" ] || fail "daemon not restarted by the upgrade"
+wait_for 10 "[ \"\$(runuser -u alice -- env XDG_RUNTIME_DIR=/run/user/$uid systemctl --user show -p SubState --value devstreamsd)\" = running ]" ||
+  fail "alice's daemon not running after the upgrade"
+[ "$(as_alice systemctl --user show -p MainPID --value devstreamsd)" != "$alice_pid" ] ||
+  fail "alice's daemon (user unit) not restarted by the upgrade"
 wait_for 15 '[ "$(systemctl show -p StatusText --value devstreams-agent)" = "dev01 online, 0 streams" ]' ||
   fail "agent not online after the upgrade"
 # The registry kept the device and the policy: the same keys still open a stream.
 [ "$(fetch 127.0.0.1:1080)" = "$marker" ] || fail "no stream after the upgrade (registry lost?)"
 
 say "remove"
-cx sh -c 'DEBIAN_FRONTEND=noninteractive apt-get remove -y -q devstreams-agent' >/dev/null || fail "remove"
+cx sh -c 'DEBIAN_FRONTEND=noninteractive apt-get remove -y -q devstreams-agent devstreamsd' >/dev/null || fail "remove"
 [ "$(cx systemctl is-active devstreams-agent || true)" != active ] || fail "agent still running after remove"
+[ "$(cx systemctl is-active devstreamsd || true)" != active ] || fail "daemon still running after remove"
+[ "$(as_alice systemctl --user is-active devstreamsd || true)" != active ] ||
+  fail "alice's daemon (user unit) still running after remove"
 cx test -f /etc/devstreams/agent.yaml || fail "remove deleted the agent's configuration"
+cx systemctl is-active -q devstreams-hub || fail "removing the agent and daemon stopped the hub"
 
 say "purge"
 cx sh -c 'DEBIAN_FRONTEND=noninteractive apt-get purge -y -q devstreams-hub devstreams-agent devstreamsd devstreams-common' >/dev/null ||
