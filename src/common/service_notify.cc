@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <exception>
 
 #include "common/log.h"
@@ -42,6 +43,10 @@ std::string countOf(size_t n, std::string_view noun) {
 
 Notifier::Notifier(Loop& loop, Probe probe, std::chrono::milliseconds interval)
     : probe_(std::move(probe)), period_(interval) {
+  // Not run by a service manager (or built without libsystemd): no timer, no probing.
+  const char* socket = std::getenv("NOTIFY_SOCKET");
+  enabled_ = available() && socket != nullptr && *socket != '\0';
+  if (!enabled_) return;
 #if DS_HAVE_SYSTEMD
   uint64_t usec = 0;
   if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
@@ -61,6 +66,7 @@ Notifier::Notifier(Loop& loop, Probe probe, std::chrono::milliseconds interval)
 void Notifier::onTimer(evutil_socket_t, short, void* arg) { static_cast<Notifier*>(arg)->tick(); }
 
 void Notifier::tick() {
+  if (!enabled_) return;
   std::string message;
   if (!stopping_) {
     State s;
@@ -84,6 +90,7 @@ void Notifier::tick() {
 }
 
 void Notifier::stopping(std::string_view status) {
+  if (!enabled_) return;
   stopping_ = true;
   status_ = oneLine(status);
   notify("STOPPING=1\nSTATUS=" + status_ + "\n");

@@ -29,7 +29,8 @@ struct State {
 
 // Sends READY, STATUS and WATCHDOG from the loop. The probe is called once at construction and
 // then on every tick; ticks come every `interval`, or every half watchdog interval when that is
-// shorter (WatchdogSec= in the unit).
+// shorter (WatchdogSec= in the unit). Without NOTIFY_SOCKET (or libsystemd) there are no ticks
+// and the probe is never called.
 class Notifier {
  public:
   using Probe = std::function<State()>;
@@ -51,6 +52,7 @@ class Notifier {
   static void onTimer(evutil_socket_t, short, void* arg);
   Probe probe_;
   std::chrono::milliseconds period_;
+  bool enabled_ = false;
   bool watchdog_ = false;
   bool ready_ = false;
   bool stopping_ = false;

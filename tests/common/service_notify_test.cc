@@ -108,6 +108,20 @@ TEST_F(ServiceNotifyTest, WatchdogForAnotherProcessIsNotOurs) {
   EXPECT_EQ(n.period(), std::chrono::milliseconds(1000));
 }
 
+TEST(ServiceNotifyOff, WithoutNotifySocketTheProbeIsNeverCalled) {
+  unsetenv("NOTIFY_SOCKET");
+  Loop loop;
+  int probes = 0;
+  Notifier n(loop, [&] {
+    ++probes;
+    return State{true, "up"};
+  });
+  n.tick();
+  n.stopping("bye");
+  EXPECT_EQ(probes, 0);
+  EXPECT_FALSE(n.ready());
+}
+
 TEST(ServiceListenFds, NoSocketWithoutActivation) {
   unsetenv("LISTEN_FDS");
   unsetenv("LISTEN_PID");
