@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "agent/allow_list.h"
 #include "common/json_fields.h"
 #include "common/log.h"
 #include "common/tls.h"
@@ -41,59 +42,31 @@ bool setTcpKeepalive(evutil_socket_t fd) {
 
 namespace {
 
-// An IP literal as raw bytes with its family, for comparing addresses across spellings.
-struct Address {
-  int family = AF_UNSPEC;
-  unsigned char bytes[16] = {};
-  bool operator==(const Address& o) const {
-    return family == o.family && std::memcmp(bytes, o.bytes, sizeof bytes) == 0;
-  }
-};
-
-std::optional<Address> parseAddress(const std::string& s) {
-  Address a;
-  std::string text = s.substr(0, s.find('%'));
-  if (inet_pton(AF_INET, text.c_str(), a.bytes) == 1) {
-    a.family = AF_INET;
-    return a;
-  }
-  if (inet_pton(AF_INET6, text.c_str(), a.bytes) == 1) {
-    a.family = AF_INET6;
-    return a;
-  }
-  return std::nullopt;
-}
-
-std::optional<Address> addressOf(const sockaddr* sa) {
-  Address a;
-  if (sa->sa_family == AF_INET) {
-    a.family = AF_INET;
-    std::memcpy(a.bytes, &reinterpret_cast<const sockaddr_in*>(sa)->sin_addr, 4);
-    return a;
-  }
-  if (sa->sa_family == AF_INET6) {
-    a.family = AF_INET6;
-    std::memcpy(a.bytes, &reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr, 16);
-    return a;
-  }
-  return std::nullopt;
-}
-
 std::string target(const std::string& host, uint16_t port) {
   return config::Endpoint{host, port}.toString();
 }
 
+// At most this many addresses of one name are tried (a bounded answer to a hostile resolver).
+constexpr size_t kMaxAddresses = 16;
+
+// Keeps a bufferevent alive until the running callback returned.
+struct DeadBufferEvent : Deletable {
+  explicit DeadBufferEvent(BufferEventPtr b) : bev(std::move(b)) {}
+  BufferEventPtr bev;
+};
+
 }  // namespace
 
-// A stream request being served: the allow-list decision (resolving allowed names when the
-// request names an address), the target connect, the streaming endpoint, then the answer.
+// A stream request being served: the host checked (allow_list.h), the requested name and the
+// rules' names each resolved once, the allow-list decided on the resulting addresses, a connect
+// to each allowed address in turn (never by name), the streaming endpoint, then the answer.
 class Agent::PendingStream : public Deletable {
  public:
   PendingStream(Agent& agent, std::string id, std::string host, uint16_t port, std::string url,
                 std::string token)
       : agent_(agent),
         id_(std::move(id)),
-        host_(std::move(host)),
+        requested_(std::move(host)),
         port_(port),
         url_(std::move(url)),
         token_(std::move(token)),
@@ -110,24 +83,22 @@ class Agent::PendingStream : public Deletable {
 
   void start() {
     timer_.arm(agent_.cfg_.connectTimeout);
-    std::vector<std::string> names;
-    for (const auto& rule : agent_.cfg_.allow) {
-      if (rule.matches(host_, port_)) {
-        LOG_INFO("stream %s: %s allowed by %s", id_.c_str(), target(host_, port_).c_str(),
-                 rule.toString().c_str());
-        return connectTarget();
-      }
-      if (port_ >= rule.portMin && port_ <= rule.portMax && !parseAddress(rule.host)) {
-        names.push_back(rule.host);
-      }
+    std::string why;
+    auto host = parseHost(requested_, why);
+    if (!host) {
+      return fail(reject::kBadHost,
+                  "\"" + printable(requested_) + "\" is not a valid host (" + why + ")");
     }
-    // A request for an address is allowed by a name that resolves to it, now.
-    auto wanted = parseAddress(host_);
-    if (!wanted || names.empty()) return notAllowed();
-    wanted_ = *wanted;
+    host_ = *host;
+    shown_ = target(host_.toString(), port_);
+    const auto& rules = agent_.rules_;
+    if (std::none_of(rules.begin(), rules.end(),
+                     [this](const Rule& r) { return r.coversPort(port_); })) {
+      return notAllowed();
+    }
+    std::vector<std::string> names = namesToResolve(rules, host_, port_);
     starting_ = true;
     for (const std::string& name : names) {
-      if (decided_) return;
       auto* l = new Lookup{this, nullptr, name};
       lookups_.push_back(l);
       evutil_addrinfo hints{};
@@ -135,11 +106,11 @@ class Agent::PendingStream : public Deletable {
       hints.ai_socktype = SOCK_STREAM;
       // May answer at once (/etc/hosts, errors): then `l` is gone when this returns null.
       evdns_getaddrinfo_request* req =
-          evdns_getaddrinfo(agent_.loop_.dns(), name.c_str(), nullptr, &hints, &onLookup, l);
+          evdns_getaddrinfo(agent_.targetDns(), name.c_str(), nullptr, &hints, &onLookup, l);
       if (req) l->req = req;
     }
     starting_ = false;
-    if (!decided_ && lookups_.empty()) notAllowed();
+    if (!decided_ && lookups_.empty()) decide();
   }
 
  private:
@@ -152,55 +123,105 @@ class Agent::PendingStream : public Deletable {
   static void onLookup(int result, evutil_addrinfo* res, void* arg) {
     auto* l = static_cast<Lookup*>(arg);
     PendingStream* self = l->owner;
-    if (self) {
-      std::erase(self->lookups_, l);
-      if (!self->decided_) {
-        bool match = false;
-        for (evutil_addrinfo* ai = res; ai && !match; ai = ai->ai_next) {
-          auto a = addressOf(ai->ai_addr);
-          match = a && *a == self->wanted_;
-        }
-        if (result != 0) {
-          LOG_DEBUG("stream %s: allow-list name %s: %s", self->id_.c_str(), l->name.c_str(),
-                    evutil_gai_strerror(result));
-        }
-        if (match) {
-          LOG_INFO("stream %s: %s allowed: %s resolves to it", self->id_.c_str(),
-                   target(self->host_, self->port_).c_str(), l->name.c_str());
-          self->connectTarget();
-        } else if (self->lookups_.empty() && !self->starting_) {
-          self->notAllowed();
-        }
+    if (self) std::erase(self->lookups_, l);
+    if (self && !self->decided_) {
+      std::vector<IpAddress>& out = self->resolved_[l->name];
+      for (evutil_addrinfo* ai = res; ai && out.size() < kMaxAddresses; ai = ai->ai_next) {
+        auto a = IpAddress::fromSockaddr(ai->ai_addr);
+        if (a && std::find(out.begin(), out.end(), *a) == out.end()) out.push_back(*a);
       }
+      if (result != 0) {
+        LOG_DEBUG("stream %s: resolving %s: %s", self->id_.c_str(), l->name.c_str(),
+                  evutil_gai_strerror(result));
+        if (!self->host_.isAddress && l->name == self->host_.name) self->lookupError_ = result;
+      }
+      if (self->lookups_.empty() && !self->starting_) self->decide();
     }
     if (res) evutil_freeaddrinfo(res);
     delete l;
   }
 
-  void notAllowed() {
-    fail(reject::kPortNotAllowed, target(host_, port_) + " is not in the device's allow-list");
+  // Every lookup answered: keep the addresses a rule covers, or refuse.
+  void decide() {
+    decided_ = true;
+    std::vector<IpAddress> candidates;
+    if (host_.isAddress) {
+      candidates.push_back(host_.address);
+    } else {
+      candidates = resolved_[host_.name];
+      if (candidates.empty()) {
+        return fail(reject::kUnreachable,
+                    "cannot resolve " + host_.name + ": " +
+                        (lookupError_ ? evutil_gai_strerror(lookupError_) : "no address"));
+      }
+    }
+    allowed_ = allowedAddresses(agent_.rules_, port_, candidates, resolved_);
+    if (allowed_.empty()) {
+      std::string addresses;
+      if (!host_.isAddress) {
+        for (const IpAddress& a : candidates) {
+          addresses += (addresses.empty() ? " (" : ", ") + a.toString();
+        }
+        addresses += ")";
+      }
+      return notAllowed(addresses);
+    }
+    for (const Allowed& a : allowed_) {
+      LOG_INFO("stream %s: %s allowed: address %s by rule %s", id_.c_str(), shown_.c_str(),
+               a.address.toString().c_str(), a.rule->text.c_str());
+    }
+    connectNext();
+  }
+
+  void notAllowed(const std::string& addresses = "") {
+    fail(reject::kPortNotAllowed, shown_ + addresses + " is not in the device's allow-list");
   }
 
   void onTimeout() {
     if (connecting_) {
-      fail(reject::kTargetTimeout, "connect to " + target(host_, port_) + " timed out after " +
+      fail(reject::kTargetTimeout, "connect to " + shown_ + " timed out after " +
                                        std::to_string(agent_.cfg_.connectTimeout.count()) + " ms");
     } else if (!decided_) {
-      // Name lookups for the allow-list took the whole connect bound.
-      notAllowed();
+      fail(reject::kTargetTimeout, "resolving names for " + shown_ + " took longer than " +
+                                       std::to_string(agent_.cfg_.connectTimeout.count()) + " ms");
     }
   }
 
-  void connectTarget() {
-    decided_ = true;
-    connecting_ = true;
-    tcp_ = newSocketBufferEvent(agent_.loop_, -1);
-    bufferevent_setcb(tcp_.get(), nullptr, nullptr, &PendingStream::onTcpEvent, this);
-    if (bufferevent_socket_connect_hostname(tcp_.get(), agent_.loop_.dns(), AF_UNSPEC,
-                                            host_.c_str(), port_) != 0 &&
-        !failed_) {
-      fail(reject::kUnreachable, "cannot connect to " + target(host_, port_));
+  // Connects to the next allowed address; when none is left, fails with the last error.
+  void connectNext() {
+    if (tcp_) agent_.loop_.deferDelete(std::make_unique<DeadBufferEvent>(std::move(tcp_)));
+    while (next_ < allowed_.size()) {
+      const IpAddress& a = allowed_[next_++].address;
+      current_ = target(a.toString(), port_);
+      connecting_ = true;
+      tcp_ = newSocketBufferEvent(agent_.loop_, -1);
+      bufferevent_setcb(tcp_.get(), nullptr, nullptr, &PendingStream::onTcpEvent, this);
+      sockaddr_storage sa;
+      socklen_t len = a.toSockaddr(port_, sa);
+      if (bufferevent_socket_connect(tcp_.get(), reinterpret_cast<sockaddr*>(&sa),
+                                     static_cast<int>(len)) == 0) {
+        return;
+      }
+      int err = EVUTIL_SOCKET_ERROR();
+      noteError(err);
+      tcp_.reset();
     }
+    connecting_ = false;
+    fail(lastCode_ ? lastCode_ : reject::kUnreachable, lastReason_);
+  }
+
+  void noteError(int err) {
+    if (err == ECONNREFUSED) {
+      lastCode_ = reject::kConnectionRefused;
+      lastReason_ = "connection to " + current_ + " refused";
+    } else if (err == ETIMEDOUT) {
+      lastCode_ = reject::kTargetTimeout;
+      lastReason_ = "connect to " + current_ + " timed out";
+    } else {
+      lastCode_ = reject::kUnreachable;
+      lastReason_ = "cannot connect to " + current_ + ": " + evutil_socket_error_to_string(err);
+    }
+    LOG_DEBUG("stream %s: %s", id_.c_str(), lastReason_.c_str());
   }
 
   static void onTcpEvent(bufferevent* bev, short what, void* arg) {
@@ -216,19 +237,8 @@ class Agent::PendingStream : public Deletable {
       self->openStream();
       return;
     }
-    int err = EVUTIL_SOCKET_ERROR();
-    std::string where = target(self->host_, self->port_);
-    if (int dnsErr = bufferevent_socket_get_dns_error(bev)) {
-      self->fail(reject::kUnreachable,
-                 "cannot resolve " + self->host_ + ": " + evutil_gai_strerror(dnsErr));
-    } else if (err == ECONNREFUSED) {
-      self->fail(reject::kConnectionRefused, "connection to " + where + " refused");
-    } else if (err == ETIMEDOUT) {
-      self->fail(reject::kTargetTimeout, "connect to " + where + " timed out");
-    } else {
-      self->fail(reject::kUnreachable,
-                 "cannot connect to " + where + ": " + evutil_socket_error_to_string(err));
-    }
+    self->noteError(EVUTIL_SOCKET_ERROR());
+    self->connectNext();
   }
 
   void openStream() {
@@ -238,7 +248,7 @@ class Agent::PendingStream : public Deletable {
           agent_.loop_.deferDelete(std::move(side_));
           if (!ws) return fail(reject::kHubStreamFailed, "streaming endpoint: " + error);
           setTcpKeepalive(ws->fd());
-          LOG_INFO("stream %s: connected to %s", id_.c_str(), target(host_, port_).c_str());
+          LOG_INFO("stream %s: connected to %s", id_.c_str(), current_.c_str());
           agent_.answer(id_, true, "", "");
           std::string id = id_;
           // The pump lives on its own WebSocket: losing the control channel does not end it.
@@ -262,6 +272,7 @@ class Agent::PendingStream : public Deletable {
     if (failed_) return;
     failed_ = true;
     decided_ = true;
+    connecting_ = false;
     timer_.cancel();
     LOG_INFO("stream %s: rejected (%s): %s", id_.c_str(), code.c_str(), reason.c_str());
     agent_.answer(id_, false, code, reason);
@@ -269,17 +280,26 @@ class Agent::PendingStream : public Deletable {
   }
 
   Agent& agent_;
-  std::string id_, host_;
+  std::string id_;
+  std::string requested_;  // the host as the request spelled it (untrusted)
+  Host host_;
+  std::string shown_;    // host_:port_ for messages
+  std::string current_;  // the address:port being connected
   uint16_t port_;
   std::string url_, token_;
   Timer timer_;
   BufferEventPtr tcp_;
   hubclient::SideOpenPtr side_;
   std::vector<Lookup*> lookups_;
-  Address wanted_;
+  std::map<std::string, std::vector<IpAddress>> resolved_;
+  int lookupError_ = 0;  // of the requested name's lookup
+  std::vector<Allowed> allowed_;
+  size_t next_ = 0;  // the next of allowed_ to connect to
+  const char* lastCode_ = nullptr;
+  std::string lastReason_;
   bool starting_ = false;    // lookups are being started (some may answer at once)
-  bool decided_ = false;     // allowed (connecting) or failed
-  bool connecting_ = false;  // the target connect is in progress
+  bool decided_ = false;     // the allow-list decided (connecting) or failed
+  bool connecting_ = false;  // a target connect is in progress
   bool failed_ = false;
 };
 
@@ -322,21 +342,47 @@ bool Agent::start(std::string& err) {
     LOG_INFO("hub connections go through the HTTP proxy %s:%u (%s)", hub_.proxy.host.c_str(),
              hub_.proxy.port, cfg_.proxy.empty() ? "HTTPS_PROXY" : "proxy: key");
   }
+  auto rules = compileRules(cfg_.allow, err);
+  if (!rules) return false;
+  rules_ = std::move(*rules);
+  if (!cfg_.nameservers.empty()) {
+    // Target names only: the hub is still found through the system's resolver.
+    targetDns_.reset(evdns_base_new(loop_.base(), 0));
+    if (!targetDns_ || evdns_base_load_hosts(targetDns_.get(), nullptr) != 0) {
+      LOG_WARN("name servers: /etc/hosts not loaded");
+    }
+    for (const auto& ns : cfg_.nameservers) {
+      if (!targetDns_ || evdns_base_nameserver_ip_add(targetDns_.get(), ns.toString().c_str())) {
+        err = "cannot use name server " + ns.toString();
+        return false;
+      }
+    }
+  }
   pool_ = std::make_unique<hubclient::WarmPool>(loop_, hub_, pool);
   pool_->start();
   std::string allow;
   for (const auto& r : cfg_.allow) allow += (allow.empty() ? "" : ", ") + r.toString();
   LOG_INFO("allow-list: %s", allow.empty() ? "(empty: every request is refused)" : allow.c_str());
+  if (targetDns_) {
+    std::string servers;
+    for (const auto& ns : cfg_.nameservers)
+      servers += (servers.empty() ? "" : ", ") + ns.toString();
+    LOG_INFO("target names are resolved by %s", servers.c_str());
+  }
   connect();
   return true;
 }
 
-void Agent::setAllowList(std::vector<config::AllowRule> allow) {
+bool Agent::setAllowList(std::vector<config::AllowRule> allow, std::string& err) {
+  auto rules = compileRules(allow, err);
+  if (!rules) return false;
+  rules_ = std::move(*rules);
   cfg_.allow = std::move(allow);
   std::string text;
   for (const auto& r : cfg_.allow) text += (text.empty() ? "" : ", ") + r.toString();
   LOG_INFO("allow-list reloaded: %s (%zu open streams kept)",
            text.empty() ? "(empty: every request is refused)" : text.c_str(), pumps_.size());
+  return true;
 }
 
 void Agent::shutdown() {
@@ -412,11 +458,16 @@ void Agent::onWsText(std::string message) {
   }
   std::string id = msg["stream_id"];
   uint64_t port = msg["port"];
-  std::string host = msg.contains("host") && msg["host"].is_string() ? msg["host"] : "127.0.0.1";
-  LOG_INFO("stream %s: request for %s:%llu", id.c_str(), host.c_str(),
+  if (msg.contains("host") && !msg["host"].is_string()) {
+    LOG_INFO("stream %s: rejected (%s): host is not a string", printable(id).c_str(),
+             reject::kBadHost);
+    return answer(id, false, reject::kBadHost, "host is not a string");
+  }
+  std::string host = msg.value("host", "127.0.0.1");
+  LOG_INFO("stream %s: request for %s:%llu", printable(id).c_str(), printable(host).c_str(),
            static_cast<unsigned long long>(port));
-  if (port == 0 || port > 65535) {
-    std::string what = host + ":" + std::to_string(port);
+  if (!isValidPort(port)) {
+    std::string what = printable(host) + ":" + std::to_string(port);
     LOG_INFO("stream %s: rejected (%s): %s is not a valid target", id.c_str(),
              reject::kPortNotAllowed, what.c_str());
     return answer(id, false, reject::kPortNotAllowed, what + " is not a valid target");

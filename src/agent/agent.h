@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/allow_list.h"
 #include "common/config.h"
 #include "common/event.h"
 #include "common/ws_conn.h"
@@ -21,6 +22,7 @@ namespace ds::agent {
 // Reject codes of stream_response (docs/protocol.md).
 namespace reject {
 inline constexpr const char* kPortNotAllowed = "port-not-allowed";
+inline constexpr const char* kBadHost = "bad-host";  // not a DNS name, IPv4 or IPv6 literal
 inline constexpr const char* kConnectionRefused = "connection-refused";
 inline constexpr const char* kTargetTimeout = "target-timeout";
 inline constexpr const char* kTooManyStreams = "too-many-streams";
@@ -45,8 +47,9 @@ class Agent : private WsConnection::Callbacks {
   bool start(std::string& err);
   void shutdown();
   bool online() const { return control_ != nullptr; }
-  // Replaces the allow-list (SIGHUP); streams already open are kept.
-  void setAllowList(std::vector<config::AllowRule> allow);
+  // Replaces the allow-list (SIGHUP); streams already open are kept. On an entry that does not
+  // compile (allow_list.h) the current list stays and `err` says why.
+  bool setAllowList(std::vector<config::AllowRule> allow, std::string& err);
   size_t streams() const { return pending_.size() + pumps_.size(); }
 
   class PendingStream;
@@ -62,6 +65,8 @@ class Agent : private WsConnection::Callbacks {
               const std::string& reason);
   void endPending(PendingStream* p);
   void endPump(StreamPump* p);
+  // The resolver for target names: the configured name servers, or the loop's.
+  evdns_base* targetDns() const { return targetDns_ ? targetDns_.get() : loop_.dns(); }
 
   Loop& loop_;
   config::AgentConfig cfg_;
@@ -77,6 +82,8 @@ class Agent : private WsConnection::Callbacks {
   bool credentialsLogged_ = false;  // the 401 explanation is logged once per streak
   std::mt19937_64 rng_;
   bool stopping_ = false;
+  std::vector<Rule> rules_;  // cfg_.allow compiled
+  EvDnsBasePtr targetDns_;   // when cfg_.nameservers are set
   std::map<PendingStream*, std::unique_ptr<PendingStream>> pending_;
   std::map<StreamPump*, std::unique_ptr<StreamPump>> pumps_;
 };

@@ -21,7 +21,10 @@ void onSighup(evutil_socket_t, short, void* arg) {
   LOG_INFO("SIGHUP: reloading the allow-list from %s", ctx->path.c_str());
   try {
     ds::config::AgentConfig fresh = ds::config::loadAgent(ctx->path);
-    ctx->agent->setAllowList(std::move(fresh.allow));
+    std::string err;
+    if (!ctx->agent->setAllowList(std::move(fresh.allow), err)) {
+      LOG_ERROR("reload failed, keeping the current allow-list: %s", err.c_str());
+    }
   } catch (const ds::config::Error& e) {
     LOG_ERROR("reload failed, keeping the current allow-list: %s", e.what());
   }
@@ -43,6 +46,10 @@ int main(int argc, char** argv) {
     cfg = ds::config::loadAgent(configPath);
   } catch (const ds::config::Error& e) {
     std::fprintf(stderr, "devstreams-agent: %s\n", e.what());
+    return 2;
+  }
+  if (std::string err; !ds::agent::compileRules(cfg.allow, err)) {
+    std::fprintf(stderr, "devstreams-agent: %s: %s\n", configPath.c_str(), err.c_str());
     return 2;
   }
   if (check) {

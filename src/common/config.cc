@@ -55,6 +55,7 @@ bool isValidHostName(std::string_view h) {
 }
 
 bool isValidIpv6(std::string_view h) {
+  if (h.find('\0') != std::string_view::npos) return false;  // inet_pton would stop there
   // A zone ("fe80::1%eth0") is a local interface name, not part of the address.
   auto pct = h.find('%');
   std::string addr(h.substr(0, pct));
@@ -109,6 +110,17 @@ size_t editDistance(std::string_view a, std::string_view b) {
 }
 
 std::string inQuotes(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+// A URL for a message: credentials ("user:password@") are replaced, whatever else is wrong.
+std::string redactedUrl(std::string_view s) {
+  size_t start = s.find("://");
+  start = start == std::string_view::npos ? 0 : start + 3;
+  size_t end = s.find_first_of("/?#", start);
+  std::string_view authority = s.substr(start, end == std::string_view::npos ? end : end - start);
+  size_t at = authority.rfind('@');
+  if (at == std::string_view::npos) return std::string(s);
+  return std::string(s.substr(0, start)) + "***@" + std::string(s.substr(start + at + 1));
+}
 
 // The file being read: errors name it, and relative paths in it hang off its directory.
 class Context {
@@ -313,7 +325,7 @@ LogLevel logLevel(const Context& ctx, const Value& v) {
 Url url(const Context& ctx, const Value& v, std::initializer_list<std::string_view> schemes) {
   std::string s = nonEmpty(ctx, v);
   auto u = parseUrl(s);
-  if (!u) ctx.fail(v.mark, "invalid URL " + inQuotes(s));
+  if (!u) ctx.fail(v.mark, "invalid URL " + inQuotes(redactedUrl(s)));
   if (std::find(schemes.begin(), schemes.end(), u->scheme) == schemes.end()) {
     std::string list;
     for (auto sch : schemes) list += (list.empty() ? "" : " or ") + std::string(sch);
@@ -425,9 +437,28 @@ std::optional<Endpoint> parseEndpoint(std::string_view s) {
 
 std::optional<AllowRule> parseAllowRule(std::string_view s) {
   AllowRule r;
+  // A network, "192.168.1.0/24:80" or "[fd00::/8]:80": the prefix length stays with the host.
+  std::string prefix, cut;
+  if (auto slash = s.find('/'); slash != std::string_view::npos) {
+    size_t end = slash + 1;
+    while (end < s.size() && isDigit(s[end])) ++end;
+    if (end == slash + 1 || end - slash > 4) return std::nullopt;
+    prefix = s.substr(slash, end - slash);
+    cut = std::string(s.substr(0, slash)) + std::string(s.substr(end));
+    s = cut;
+  }
   std::string_view p;
   bool hasPort = false;
   if (!splitHostPort(s, r.host, p, hasPort) || !hasPort) return std::nullopt;
+  if (!prefix.empty()) {
+    unsigned char addr[16];
+    int family = r.host.find(':') == std::string::npos ? AF_INET : AF_INET6;
+    if (inet_pton(family, r.host.c_str(), addr) != 1 ||
+        std::stoul(prefix.substr(1)) > (family == AF_INET ? 32u : 128u)) {
+      return std::nullopt;
+    }
+    r.host += prefix;
+  }
   auto dash = p.find('-');
   auto first = parsePort(p.substr(0, dash));
   auto last = dash == std::string_view::npos ? first : parsePort(p.substr(dash + 1));
@@ -594,6 +625,14 @@ HubConfig parseHub(std::string_view text, const std::string& file) {
              "max_pending_handshakes",
              "new_streams_per_second",
              "audit_keep",
+             "max_connections",
+             "max_connections_per_address",
+             "max_tls_handshakes",
+             "max_streams_per_policy",
+             "max_pending_per_policy",
+             "max_token_lifetime",
+             "metrics_listen",
+             "metrics_token",
              "log_level"});
   HubConfig c;
   c.logLevel = sec.logLevel;
@@ -640,6 +679,21 @@ HubConfig parseHub(std::string_view text, const std::string& file) {
   readIf(ctx, m, "max_pending_handshakes", c.maxPendingHandshakes, count);
   readIf(ctx, m, "new_streams_per_second", c.newStreamsPerSecond, count);
   readIf(ctx, m, "audit_keep", c.auditKeep, count);
+  readIf(ctx, m, "max_connections", c.maxConnections, count);
+  readIf(ctx, m, "max_connections_per_address", c.maxConnectionsPerAddress, count);
+  readIf(ctx, m, "max_tls_handshakes", c.maxTlsHandshakes, count);
+  readIf(ctx, m, "max_streams_per_policy", c.maxStreamsPerPolicy, count);
+  readIf(ctx, m, "max_pending_per_policy", c.maxPendingPerPolicy, count);
+  if (const Value* v = m.find("max_token_lifetime")) {
+    c.maxTokenLifetime = std::chrono::duration_cast<std::chrono::seconds>(duration(ctx, *v));
+    if (c.maxTokenLifetime.count() < 60) ctx.fail(v->mark, "max_token_lifetime must be >= 60s");
+  }
+  if (const Value* v = m.find("metrics_listen")) c.metricsListen = endpoint(ctx, *v);
+  if (const Value* v = m.find("metrics_token")) {
+    c.metricsToken = nonEmpty(ctx, *v);
+    if (c.metricsToken.size() < 16)
+      ctx.fail(v->mark, "metrics_token must be at least 16 characters");
+  }
   readIf(ctx, m, "log_level", c.logLevel, logLevel);
   return c;
 }
@@ -650,7 +704,7 @@ AgentConfig parseAgent(std::string_view text, const std::string& file) {
   Mapping m(ctx, sec.node,
             {"hub_url", "ca", "server_name", "hub_hostname", "device_id", "device_key", "allow",
              "proxy", "connect_timeout", "reconnect_min", "reconnect_max", "keepalive",
-             "keepalive_timeout", "max_streams", "high_watermark", "log_level"});
+             "keepalive_timeout", "max_streams", "high_watermark", "log_level", "nameservers"});
   AgentConfig c;
   c.logLevel = sec.logLevel;
   const Value& hubUrl = m.require("hub_url");
@@ -667,11 +721,23 @@ AgentConfig parseAgent(std::string_view text, const std::string& file) {
     c.allow.clear();
     for (const Value& item : sequence(ctx, *v)) c.allow.push_back(allowRule(ctx, item));
   }
+  if (const Value* v = m.find("nameservers")) {
+    for (const Value& item : sequence(ctx, *v)) {
+      Endpoint e = endpoint(ctx, item);
+      in6_addr any{};
+      int family = e.host.find(':') == std::string::npos ? AF_INET : AF_INET6;
+      if (e.port == 0 || inet_pton(family, e.host.c_str(), &any) != 1) {
+        ctx.fail(item.mark, "invalid name server " + inQuotes(item.node.Scalar()) +
+                                " (expected an IP address and port, e.g. 127.0.0.1:53)");
+      }
+      c.nameservers.push_back(e);
+    }
+  }
   if (const Value* v = m.find("proxy")) {
     // The full syntax (credentials, percent-encoding) is checked by the hub client at start.
     c.proxy = nonEmpty(ctx, *v);
     if (!c.proxy.starts_with("http://")) {
-      ctx.fail(v->mark, "invalid proxy " + inQuotes(c.proxy) +
+      ctx.fail(v->mark, "invalid proxy " + inQuotes(redactedUrl(c.proxy)) +
                             " (expected http://[user:password@]host[:port])");
     }
   }
@@ -703,9 +769,26 @@ DaemonConfig parseDaemon(std::string_view text, const std::string& file) {
   Context ctx(file);
   Section sec = findSection(ctx, parseDocument(ctx, text), "daemon");
   Mapping m(ctx, sec.node,
-            {"hub_url", "ca", "server_name", "hub_hostname", "policy", "key", "socks_listen",
-             "users", "client_timeout", "suffix", "aliases", "direct", "control_socket",
-             "control_group", "forwards", "handshake_timeout", "high_watermark", "log_level"});
+            {"hub_url",
+             "ca",
+             "server_name",
+             "hub_hostname",
+             "policy",
+             "key",
+             "socks_listen",
+             "users",
+             "client_timeout",
+             "suffix",
+             "aliases",
+             "direct",
+             "control_socket",
+             "control_group",
+             "forwards",
+             "handshake_timeout",
+             "high_watermark",
+             "max_clients",
+             "max_clients_per_address",
+             "log_level"});
   DaemonConfig c;
   c.logLevel = sec.logLevel;
   const Value& hubUrl = m.require("hub_url");
@@ -802,6 +885,8 @@ DaemonConfig parseDaemon(std::string_view text, const std::string& file) {
   }
   readIf(ctx, m, "handshake_timeout", c.handshakeTimeout, duration);
   readIf(ctx, m, "high_watermark", c.highWatermark, size);
+  readIf(ctx, m, "max_clients", c.maxClients, count);
+  readIf(ctx, m, "max_clients_per_address", c.maxClientsPerAddress, count);
   readIf(ctx, m, "log_level", c.logLevel, logLevel);
   return c;
 }

@@ -85,11 +85,24 @@ struct HubConfig {
   uint64_t maxPendingHandshakes = 1000;             // streams not yet paired
   uint64_t newStreamsPerSecond = 100;               // per service policy (token bucket)
   uint64_t auditKeep = 100000;                      // stream audit records kept
+  // Limits on what strangers can hold (docs/security.md).
+  uint64_t maxConnections = 20000;               // open connections, all kinds
+  uint64_t maxConnectionsPerAddress = 4096;      // open connections from one source address
+  uint64_t maxTlsHandshakes = 256;               // TLS handshakes in progress
+  uint64_t maxStreamsPerPolicy = 5000;           // concurrent streams of one service policy
+  uint64_t maxPendingPerPolicy = 500;            // streams of one policy not yet paired
+  std::chrono::seconds maxTokenLifetime{86400};  // SAS tokens expiring further ahead: 401
+  // /metrics and /healthz: also (or only) on a plain-HTTP listener of their own, and/or only
+  // with "Authorization: Bearer <metrics_token>" on the main listener.
+  std::optional<Endpoint> metricsListen;
+  std::string metricsToken;
   LogLevel logLevel = LogLevel::Info;
 };
 
-// One entry of an agent's allow-list: a host (name or address, IPv6 without brackets) and a port
-// or an inclusive port range. Written "127.0.0.1:22", "localhost:8000-8100", "[::1]:22".
+// One entry of an agent's allow-list: a host (name or address, IPv6 without brackets; an address
+// may carry a prefix length, "192.168.1.0/24") and a port or an inclusive port range. Written
+// "127.0.0.1:22", "localhost:8000-8100", "[::1]:22", "192.168.1.0/24:80". The agent compiles and
+// matches rules on addresses (src/agent/allow_list.h).
 struct AllowRule {
   std::string host;
   uint16_t portMin = 0, portMax = 0;
@@ -99,7 +112,7 @@ struct AllowRule {
   friend bool operator==(const AllowRule&, const AllowRule&) = default;
 };
 
-// "host:port" or "host:first-last" (1 <= first <= last <= 65535).
+// "host:port" or "host:first-last" (1 <= first <= last <= 65535); host may be "address/prefix".
 std::optional<AllowRule> parseAllowRule(std::string_view s);
 
 struct AgentConfig {
@@ -110,6 +123,7 @@ struct AgentConfig {
   std::string deviceId;     // required
   std::string deviceKey;    // base64, required
   std::vector<AllowRule> allow{{"127.0.0.1", 22, 22}};  // targets the agent may connect to
+  std::vector<Endpoint> nameservers;  // DNS servers for target names; empty: /etc/resolv.conf
   std::string proxy;  // "http://[user:pass@]host[:port]"; empty: HTTPS_PROXY/NO_PROXY decide
   std::chrono::milliseconds connectTimeout{10000};
   std::chrono::milliseconds reconnectMin{1000}, reconnectMax{30000};
@@ -161,6 +175,8 @@ struct DaemonConfig {
   std::vector<Forward> forwards;  // static port forwards
   std::chrono::milliseconds handshakeTimeout{60000};
   uint64_t highWatermark = 256 * 1024;
+  uint64_t maxClients = 8192;            // open client connections (proxy port and forwards)
+  uint64_t maxClientsPerAddress = 2048;  // from one source address
   LogLevel logLevel = LogLevel::Info;
 };
 

@@ -13,6 +13,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "common/guard.h"
 #include "common/log.h"
 
 namespace ds {
@@ -78,7 +79,9 @@ void Loop::onSignals(std::function<void(int)> cb) {
 
 void Loop::onSignal(evutil_socket_t sig, short, void* arg) {
   auto* self = static_cast<Loop*>(arg);
-  if (self->signalCb_) self->signalCb_(static_cast<int>(sig));
+  guarded("signal handler", [&] {
+    if (self->signalCb_) self->signalCb_(static_cast<int>(sig));
+  });
 }
 
 Timer::Timer(Loop& loop, std::function<void()> cb)
@@ -96,7 +99,7 @@ bool Timer::armed() const { return evtimer_pending(ev_.get(), nullptr) != 0; }
 
 void Timer::onFire(evutil_socket_t, short, void* arg) {
   auto* self = static_cast<Timer*>(arg);
-  self->cb_();
+  guarded("timer", [self] { self->cb_(); });
 }
 
 BufferEventPtr newSocketBufferEvent(Loop& loop, evutil_socket_t fd) {

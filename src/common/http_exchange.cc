@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "common/guard.h"
 #include "common/tls.h"
 #include "common/ws_frame.h"
 
@@ -88,26 +89,34 @@ void HttpExchange::startProxy() {
 }
 
 void HttpExchange::onProxyRead(bufferevent*, void* arg) {
-  static_cast<HttpExchange*>(arg)->parseProxyAnswer();
+  auto* self = static_cast<HttpExchange*>(arg);
+  guarded(
+      "hub request", [&] { self->parseProxyAnswer(); }, [&] { self->failWith("internal error"); });
 }
 
 void HttpExchange::onProxyEvent(bufferevent* bev, short what, void* arg) {
   auto* self = static_cast<HttpExchange*>(arg);
-  if (what & BEV_EVENT_CONNECTED) return setNoDelay(bev);
-  std::string proxy = authority(self->proxy_.host, self->proxy_.port);
-  if (what & BEV_EVENT_EOF) {
-    self->parseProxyAnswer();
-    if (self->tunnel_) self->failWith("proxy " + proxy + " closed the connection before answering");
-    return;
-  }
-  int dnsErr = bufferevent_socket_get_dns_error(bev);
-  if (dnsErr) {
-    self->failWith("cannot resolve proxy " + self->proxy_.host + ": " +
-                   evutil_gai_strerror(dnsErr));
-  } else {
-    self->failWith("cannot connect to proxy " + proxy + ": " +
-                   evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-  }
+  guarded(
+      "hub request",
+      [&] {
+        if (what & BEV_EVENT_CONNECTED) return setNoDelay(bev);
+        std::string proxy = authority(self->proxy_.host, self->proxy_.port);
+        if (what & BEV_EVENT_EOF) {
+          self->parseProxyAnswer();
+          if (self->tunnel_)
+            self->failWith("proxy " + proxy + " closed the connection before answering");
+          return;
+        }
+        int dnsErr = bufferevent_socket_get_dns_error(bev);
+        if (dnsErr) {
+          self->failWith("cannot resolve proxy " + self->proxy_.host + ": " +
+                         evutil_gai_strerror(dnsErr));
+        } else {
+          self->failWith("cannot connect to proxy " + proxy + ": " +
+                         evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        }
+      },
+      [&] { self->failWith("internal error"); });
 }
 
 void HttpExchange::parseProxyAnswer() {
@@ -171,25 +180,34 @@ void HttpExchange::cancel() {
   bev_.reset();
 }
 
-void HttpExchange::onRead(bufferevent*, void* arg) { static_cast<HttpExchange*>(arg)->parse(); }
+void HttpExchange::onRead(bufferevent*, void* arg) {
+  auto* self = static_cast<HttpExchange*>(arg);
+  guarded(
+      "hub request", [&] { self->parse(); }, [&] { self->failWith("internal error"); });
+}
 
 void HttpExchange::onEvent(bufferevent* bev, short what, void* arg) {
   auto* self = static_cast<HttpExchange*>(arg);
-  if (what & BEV_EVENT_CONNECTED) return setNoDelay(bev);
-  if (what & BEV_EVENT_EOF) {
-    self->parse();
-    if (self->done_) self->failWith("connection closed before the response was complete");
-    return;
-  }
-  std::string err;
-  int dnsErr = tls::dnsError(bev);
-  if (dnsErr) {
-    err = std::string("cannot resolve: ") + evutil_gai_strerror(dnsErr);
-  } else {
-    err = tls::lastError(bev);
-    if (err.empty()) err = evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
-  }
-  self->failWith(err);
+  guarded(
+      "hub request",
+      [&] {
+        if (what & BEV_EVENT_CONNECTED) return setNoDelay(bev);
+        if (what & BEV_EVENT_EOF) {
+          self->parse();
+          if (self->done_) self->failWith("connection closed before the response was complete");
+          return;
+        }
+        std::string err;
+        int dnsErr = tls::dnsError(bev);
+        if (dnsErr) {
+          err = std::string("cannot resolve: ") + evutil_gai_strerror(dnsErr);
+        } else {
+          err = tls::lastError(bev);
+          if (err.empty()) err = evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
+        }
+        self->failWith(err);
+      },
+      [&] { self->failWith("internal error"); });
 }
 
 void HttpExchange::parse() {
@@ -309,6 +327,10 @@ int checkClientRequest(const http::Request& r, std::string& err) {
   return 0;
 }
 
+std::vector<http::Header> upgradeRequiredHeaders() {
+  return {{"Upgrade", "websocket"}, {"Sec-WebSocket-Version", "13"}};
+}
+
 std::string serverResponse(const std::string& key) {
   return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
          "Sec-WebSocket-Accept: " +
@@ -316,6 +338,26 @@ std::string serverResponse(const std::string& key) {
 }
 
 }  // namespace wshs
+
+bool headReady(evbuffer* in, size_t maxHead, HeadGate& gate) {
+  size_t& scanned = gate.searched;
+  if (scanned == 0) {
+    char lead[2];
+    while (evbuffer_copyout(in, lead, 2) == 2 && lead[0] == '\r' && lead[1] == '\n') {
+      evbuffer_drain(in, 2);
+    }
+  }
+  size_t len = evbuffer_get_length(in);
+  bool ready = len > maxHead || len >= 2 * gate.parsed;
+  if (!ready) {
+    evbuffer_ptr from;
+    evbuffer_ptr_set(in, &from, scanned > 3 ? scanned - 3 : 0, EVBUFFER_PTR_SET);
+    ready = evbuffer_search(in, "\r\n\r\n", 4, &from).pos >= 0;
+  }
+  scanned = len;
+  if (ready) gate.parsed = len;
+  return ready;
+}
 
 std::string httpResponse(int status, std::string_view contentType, std::string_view body,
                          const std::vector<http::Header>& extra) {

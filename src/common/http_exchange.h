@@ -82,11 +82,25 @@ std::string clientRequest(const std::string& host, const std::string& path, cons
                           const std::vector<std::string>& extraHeaders);
 // Checks a 101 response against the key sent; false with `err` set when it does not match.
 bool checkServerResponse(const http::Response& r, const std::string& key, std::string& err);
-// Checks an upgrade request; 0 when fine, else the HTTP status to answer with (400, 426).
+// Checks an upgrade request; 0 when fine, else the HTTP status to answer with (400, 405, 426).
 int checkClientRequest(const http::Request& r, std::string& err);
+// The headers a 426 answer carries: the protocol and the version this server speaks (RFC 9110
+// 15.5.22, RFC 6455 4.4).
+std::vector<http::Header> upgradeRequiredHeaders();
 // The 101 response head for a request carrying `key`.
 std::string serverResponse(const std::string& key);
 }  // namespace wshs
+
+// Gate for parsing a request head that may arrive a byte at a time: true when the parser should
+// run, that is when `in` holds a complete head (up to CRLFCRLF), more than `maxHead` bytes, or
+// at least twice as many bytes as at the last parse (so a malformed head is still refused early).
+// The parser then runs O(log n) times per head and the search covers each byte once: linear
+// time. Empty lines before the head (RFC 9112 2.2) are drained from `in`.
+struct HeadGate {
+  size_t searched = 0;  // bytes searched for the end of the head
+  size_t parsed = 0;    // bytes there were at the last parse
+};
+bool headReady(evbuffer* in, size_t maxHead, HeadGate& gate);
 
 // A complete HTTP response with a body and Connection: close.
 std::string httpResponse(int status, std::string_view contentType, std::string_view body,

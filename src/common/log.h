@@ -13,7 +13,11 @@ enum class Level { Debug = 0, Info = 1, Warn = 2, Error = 3 };
 void setLogLevel(Level level);
 Level logLevel();
 void setLogProgram(std::string_view name);
+// Writes one record; `msg` is escaped with escapeForLog.
 void logLine(Level level, std::string_view msg);
+// `msg` with control characters, backslashes and invalid UTF-8 written as \xNN (\\ for a
+// backslash): peer-controlled text can never forge a record or reach a terminal raw.
+std::string escapeForLog(std::string_view msg);
 [[noreturn]] void logFatal(std::string_view msg);
 
 }  // namespace ds

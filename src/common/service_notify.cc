@@ -96,38 +96,35 @@ void Notifier::stopping(std::string_view status) {
   notify("STOPPING=1\nSTATUS=" + status_ + "\n");
 }
 
-ListenerPtr inheritedListener(Loop& loop, evconnlistener_cb cb, void* arg, uint16_t& boundPort) {
+int inheritedSocket(uint16_t& boundPort) {
 #if DS_HAVE_SYSTEMD
   int n = sd_listen_fds(1);
-  if (n <= 0) return nullptr;
+  if (n <= 0) return -1;
   int fd = SD_LISTEN_FDS_START;
   if (n != 1 || sd_is_socket_inet(fd, AF_UNSPEC, SOCK_STREAM, 1, 0) <= 0) {
     LOG_WARN("socket activation passed %d sockets; expected one listening TCP socket, ignored", n);
-    return nullptr;
+    return -1;
   }
   evutil_make_socket_nonblocking(fd);
   evutil_make_socket_closeonexec(fd);
-  ListenerPtr l(evconnlistener_new(loop.base(), cb, arg, LEV_OPT_CLOSE_ON_FREE, -1, fd));
-  if (!l) {
-    LOG_WARN("cannot use the socket passed by socket activation");
-    return nullptr;
-  }
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
-  boundPort = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
-                                             : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
   char host[INET6_ADDRSTRLEN] = "?";
   if (ss.ss_family == AF_INET6) {
-    inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, host, sizeof host);
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
+    boundPort = ntohs(sin6->sin6_port);
   } else {
-    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, host, sizeof host);
+    auto* sin = reinterpret_cast<sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
+    boundPort = ntohs(sin->sin_port);
   }
   LOG_INFO("listening socket %s:%u passed by socket activation", host, boundPort);
-  return l;
+  return fd;
 #else
-  (void)loop, (void)cb, (void)arg, (void)boundPort;
-  return nullptr;
+  (void)boundPort;
+  return -1;
 #endif
 }
 

@@ -60,9 +60,9 @@ class Notifier {
   EventPtr timer_;
 };
 
-// The listening TCP socket passed by socket activation (one socket, e.g. devstreamsd.socket)
-// as a listener calling `cb`; null when none was passed or it is not a listening TCP socket
-// (logged). `boundPort` receives its port.
-ListenerPtr inheritedListener(Loop& loop, evconnlistener_cb cb, void* arg, uint16_t& boundPort);
+// The listening TCP socket passed by socket activation (one socket, e.g. devstreamsd.socket),
+// made non-blocking and close-on-exec, for Acceptor::adopt; -1 when none was passed or it is
+// not a listening TCP socket (logged). `boundPort` receives its port.
+int inheritedSocket(uint16_t& boundPort);
 
 }  // namespace ds::service

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common/guard.h"
 #include "common/log.h"
 
 namespace ds {
@@ -107,6 +108,10 @@ void WsConnection::onKeepalive() {
   using std::chrono::milliseconds;
   if (state_ != State::Open) return;
   auto now = std::chrono::steady_clock::now();
+  // Silence counts only while the peer owes us an answer: not while we stopped reading it
+  // (backpressure) nor while our own output waits for it to read (a slow reader answers our
+  // ping only after the data before it). A dead peer with output pending is TCP's to detect.
+  if (paused_ || outputLength() > 0) lastInput_ = now;
   auto silent = std::chrono::duration_cast<milliseconds>(now - lastInput_);
   if (silent >= keepaliveTimeout_) {
     LOG_WARN("websocket %s: no input for %lld ms, dropping", peer_.c_str(),
@@ -128,26 +133,51 @@ void WsConnection::onKeepalive() {
 void WsConnection::onReadCb(bufferevent*, void* arg) {
   auto* self = static_cast<WsConnection*>(arg);
   self->lastInput_ = std::chrono::steady_clock::now();
-  self->process();
+  guarded(
+      "websocket", [self] { self->process(); }, [self] { self->internalError(); });
 }
 
 void WsConnection::onWriteCb(bufferevent*, void* arg) {
   auto* self = static_cast<WsConnection*>(arg);
-  if (self->wantDrained_ && self->outputLength() <= self->high_ / 2) {
-    self->wantDrained_ = false;
-    if (self->callbacks_) self->callbacks_->onWsDrained();
-  }
+  guarded(
+      "websocket",
+      [self] {
+        if (self->pongDue_ && self->outputLength() <= self->high_ / 2) {
+          self->pongDue_ = false;
+          self->sendControl(Opcode::Pong, self->pongPayload_);
+        }
+        if (self->wantDrained_ && self->outputLength() <= self->high_ / 2) {
+          self->wantDrained_ = false;
+          if (self->callbacks_) self->callbacks_->onWsDrained();
+        }
+      },
+      [self] { self->internalError(); });
 }
 
 void WsConnection::onEventCb(bufferevent*, short what, void* arg) {
   auto* self = static_cast<WsConnection*>(arg);
-  if (what & BEV_EVENT_EOF) {
-    // Input that arrived with the EOF may still hold frames (even the close frame).
-    self->process();
-    if (self->state_ == State::Open)
-      self->finish(cc::Abnormal, "connection closed without close frame");
-  } else if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
-    if (self->state_ == State::Open) self->finish(cc::Abnormal, "connection lost");
+  guarded(
+      "websocket",
+      [self, what] {
+        if (what & BEV_EVENT_EOF) {
+          // Input that arrived with the EOF may still hold frames (even the close frame).
+          self->process();
+          if (self->state_ == State::Open)
+            self->finish(cc::Abnormal, "connection closed without close frame");
+        } else if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
+          if (self->state_ == State::Open) self->finish(cc::Abnormal, "connection lost");
+        }
+      },
+      [self] { self->internalError(); });
+}
+
+void WsConnection::internalError() {
+  processing_ = false;
+  if (state_ == State::Open) {
+    fail(cc::InternalError, "internal error");
+  } else if (bev_) {
+    bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
+    bev_.reset();
   }
 }
 
@@ -240,7 +270,14 @@ bool WsConnection::handleFrameEnd() {
   readState_ = ReadState::Header;
   switch (frame_.opcode) {
     case Opcode::Ping:
-      sendControl(Opcode::Pong, controlBuf_);
+      // A peer that pings without reading must not grow our output: above the watermark only
+      // the latest ping is answered, once the output drained (RFC 6455 5.5.3 allows that).
+      if (outputLength() > high_) {
+        pongDue_ = true;
+        pongPayload_ = controlBuf_;
+      } else {
+        sendControl(Opcode::Pong, controlBuf_);
+      }
       return true;
     case Opcode::Pong:
       return true;
@@ -329,6 +366,7 @@ void WsConnection::sendBinary(evbuffer* data) {
 void WsConnection::sendText(std::string_view text) {
   if (state_ != State::Open) return;
   sendFrame(Opcode::Text, text.data(), text.size());
+  if (outputLength() > high_) wantDrained_ = true;
 }
 
 void WsConnection::sendControl(Opcode op, std::string_view payload) {

@@ -91,6 +91,8 @@ class WsConnection : public Deletable {
   void fail(uint16_t code, const std::string& reason);
   void finish(uint16_t code, const std::string& reason);
   void onKeepalive();
+  // An exception left a handler: fail the connection with 1011 (the failure boundary).
+  void internalError();
   void applyWriteWatermark();
 
   Loop& loop_;
@@ -110,6 +112,8 @@ class WsConnection : public Deletable {
   bool paused_ = false;
   bool processing_ = false;
   bool wantDrained_ = false;
+  bool pongDue_ = false;     // a ping waits for the output to drain before its pong
+  std::string pongPayload_;  // the latest such ping's payload
   size_t high_ = 256 * 1024;
   Timer keepaliveTimer_;
   std::chrono::milliseconds keepalive_{0};

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/guard.h"
 #include "common/http.h"
 #include "common/http_exchange.h"
 #include "common/log.h"
@@ -177,17 +178,26 @@ class ControlApi::Conn : public std::enable_shared_from_this<Conn> {
   }
 
  private:
-  static void onRead(bufferevent*, void* arg) { static_cast<Conn*>(arg)->parse(); }
+  static void onRead(bufferevent*, void* arg) {
+    auto* self = static_cast<Conn*>(arg);
+    guarded(
+        "control API", [&] { self->parse(); }, [&] { self->gone(); });
+  }
 
   static void onEvent(bufferevent*, short what, void* arg) {
     auto* self = static_cast<Conn*>(arg);
-    if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))) return;
-    if (self->dispatched_ && !(what & BEV_EVENT_ERROR)) {
-      // A client may half-close after its request; the answer can still be delivered.
-      bufferevent_disable(self->bev_.get(), EV_READ);
-      return;
-    }
-    self->gone();
+    guarded(
+        "control API",
+        [&] {
+          if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))) return;
+          if (self->dispatched_ && !(what & BEV_EVENT_ERROR)) {
+            // A client may half-close after its request; the answer can still be delivered.
+            bufferevent_disable(self->bev_.get(), EV_READ);
+            return;
+          }
+          self->gone();
+        },
+        [&] { self->gone(); });
   }
 
   void gone() {
@@ -221,6 +231,7 @@ class ControlApi::Conn : public std::enable_shared_from_this<Conn> {
     if (!haveHead_) {
       http::Limits hl;
       hl.maxHeadBytes = limits.maxHeadBytes;
+      if (!headReady(in, hl.maxHeadBytes, gate_)) return;
       size_t len = std::min<size_t>(evbuffer_get_length(in), hl.maxHeadBytes + 4);
       const char* p = reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ssize_t>(len)));
       http::ParseResult r = http::parseRequest(std::string_view(p, len), req_, hl);
@@ -278,6 +289,7 @@ class ControlApi::Conn : public std::enable_shared_from_this<Conn> {
   http::Request req_;
   ApiRequest request_;
   bool haveHead_ = false;
+  HeadGate gate_;  // when to parse the head (headReady)
   bool dispatched_ = false;
   bool answered_ = false;
   uint64_t bodyLen_ = 0;

@@ -12,8 +12,10 @@
 #include <ctime>
 #include <vector>
 
+#include "common/guard.h"
 #include "common/json_fields.h"
 #include "common/log.h"
+#include "common/protocol.h"
 #include "common/sas.h"
 #include "common/service_notify.h"
 #include "common/time_text.h"
@@ -36,6 +38,10 @@ namespace {
 
 constexpr std::chrono::seconds kDirectConnectTimeout{10};
 constexpr std::chrono::seconds kHubQueryTimeout{10};
+
+AdmissionLimits clientLimits(const config::DaemonConfig& cfg) {
+  return {cfg.maxClients, cfg.maxClientsPerAddress};
+}
 
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -67,24 +73,17 @@ Reply replyForConnectError(int err, int dnsErr) {
 }  // namespace
 
 socks::Reply replyFor(int status, const std::string& code) {
-  // The agent's reject codes name the failure whatever status the hub chose for them.
-  if (status != 0 && status != 200) {
-    if (code == "port-not-allowed") return Reply::NotAllowed;
-    if (code == "connection-refused") return Reply::ConnectionRefused;
-    if (code == "target-timeout") return Reply::TtlExpired;
-    if (code == "too-many-streams") return Reply::GeneralFailure;
-  }
   if (status == 0 && code == "timeout") return Reply::TtlExpired;  // no answer in time
-  if (status == 404) return Reply::HostUnreachable;                // no such device
-  if (status == 503) return Reply::NetworkUnreachable;             // device offline
-  if (status == 403) return Reply::NotAllowed;  // allow-list, disabled, permissions
-  if (status == 504) return Reply::TtlExpired;  // handshake timeout
-  if (status == 502) {
-    if (code == "refused") return Reply::ConnectionRefused;
-    if (code == "timeout") return Reply::TtlExpired;
-    return Reply::HostUnreachable;
-  }
-  return Reply::GeneralFailure;  // 401, 429, transport failures, anything unexpected
+  if (status == 0 || status == 200) return Reply::GeneralFailure;  // transport failures
+  // A code of the protocol's table names the failure whatever status the hub chose for it.
+  proto::Reject r = proto::rejectFromName(code);
+  if (r != proto::Reject::Other) return static_cast<Reply>(proto::info(r).socksReply);
+  if (status == 404) return Reply::HostUnreachable;     // no such device
+  if (status == 503) return Reply::NetworkUnreachable;  // device offline
+  if (status == 403) return Reply::NotAllowed;          // allow-list, disabled, permissions
+  if (status == 504) return Reply::TtlExpired;          // handshake timeout
+  if (status == 502) return Reply::HostUnreachable;     // the device could not connect
+  return Reply::GeneralFailure;                         // 401, 429, anything unexpected
 }
 
 std::string deviceFromHost(const std::string& host, const std::string& suffix) {
@@ -147,7 +146,7 @@ struct Daemon::ForwardListener {
   config::Forward fwd;  // listen holds the bound port
   bool fromConfig = false;
   uint64_t connections = 0;
-  ListenerPtr listener;
+  std::unique_ptr<Acceptor> acceptor;
 };
 
 // One client connection from its request to its end: waiting for the stream (or the direct
@@ -273,15 +272,20 @@ class Daemon::Conn : public Deletable {
  private:
   static void onDirectEvent(bufferevent* bev, short what, void* arg) {
     auto* self = static_cast<Conn*>(arg);
-    if (what & BEV_EVENT_CONNECTED) {
-      self->timer_.cancel();
-      noDelay(bufferevent_getfd(bev));
-      return self->directConnected();
-    }
-    int dnsErr = bufferevent_socket_get_dns_error(bev);
-    int err = EVUTIL_SOCKET_ERROR();
-    self->directFailed(replyForConnectError(err, dnsErr),
-                       dnsErr != 0 ? evutil_gai_strerror(dnsErr) : std::strerror(err));
+    guarded(
+        "direct connection",
+        [&] {
+          if (what & BEV_EVENT_CONNECTED) {
+            self->timer_.cancel();
+            noDelay(bufferevent_getfd(bev));
+            return self->directConnected();
+          }
+          int dnsErr = bufferevent_socket_get_dns_error(bev);
+          int err = EVUTIL_SOCKET_ERROR();
+          self->directFailed(replyForConnectError(err, dnsErr),
+                             dnsErr != 0 ? evutil_gai_strerror(dnsErr) : std::strerror(err));
+        },
+        [&] { self->directFailed(Reply::GeneralFailure, "internal error"); });
   }
 
   void directConnected() {
@@ -392,13 +396,18 @@ bool Daemon::start(std::string& err) {
     LOG_INFO("hub connections go through the HTTP proxy %s:%u (HTTPS_PROXY)",
              hub_.proxy.host.c_str(), hub_.proxy.port);
   }
+  acceptor_ = std::make_unique<Acceptor>(
+      loop_, clientLimits(cfg_),
+      [this](evutil_socket_t fd, const sockaddr*, Admission::Ticket t) {
+        onClientAccept(fd, std::move(t));
+      },
+      "proxy port");
   // Socket activation (devstreamsd.socket) hands over the proxy port ready-made.
-  listener_ = service::inheritedListener(loop_, &Daemon::onClientAccept, this, socksPort_);
-  if (!listener_) {
-    listener_ = listenTcp(loop_, cfg_.socksListen.host, cfg_.socksListen.port,
-                          &Daemon::onClientAccept, this, socksPort_, err);
+  if (int fd = service::inheritedSocket(socksPort_); fd >= 0) {
+    if (!acceptor_->adopt(fd, err)) return false;
+  } else if (!acceptor_->listen(cfg_.socksListen.host, cfg_.socksListen.port, socksPort_, err)) {
+    return false;
   }
-  if (!listener_) return false;
   LOG_INFO("proxy (SOCKS5, SOCKS4a, HTTP) on %s:%u, devices as NAME%s%s%s",
            cfg_.socksListen.host.c_str(), socksPort_, cfg_.suffix.c_str(),
            cfg_.users.empty() ? "" : ", authentication required",
@@ -436,7 +445,7 @@ bool Daemon::start(std::string& err) {
 }
 
 void Daemon::shutdown() {
-  listener_.reset();
+  acceptor_.reset();
   forwards_.clear();
   api_.reset();
   // Clients still negotiating are answered now: no stream can be opened any more.
@@ -465,9 +474,14 @@ bool Daemon::addForward(const config::Forward& f, bool fromConfig, int& status, 
   fl->fwd = f;
   fl->fromConfig = fromConfig;
   uint16_t port = 0;
-  fl->listener =
-      listenTcp(loop_, f.listen.host, f.listen.port, &Daemon::onForwardAccept, fl.get(), port, err);
-  if (!fl->listener) {
+  ForwardListener* raw = fl.get();
+  fl->acceptor = std::make_unique<Acceptor>(
+      loop_, clientLimits(cfg_),
+      [this, raw](evutil_socket_t fd, const sockaddr*, Admission::Ticket t) {
+        onForwardAccept(raw, fd, std::move(t));
+      },
+      "forward " + f.listen.toString());
+  if (!fl->acceptor->listen(f.listen.host, f.listen.port, port, err)) {
     status = err.find("use") != std::string::npos ? 409 : 400;
     return false;
   }
@@ -487,28 +501,27 @@ json Daemon::forwardJson(const ForwardListener& f) const {
               {"connections", f.connections}};
 }
 
-void Daemon::onClientAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg) {
-  auto* self = static_cast<Daemon*>(arg);
+void Daemon::onClientAccept(evutil_socket_t fd, Admission::Ticket ticket) {
   noDelay(fd);
-  auto s = std::make_unique<socks::ProxySession>(self->loop_, newSocketBufferEvent(self->loop_, fd),
-                                                 self, self->proxyOptions_);
+  auto s = std::make_unique<socks::ProxySession>(loop_, newSocketBufferEvent(loop_, fd), this,
+                                                 proxyOptions_);
   socks::ProxySession* raw = s.get();
-  self->sessions_.emplace(raw, std::move(s));
+  sessions_.emplace(raw, std::move(s));
+  sessionTickets_.emplace(raw, std::move(ticket));
   raw->start();
 }
 
-void Daemon::onForwardAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg) {
-  auto* fl = static_cast<ForwardListener*>(arg);
+void Daemon::onForwardAccept(ForwardListener* fl, evutil_socket_t fd, Admission::Ticket ticket) {
   noDelay(fd);
-  Daemon& d = *fl->daemon;
-  if (!d.opener_) return (void)::close(fd);  // shutting down
+  if (!opener_) return (void)::close(fd);  // shutting down
   ++fl->connections;
-  uint64_t id = d.nextConn_++;
-  auto c = std::make_unique<Conn>(d, id, peerName(fd), "forward",
+  uint64_t id = nextConn_++;
+  auto c = std::make_unique<Conn>(*this, id, peerName(fd), "forward",
                                   fl->fwd.device + ":" + std::to_string(fl->fwd.port));
-  c->setTcp(newSocketBufferEvent(d.loop_, fd));
+  c->setTcp(newSocketBufferEvent(loop_, fd));
   Conn* raw = c.get();
-  d.conns_.emplace(id, std::move(c));
+  conns_.emplace(id, std::move(c));
+  forwardTickets_.emplace(id, std::move(ticket));
   raw->openDevice(fl->fwd.device, fl->fwd.port);
 }
 
@@ -543,6 +556,7 @@ void Daemon::onProxyDone(socks::ProxySession* s) {
     connOf_.erase(at);
     if (c->session() == s) c->clientGone();
   }
+  sessionTickets_.erase(s);
   auto it = sessions_.find(s);
   if (it == sessions_.end()) return;
   loop_.deferDelete(std::move(it->second));
@@ -553,6 +567,7 @@ void Daemon::endConn(Conn* c) {
   auto it = conns_.find(c->id());
   if (it == conns_.end()) return;
   if (c->session()) connOf_.erase(c->session());
+  forwardTickets_.erase(c->id());
   loop_.deferDelete(std::move(it->second));
   conns_.erase(it);
 }

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/acceptor.h"
 #include "common/config.h"
 #include "common/event.h"
 #include "daemon/control_api.h"
@@ -64,8 +65,8 @@ class Daemon : public socks::ProxySession::Handler {
  private:
   friend class Conn;
 
-  static void onClientAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg);
-  static void onForwardAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg);
+  void onClientAccept(evutil_socket_t fd, Admission::Ticket ticket);
+  void onForwardAccept(ForwardListener* fl, evutil_socket_t fd, Admission::Ticket ticket);
   void onProxyConnect(socks::ProxySession* s, const socks::Target& target) override;
   void onProxyDone(socks::ProxySession* s) override;
   void endConn(Conn* c);
@@ -89,12 +90,16 @@ class Daemon : public socks::ProxySession::Handler {
   WsLimits limits_;
   std::unique_ptr<hubclient::StreamOpener> opener_;
   socks::ProxyOptions proxyOptions_;
-  ListenerPtr listener_;
+  std::unique_ptr<Acceptor> acceptor_;  // the proxy port
   uint16_t socksPort_ = 0;
   std::vector<std::unique_ptr<ForwardListener>> forwards_;
   std::unique_ptr<ControlApi> api_;
   std::map<socks::ProxySession*, std::unique_ptr<socks::ProxySession>> sessions_;
   std::map<socks::ProxySession*, Conn*> connOf_;
+  // Admission tickets of client connections: a proxy session's (by session) or a forwarded
+  // connection's (by Conn id); dropped when the connection ends.
+  std::map<const void*, Admission::Ticket> sessionTickets_;
+  std::map<uint64_t, Admission::Ticket> forwardTickets_;
   std::map<uint64_t, std::unique_ptr<Conn>> conns_;
   std::map<uint64_t, hubclient::ExchangePtr> queries_;  // GET /api/v1/devices in flight
   uint64_t nextConn_ = 1, nextQuery_ = 1;

@@ -13,9 +13,11 @@
 #include <set>
 #include <vector>
 
+#include "common/guard.h"
 #include "common/http_exchange.h"
 #include "common/log.h"
 #include "common/pki.h"
+#include "common/protocol.h"
 #include "common/sas.h"
 #include "common/tls.h"
 
@@ -30,9 +32,21 @@ constexpr size_t kMaxBody = 64 * 1024;
 constexpr size_t kAuditPruneEvery = 1000;
 constexpr std::string_view kDevicesPrefix = "/api/v1/devices/";
 constexpr std::string_view kStreamsPrefix = "/api/v1/streams/";
+constexpr size_t kMaxAuditQuery = 1000;
+constexpr const char* kDeviceIdRule =
+    "device ids are 1..128 characters of A-Z a-z 0-9 - . % _ * ? ! ( ) , : = @ $ '";
 
-std::string errorBody(std::string_view code, std::string_view message) {
-  return json{{"error", code}, {"message", message}}.dump();
+using proto::errorBody;
+using proto::Reject;
+
+proto::Answer refusal(Reject r, std::string message, int retryAfter = 0) {
+  return {
+      proto::info(r).httpStatus, {}, std::string(proto::name(r)), std::move(message), retryAfter};
+}
+
+// JSON of the hub's own making; a value that is not valid UTF-8 is replaced, never thrown on.
+std::string jsonText(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 int64_t unixNow() { return static_cast<int64_t>(std::time(nullptr)); }
@@ -87,17 +101,25 @@ bool splitDevicePath(std::string_view target, std::string& id, std::string& rest
 
 class Hub::HttpSession : public Deletable {
  public:
-  HttpSession(Hub& hub, BufferEventPtr bev)
-      : hub_(hub), bev_(std::move(bev)), timer_(hub.loop_, [this] { onTimeout(); }) {
+  HttpSession(Hub& hub, BufferEventPtr bev, Admission::Ticket ticket)
+      : hub_(hub),
+        bev_(std::move(bev)),
+        ticket_(std::move(ticket)),
+        timer_(hub.loop_, [this] { onTimeout(); }) {
     peer_ = peerName(bufferevent_getfd(bev_.get()));
+    ++hub_.handshakes_;
     bufferevent_setcb(bev_.get(), &HttpSession::onRead, nullptr, &HttpSession::onEvent, this);
     bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
     timer_.arm(hub.cfg_.requestTimeout);
   }
+  // The session leaves the hub's books (its handshake, if still counted); called before it is
+  // handed to deferred deletion, when the hub is certainly alive.
+  void finished() { handshakeDone(); }
 
   void respond(int status, std::string_view body, const std::vector<http::Header>& extra = {},
                std::string_view contentType = "application/json") {
     if (!bev_) return;
+    handshakeDone();
     std::string r = httpResponse(status, contentType, body, extra);
     bufferevent_write(bev_.get(), r.data(), r.size());
     LOG_INFO("%s %s %s -> %d", peer_.c_str(), req_.method.c_str(), req_.target.c_str(), status);
@@ -105,14 +127,19 @@ class Hub::HttpSession : public Deletable {
     hub_.loop_.closeAfterFlush(std::move(bev_));
     hub_.endSession(this);
   }
-  void respondError(int status, std::string_view code, std::string_view message) {
-    respond(status, errorBody(code, message));
+  void respondError(int status, std::string_view code, std::string_view message,
+                    const std::vector<http::Header>& extra = {}) {
+    respond(status, errorBody(code, message), extra);
+  }
+  void respondError(Reject r, std::string_view message) {
+    respondError(proto::info(r).httpStatus, proto::name(r), message);
   }
 
-  // Hands the connection over (for an upgrade); the session ends.
-  BufferEventPtr takeConnection() {
+  // Hands the connection over (for an upgrade) with its admission ticket; the session ends.
+  BufferEventPtr takeConnection(Admission::Ticket& ticket) {
     timer_.cancel();
     bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
+    ticket = std::move(ticket_);
     hub_.endSession(this);
     return std::move(bev_);
   }
@@ -127,23 +154,55 @@ class Hub::HttpSession : public Deletable {
   const http::Request& request() const { return req_; }
   const std::string& body() const { return body_; }
   const std::string& peer() const { return peer_; }
+  // A session of the plain-HTTP metrics listener: no TLS, /metrics and /healthz only.
+  void setMetricsOnly() {
+    metricsOnly_ = true;
+    handshakeDone();
+  }
+  bool metricsOnly() const { return metricsOnly_; }
 
  private:
-  static void onRead(bufferevent*, void* arg) { static_cast<HttpSession*>(arg)->parse(); }
+  static void onRead(bufferevent*, void* arg) {
+    auto* self = static_cast<HttpSession*>(arg);
+    guarded(
+        "hub request", [self] { self->parse(); }, [self] { self->internalError(); });
+  }
   static void onEvent(bufferevent*, short what, void* arg) {
     auto* self = static_cast<HttpSession*>(arg);
+    guarded(
+        "hub request", [self, what] { self->event(what); }, [self] { self->internalError(); });
+  }
+  void event(short what) {
+    if (what & BEV_EVENT_CONNECTED) handshakeDone();
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
       if (what & BEV_EVENT_ERROR) {
-        std::string err = tls::lastError(self->bev_.get());
-        LOG_DEBUG("%s: connection error: %s", self->peer_.c_str(), err.c_str());
+        std::string err = tls::lastError(bev_.get());
+        LOG_DEBUG("%s: connection error: %s", peer_.c_str(), err.c_str());
       }
-      self->bev_.reset();
-      if (self->onGone_) {
-        auto gone = std::move(self->onGone_);
+      bev_.reset();
+      if (onGone_) {
+        auto gone = std::move(onGone_);
         gone();
       }
-      self->hub_.endSession(self);
+      hub_.endSession(this);
     }
+  }
+  // The failure boundary: whatever a handler threw ends this one request.
+  void internalError() {
+    if (onGone_) {
+      auto gone = std::move(onGone_);
+      gone();
+    }
+    if (bev_) {
+      respondError(Reject::Internal, "internal error");
+    } else {
+      hub_.endSession(this);
+    }
+  }
+  void handshakeDone() {
+    if (!handshaking_) return;
+    handshaking_ = false;
+    --hub_.handshakes_;
   }
   void onTimeout() {
     LOG_INFO("%s: request not complete within %lld ms", peer_.c_str(),
@@ -152,6 +211,7 @@ class Hub::HttpSession : public Deletable {
   }
 
   void parse() {
+    handshakeDone();
     if (!bev_ || routed_) {
       if (bev_ && routed_ && onGone_) {
         // A waiting client must not send anything more; drop it.
@@ -164,6 +224,8 @@ class Hub::HttpSession : public Deletable {
     if (!haveHead_) {
       http::Limits limits;
       limits.maxHeadBytes = hub_.cfg_.maxHeaderBytes;
+      // A client sending a byte at a time costs a search of the new bytes, not a parse.
+      if (!headReady(in, limits.maxHeadBytes, gate_)) return;
       size_t len = std::min<size_t>(evbuffer_get_length(in), limits.maxHeadBytes + 4);
       const char* p = reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ssize_t>(len)));
       http::ParseResult r = http::parseRequest(std::string_view(p, len), req_, limits);
@@ -199,11 +261,15 @@ class Hub::HttpSession : public Deletable {
 
   Hub& hub_;
   BufferEventPtr bev_;
+  Admission::Ticket ticket_;
   Timer timer_;
   std::string peer_;
   http::Request req_;
+  bool handshaking_ = true;  // counted in the hub's TLS handshakes in progress
+  bool metricsOnly_ = false;
   bool haveHead_ = false;
   bool routed_ = false;
+  HeadGate gate_;
   uint64_t bodyLen_ = 0;
   std::string body_;
   std::function<void()> onGone_;
@@ -214,8 +280,9 @@ class Hub::HttpSession : public Deletable {
 
 class Hub::DeviceChannel : public Deletable, public WsConnection::Callbacks {
  public:
-  DeviceChannel(Hub& hub, std::string id, std::unique_ptr<WsConnection> ws)
-      : hub_(hub), id_(std::move(id)), ws_(std::move(ws)) {
+  DeviceChannel(Hub& hub, std::string id, std::unique_ptr<WsConnection> ws,
+                Admission::Ticket ticket)
+      : hub_(hub), id_(std::move(id)), ws_(std::move(ws)), ticket_(std::move(ticket)) {
     ws_->setCallbacks(this);
   }
   ~DeviceChannel() override {
@@ -225,7 +292,7 @@ class Hub::DeviceChannel : public Deletable, public WsConnection::Callbacks {
     ws_->enableKeepalive(hub_.cfg_.keepalive);
     ws_->start();
   }
-  void send(const json& msg) { ws_->sendText(msg.dump()); }
+  void send(const proto::StreamRequest& msg) { ws_->sendText(proto::toText(msg)); }
   void close(uint16_t code, std::string_view reason) { ws_->close(code, reason); }
   const std::string& id() const { return id_; }
 
@@ -244,6 +311,7 @@ class Hub::DeviceChannel : public Deletable, public WsConnection::Callbacks {
   Hub& hub_;
   std::string id_;
   std::unique_ptr<WsConnection> ws_;
+  Admission::Ticket ticket_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -279,6 +347,7 @@ class Hub::Stream : public Deletable {
 
   const std::string& id() const { return id_; }
   const std::string& device() const { return device_; }
+  const std::string& policy() const { return policy_; }
   const std::string& token(int side) const { return tokens_.token(static_cast<Side>(side)); }
   std::string url() const { return hub_.cfg_.publicUrl + std::string(kStreamsPrefix) + id_; }
   const StreamLifecycle& life() const { return life_; }
@@ -325,35 +394,33 @@ class Hub::Stream : public Deletable {
   // Which side a presented token opens, consuming it (single use).
   std::optional<Side> claim(std::string_view token) { return tokens_.claim(token); }
 
-  void onDeviceAnswer(const json& msg) {
+  void onDeviceAnswer(const proto::StreamResponse& msg) {
     if (!initiator_.answer) return;
-    bool accept = msg.contains("accept") && msg["accept"].is_boolean() && msg["accept"].get<bool>();
     Answer answer = takeAnswer();
-    if (accept && life_.accept(Clock::now())) {
-      answer(200, json{{"stream_id", id_}, {"url", url()}, {"token", token(kService)}}, 0);
+    if (msg.accept && life_.accept(Clock::now())) {
+      answer({200, {id_, url(), token(kService)}, {}, {}, 0});
       if (paired()) onPaired();
       return;
     }
-    std::string reason = msg.value("reason", "rejected by the device");
-    std::string code = msg.value("code", "rejected");
-    // not_allowed / port-not-allowed: the device's policy refused; too-many-streams: the device
-    // is at its own stream limit; anything else is the target's failure.
-    bool policy = code == "not_allowed" || code == "port-not-allowed";
-    int status = policy ? 403 : code == "too-many-streams" ? 429 : 502;
+    // The device's code decides the status (docs/protocol.md); a code this version does not
+    // know is passed on as text but counted as "other".
+    Reject code = msg.accept ? Reject::Rejected : msg.code;
+    std::string codeText = msg.accept ? std::string(proto::name(code)) : msg.codeText;
+    std::string reason = msg.accept ? "accepted after the stream ended" : msg.reason;
+    const proto::RejectInfo& ri = proto::info(code);
     LOG_INFO("stream %s: device %s rejected %s:%u: %s (%s)", id_.c_str(), device_.c_str(),
-             host_.c_str(), port_, reason.c_str(), code.c_str());
-    hub_.metrics_
-        .counter("devstreams_rejects_total", "Stream requests refused, by reason",
-                 {{"reason", code}})
-        .inc();
-    answer(status, json{{"error", code}, {"message", reason}}, 0);
-    end(policy ? Outcome::Rejected : Outcome::Refused, code + ": " + reason);
+             host_.c_str(), port_, reason.c_str(), codeText.c_str());
+    hub_.countReject(code);
+    answer({ri.httpStatus, {}, codeText, reason, 0});
+    bool policy = ri.httpStatus == 403;
+    end(policy ? Outcome::Rejected : Outcome::Refused, codeText + ": " + reason);
   }
 
-  void attach(int side, std::unique_ptr<WsConnection> ws) {
+  void attach(int side, std::unique_ptr<WsConnection> ws, Admission::Ticket ticket) {
     ws->setCallbacks(&sides_[side]);
     ws->setHighWatermark(hub_.cfg_.highWatermark);
     sides_[side].ws = std::move(ws);
+    sides_[side].ticket = std::move(ticket);
     if (life_.attach(static_cast<Side>(side), Clock::now())) onPaired();
   }
 
@@ -366,12 +433,9 @@ class Hub::Stream : public Deletable {
     if (initiator_.answer) {
       Answer answer = takeAnswer();
       if (outcome == Outcome::Timeout) {
-        answer(
-            504,
-            json{{"error", "handshake_timeout"}, {"message", "the device did not answer in time"}},
-            0);
+        answer(refusal(Reject::HandshakeTimeout, "the device did not answer in time"));
       } else {
-        answer(503, json{{"error", "device_offline"}, {"message", why}}, 0);
+        answer(refusal(Reject::DeviceOffline, why));
       }
     }
     for (auto& s : sides_) {
@@ -387,6 +451,7 @@ class Hub::Stream : public Deletable {
     Stream* stream;
     int side;
     std::unique_ptr<WsConnection> ws;
+    Admission::Ticket ticket;
     WsConnection* other() const { return stream->sides_[1 - side].ws.get(); }
 
     void onWsData(evbuffer* payload) override {
@@ -400,9 +465,12 @@ class Hub::Stream : public Deletable {
       if (o->overHighWatermark()) ws->pauseReading();
     }
     void onWsText(std::string message) override {
-      // Stream control ({"type":"eof"}) goes through in order with the data.
+      // Stream control ({"type":"eof"}) goes through in order with the data and under the same
+      // watermark: the hub relays text as it is (the two ends speak stream control).
       WsConnection* o = other();
-      if (o && o->open()) o->sendText(message);
+      if (!o || !o->open()) return;
+      o->sendText(message);
+      if (o->overHighWatermark()) ws->pauseReading();
     }
     void onWsDrained() override {
       WsConnection* o = other();
@@ -432,8 +500,12 @@ class Hub::Stream : public Deletable {
     LOG_INFO("stream %s: paired (%s:%u on %s, policy %s) after %lld ms", id_.c_str(), host_.c_str(),
              port_, device_.c_str(), policy_.c_str(), static_cast<long long>(latency.count()));
     armTimer();
-    sides_[kService].ws->start();
-    sides_[kDevice].ws->start();
+    // Pings on both sides: a peer that vanished without a FIN frees its slot within the
+    // keepalive bound instead of holding the stream forever.
+    for (auto& s : sides_) {
+      s.ws->enableKeepalive(hub_.cfg_.keepalive);
+      s.ws->start();
+    }
   }
 
   void armTimer() {
@@ -480,9 +552,11 @@ class Hub::Stream : public Deletable {
 
 class Hub::ServiceChannel : public Deletable, public WsConnection::Callbacks {
  public:
-  ServiceChannel(Hub& hub, PolicyRecord policy, std::unique_ptr<WsConnection> ws)
-      : hub_(hub), policy_(std::move(policy)), ws_(std::move(ws)) {
+  ServiceChannel(Hub& hub, PolicyRecord policy, std::unique_ptr<WsConnection> ws,
+                 Admission::Ticket ticket)
+      : hub_(hub), policy_(std::move(policy)), ws_(std::move(ws)), ticket_(std::move(ticket)) {
     ws_->setCallbacks(this);
+    ws_->setHighWatermark(hub_.cfg_.highWatermark);
     peer_ = ws_->peer();
   }
   ~ServiceChannel() override {
@@ -504,43 +578,32 @@ class Hub::ServiceChannel : public Deletable, public WsConnection::Callbacks {
     gone();
   }
   void onWsText(std::string message) override {
-    json msg = json::parse(message, nullptr, false);
-    bool hasId = msg.is_object() && msg.contains("id") &&
-                 (msg["id"].is_string() || msg["id"].is_number_integer());
-    if (!hasId) {
+    std::optional<proto::RequestId> id;
+    auto req = proto::parseServiceRequest(message, id);
+    if (!id) {
       // Without an id there is nothing to answer to: the client is broken.
-      LOG_WARN("service channel %s: message without a string or integer \"id\"", peer_.c_str());
+      LOG_WARN("service channel %s: %s", peer_.c_str(), req.error.c_str());
       ws_->close(cc::InvalidData, "message must be a JSON object with an \"id\"");
       gone();
       return;
     }
-    json id = msg["id"];
-    if (!msg.contains("type") || msg["type"] != "stream_request") {
-      return send(id, 400,
-                  json{{"error", "bad_request"}, {"message", "type must be \"stream_request\""}},
-                  0);
+    if (!req) {
+      send(*id, {400, {}, std::string(proto::name(Reject::BadRequest)), req.error, 0});
+      return pauseIfFull();
     }
-    if (!msg.contains("device") || !msg["device"].is_string() ||
-        msg["device"].get<std::string>().empty()) {
-      return send(id, 400,
-                  json{{"error", "bad_request"}, {"message", "\"device\" must be a device id"}}, 0);
-    }
-    std::string device = msg["device"];
-    json request = json::object();
-    if (msg.contains("port")) request["port"] = msg["port"];
-    if (msg.contains("host")) request["host"] = msg["host"];
-    Stream* st = hub_.initiate(policy_, device, request,
-                               [this, id](int status, const json& body, int retryAfter) {
-                                 send(id, status, body, retryAfter);
-                               });
+    proto::RequestId rid = *id;
+    Stream* st = hub_.initiate(policy_, req->device, {req->port, req->host},
+                               [this, rid](const proto::Answer& a) { send(rid, a); });
+    pauseIfFull();
     if (!st) return;
     waiting_.insert(st);
-    st->setInitiator({[this, id, st](int status, const json& body, int retryAfter) {
+    st->setInitiator({[this, rid, st](const proto::Answer& a) {
                         waiting_.erase(st);
-                        send(id, status, body, retryAfter);
+                        send(rid, a);
                       },
                       [this, st] { waiting_.erase(st); }});
   }
+  void onWsDrained() override { ws_->resumeReading(); }
   void onWsClosed(uint16_t code, const std::string& reason) override {
     LOG_INFO("service channel %s (policy %s): closed (%u %s)", peer_.c_str(), policy_.name.c_str(),
              code, reason.c_str());
@@ -548,11 +611,12 @@ class Hub::ServiceChannel : public Deletable, public WsConnection::Callbacks {
   }
 
  private:
-  void send(const json& id, int status, const json& body, int retryAfter) {
-    json msg{{"type", "stream_response"}, {"id", id}, {"status", status}};
-    for (const auto& [k, v] : body.items()) msg[k] = v;
-    if (retryAfter > 0) msg["retry_after"] = retryAfter;
-    ws_->sendText(msg.dump());
+  void send(const proto::RequestId& id, const proto::Answer& a) {
+    ws_->sendText(proto::toText(proto::ServiceResponse{id, a}));
+  }
+  // A client that sends requests without reading the answers stops being read.
+  void pauseIfFull() {
+    if (ws_->overHighWatermark()) ws_->pauseReading();
   }
   // Streams still waiting for an answer lose their initiator (and end).
   void cancelWaiting() {
@@ -568,6 +632,7 @@ class Hub::ServiceChannel : public Deletable, public WsConnection::Callbacks {
   Hub& hub_;
   PolicyRecord policy_;
   std::unique_ptr<WsConnection> ws_;
+  Admission::Ticket ticket_;
   std::string peer_;
   std::set<Stream*> waiting_;
 };
@@ -577,6 +642,12 @@ class Hub::ServiceChannel : public Deletable, public WsConnection::Callbacks {
 Hub::Hub(Loop& loop, config::HubConfig cfg)
     : loop_(loop),
       cfg_(std::move(cfg)),
+      acceptor_(
+          loop, {cfg_.maxConnections, cfg_.maxConnectionsPerAddress},
+          [this](evutil_socket_t fd, const sockaddr*, Admission::Ticket t) {
+            onAccept(fd, std::move(t), false);
+          },
+          "hub"),
       devicesConnected_(
           metrics_.gauge("devstreams_devices_connected", "Devices with an open control channel")),
       streamsActive_(metrics_.gauge("devstreams_streams_active", "Streams paired and relaying")),
@@ -590,13 +661,18 @@ Hub::Hub(Loop& loop, config::HubConfig cfg)
                                         {{"direction", "from_device"}})),
       handshakeSeconds_(metrics_.histogram("devstreams_handshake_seconds",
                                            "Time from stream request to pairing",
-                                           metrics::latencyBuckets())) {
+                                           metrics::latencyBuckets())),
+      connectionsRefused_(metrics_.counter(
+          "devstreams_connections_refused_total",
+          "Connections closed at once: connection or TLS handshake limits reached")) {
   if (cfg_.publicUrl.empty()) {
     cfg_.publicUrl = "wss://" + cfg_.hostname + ":" + std::to_string(cfg_.listen.port);
   }
   while (!cfg_.publicUrl.empty() && cfg_.publicUrl.back() == '/') cfg_.publicUrl.pop_back();
   wsLimits_.maxFrame = cfg_.maxFrame;
   wsLimits_.maxMessage = cfg_.maxMessage;
+  // Refusing an unknown device or policy costs an HMAC too, with a key nobody holds.
+  decoyKey_ = sas::randomKey();
 }
 
 Hub::~Hub() { shutdown(); }
@@ -649,18 +725,30 @@ bool Hub::start(std::string& err) {
   // One TLS 1.3 session ticket per handshake: the daemon's and the agent's warm connections
   // resume their sessions, which spares the hub a certificate signature per connection.
   SSL_CTX_set_num_tickets(ssl_.get(), 1);
-  listener_ =
-      listenTcp(loop_, cfg_.listen.host, cfg_.listen.port, &Hub::onAccept, this, port_, err);
-  if (!listener_) return false;
+  if (!acceptor_.listen(cfg_.listen.host, cfg_.listen.port, port_, err)) return false;
   if (cfg_.listen.port == 0) {
     // Ephemeral port (tests): the public URL follows the bound port.
     cfg_.publicUrl = "wss://" + cfg_.hostname + ":" + std::to_string(port_);
+  }
+  if (cfg_.metricsListen) {
+    metricsAcceptor_ = std::make_unique<Acceptor>(
+        loop_, AdmissionLimits{64, 16},
+        [this](evutil_socket_t fd, const sockaddr*, Admission::Ticket t) {
+          onAccept(fd, std::move(t), true);
+        },
+        "hub metrics");
+    if (!metricsAcceptor_->listen(cfg_.metricsListen->host, cfg_.metricsListen->port, metricsPort_,
+                                  err)) {
+      return false;
+    }
+    LOG_INFO("metrics and health on http://%s:%u/", cfg_.metricsListen->host.c_str(), metricsPort_);
   }
   return true;
 }
 
 void Hub::shutdown() {
-  listener_.reset();
+  acceptor_.close();
+  metricsAcceptor_.reset();
   std::vector<Stream*> open;
   for (auto& [id, st] : streams_) open.push_back(st.get());
   for (Stream* st : open) st->end(Stream::Outcome::Cancelled, "hub shutting down");
@@ -673,19 +761,32 @@ void Hub::shutdown() {
   }
 }
 
-void Hub::onAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg) {
-  auto* self = static_cast<Hub*>(arg);
+void Hub::onAccept(evutil_socket_t fd, Admission::Ticket ticket, bool metricsOnly) {
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  BufferEventPtr bev = tls::acceptSocket(self->loop_, self->ssl_.get(), fd);
+  BufferEventPtr bev;
+  if (metricsOnly) {
+    bev = newSocketBufferEvent(loop_, fd);
+  } else {
+    // Handshakes cost the hub a signature each: past the limit a new connection is closed
+    // before any TLS work (its client retries, as for a refused connection).
+    if (handshakes_ >= cfg_.maxTlsHandshakes) {
+      connectionsRefused_.inc();
+      evutil_closesocket(fd);
+      return;
+    }
+    bev = tls::acceptSocket(loop_, ssl_.get(), fd);
+  }
   if (!bev) return;
-  auto s = std::make_unique<HttpSession>(*self, std::move(bev));
-  self->sessions_.emplace(s.get(), std::move(s));
+  auto s = std::make_unique<HttpSession>(*this, std::move(bev), std::move(ticket));
+  if (metricsOnly) s->setMetricsOnly();
+  sessions_.emplace(s.get(), std::move(s));
 }
 
 void Hub::endSession(HttpSession* s) {
   auto it = sessions_.find(s);
   if (it == sessions_.end()) return;
+  s->finished();
   loop_.deferDelete(std::move(it->second));
   sessions_.erase(it);
 }
@@ -748,25 +849,40 @@ void Hub::recordStream(Stream* st) {
   if (++audits_ % kAuditPruneEvery == 0) registry_->pruneAudit(cfg_.auditKeep);
 }
 
-size_t Hub::streamsOf(const std::string& deviceId) const {
-  size_t n = 0;
-  for (const auto& [id, st] : streams_) n += st->device() == deviceId;
-  return n;
-}
-
 size_t Hub::pendingStreams() const {
   size_t n = 0;
   for (const auto& [id, st] : streams_) n += !st->paired();
   return n;
 }
 
-void Hub::reject(const Answer& answer, int status, std::string_view code, std::string_view message,
-                 int retryAfter) {
+void Hub::countReject(Reject r) {
+  // Labels come from the code table only: a device's own words never become a series.
   metrics_
       .counter("devstreams_rejects_total", "Stream requests refused, by reason",
-               {{"reason", std::string(code)}})
+               {{"reason", std::string(proto::name(r))}})
       .inc();
-  answer(status, json{{"error", code}, {"message", message}}, retryAfter);
+}
+
+void Hub::reject(const Answer& answer, Reject r, std::string message, int retryAfter) {
+  countReject(r);
+  answer(refusal(r, std::move(message), retryAfter));
+}
+
+bool Hub::metricsAllowed(HttpSession* s) {
+  if (s->metricsOnly()) return true;
+  if (metricsAcceptor_) {
+    s->respondError(Reject::NotFound, "served on the metrics listener");
+    return false;
+  }
+  if (cfg_.metricsToken.empty()) return true;
+  const std::string* auth = s->request().headers.find("Authorization");
+  if (auth && auth->starts_with("Bearer ") &&
+      sas::constantTimeEquals(std::string_view(*auth).substr(7), cfg_.metricsToken)) {
+    return true;
+  }
+  s->respondError(401, "unauthorized", "Bearer token required",
+                  {{"WWW-Authenticate", "Bearer realm=\"devstreams-hub\""}});
+  return false;
 }
 
 void Hub::route(HttpSession* s) {
@@ -777,20 +893,19 @@ void Hub::route(HttpSession* s) {
     query = target.substr(q + 1);
     target = target.substr(0, q);
   }
-  std::string id, rest;
-  if (target == "/healthz") {
+  if (target == "/healthz" || target == "/metrics") {
     if (r.method != "GET") return s->respondError(405, "method_not_allowed", "use GET");
-    return s->respond(
-        200,
-        json{{"status", "ok"}, {"devices_online", devices_.size()}, {"streams", streams_.size()}}
-            .dump());
-  }
-  if (target == "/metrics") {
-    if (r.method != "GET") return s->respondError(405, "method_not_allowed", "use GET");
+    if (!metricsAllowed(s)) return;
+    if (target == "/healthz") {
+      return s->respond(200, jsonText(json{{"status", "ok"},
+                                           {"devices_online", devices_.size()},
+                                           {"streams", streams_.size()}}));
+    }
     streamsActive_.set(static_cast<double>(streams_.size() - pendingStreams()));
     streamsPending_.set(static_cast<double>(pendingStreams()));
     return s->respond(200, metrics_.render(), {}, metrics::kContentType);
   }
+  if (s->metricsOnly()) return s->respondError(Reject::NotFound, "no such resource");
   if (target == "/api/v1/devices") return handleDevices(s);
   if (target == "/api/v1/service/control") {
     if (r.method != "GET") return s->respondError(405, "method_not_allowed", "use GET");
@@ -800,7 +915,12 @@ void Hub::route(HttpSession* s) {
     if (r.method != "GET") return s->respondError(405, "method_not_allowed", "use GET");
     return handleStreams(s, query);
   }
+  std::string id, rest;
   if (splitDevicePath(target, id, rest)) {
+    // Whatever the request, an id that no device can have is refused before anything uses it.
+    if (!config::isValidDeviceId(id)) {
+      return s->respondError(400, "bad_device_id", kDeviceIdRule);
+    }
     if (rest.empty()) return handleDevice(s, id);
     if (rest == "/control") {
       if (r.method != "GET") return s->respondError(405, "method_not_allowed", "use GET");
@@ -819,7 +939,16 @@ void Hub::route(HttpSession* s) {
     if (r.method != "GET") return s->respondError(405, "method_not_allowed", "use GET");
     return handleStreamSide(s, std::string(target.substr(kStreamsPrefix.size())));
   }
-  s->respondError(404, "not_found", "no such resource");
+  s->respondError(Reject::NotFound, "no such resource");
+}
+
+// A token that verified must also not live longer than the hub allows: a leaked token with a
+// far expiry would be a key in all but name.
+sas::Verdict Hub::checkLifetime(const sas::Token& tok, sas::Verdict v) const {
+  if (v == sas::Verdict::Ok && tok.expiry - unixNow() > cfg_.maxTokenLifetime.count()) {
+    return sas::Verdict::Expired;
+  }
+  return v;
 }
 
 std::optional<PolicyRecord> Hub::authService(HttpSession* s, std::string_view permission) {
@@ -832,12 +961,17 @@ std::optional<PolicyRecord> Hub::authService(HttpSession* s, std::string_view pe
     return std::nullopt;
   }
   std::optional<PolicyRecord> policy = registry_->policy(tok->policy);
-  sas::Verdict v = policy ? sas::verify(*tok, cfg_.hostname, policy->key, unixNow(), policy->name)
-                          : sas::Verdict::BadSignature;
-  if (v != sas::Verdict::Ok) {
+  // An unknown policy is checked against a decoy key: the same work, the same answer.
+  sas::Verdict v =
+      sas::verify(*tok, cfg_.hostname, policy ? policy->key : decoyKey_, unixNow(), tok->policy);
+  if (!policy && v == sas::Verdict::Ok) v = sas::Verdict::BadSignature;
+  bool tooLong = v == sas::Verdict::Ok && checkLifetime(*tok, v) != sas::Verdict::Ok;
+  if (v != sas::Verdict::Ok || tooLong) {
+    const char* why = tooLong ? "token-lifetime-too-long" : sas::verdictName(v);
     LOG_INFO("%s: service token for policy '%s' refused: %s", s->peer().c_str(),
-             tok->policy.c_str(), sas::verdictName(v));
-    s->respondError(401, "unauthorized", sas::verdictName(v));
+             tok->policy.c_str(), why);
+    s->respondError(401, "unauthorized",
+                    tooLong ? "token expires more than max_token_lifetime ahead" : why);
     return std::nullopt;
   }
   if (!policy->allows(permission)) {
@@ -851,31 +985,41 @@ std::optional<PolicyRecord> Hub::authService(HttpSession* s, std::string_view pe
   return policy;
 }
 
-std::unique_ptr<WsConnection> Hub::upgrade(HttpSession* s) {
+bool Hub::checkUpgrade(HttpSession* s) {
+  std::string err;
+  int status = wshs::checkClientRequest(s->request(), err);
+  if (status == 0) return true;
+  s->respondError(status, "bad_upgrade", err,
+                  status == 426 ? wshs::upgradeRequiredHeaders() : std::vector<http::Header>{});
+  return false;
+}
+
+std::unique_ptr<WsConnection> Hub::upgrade(HttpSession* s, Admission::Ticket& ticket) {
   const std::string key = *s->request().headers.find("Sec-WebSocket-Key");
   std::string resp = wshs::serverResponse(key);
-  BufferEventPtr bev = s->takeConnection();
+  BufferEventPtr bev = s->takeConnection(ticket);
   bufferevent_write(bev.get(), resp.data(), resp.size());
   return std::make_unique<WsConnection>(loop_, std::move(bev), WsConnection::Role::Server,
                                         wsLimits_, nullptr);
 }
 
 void Hub::handleControl(HttpSession* s, const std::string& deviceId) {
-  std::string err;
-  if (int status = wshs::checkClientRequest(s->request(), err)) {
-    return s->respondError(status, "bad_upgrade", err);
-  }
+  if (!checkUpgrade(s)) return;
   std::optional<DeviceRecord> dev = registry_->device(deviceId);
   const std::string* auth = s->request().headers.find("Authorization");
   std::optional<sas::Token> tok;
   if (auth) tok = sas::parseToken(*auth);
   std::string resource = cfg_.hostname + "/devices/" + deviceId;
   sas::Verdict v = sas::Verdict::Malformed;
-  if (tok && dev) {
-    v = sas::verify(*tok, resource, dev->primaryKey, unixNow());
-    if (v == sas::Verdict::BadSignature && !dev->secondaryKey.empty()) {
-      v = sas::verify(*tok, resource, dev->secondaryKey, unixNow());
-    }
+  if (tok) {
+    // An unknown device is checked against a decoy key, two HMACs as for a known device with a
+    // bad signature, so the two cannot be told apart by timing.
+    const std::string& first = dev ? dev->primaryKey : decoyKey_;
+    const std::string& second = dev && !dev->secondaryKey.empty() ? dev->secondaryKey : decoyKey_;
+    v = sas::verify(*tok, resource, first, unixNow());
+    if (v == sas::Verdict::BadSignature) v = sas::verify(*tok, resource, second, unixNow());
+    if (!dev && v == sas::Verdict::Ok) v = sas::Verdict::BadSignature;
+    v = checkLifetime(*tok, v);
   }
   if (v != sas::Verdict::Ok) {
     // Unknown devices and bad signatures look the same from outside.
@@ -883,7 +1027,7 @@ void Hub::handleControl(HttpSession* s, const std::string& deviceId) {
              dev ? sas::verdictName(v) : "unknown device");
     return s->respondError(401, "unauthorized", "device authentication failed");
   }
-  if (!dev->enabled) return s->respondError(403, "disabled", "device is disabled");
+  if (!dev->enabled) return s->respondError(Reject::Disabled, "device is disabled");
 
   auto old = devices_.find(deviceId);
   if (old != devices_.end()) {
@@ -892,7 +1036,9 @@ void Hub::handleControl(HttpSession* s, const std::string& deviceId) {
     endDevice(old->second.get());
   }
   std::string peer = s->peer();
-  auto ch = std::make_unique<DeviceChannel>(*this, deviceId, upgrade(s));
+  Admission::Ticket ticket;
+  auto ws = upgrade(s, ticket);
+  auto ch = std::make_unique<DeviceChannel>(*this, deviceId, std::move(ws), std::move(ticket));
   DeviceChannel* raw = ch.get();
   devices_.emplace(deviceId, std::move(ch));
   devicesConnected_.set(static_cast<double>(devices_.size()));
@@ -904,13 +1050,17 @@ void Hub::handleControl(HttpSession* s, const std::string& deviceId) {
 void Hub::handleInitiate(HttpSession* s, const std::string& deviceId) {
   std::optional<PolicyRecord> policy = authService(s, "connect");
   if (!policy) return;
-  json body = json::parse(s->body(), nullptr, false);
-  Answer answer = [s](int status, const json& b, int retryAfter) {
+  auto body = proto::parseInitiateBody(s->body());
+  if (!body) {
+    countReject(Reject::BadRequest);
+    return s->respondError(Reject::BadRequest, body.error);
+  }
+  Answer answer = [s](const proto::Answer& a) {
     std::vector<http::Header> extra;
-    if (retryAfter > 0) extra.push_back({"Retry-After", std::to_string(retryAfter)});
-    s->respond(status, b.dump(), extra);
+    if (a.retryAfter > 0) extra.push_back({"Retry-After", std::to_string(a.retryAfter)});
+    s->respond(a.status, proto::answerBody(a), extra);
   };
-  Stream* st = initiate(*policy, deviceId, body, answer);
+  Stream* st = initiate(*policy, deviceId, *body, answer);
   if (!st) return;
   // Keep watching the connection: a client that goes away cancels the wait.
   s->waitForAnswer([st] { st->initiatorGone(); });
@@ -918,14 +1068,13 @@ void Hub::handleInitiate(HttpSession* s, const std::string& deviceId) {
 }
 
 void Hub::handleServiceControl(HttpSession* s) {
-  std::string err;
-  if (int status = wshs::checkClientRequest(s->request(), err)) {
-    return s->respondError(status, "bad_upgrade", err);
-  }
+  if (!checkUpgrade(s)) return;
   std::optional<PolicyRecord> policy = authService(s, "connect");
   if (!policy) return;
   std::string peer = s->peer();
-  auto ch = std::make_unique<ServiceChannel>(*this, *policy, upgrade(s));
+  Admission::Ticket ticket;
+  auto ws = upgrade(s, ticket);
+  auto ch = std::make_unique<ServiceChannel>(*this, *policy, std::move(ws), std::move(ticket));
   ServiceChannel* raw = ch.get();
   services_.emplace(raw, std::move(ch));
   LOG_INFO("service channel %s: open (policy %s)", peer.c_str(), policy->name.c_str());
@@ -940,113 +1089,117 @@ void Hub::endService(ServiceChannel* c) {
 }
 
 Hub::Stream* Hub::initiate(const PolicyRecord& policy, const std::string& deviceId,
-                           const json& body, const Answer& answer) {
-  if (!body.is_object() || !body.contains("port") || !body["port"].is_number_unsigned() ||
-      body["port"].get<uint64_t>() == 0 || body["port"].get<uint64_t>() > 65535 ||
-      (body.contains("host") && !body["host"].is_string())) {
-    answer(400,
-           json{{"error", "bad_request"},
-                {"message", "body must be {\"port\": 1..65535, \"host\"?: str}"}},
-           0);
+                           const proto::InitiateBody& body, const Answer& answer) {
+  if (!config::isValidDeviceId(deviceId)) {
+    reject(answer, Reject::BadRequest, kDeviceIdRule);
     return nullptr;
   }
-  auto port = static_cast<uint16_t>(body["port"].get<uint64_t>());
-  std::string host = body.value("host", "127.0.0.1");
   std::optional<DeviceRecord> dev = registry_->device(deviceId);
   if (!dev) {
-    reject(answer, 404, "device_unknown", "no device '" + deviceId + "'");
+    reject(answer, Reject::DeviceUnknown, "no device '" + deviceId + "'");
     return nullptr;
   }
   if (!dev->enabled) {
-    reject(answer, 403, "disabled", "device is disabled");
+    reject(answer, Reject::Disabled, "device is disabled");
     return nullptr;
   }
   auto it = devices_.find(deviceId);
   if (it == devices_.end()) {
-    reject(answer, 503, "device_offline", "device '" + deviceId + "' is not connected");
+    reject(answer, Reject::DeviceOffline, "device '" + deviceId + "' is not connected");
     return nullptr;
   }
   // Limits: each answer is 429 with Retry-After, so well-behaved clients back off.
-  if (pendingStreams() >= cfg_.maxPendingHandshakes) {
-    reject(answer, 429, "too_many_pending", "too many stream handshakes in progress", 1);
+  size_t pending = 0, ofPolicy = 0, pendingOfPolicy = 0, ofDevice = 0;
+  for (const auto& [sid, st] : streams_) {
+    bool mine = st->policy() == policy.name;
+    pending += !st->paired();
+    ofPolicy += mine;
+    pendingOfPolicy += mine && !st->paired();
+    ofDevice += st->device() == deviceId;
+  }
+  if (pending >= cfg_.maxPendingHandshakes) {
+    reject(answer, Reject::TooManyPending, "too many stream handshakes in progress", 1);
     return nullptr;
   }
   if (streams_.size() >= cfg_.maxStreams) {
-    reject(answer, 429, "too_many_streams", "the hub's stream limit is reached", 1);
+    reject(answer, Reject::TooManyStreams, "the hub's stream limit is reached", 1);
     return nullptr;
   }
-  if (streamsOf(deviceId) >= cfg_.maxStreamsPerDevice) {
-    reject(answer, 429, "device_busy", "the device's stream limit is reached", 1);
+  if (ofDevice >= cfg_.maxStreamsPerDevice) {
+    reject(answer, Reject::DeviceBusy, "the device's stream limit is reached", 1);
+    return nullptr;
+  }
+  if (ofPolicy >= cfg_.maxStreamsPerPolicy || pendingOfPolicy >= cfg_.maxPendingPerPolicy) {
+    reject(answer, Reject::PolicyQuota,
+           "policy '" + policy.name + "' holds its quota of " +
+               (ofPolicy >= cfg_.maxStreamsPerPolicy
+                    ? std::to_string(cfg_.maxStreamsPerPolicy) + " streams"
+                    : std::to_string(cfg_.maxPendingPerPolicy) + " pending streams"),
+           1);
     return nullptr;
   }
   auto rate = rates_.try_emplace(policy.name, static_cast<double>(cfg_.newStreamsPerSecond),
                                  static_cast<double>(cfg_.newStreamsPerSecond), Clock::now());
   std::chrono::seconds retry{0};
   if (!rate.first->second.take(Clock::now(), retry)) {
-    reject(answer, 429, "rate_limited",
+    reject(answer, Reject::RateLimited,
            "policy '" + policy.name + "' opens streams faster than " +
                std::to_string(cfg_.newStreamsPerSecond) + "/s",
            static_cast<int>(retry.count()));
     return nullptr;
   }
   std::string sid = randomHex(16);
-  auto st = std::make_unique<Stream>(*this, sid, deviceId, policy.name, host, port);
+  auto st = std::make_unique<Stream>(*this, sid, deviceId, policy.name, body.host, body.port);
   Stream* raw = st.get();
   streams_.emplace(sid, std::move(st));
   streamsPending_.set(static_cast<double>(pendingStreams()));
   LOG_INFO("stream %s: %s asks %s for %s:%u", sid.c_str(), policy.name.c_str(), deviceId.c_str(),
-           host.c_str(), port);
-  it->second->send(json{{"type", "stream_request"},
-                        {"stream_id", sid},
-                        {"host", host},
-                        {"port", port},
-                        {"url", raw->url()},
-                        {"token", raw->token(Stream::kDevice)}});
+           body.host.c_str(), body.port);
+  it->second->send({sid, body.host, body.port, raw->url(), raw->token(Stream::kDevice)});
   return raw;
 }
 
 void Hub::onDeviceMessage(DeviceChannel* d, const std::string& message) {
-  json msg = json::parse(message, nullptr, false);
-  if (!msg.is_object() || !msg.contains("type") || !msg["type"].is_string()) {
-    LOG_WARN("device %s: malformed control message", d->id().c_str());
+  auto msg = proto::parseStreamResponse(message);
+  if (!msg && msg.fault == proto::Fault::OtherType) {
+    // A message of a newer protocol: not ours to judge.
+    LOG_DEBUG("device %s: control message ignored: %s", d->id().c_str(), msg.error.c_str());
     return;
   }
-  std::string type = msg["type"];
-  if (type != "stream_response") {
-    LOG_WARN("device %s: unknown control message '%s'", d->id().c_str(), type.c_str());
+  if (!msg) {
+    // The device is authenticated but speaks nonsense: end its channel rather than log forever.
+    LOG_WARN("device %s: malformed control message: %s", d->id().c_str(), msg.error.c_str());
+    d->close(cc::InvalidData, "malformed control message");
+    endDevice(d);
     return;
   }
-  std::string sid = msg.contains("stream_id") && msg["stream_id"].is_string()
-                        ? msg["stream_id"].get<std::string>()
-                        : "";
-  auto it = streams_.find(sid);
+  auto it = streams_.find(msg->streamId);
   // A device may answer only for its own streams.
   if (it == streams_.end() || it->second->device() != d->id()) {
-    LOG_WARN("device %s: answer for unknown stream '%s'", d->id().c_str(), sid.c_str());
+    LOG_WARN("device %s: answer for unknown stream '%s'", d->id().c_str(), msg->streamId.c_str());
     return;
   }
-  it->second->onDeviceAnswer(msg);
+  it->second->onDeviceAnswer(*msg);
 }
 
 void Hub::handleStreamSide(HttpSession* s, const std::string& streamId) {
-  std::string err;
-  if (int status = wshs::checkClientRequest(s->request(), err)) {
-    return s->respondError(status, "bad_upgrade", err);
-  }
+  if (!checkUpgrade(s)) return;
   const std::string* auth = s->request().headers.find("Authorization");
   if (!auth || !auth->starts_with("Bearer ")) {
     return s->respondError(401, "unauthorized", "Bearer stream token required");
   }
   auto it = streams_.find(streamId);
   if (it == streams_.end()) {
-    return s->respondError(404, "stream_unknown", "no such stream (ended or expired)");
+    return s->respondError(Reject::StreamUnknown, "no such stream (ended or expired)");
   }
   auto side = it->second->claim(std::string_view(*auth).substr(7));
   if (!side) {
     LOG_WARN("%s: wrong or reused token for stream %s", s->peer().c_str(), streamId.c_str());
-    return s->respondError(403, "forbidden", "token not valid for this stream");
+    return s->respondError(Reject::Forbidden, "token not valid for this stream");
   }
-  it->second->attach(static_cast<int>(*side), upgrade(s));
+  Admission::Ticket ticket;
+  auto ws = upgrade(s, ticket);
+  it->second->attach(static_cast<int>(*side), std::move(ws), std::move(ticket));
 }
 
 void Hub::handleDevices(HttpSession* s) {
@@ -1057,36 +1210,38 @@ void Hub::handleDevices(HttpSession* s) {
     for (const auto& d : registry_->devices()) {
       list.push_back(deviceJson(d, devices_.count(d.id) > 0, false));
     }
-    return s->respond(200, json{{"devices", list}}.dump());
+    return s->respond(200, jsonText(json{{"devices", list}}));
   }
   if (r.method != "POST") return s->respondError(405, "method_not_allowed", "use GET or POST");
   if (!authService(s, "registry-write")) return;
-  json body = json::parse(s->body(), nullptr, false);
-  if (!body.is_object() || !body.contains("id") || !body["id"].is_string()) {
-    return s->respondError(400, "bad_request", "body must be {\"id\": str, ...}");
+  auto body = proto::parseDeviceBody(s->body(), true);
+  if (!body) return s->respondError(Reject::BadRequest, body.error);
+  if (!config::isValidDeviceId(body->id)) {
+    return s->respondError(400, "bad_device_id", kDeviceIdRule);
   }
   DeviceRecord d;
-  d.id = body["id"].get<std::string>();
-  if (!config::isValidDeviceId(d.id)) {
-    return s->respondError(400, "bad_device_id",
-                           "device ids are 1..128 characters of A-Z a-z 0-9 - . % _ * ? ! ( ) , "
-                           ": = @ $ '");
-  }
-  d.primaryKey = body.value("primary_key", sas::randomKey());
-  d.secondaryKey = body.value("secondary_key", sas::randomKey());
-  d.enabled = body.value("enabled", true);
+  d.id = body->id;
+  d.primaryKey = body->primaryKey.value_or(sas::randomKey());
+  d.secondaryKey = body->secondaryKey.value_or(sas::randomKey());
+  d.enabled = body->enabled.value_or(true);
   switch (registry_->addDevice(d)) {
     case DbResult::Ok:
       break;
     case DbResult::Exists:
-      return s->respondError(409, "exists", "device '" + d.id + "' already exists");
+      return s->respondError(Reject::Exists, "device '" + d.id + "' already exists");
     case DbResult::Invalid:
-      return s->respondError(400, "bad_request", "invalid key (base64 of at least 16 bytes)");
+      return s->respondError(Reject::BadRequest, "invalid key (base64 of at least 16 bytes)");
     default:
-      return s->respondError(500, "registry_error", registry_->lastError());
+      return registryError(s);
   }
   LOG_INFO("registry: device %s added", d.id.c_str());
-  s->respond(201, deviceJson(*registry_->device(d.id), false, true).dump());
+  s->respond(201, jsonText(deviceJson(*registry_->device(d.id), false, true)));
+}
+
+void Hub::registryError(HttpSession* s) {
+  // The database's own words stay in the log.
+  LOG_ERROR("registry: %s", registry_->lastError().c_str());
+  s->respondError(500, "registry_error", "the registry could not be updated");
 }
 
 void Hub::handleDevice(HttpSession* s, const std::string& id) {
@@ -1095,79 +1250,67 @@ void Hub::handleDevice(HttpSession* s, const std::string& id) {
     auto policy = authService(s, "registry-read");
     if (!policy) return;
     auto d = registry_->device(id);
-    if (!d) return s->respondError(404, "device_unknown", "no device '" + id + "'");
+    if (!d) return s->respondError(Reject::DeviceUnknown, "no device '" + id + "'");
     // Keys only for those who could change them anyway.
     return s->respond(
-        200, deviceJson(*d, devices_.count(id) > 0, policy->allows("registry-write")).dump());
+        200, jsonText(deviceJson(*d, devices_.count(id) > 0, policy->allows("registry-write"))));
   }
   if (r.method == "DELETE") {
     if (!authService(s, "registry-write")) return;
     DbResult res = registry_->removeDevice(id);
-    if (res == DbResult::NotFound) return s->respondError(404, "device_unknown", "no device");
-    if (res != DbResult::Ok) return s->respondError(500, "registry_error", registry_->lastError());
+    if (res == DbResult::NotFound) return s->respondError(Reject::DeviceUnknown, "no device");
+    if (res != DbResult::Ok) return registryError(s);
     LOG_INFO("registry: device %s removed", id.c_str());
     disconnectDevice(id, 4001, "device removed");
     return s->respond(204, "");
   }
   if (r.method != "PUT") return s->respondError(405, "method_not_allowed", "use GET, PUT, DELETE");
   if (!authService(s, "registry-write")) return;
-  json body = json::parse(s->body().empty() ? "{}" : s->body(), nullptr, false);
-  if (!body.is_object() || (body.contains("enabled") && !body["enabled"].is_boolean()) ||
-      (body.contains("primary_key") && !body["primary_key"].is_string()) ||
-      (body.contains("secondary_key") && !body["secondary_key"].is_string())) {
-    return s->respondError(400, "bad_request",
-                           "body must be {\"enabled\"?: bool, \"primary_key\"?: str, "
-                           "\"secondary_key\"?: str}");
-  }
-  if (!config::isValidDeviceId(id)) return s->respondError(400, "bad_device_id", "bad device id");
+  auto body = proto::parseDeviceBody(s->body(), false);
+  if (!body) return s->respondError(Reject::BadRequest, body.error);
   auto existing = registry_->device(id);
   if (!existing) {
     DeviceRecord d{id,
-                   body.value("primary_key", sas::randomKey()),
-                   body.value("secondary_key", sas::randomKey()),
-                   body.value("enabled", true),
+                   body->primaryKey.value_or(sas::randomKey()),
+                   body->secondaryKey.value_or(sas::randomKey()),
+                   body->enabled.value_or(true),
                    0,
                    0};
     DbResult res = registry_->addDevice(d);
-    if (res == DbResult::Invalid) return s->respondError(400, "bad_request", "invalid key");
-    if (res != DbResult::Ok) return s->respondError(500, "registry_error", registry_->lastError());
+    if (res == DbResult::Invalid) return s->respondError(Reject::BadRequest, "invalid key");
+    if (res != DbResult::Ok) return registryError(s);
     LOG_INFO("registry: device %s added", id.c_str());
-    return s->respond(201, deviceJson(*registry_->device(id), false, true).dump());
+    return s->respond(201, jsonText(deviceJson(*registry_->device(id), false, true)));
   }
-  if (body.contains("primary_key") || body.contains("secondary_key")) {
-    DbResult res = registry_->setKeys(id, body.value("primary_key", existing->primaryKey),
-                                      body.value("secondary_key", existing->secondaryKey));
-    if (res == DbResult::Invalid) return s->respondError(400, "bad_request", "invalid key");
-    if (res != DbResult::Ok) return s->respondError(500, "registry_error", registry_->lastError());
+  if (body->primaryKey || body->secondaryKey) {
+    DbResult res = registry_->setKeys(id, body->primaryKey.value_or(existing->primaryKey),
+                                      body->secondaryKey.value_or(existing->secondaryKey));
+    if (res == DbResult::Invalid) return s->respondError(Reject::BadRequest, "invalid key");
+    if (res != DbResult::Ok) return registryError(s);
   }
-  if (body.contains("enabled")) {
-    bool enabled = body["enabled"].get<bool>();
-    if (registry_->setEnabled(id, enabled) != DbResult::Ok) {
-      return s->respondError(500, "registry_error", registry_->lastError());
-    }
-    if (!enabled) disconnectDevice(id, 4002, "device disabled");
+  if (body->enabled) {
+    if (registry_->setEnabled(id, *body->enabled) != DbResult::Ok) return registryError(s);
+    if (!*body->enabled) disconnectDevice(id, 4002, "device disabled");
   }
   LOG_INFO("registry: device %s updated", id.c_str());
-  s->respond(200, deviceJson(*registry_->device(id), devices_.count(id) > 0, true).dump());
+  s->respond(200, jsonText(deviceJson(*registry_->device(id), devices_.count(id) > 0, true)));
 }
 
 void Hub::handleRotate(HttpSession* s, const std::string& id) {
   if (!authService(s, "registry-write")) return;
-  json body = json::parse(s->body().empty() ? "{}" : s->body(), nullptr, false);
-  std::string which = body.is_object() ? body.value("key", "primary") : "";
-  if (which != "primary" && which != "secondary") {
-    return s->respondError(400, "bad_request", "body must be {\"key\": \"primary\"|\"secondary\"}");
-  }
+  auto slot = proto::parseRotateBody(s->body());
+  if (!slot) return s->respondError(Reject::BadRequest, slot.error);
   auto d = registry_->device(id);
-  if (!d) return s->respondError(404, "device_unknown", "no device '" + id + "'");
+  if (!d) return s->respondError(Reject::DeviceUnknown, "no device '" + id + "'");
   std::string fresh = sas::randomKey();
-  DbResult res = which == "primary" ? registry_->setKeys(id, fresh, d->secondaryKey)
-                                    : registry_->setKeys(id, d->primaryKey, fresh);
-  if (res != DbResult::Ok) return s->respondError(500, "registry_error", registry_->lastError());
+  bool primary = *slot == proto::KeySlot::Primary;
+  DbResult res = primary ? registry_->setKeys(id, fresh, d->secondaryKey)
+                         : registry_->setKeys(id, d->primaryKey, fresh);
+  if (res != DbResult::Ok) return registryError(s);
   // A connected device keeps its channel: its token was checked when it connected. It needs
   // the new key at its next connection.
-  LOG_INFO("registry: device %s: %s key rotated", id.c_str(), which.c_str());
-  s->respond(200, deviceJson(*registry_->device(id), devices_.count(id) > 0, true).dump());
+  LOG_INFO("registry: device %s: %s key rotated", id.c_str(), primary ? "primary" : "secondary");
+  s->respond(200, jsonText(deviceJson(*registry_->device(id), devices_.count(id) > 0, true)));
 }
 
 void Hub::handleStreams(HttpSession* s, std::string_view query) {
@@ -1177,13 +1320,17 @@ void Hub::handleStreams(HttpSession* s, std::string_view query) {
     auto v = query.substr(6);
     size_t n = 0;
     auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-    if (ec != std::errc() || p != v.data() + v.size() || n == 0 || n > 10000) {
-      return s->respondError(400, "bad_request", "limit must be 1..10000");
+    if (ec != std::errc() || p != v.data() + v.size() || n == 0 || n > kMaxAuditQuery) {
+      return s->respondError(Reject::BadRequest,
+                             "limit must be 1.." + std::to_string(kMaxAuditQuery));
     }
     limit = n;
   }
   json active = json::array();
-  for (const auto& [id, st] : streams_) active.push_back(st->describe());
+  for (const auto& [id, st] : streams_) {
+    if (active.size() >= kMaxAuditQuery) break;
+    active.push_back(st->describe());
+  }
   json recent = json::array();
   for (const auto& a : registry_->recentAudit(limit)) {
     recent.push_back({{"stream_id", a.streamId},
@@ -1198,7 +1345,7 @@ void Hub::handleStreams(HttpSession* s, std::string_view query) {
                       {"outcome", a.outcome},
                       {"reason", a.reason}});
   }
-  s->respond(200, json{{"active", active}, {"recent", recent}}.dump());
+  s->respond(200, jsonText(json{{"active", active}, {"recent", recent}}));
 }
 
 }  // namespace ds::hub

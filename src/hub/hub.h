@@ -10,10 +10,13 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "common/acceptor.h"
 #include "common/config.h"
 #include "common/event.h"
 #include "common/http.h"
 #include "common/metrics.h"
+#include "common/protocol.h"
+#include "common/sas.h"
 #include "common/ws_conn.h"
 #include "hub/lifecycle.h"
 #include "hub/registry.h"
@@ -28,6 +31,7 @@ class Hub {
   // certificate when none is configured, and binds the listener. False with `err` on failure.
   bool start(std::string& err);
   uint16_t port() const { return port_; }
+  uint16_t metricsPort() const { return metricsPort_; }
   // The CA fingerprint when the hub made its own certificates (empty otherwise).
   const std::string& caFingerprint() const { return caFingerprint_; }
   // Stops accepting and closes every connection (going away).
@@ -42,9 +46,8 @@ class Hub {
   class Stream;
 
   // The answer to a stream initiation, whichever way it came (HTTPS POST or a service control
-  // channel): the HTTP-style status, the JSON body ({stream_id, url, token} for 200, else
-  // {error, message}) and, for 429, the seconds to wait before retrying.
-  using Answer = std::function<void(int status, const nlohmann::json& body, int retryAfter)>;
+  // channel): status, grant or error, and for 429 the seconds to wait before retrying.
+  using Answer = std::function<void(const proto::Answer&)>;
   // Who waits for a stream's answer: `answer` runs at most once; `release` runs when the
   // stream is freed while the initiator still waits on it (the initiator forgets the stream).
   struct Initiator {
@@ -58,7 +61,7 @@ class Hub {
   friend class ServiceChannel;
   friend class Stream;
 
-  static void onAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg);
+  void onAccept(evutil_socket_t fd, Admission::Ticket ticket, bool metricsOnly);
   void route(HttpSession* s);
   void endSession(HttpSession* s);
   void endDevice(DeviceChannel* d);
@@ -70,12 +73,11 @@ class Hub {
   void handleInitiate(HttpSession* s, const std::string& deviceId);
   void handleServiceControl(HttpSession* s);
   void endService(ServiceChannel* c);
-  // The one code path of stream initiation (POST and service channel): validates `request`
-  // ({"port": 1..65535, "host"?: str}), applies the limits and either answers at once through
-  // `answer` (returning null) or creates the stream, sends the device its stream_request and
-  // returns the stream, which answers later.
+  // The one code path of stream initiation (POST and service channel): applies the limits and
+  // either answers at once through `answer` (returning null) or creates the stream, sends the
+  // device its stream_request and returns the stream, which answers later.
   Stream* initiate(const PolicyRecord& policy, const std::string& deviceId,
-                   const nlohmann::json& request, const Answer& answer);
+                   const proto::InitiateBody& request, const Answer& answer);
   void handleStreamSide(HttpSession* s, const std::string& streamId);
   void handleDevices(HttpSession* s);
   void handleDevice(HttpSession* s, const std::string& deviceId);
@@ -85,19 +87,29 @@ class Hub {
 
   // Service authentication: the policy, or nullopt after answering the session (401/403).
   std::optional<PolicyRecord> authService(HttpSession* s, std::string_view permission);
-  std::unique_ptr<WsConnection> upgrade(HttpSession* s);
-  size_t streamsOf(const std::string& deviceId) const;
+  // Ok only for a token that also expires within max_token_lifetime.
+  sas::Verdict checkLifetime(const sas::Token& tok, sas::Verdict v) const;
+  // /metrics and /healthz: whether this session may see them (else it was answered).
+  bool metricsAllowed(HttpSession* s);
+  // Whether the request is a valid WebSocket upgrade (else it was answered: 400/405/426).
+  bool checkUpgrade(HttpSession* s);
+  std::unique_ptr<WsConnection> upgrade(HttpSession* s, Admission::Ticket& ticket);
+  void registryError(HttpSession* s);
   size_t pendingStreams() const;
-  void reject(const Answer& answer, int status, std::string_view code, std::string_view message,
-              int retryAfter = 0);
+  void countReject(proto::Reject r);
+  void reject(const Answer& answer, proto::Reject r, std::string message, int retryAfter = 0);
 
   Loop& loop_;
   config::HubConfig cfg_;
   std::unique_ptr<Registry> registry_;
   std::string caFingerprint_;
   SslCtxPtr ssl_;
-  ListenerPtr listener_;
+  Acceptor acceptor_;
+  std::unique_ptr<Acceptor> metricsAcceptor_;
   uint16_t port_ = 0;
+  uint16_t metricsPort_ = 0;
+  uint64_t handshakes_ = 0;  // TLS handshakes in progress
+  std::string decoyKey_;     // verifies tokens of unknown devices and policies
   WsLimits wsLimits_;
   std::map<HttpSession*, std::unique_ptr<HttpSession>> sessions_;
   std::map<std::string, std::unique_ptr<DeviceChannel>> devices_;
@@ -113,6 +125,7 @@ class Hub {
   metrics::Counter& bytesToDevice_;
   metrics::Counter& bytesFromDevice_;
   metrics::Histogram& handshakeSeconds_;
+  metrics::Counter& connectionsRefused_;
 };
 
 }  // namespace ds::hub

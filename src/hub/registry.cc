@@ -2,7 +2,10 @@
 // behind each operation.
 #include "hub/registry.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -207,6 +210,17 @@ std::unique_ptr<Registry> Registry::openWithMigrations(const std::string& path,
   if (migrations.size() > static_cast<size_t>(INT_MAX)) return failWith("too many migrations");
   const int target = static_cast<int>(migrations.size());
 
+  // The registry holds every key: it is created 0600 whatever the umask (SQLite gives its WAL
+  // and shared-memory files the same mode), and an existing one readable by others is narrowed.
+  if (path != ":memory:" && !path.starts_with("file:")) {
+    // Failing here is left to SQLite, which says why in its own words below.
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0) {
+      struct stat st {};
+      if (::fstat(fd, &st) == 0 && (st.st_mode & 077) != 0) ::fchmod(fd, 0600);
+      ::close(fd);
+    }
+  }
   sqlite3* raw = nullptr;
   int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
   SqlitePtr db(raw);

@@ -4,18 +4,15 @@
 #include <cctype>
 #include <cstdlib>
 #include <ctime>
-#include <nlohmann/json.hpp>
 #include <optional>
 
 #include "common/config.h"
-#include "common/json_fields.h"
+#include "common/protocol.h"
 #include "common/sas.h"
 #include "common/tls.h"
 #include "common/ws_frame.h"
 
 namespace ds::hubclient {
-
-using json = nlohmann::json;
 
 namespace {
 
@@ -125,8 +122,8 @@ ExchangePtr upgrade(Loop& loop, const HubTarget& t, const std::string& path,
         if (!r.ok()) return done(nullptr, r.error);
         std::string err;
         if (!wshs::checkServerResponse(r.response, key, err)) {
-          json body = json::parse(r.body, nullptr, false);
-          std::string detail = stringField(body, "message");
+          auto a = proto::parseAnswerBody(r.response.status, r.body);
+          std::string detail = a ? a->message : std::string();
           return done(nullptr, "HTTP " + std::to_string(r.response.status) + " " +
                                    r.response.reason + (detail.empty() ? "" : ": " + detail));
         }
@@ -231,7 +228,7 @@ ExchangePtr initiateStream(Loop& loop, const HubTarget& hub, const std::string& 
                            const std::string& host, uint16_t port,
                            std::chrono::milliseconds timeout,
                            std::function<void(InitiateResult&&)> done) {
-  std::string body = json{{"port", port}, {"host", host}}.dump();
+  std::string body = proto::toText(proto::InitiateBody{port, host});
   std::string auth = serviceToken(hub, policy, key);
   std::string req =
       "POST /api/v1/devices/" + sas::urlEncode(device) +
@@ -253,23 +250,19 @@ ExchangePtr initiateStream(Loop& loop, const HubTarget& hub, const std::string& 
           return done(std::move(out));
         }
         out.status = r.response.status;
-        json body = json::parse(r.body, nullptr, false);
-        if (out.status == 200) {
-          out.grant = {stringField(body, "stream_id"), stringField(body, "url"),
-                       stringField(body, "token")};
-          if (!out.grant.streamId.empty() && !out.grant.url.empty() && !out.grant.token.empty()) {
-          } else {
-            out.status = 0;
-            out.code = "bad_response";
-            out.message = "hub answered 200 without stream_id, url and token";
-          }
+        auto a = proto::parseAnswerBody(out.status, r.body);
+        if (!a) {
+          out.status = 0;
+          out.code = "bad_response";
+          out.message = "hub answered " + std::to_string(r.response.status) + ": " + a.error;
           return done(std::move(out));
         }
-        if (body.is_object()) {
-          out.code = stringField(body, "error");
-          out.message = stringField(body, "message");
+        if (out.status == 200) {
+          out.grant = {a->grant.streamId, a->grant.url, a->grant.token};
+        } else {
+          out.code = a->error;
+          out.message = a->message;
         }
-        if (out.code.empty()) out.code = "http_" + std::to_string(out.status);
         done(std::move(out));
       });
   if (hub.proxy.enabled()) ex->viaProxy(exchangeProxy(hub.proxy));

@@ -6,19 +6,18 @@
 #include <netinet/tcp.h>
 
 #include <algorithm>
-#include <nlohmann/json.hpp>
 
 #include "common/config.h"
+#include "common/guard.h"
 #include "common/http.h"
 #include "common/http_exchange.h"
-#include "common/json_fields.h"
 #include "common/log.h"
+#include "common/protocol.h"
 #include "common/tls.h"
 #include "common/ws_frame.h"
 
 namespace ds::hubclient {
 
-using json = nlohmann::json;
 using std::chrono::milliseconds;
 using SteadyClock = std::chrono::steady_clock;
 
@@ -87,6 +86,11 @@ class WarmPool::Entry : public Deletable {
  private:
   static void onEvent(bufferevent* bev, short what, void* arg) {
     auto* self = static_cast<Entry*>(arg);
+    guarded(
+        "warm connection", [&] { self->event(bev, what); }, [&] { self->fail(); });
+  }
+  void event(bufferevent* bev, short what) {
+    Entry* self = this;
     if (what & BEV_EVENT_CONNECTED) {
       // bufferevent_openssl reports CONNECTED once the TLS handshake is complete.
       setNoDelay(bev);
@@ -108,7 +112,7 @@ class WarmPool::Entry : public Deletable {
     // session ticket, which bufferevent_openssl consumes without data.
     evbuffer* in = bufferevent_get_input(bev);
     evbuffer_drain(in, evbuffer_get_length(in));
-    self->pool_.drop(self);
+    guarded("warm connection", [&] { self->pool_.drop(self); });
   }
   void fail() {
     if (!ready_) ++pool_.failures_;
@@ -181,9 +185,21 @@ class WarmPool::Open : public SideOpen {
                                 });
   }
 
-  static void onRead(bufferevent*, void* arg) { static_cast<Open*>(arg)->parse(); }
+  static void onRead(bufferevent*, void* arg) {
+    auto* self = static_cast<Open*>(arg);
+    guarded(
+        "stream side", [&] { self->parse(); }, [&] { self->internalError(); });
+  }
   static void onEvent(bufferevent* bev, short what, void* arg) {
     auto* self = static_cast<Open*>(arg);
+    guarded(
+        "stream side", [&] { self->event(bev, what); }, [&] { self->internalError(); });
+  }
+  void internalError() {
+    if (done_) finish(nullptr, "internal error");
+  }
+  void event(bufferevent* bev, short what) {
+    Open* self = this;
     if (what & BEV_EVENT_EOF) self->parse();
     if (!self->bev_ || !self->done_) return;
     std::string err = tls::lastError(bev);
@@ -239,8 +255,8 @@ class WarmPool::Open : public SideOpen {
     if (evbuffer_get_length(in) < bodyLength_) return;
     std::string body(bodyLength_, '\0');
     evbuffer_remove(in, body.data(), bodyLength_);
-    json b = json::parse(body, nullptr, false);
-    std::string detail = stringField(b, "message");
+    auto a = proto::parseAnswerBody(response_.status, body);
+    std::string detail = a ? a->message : std::string();
     finish(nullptr, "HTTP " + std::to_string(response_.status) + " " + response_.reason +
                         (detail.empty() ? "" : ": " + detail));
   }

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "common/guard.h"
+#include "common/http_exchange.h"
 #include "common/log.h"
 #include "common/sas.h"
 #include "socks/http_proxy.h"
@@ -58,20 +60,38 @@ void ProxySession::start() {
   bufferevent_enable(client_.get(), EV_READ | EV_WRITE);
 }
 
-void ProxySession::onRead(bufferevent*, void* arg) { static_cast<ProxySession*>(arg)->parse(); }
+void ProxySession::onRead(bufferevent*, void* arg) {
+  auto* self = static_cast<ProxySession*>(arg);
+  guarded(
+      "proxy session", [&] { self->parse(); },
+      [&] {
+        self->timer_.cancel();
+        self->client_.reset();
+        self->end();
+      });
+}
 
 void ProxySession::onEvent(bufferevent*, short what, void* arg) {
   auto* self = static_cast<ProxySession*>(arg);
-  if (self->state_ == State::Done) return;
-  // A client that half-closes after its request still wants the answer; the end of its input
-  // shows up again once the owner reads from the handed-over connection.
-  if (self->state_ == State::Waiting && !(what & BEV_EVENT_ERROR)) return;
-  if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-    LOG_DEBUG("proxy %s: client went away", self->peer_.c_str());
-    self->timer_.cancel();
-    self->client_.reset();
-    self->end();
-  }
+  guarded(
+      "proxy session",
+      [&] {
+        if (self->state_ == State::Done) return;
+        // A client that half-closes after its request still wants the answer; the end of its input
+        // shows up again once the owner reads from the handed-over connection.
+        if (self->state_ == State::Waiting && !(what & BEV_EVENT_ERROR)) return;
+        if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+          LOG_DEBUG("proxy %s: client went away", self->peer_.c_str());
+          self->timer_.cancel();
+          self->client_.reset();
+          self->end();
+        }
+      },
+      [&] {
+        self->timer_.cancel();
+        self->client_.reset();
+        self->end();
+      });
 }
 
 void ProxySession::onTimeout() {
@@ -238,6 +258,8 @@ bool ProxySession::socks4(evbuffer* in) {
 
 bool ProxySession::httpHead(evbuffer* in) {
   // One byte over the limit is enough for the parser to tell an oversized head.
+  // A client sending a byte at a time costs a search of the new bytes, not a parse.
+  if (!headReady(in, options_.maxHeadBytes, headGate_)) return false;
   const size_t want = std::min(evbuffer_get_length(in), options_.maxHeadBytes + 1);
   const auto* p = reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ssize_t>(want)));
   http::Limits limits;
@@ -245,6 +267,7 @@ bool ProxySession::httpHead(evbuffer* in) {
   HttpProxyRequest req;
   HttpParseResult r = parseHttpProxyRequest(std::string_view(p, want), req, limits);
   if (r.status == http::ParseStatus::NeedMore) return false;
+  headGate_ = {};
   if (r.status == http::ParseStatus::Invalid) {
     LOG_INFO("http %s: bad request (%d): %s", peer_.c_str(), r.httpStatus, r.error);
     finish(httpError(r.httpStatus, r.error));

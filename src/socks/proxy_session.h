@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "common/event.h"
+#include "common/http_exchange.h"
 #include "socks/http_proxy.h"
 #include "socks/socks5.h"
 
@@ -118,6 +119,7 @@ class ProxySession : public Deletable {
   ProxyOptions options_;
   Timer timer_;
   State state_ = State::Sniff;
+  HeadGate headGate_;  // when to parse an HTTP head (headReady)
   std::string peer_;
   Target target_;
   std::string forwardHead_;  // HttpForward: the head accept() puts in front of the body

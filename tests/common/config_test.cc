@@ -585,6 +585,13 @@ TEST_F(ConfigTest, BadValues) {
   EXPECT_EQ(
       agentError(kAgentMin + "  proxy: socks5://p:1080\n"),
       at(6, 10) + "invalid proxy 'socks5://p:1080' (expected http://[user:password@]host[:port])");
+  // A proxy's password never appears in an error.
+  EXPECT_EQ(agentError(kAgentMin + "  proxy: https://user:s3cret@p:1080\n"),
+            at(6, 10) +
+                "invalid proxy 'https://***@p:1080' (expected "
+                "http://[user:password@]host[:port])");
+  EXPECT_EQ(hubError(kHubMin + "  max_token_lifetime: 10s\n"),
+            at(5, 23) + "max_token_lifetime must be >= 60s");
   EXPECT_EQ(agentError(kAgentMin + "  keepalive: 10s\n  keepalive_timeout: 5s\n"),
             at(7, 22) + "keepalive_timeout must not be shorter than keepalive");
   EXPECT_EQ(agentError(kAgentMin + "  max_streams: 0\n"),

@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include "common/http_exchange.h"
+
 namespace ds::http {
 namespace {
 
@@ -404,6 +406,62 @@ TEST(HttpFormat, EveryReasonPhraseParses) {
     EXPECT_EQ(r.status, status);
     EXPECT_EQ(r.reason, reasonPhrase(status));
   }
+}
+
+// A head that arrives a byte at a time is searched once, not parsed once per byte: headReady
+// says yes at doublings of its length (to refuse a malformed head early) and at its end.
+TEST(HeadReady, ByteAtATimeHeadIsParsedLogarithmicallyOften) {
+  std::string head = "GET /api/v1/devices HTTP/1.1\r\nHost: h\r\n";
+  for (int i = 0; i < 200; ++i) head += "X-Pad-" + std::to_string(i) + ": value\r\n";
+  head += "\r\n";
+  EvBufferPtr in(evbuffer_new());
+  HeadGate gate;
+  int ready = 0;
+  bool readyAtEnd = false;
+  for (size_t i = 0; i < head.size(); ++i) {
+    evbuffer_add(in.get(), &head[i], 1);
+    bool r = headReady(in.get(), 16 * 1024, gate);
+    ready += r;
+    readyAtEnd = r;
+  }
+  EXPECT_TRUE(readyAtEnd);
+  // At 1, 2, 4, ... 2048 bytes and at the end: far fewer than the head's length.
+  EXPECT_GT(head.size(), 3000u);
+  EXPECT_LE(ready, 15);
+}
+
+TEST(HeadReady, MalformedHeadInOneReadIsParsedAtOnce) {
+  EvBufferPtr in(evbuffer_new());
+  HeadGate gate;
+  evbuffer_add(in.get(), "GET / HTTP/1.1\nHost: x\n", 24);
+  EXPECT_TRUE(headReady(in.get(), 1000, gate));
+}
+
+TEST(HeadReady, OversizedHeadIsReadySoTheParserCanRefuseIt) {
+  EvBufferPtr in(evbuffer_new());
+  HeadGate gate;
+  std::string junk(100, 'a');
+  int ready = 0;
+  for (int i = 0; i < 10; ++i) {
+    evbuffer_add(in.get(), junk.data(), junk.size());
+    ready += headReady(in.get(), 1000, gate);
+  }
+  EXPECT_EQ(ready, 4);  // at 100, 200, 400 and 800 bytes
+  evbuffer_add(in.get(), "b", 1);
+  EXPECT_TRUE(headReady(in.get(), 1000, gate));
+}
+
+TEST(HeadReady, LeadingEmptyLinesAreDropped) {
+  EvBufferPtr in(evbuffer_new());
+  HeadGate gate;
+  std::string_view start = "\r\n\r\n\r\nGET / HTTP/1.1\r\n";
+  evbuffer_add(in.get(), start.data(), start.size());
+  EXPECT_TRUE(headReady(in.get(), 1000, gate));
+  EXPECT_EQ(evbuffer_get_length(in.get()), start.size() - 6);
+  evbuffer_add(in.get(), "H", 1);
+  EXPECT_FALSE(headReady(in.get(), 1000, gate));
+  evbuffer_add(in.get(), "\r\n\r\n", 4);
+  EXPECT_TRUE(headReady(in.get(), 1000, gate));
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -759,6 +760,63 @@ TEST_F(WsConnTest, TextBothWaysBetweenTwoConnections) {
   EXPECT_EQ(theirs[0], R"({"type":"eof"})");
   EXPECT_EQ(ours[0], "");
   EXPECT_EQ(ours[1], "\xC3\xA9t\xC3\xA9");
+}
+
+TEST_F(WsConnTest, PingFloodFromAPeerThatDoesNotReadKeepsOurOutputBounded) {
+  conn_ = makeOurs(Role::Server);
+  attachRaw(/*reading=*/false);
+  conn_->setHighWatermark(16 * 1024);
+  conn_->start();
+  const std::string payload(125, 'p');
+  std::string flood;
+  for (int i = 0; i < 20000; ++i) flood += frame(Opcode::Ping, payload);
+  raw_.write(flood);
+  // 20,000 pongs would be 2.5 MB; only what fits under the watermark (plus one frame) queues.
+  ASSERT_TRUE(runUntil([&] {
+    return evbuffer_get_length(bufferevent_get_output(raw_.bev.get())) == 0 &&
+           kernelReadable(ourSock_) == 0 && !writable(ourSock_);
+  }));
+  spin();
+  EXPECT_LE(conn_->outputLength(), 16u * 1024 + 2 * (125 + ws::kMaxHeaderLen));
+  EXPECT_TRUE(conn_->open());
+  // Once the peer reads, the latest ping is answered.
+  raw_.startReading();
+  ASSERT_TRUE(runUntil([&] { return conn_->outputLength() == 0 && !raw_.in.empty(); }));
+  EXPECT_TRUE(conn_->open());
+}
+
+// The failure boundary: a handler that throws ends its own connection with 1011 and nothing
+// else; the loop and another connection on it go on.
+TEST_F(WsConnTest, ThrowingHandlerClosesOnlyItsConnectionWith1011) {
+  conn_ = makeOurs(Role::Server);
+  attachRaw();
+  EXPECT_CALL(cb_, onWsText(_)).WillOnce([](const std::string&) {
+    throw std::runtime_error("handler bug");
+  });
+  EXPECT_CALL(cb_, onWsClosed(cc::InternalError, _));
+  conn_->start();
+
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  evutil_make_socket_nonblocking(fds[0]);
+  evutil_make_socket_nonblocking(fds[1]);
+  NiceMock<testing::MockWsCallbacks> aCb, bCb;
+  std::vector<std::string> got;
+  EXPECT_CALL(bCb, onWsText(_)).WillRepeatedly([&](const std::string& m) { got.push_back(m); });
+  WsConnection a(loop_, newSocketBufferEvent(loop_, fds[0]), Role::Client, {}, &aCb);
+  WsConnection b(loop_, newSocketBufferEvent(loop_, fds[1]), Role::Server, {}, &bCb);
+  a.start();
+  b.start();
+
+  raw_.write(frame(Opcode::Text, "boom"));
+  EXPECT_EQ(awaitCloseFrame(false), cc::InternalError);
+  EXPECT_FALSE(conn_->open());
+
+  a.sendText("still here");
+  ASSERT_TRUE(runUntil([&] { return !got.empty(); }));
+  EXPECT_EQ(got[0], "still here");
+  EXPECT_TRUE(a.open());
+  EXPECT_TRUE(b.open());
 }
 
 }  // namespace

@@ -51,6 +51,8 @@ INSTANTIATE_TEST_SUITE_P(
         ReplyCase{502, "connection-refused", Reply::ConnectionRefused},
         ReplyCase{502, "target-timeout", Reply::TtlExpired},
         ReplyCase{429, "too-many-streams", Reply::GeneralFailure},
+        ReplyCase{400, "bad-host", Reply::HostUnreachable},
+        ReplyCase{429, "policy_quota", Reply::GeneralFailure},
         ReplyCase{502, "too-many-streams", Reply::GeneralFailure},
         ReplyCase{0, "connection-refused", Reply::GeneralFailure},
         ReplyCase{400, "bad_request", Reply::GeneralFailure},

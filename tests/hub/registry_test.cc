@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include <cstdint>
 #include <filesystem>
@@ -478,6 +479,25 @@ TEST_F(RegistryTest, UnopenablePathIsAnError) {
   EXPECT_THAT(err, HasSubstr(missing));
   EXPECT_THAT(err, HasSubstr("unable to open"));
   EXPECT_FALSE(fs::exists(dir_ / "no-such-folder"));
+}
+
+TEST_F(RegistryTest, FileIsCreatedOwnerOnlyWhateverTheUmask) {
+  std::string path = (dir_ / "open.db").string();
+  mode_t old = ::umask(0);
+  std::string err;
+  auto r = Registry::open(path, err);
+  ::umask(old);
+  ASSERT_NE(r, nullptr) << err;
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // An existing registry readable by others is narrowed when opened.
+  r.reset();
+  ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
+  r = Registry::open(path, err);
+  ASSERT_NE(r, nullptr) << err;
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
 
 TEST(DbResultTest, Names) {

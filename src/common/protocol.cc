@@ -1,0 +1,450 @@
+// The typed hub protocol: reject table, total parsers and non-throwing writers.
+#include "common/protocol.h"
+
+#include <array>
+#include <nlohmann/json.hpp>
+
+namespace ds::proto {
+
+using json = nlohmann::json;
+
+namespace {
+
+// SOCKS5 reply codes (RFC 1928 section 6).
+constexpr uint8_t kGeneral = 0x01, kNotAllowed = 0x02, kNetUnreach = 0x03, kHostUnreach = 0x04,
+                  kRefused = 0x05, kTtl = 0x06;
+
+constexpr std::array<RejectInfo, static_cast<size_t>(Reject::Other) + 1> kRejects{{
+    {"bad_request", 400, kGeneral},        {"bad-host", 400, kHostUnreach},
+    {"unauthorized", 401, kGeneral},       {"forbidden", 403, kNotAllowed},
+    {"disabled", 403, kNotAllowed},        {"port-not-allowed", 403, kNotAllowed},
+    {"device_unknown", 404, kHostUnreach}, {"not_found", 404, kGeneral},
+    {"stream_unknown", 404, kGeneral},     {"exists", 409, kGeneral},
+    {"too_many_streams", 429, kGeneral},   {"device_busy", 429, kGeneral},
+    {"too_many_pending", 429, kGeneral},   {"rate_limited", 429, kGeneral},
+    {"policy_quota", 429, kGeneral},       {"too-many-streams", 429, kGeneral},
+    {"connection-refused", 502, kRefused}, {"unreachable", 502, kHostUnreach},
+    {"target-timeout", 502, kTtl},         {"hub_stream_failed", 502, kHostUnreach},
+    {"rejected", 502, kHostUnreach},       {"device_offline", 503, kNetUnreach},
+    {"handshake_timeout", 504, kTtl},      {"internal", 500, kGeneral},
+    {"other", 502, kHostUnreach},
+}};
+
+// A JSON document from a peer, or an error. nlohmann's parse without exceptions also checks
+// UTF-8; depth is bounded by the message size limit of the transport.
+bool parseObject(std::string_view text, json& out, std::string& err) {
+  out = json::parse(text, nullptr, false);
+  if (out.is_discarded()) {
+    err = "not valid JSON";
+    return false;
+  }
+  if (!out.is_object()) {
+    err = "not a JSON object";
+    return false;
+  }
+  return true;
+}
+
+const json* field(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it == j.end() ? nullptr : &*it;
+}
+
+// A required or optional string field within `max` bytes. Missing: nullopt with `err` empty
+// when optional; wrong type or too long: nullopt with `err` set.
+std::optional<std::string> str(const json& j, const char* key, size_t max, bool required,
+                               std::string& err) {
+  const json* v = field(j, key);
+  if (!v) {
+    if (required) err = std::string("\"") + key + "\" is missing";
+    return std::nullopt;
+  }
+  if (!v->is_string()) {
+    err = std::string("\"") + key + "\" must be a string";
+    return std::nullopt;
+  }
+  const auto& s = v->get_ref<const std::string&>();
+  if (s.size() > max) {
+    err = std::string("\"") + key + "\" is longer than " + std::to_string(max) + " bytes";
+    return std::nullopt;
+  }
+  return s;
+}
+
+std::optional<uint16_t> port(const json& j, std::string& err) {
+  const json* v = field(j, "port");
+  if (!v || !v->is_number_unsigned() || v->get<uint64_t>() == 0 || v->get<uint64_t>() > 65535) {
+    err = "\"port\" must be an integer 1..65535";
+    return std::nullopt;
+  }
+  return static_cast<uint16_t>(v->get<uint64_t>());
+}
+
+// A target host as the hub forwards it: the agent decides what it means, this only keeps out
+// what can never be a DNS name or an address literal (spaces, controls, '%', '/', '@', ...).
+bool plausibleHost(std::string_view h) {
+  if (h.empty() || h.size() > kMaxHost) return false;
+  for (unsigned char c : h) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-' || c == ':' || c == '[' || c == ']' || c == '_';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::optional<std::string> host(const json& j, std::string& err) {
+  const json* v = field(j, "host");
+  if (!v) return std::string("127.0.0.1");
+  if (!v->is_string() || !plausibleHost(v->get_ref<const std::string&>())) {
+    err = "\"host\" must be a DNS name or an IP address";
+    return std::nullopt;
+  }
+  return v->get<std::string>();
+}
+
+std::optional<RequestId> requestId(const json& j) {
+  const json* v = field(j, "id");
+  if (!v) return std::nullopt;
+  if (v->is_number_integer()) return RequestId(v->get<int64_t>());
+  if (v->is_string() && v->get_ref<const std::string&>().size() <= kMaxId) {
+    return RequestId(v->get<std::string>());
+  }
+  return std::nullopt;
+}
+
+json idJson(const RequestId& id) {
+  return std::visit([](const auto& v) { return json(v); }, id);
+}
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+bool typeIs(const json& j, std::string_view want, std::string& err) {
+  const json* t = field(j, "type");
+  if (!t || !t->is_string() || t->get_ref<const std::string&>() != want) {
+    err = "\"type\" must be \"" + std::string(want) + "\"";
+    return false;
+  }
+  return true;
+}
+
+template <class T>
+Parsed<T> fail(std::string err, Fault fault = Fault::Field) {
+  return Parsed<T>{std::nullopt, std::move(err), fault};
+}
+
+// The fault of a refused envelope: bad JSON, or another message type.
+Fault envelopeFault(const json& j) { return j.is_object() ? Fault::OtherType : Fault::Syntax; }
+
+}  // namespace
+
+const RejectInfo& info(Reject r) {
+  auto i = static_cast<size_t>(r);
+  return kRejects[i < kRejects.size() ? i : kRejects.size() - 1];
+}
+
+Reject rejectFromName(std::string_view n) {
+  if (n == "not_allowed") return Reject::PortNotAllowed;
+  if (n == "refused") return Reject::ConnectionRefused;
+  if (n == "timeout") return Reject::TargetTimeout;
+  for (size_t i = 0; i + 1 < kRejects.size(); ++i) {
+    if (kRejects[i].name == n) return static_cast<Reject>(i);
+  }
+  return Reject::Other;
+}
+
+bool validUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    auto c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    uint32_t cp = n == 1 ? c : n == 2 ? c & 0x1f : n == 3 ? c & 0x0f : c & 0x07;
+    for (size_t k = 1; k < n; ++k) {
+      auto cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc >> 6) != 2) return false;
+      cp = (cp << 6) | (cc & 0x3f);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF are invalid.
+    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+        (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff) {
+      return false;
+    }
+    i += n;
+  }
+  return true;
+}
+
+std::string truncateUtf8(std::string_view s, size_t max) {
+  if (s.size() <= max) return std::string(s);
+  size_t end = max;
+  // Back up over continuation bytes so no sequence is split.
+  while (end > 0 && (static_cast<unsigned char>(s[end]) & 0xc0) == 0x80) --end;
+  return std::string(s.substr(0, end));
+}
+
+Parsed<StreamRequest> parseStreamRequest(std::string_view text) {
+  json j;
+  std::string err;
+  if (!parseObject(text, j, err) || !typeIs(j, "stream_request", err)) {
+    return fail<StreamRequest>(err, envelopeFault(j));
+  }
+  StreamRequest m;
+  auto sid = str(j, "stream_id", kMaxId, true, err);
+  if (!sid || sid->empty()) return fail<StreamRequest>(err.empty() ? "empty \"stream_id\"" : err);
+  auto p = port(j, err);
+  if (!p) return fail<StreamRequest>(err);
+  // The host is checked precisely by the agent (it must refuse with a code, not drop it).
+  const json* h = field(j, "host");
+  if (h && (!h->is_string() || h->get_ref<const std::string&>().size() > 1024)) {
+    return fail<StreamRequest>("\"host\" must be a string");
+  }
+  auto url = str(j, "url", kMaxUrl, true, err);
+  if (!url) return fail<StreamRequest>(err);
+  auto token = str(j, "token", kMaxId, true, err);
+  if (!token) return fail<StreamRequest>(err);
+  m.streamId = std::move(*sid);
+  m.host = h ? h->get<std::string>() : "127.0.0.1";
+  m.port = *p;
+  m.url = std::move(*url);
+  m.token = std::move(*token);
+  return {std::move(m), {}};
+}
+
+Parsed<StreamResponse> parseStreamResponse(std::string_view text) {
+  json j;
+  std::string err;
+  if (!parseObject(text, j, err) || !typeIs(j, "stream_response", err)) {
+    return fail<StreamResponse>(err, envelopeFault(j));
+  }
+  StreamResponse m;
+  auto sid = str(j, "stream_id", kMaxId, true, err);
+  if (!sid) return fail<StreamResponse>(err);
+  m.streamId = std::move(*sid);
+  const json* accept = field(j, "accept");
+  if (!accept || !accept->is_boolean()) {
+    return fail<StreamResponse>("\"accept\" must be true or false");
+  }
+  m.accept = accept->get<bool>();
+  if (m.accept) return {std::move(m), {}};
+  // A refusal: code and reason are the device's words, kept within bounds; a missing or odd
+  // one still refuses the stream.
+  const json* code = field(j, "code");
+  if (code && code->is_string() && !code->get_ref<const std::string&>().empty()) {
+    const auto& c = code->get_ref<const std::string&>();
+    m.code = rejectFromName(c);
+    m.codeText = truncateUtf8(c, kMaxCodeName);
+  } else {
+    m.code = Reject::Rejected;
+    m.codeText = std::string(name(Reject::Rejected));
+  }
+  const json* reason = field(j, "reason");
+  m.reason = reason && reason->is_string()
+                 ? truncateUtf8(reason->get_ref<const std::string&>(), kMaxReason)
+                 : "rejected by the device";
+  return {std::move(m), {}};
+}
+
+Parsed<ServiceRequest> parseServiceRequest(std::string_view text, std::optional<RequestId>& id) {
+  id.reset();
+  json j;
+  std::string err;
+  if (!parseObject(text, j, err)) return fail<ServiceRequest>(err, Fault::Syntax);
+  id = requestId(j);
+  if (!id) return fail<ServiceRequest>("\"id\" must be a string or an integer");
+  if (!typeIs(j, "stream_request", err)) return fail<ServiceRequest>(err, Fault::OtherType);
+  ServiceRequest m;
+  m.id = *id;
+  auto device = str(j, "device", kMaxId, true, err);
+  if (!device || device->empty()) return fail<ServiceRequest>("\"device\" must be a device id");
+  auto p = port(j, err);
+  if (!p) return fail<ServiceRequest>(err);
+  auto h = host(j, err);
+  if (!h) return fail<ServiceRequest>(err);
+  m.device = std::move(*device);
+  m.port = *p;
+  m.host = std::move(*h);
+  return {std::move(m), {}};
+}
+
+namespace {
+
+Parsed<Answer> answerFrom(int status, const json& j) {
+  Answer a;
+  a.status = status;
+  std::string err;
+  if (status == 200) {
+    auto sid = str(j, "stream_id", kMaxId, true, err);
+    auto url = str(j, "url", kMaxUrl, true, err);
+    auto token = str(j, "token", kMaxId, true, err);
+    if (!sid || !url || !token || sid->empty() || url->empty() || token->empty()) {
+      return fail<Answer>("200 without stream_id, url and token");
+    }
+    a.grant = {std::move(*sid), std::move(*url), std::move(*token)};
+    return {std::move(a), {}};
+  }
+  if (status < 100 || status > 599) return fail<Answer>("status out of range");
+  const json* e = field(j, "error");
+  const json* m = field(j, "message");
+  a.error = e && e->is_string() ? truncateUtf8(e->get_ref<const std::string&>(), kMaxCodeName)
+                                : "http_" + std::to_string(status);
+  a.message = m && m->is_string() ? truncateUtf8(m->get_ref<const std::string&>(), kMaxReason)
+                                  : std::string();
+  const json* r = field(j, "retry_after");
+  if (r && r->is_number_unsigned() && r->get<uint64_t>() <= 3600) {
+    a.retryAfter = static_cast<int>(r->get<uint64_t>());
+  }
+  return {std::move(a), {}};
+}
+
+}  // namespace
+
+Parsed<ServiceResponse> parseServiceResponse(std::string_view text) {
+  json j;
+  std::string err;
+  if (!parseObject(text, j, err) || !typeIs(j, "stream_response", err)) {
+    return fail<ServiceResponse>(err, envelopeFault(j));
+  }
+  auto id = requestId(j);
+  if (!id) return fail<ServiceResponse>("\"id\" must be a string or an integer");
+  const json* s = field(j, "status");
+  if (!s || !s->is_number_integer()) return fail<ServiceResponse>("\"status\" must be an integer");
+  auto a = answerFrom(static_cast<int>(s->get<int64_t>()), j);
+  if (!a) return fail<ServiceResponse>(a.error);
+  return {ServiceResponse{std::move(*id), std::move(*a.value)}, {}};
+}
+
+Parsed<Answer> parseAnswerBody(int status, std::string_view body) {
+  json j;
+  std::string err;
+  if (!parseObject(body, j, err)) {
+    if (status == 200) return fail<Answer>("200 with a body that is " + err);
+    j = json::object();  // an error status without a JSON body is still an answer
+  }
+  return answerFrom(status, j);
+}
+
+Parsed<StreamControl> parseStreamControl(std::string_view text) {
+  json j;
+  std::string err;
+  if (!parseObject(text, j, err)) return fail<StreamControl>(err);
+  const json* t = field(j, "type");
+  if (t && t->is_string() && t->get_ref<const std::string&>() == "eof") {
+    return {StreamControl::Eof, {}};
+  }
+  return fail<StreamControl>("unknown stream control message");
+}
+
+Parsed<InitiateBody> parseInitiateBody(std::string_view text) {
+  json j;
+  std::string err;
+  if (!parseObject(text, j, err)) {
+    return fail<InitiateBody>("body must be {\"port\": 1..65535, \"host\"?: str}: " + err);
+  }
+  InitiateBody b;
+  auto p = port(j, err);
+  if (!p) return fail<InitiateBody>(err);
+  auto h = host(j, err);
+  if (!h) return fail<InitiateBody>(err);
+  b.port = *p;
+  b.host = std::move(*h);
+  return {std::move(b), {}};
+}
+
+Parsed<DeviceBody> parseDeviceBody(std::string_view text, bool idRequired) {
+  json j;
+  std::string err;
+  if (text.empty() && !idRequired) return {DeviceBody{}, {}};
+  if (!parseObject(text, j, err)) return fail<DeviceBody>("body: " + err);
+  DeviceBody b;
+  auto id = str(j, "id", kMaxId, idRequired, err);
+  if (!err.empty()) return fail<DeviceBody>(err);
+  if (id && !idRequired) return fail<DeviceBody>("the device id is taken from the path");
+  if (id) b.id = std::move(*id);
+  b.primaryKey = str(j, "primary_key", kMaxKey, false, err);
+  if (!err.empty()) return fail<DeviceBody>(err);
+  b.secondaryKey = str(j, "secondary_key", kMaxKey, false, err);
+  if (!err.empty()) return fail<DeviceBody>(err);
+  if (const json* e = field(j, "enabled")) {
+    if (!e->is_boolean()) return fail<DeviceBody>("\"enabled\" must be true or false");
+    b.enabled = e->get<bool>();
+  }
+  for (const auto& [k, v] : j.items()) {
+    if (k != "id" && k != "primary_key" && k != "secondary_key" && k != "enabled") {
+      return fail<DeviceBody>("unknown field \"" + truncateUtf8(k, kMaxCodeName) + "\"");
+    }
+  }
+  return {std::move(b), {}};
+}
+
+Parsed<KeySlot> parseRotateBody(std::string_view text) {
+  if (text.empty()) return {KeySlot::Primary, {}};
+  json j;
+  std::string err;
+  if (!parseObject(text, j, err)) return fail<KeySlot>("body: " + err);
+  const json* k = field(j, "key");
+  if (!k) return {KeySlot::Primary, {}};
+  if (k->is_string() && k->get_ref<const std::string&>() == "primary") {
+    return {KeySlot::Primary, {}};
+  }
+  if (k->is_string() && k->get_ref<const std::string&>() == "secondary") {
+    return {KeySlot::Secondary, {}};
+  }
+  return fail<KeySlot>("\"key\" must be \"primary\" or \"secondary\"");
+}
+
+std::string toText(const StreamRequest& m) {
+  return dump(json{{"type", "stream_request"},
+                   {"stream_id", m.streamId},
+                   {"host", m.host},
+                   {"port", m.port},
+                   {"url", m.url},
+                   {"token", m.token}});
+}
+
+std::string toText(const StreamResponse& m) {
+  json j{{"type", "stream_response"}, {"stream_id", m.streamId}, {"accept", m.accept}};
+  if (!m.accept) {
+    j["code"] = m.codeText.empty() ? std::string(name(m.code)) : m.codeText;
+    j["reason"] = m.reason;
+  }
+  return dump(j);
+}
+
+std::string toText(const ServiceRequest& m) {
+  return dump(json{{"type", "stream_request"},
+                   {"id", idJson(m.id)},
+                   {"device", m.device},
+                   {"host", m.host},
+                   {"port", m.port}});
+}
+
+namespace {
+
+json answerJson(const Answer& a) {
+  if (a.status == 200) {
+    return json{{"stream_id", a.grant.streamId}, {"url", a.grant.url}, {"token", a.grant.token}};
+  }
+  return json{{"error", a.error}, {"message", a.message}};
+}
+
+}  // namespace
+
+std::string toText(const ServiceResponse& m) {
+  json j{{"type", "stream_response"}, {"id", idJson(m.id)}, {"status", m.answer.status}};
+  json body = answerJson(m.answer);
+  for (auto& [k, v] : body.items()) j[k] = v;
+  if (m.answer.retryAfter > 0) j["retry_after"] = m.answer.retryAfter;
+  return dump(j);
+}
+
+std::string toText(StreamControl) { return R"({"type":"eof"})"; }
+
+std::string toText(const InitiateBody& b) { return dump(json{{"port", b.port}, {"host", b.host}}); }
+
+std::string answerBody(const Answer& a) { return dump(answerJson(a)); }
+
+std::string errorBody(std::string_view code, std::string_view message) {
+  return dump(json{{"error", code}, {"message", message}});
+}
+
+}  // namespace ds::proto
