@@ -11,6 +11,12 @@ the setups (A B C A B C ...) so that machine noise hits all of them alike:
   rate          new streams per second sustained by a few client processes, (b) and (c).
   backpressure  a reader that takes 1 MiB/s while the other end writes as fast as it can, both
                 directions through (c); RSS of hub, agent and daemon before, peak and after.
+  hold          1,000 streams through (c) held 60 s with an echo on each every 5 s, three
+                rounds: every echo must come back, descriptors must fall back to where they were
+                before any stream (give or take the warm pools) and RSS must converge.
+  wan           (b) and (c) with every wide-area leg through tests/e2e/fault_relay.py (ssh <->
+                sshd; daemon <-> hub and agent <-> hub), without and with 40 ms of added round
+                trip on each: setup latency and throughput side by side.
 
 Prints a table and the targets with met / not met; --json PATH writes every figure. Exits
 non-zero when a setup did not complete or bytes did not arrive intact (the targets never change
@@ -18,7 +24,10 @@ the exit status). --quick is the CTest smoke run (< 60 s, every byte checked).
 
 usage: bench/devstreams_bench.py [--quick] [--json PATH] [--size MiB] [--rounds N]
                                  [--streams N | --10k] [--setups N] [--rate-seconds S]
-                                 [--slow-seconds S]
+                                 [--slow-seconds S] [--only PHASES]
+                                 [--hold-streams N] [--hold-seconds S] [--echo-interval S]
+                                 [--hold-rounds N]
+                                 [--wan-size MiB] [--wan-rounds N] [--wan-setups N]
 Needs a built default preset (DS_BIN_DIR selects another build), ssh and sshd.
 See docs/performance.md."""
 
@@ -329,15 +338,16 @@ class BenchStack(Stack):
         return super()._registry()
 
 
-def start_ssh_socks(stack):
+def start_ssh_socks(stack, sshd_port=None, name="ssh"):
+    """ssh -D to the stack's sshd (or to `sshd_port`, e.g. a relay in front of it)."""
     port = free_port()
     argv = ["ssh", "-N", "-F", "/dev/null", "-D", f"127.0.0.1:{port}",
             "-o", "Ciphers=aes128-gcm@openssh.com", "-o", "Compression=no",
             "-i", f"{stack.dir}/client_key", "-o", "IdentitiesOnly=yes",
             "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ExitOnForwardFailure=yes",
-            "-p", str(stack.ssh_port), f"{stack.ssh_user}@127.0.0.1"]
-    stack.start("ssh", argv)
+            "-p", str(sshd_port or stack.ssh_port), f"{stack.ssh_user}@127.0.0.1"]
+    stack.start(name, argv)
     wait_until(lambda: port_open(port), 20, "ssh -D port")
     return port
 
@@ -627,6 +637,243 @@ def phase_backpressure(setup, ports, seconds, stack_pids, problems, log):
     return out
 
 
+# ------------------------------------------------------------------ wide area (through relays)
+
+RELAY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e",
+                     "fault_relay.py")
+PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy",
+              "ALL_PROXY", "all_proxy")
+
+
+class Relay:
+    """tests/e2e/fault_relay.py in a process of its own (the bench client keeps its CPU), with
+    its delay changed at runtime over stdin."""
+
+    def __init__(self, *args):
+        self.proc = subprocess.Popen([sys.executable, RELAY, "--listen", "127.0.0.1:0", *args],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("listening on "):
+            raise RuntimeError(f"fault relay did not start: {line!r}")
+        self.port = int(line.split()[-1])
+
+    def command(self, text):
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+        answer = self.proc.stdout.readline().strip()
+        if answer != "ok":
+            raise RuntimeError(f"fault relay: {text}: {answer}")
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+class WanStack(BenchStack):
+    """A BenchStack whose agent and daemon reach the hub through relays of their own (as their
+    HTTPS_PROXY): both legs of every stream cross a relay."""
+
+    def __init__(self, agent_relay, daemon_relay, **kw):
+        self.relays = {"agent": agent_relay, "daemon": daemon_relay}
+        super().__init__(**kw)
+
+    def _with_proxy(self, name, start):
+        saved = {k: os.environ.pop(k) for k in PROXY_VARS if k in os.environ}
+        os.environ["HTTPS_PROXY"] = f"http://127.0.0.1:{self.relays[name].port}"
+        try:
+            return start()
+        finally:
+            os.environ.pop("HTTPS_PROXY", None)
+            os.environ.update(saved)
+
+    def start_agent(self):
+        return self._with_proxy("agent", super().start_agent)
+
+    def start_daemon(self):
+        return self._with_proxy("daemon", super().start_daemon)
+
+
+def phase_wan(ports, args, problems, log):
+    """Setup latency and throughput of ssh -D and devstreams with every wide-area leg through a
+    fault relay: without added delay, then with 20 ms each way on each relay (40 ms of round
+    trip on each leg: ssh <-> sshd; daemon <-> hub and agent <-> hub)."""
+    relays = {k: Relay("--connect-proxy") for k in ("agent", "daemon")}
+    stack = None
+    out = {}
+    try:
+        stack = WanStack(relays["agent"], relays["daemon"],
+                         allow_extra=list(ports.values()), with_sshd=True)
+        relays["ssh"] = Relay("--upstream", f"127.0.0.1:{stack.ssh_port}")
+        ssh_port = start_ssh_socks(stack, relays["ssh"].port, name="ssh-wan")
+        setups = [Setup("b", "ssh -D via relay", ssh_port, "127.0.0.1"),
+                  Setup("c", "devstreams via relays", stack.socks_port, "dev01.hub")]
+        wait_until(lambda: _try_echo(setups[0], ports["echo"]), 20, "ssh -D via the relay")
+        for delay in (0, 20):
+            for r in relays.values():
+                r.command(f"delay {delay}")
+            key = f"rtt+{2 * delay}ms"
+            log(f"wan {key}: {args.wan_setups} setups, {args.wan_size} MiB x {args.wan_rounds}")
+            wait_until(lambda: all(_try_echo(st, ports["echo"]) for st in setups), 20,
+                       "both setups through the relays")
+            setup = phase_setup(setups, ports["echo"], args.wan_setups, problems, log)
+            tp = phase_throughput(setups, ports["bulk"], args.wan_size * MiB, args.wan_rounds,
+                                  problems, log)
+            out[key] = {st.key: {"label": st.label, "setup_p50_ms": setup[st.key]["p50_ms"],
+                                 "setup_p90_ms": setup[st.key]["p90_ms"],
+                                 "setup_max_ms": setup[st.key]["max_ms"],
+                                 "mb_per_s_each_way": tp[st.key]["mb_per_s_each_way"]}
+                        for st in setups}
+    finally:
+        if stack:
+            problems += [f"wan stack: {p}" for p in stack.problems()]
+            stack.close()
+        for r in relays.values():
+            r.close()
+    return out
+
+
+def wan_lines(res, args):
+    lines = [f"Wide area: every leg through a fault relay (tests/e2e/fault_relay.py); "
+             f"{args.wan_setups} setups, {args.wan_size} MiB each way x {args.wan_rounds}"]
+    p = lines.append
+    p(f"  {'added RTT per leg':<18} {'setup':<26} {'setup p50 ms':>12} {'p90 ms':>8} "
+      f"{'MB/s each way':>24}")
+    for key, by in res["wan"].items():
+        for k in ("b", "c"):
+            d = by[k]
+            p(f"  {key[4:]:<18} {k}) {d['label']:<23} {d['setup_p50_ms']:12.1f} "
+              f"{d['setup_p90_ms']:8.1f} {fmt_range(d['mb_per_s_each_way']):>24}")
+    return lines
+
+
+# ------------------------------------------------------------------ many streams held a while
+
+# Warm hub connections the daemon's and the agent's pools may still hold right after a burst of
+# opens (warm_pool.h: up to `max` 32 each, plus the channel); they idle out after busyFor + maxAge
+# (35 s), so a wait that long must find the cold count exactly.
+POOL_FDS = {"hub": 66, "agent": 33, "daemon": 33}
+POOL_IDLE_OUT = 35
+
+
+def phase_hold(setup, port, n, seconds, interval, stack_pids, problems, log, nrounds=3,
+               settle_seconds=40):
+    """Opens `n` streams, holds them `seconds` with an echo on every stream each `interval`,
+    closes them; `nrounds` times. Every echo must come back. After each round the descriptors
+    must fall back to where they were before any stream: exactly when `settle_seconds` lets the
+    pools' warm connections idle out, else give or take those. RSS does not fall back (the allocator keeps its arenas), but it must
+    converge: the last round may add at most half of what the second added, or 1 MiB."""
+    rounds = []
+    cold = {"fds": {k: fd_count(p) for k, p in stack_pids.items()},
+            "rss_kib": {k: rss_kib(p) for k, p in stack_pids.items()}}
+    for r in range(1, nrounds + 1):
+        socks, fails, lock = [], [0], threading.Lock()
+
+        def opener(k):
+            mine = []
+            for _ in range(k):
+                try:
+                    s = setup.open(port, timeout=60)
+                    s.settimeout(30)
+                    mine.append(s)
+                except (OSError, EOFError):
+                    with lock:
+                        fails[0] += 1
+            with lock:
+                socks.extend(mine)
+
+        threads = 32
+        ts = [threading.Thread(target=opener, args=(n // threads + (i < n % threads),))
+              for i in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        held = {"fds": {k: fd_count(p) for k, p in stack_pids.items()},
+                "rss_kib": {k: rss_kib(p) for k, p in stack_pids.items()}}
+        echoes = echo_fail = 0
+        end = time.monotonic() + seconds
+        while True:
+            for i, s in enumerate(socks):
+                try:
+                    s.sendall(bytes([i & 0xFF]))
+                except OSError:
+                    echo_fail += 1
+            for i, s in enumerate(socks):
+                try:
+                    if s.recv(1) != bytes([i & 0xFF]):
+                        echo_fail += 1
+                except OSError:
+                    echo_fail += 1
+            echoes += len(socks)
+            if time.monotonic() + interval > end:
+                break
+            time.sleep(interval)
+        for s in socks:
+            s.close()
+        t_closed = time.monotonic()
+        settle = t_closed + settle_seconds
+        while time.monotonic() < settle and any(fd_count(p) > cold["fds"][k]
+                                                for k, p in stack_pids.items()):
+            time.sleep(0.25)
+        time.sleep(1.0)
+        after = {"fds": {k: fd_count(p) for k, p in stack_pids.items()},
+                 "rss_kib": {k: rss_kib(p) for k, p in stack_pids.items()},
+                 "settled_after_s": time.monotonic() - t_closed - 1.0}
+        rounds.append({"opened": len(socks), "open_failed": fails[0], "echoes": echoes,
+                       "echo_failed": echo_fail, "held": held, "after": after})
+        log(f"  hold round {r}: {len(socks)}/{n} streams, {echoes} echoes, {echo_fail} failed; "
+            "after: fds " + ", ".join(f"{k} {v}" for k, v in after["fds"].items()) + "; RSS " +
+            ", ".join(f"{k} {v / 1024:.1f} MiB" for k, v in after["rss_kib"].items()))
+    for r, d in enumerate(rounds, 1):
+        if d["open_failed"] or d["echo_failed"] or d["opened"] != n:
+            problems.append(f"hold round {r}: {d['opened']}/{n} opened, {d['open_failed']} "
+                            f"failed to open, {d['echo_failed']} of {d['echoes']} echoes failed")
+    slack = {k: 0 for k in stack_pids} if settle_seconds >= POOL_IDLE_OUT else POOL_FDS
+    fd_back = all(d["after"]["fds"][k] <= cold["fds"][k] + slack[k]
+                  for d in rounds for k in stack_pids)
+    if not fd_back:
+        problems.append(f"hold: descriptors not back at {cold['fds']} (+{slack} for the "
+                        f"pools): " + "; ".join(str(d["after"]["fds"]) for d in rounds))
+    rss_converges = True
+    if len(rounds) >= 3:
+        for k in stack_pids:
+            second = rounds[1]["after"]["rss_kib"][k] - rounds[0]["after"]["rss_kib"][k]
+            last = rounds[-1]["after"]["rss_kib"][k] - rounds[-2]["after"]["rss_kib"][k]
+            if last > max(1024, second / 2):
+                rss_converges = False
+                problems.append(f"hold: RSS of {k} still grows: +{second} KiB in round 2, "
+                                f"+{last} KiB in round {len(rounds)}")
+    return {"streams": n, "seconds": seconds, "interval": interval, "cold": cold,
+            "rounds": rounds, "fds_back": fd_back, "fd_slack": slack,
+            "rss_converges": rss_converges}
+
+
+def hold_lines(res):
+    h = res["hold"]
+    lines = [f"Held streams: {h['streams']} streams through devstreams held {h['seconds']:g} s "
+             f"with an echo on each every {h['interval']:g} s, {len(h['rounds'])} rounds"]
+    p = lines.append
+    p(f"  {'round':<6} {'opened':>7} {'echoes':>8} {'failed':>7}   fds held -> after close "
+      f"(hub/agent/daemon)   RSS held -> after close, MiB (hub/agent/daemon)")
+    cold = h["cold"]
+    p(f"  {'cold':<6} {'':>7} {'':>8} {'':>7}   " +
+      "/".join(str(cold["fds"][k]) for k in ("hub", "agent", "daemon")).ljust(39) +
+      "/".join(f"{cold['rss_kib'][k] / 1024:.1f}" for k in ("hub", "agent", "daemon")))
+    for r, d in enumerate(h["rounds"], 1):
+        fds = ("/".join(str(d["held"]["fds"][k]) for k in ("hub", "agent", "daemon")) + " -> " +
+               "/".join(str(d["after"]["fds"][k]) for k in ("hub", "agent", "daemon")))
+        rss = ("/".join(f"{d['held']['rss_kib'][k] / 1024:.1f}" for k in ("hub", "agent", "daemon"))
+               + " -> " +
+               "/".join(f"{d['after']['rss_kib'][k] / 1024:.1f}" for k in ("hub", "agent", "daemon")))
+        p(f"  {r:<6} {d['opened']:>7} {d['echoes']:>8} {d['open_failed'] + d['echo_failed']:>7}   "
+          f"{fds:<39}{rss}")
+    slack = "" if not any(h["fd_slack"].values()) else " (give or take the warm pools)"
+    p(f"  descriptors back at the cold baseline{slack}: {'yes' if h['fds_back'] else 'NO'}; "
+      f"RSS converges: {'yes' if h['rss_converges'] else 'NO'}")
+    return lines
+
+
 # ------------------------------------------------------------------------------------- report
 
 def fmt_range(d, f="{:.1f}"):
@@ -747,7 +994,7 @@ def partial_report(res, args):
 
 # --------------------------------------------------------------------------------------- main
 
-PHASES = ("throughput", "setup", "rate", "backpressure", "concurrency")
+PHASES = ("throughput", "setup", "rate", "backpressure", "concurrency", "wan", "hold")
 
 FULL_VERIFY = True
 
@@ -766,6 +1013,13 @@ def main():
     ap.add_argument("--10k", dest="tenk", action="store_true", help="10,000 concurrent streams")
     ap.add_argument("--rate-seconds", type=float, help="length of the rate test (default 10)")
     ap.add_argument("--slow-seconds", type=float, help="length of each backpressure test (20)")
+    ap.add_argument("--wan-size", type=int, help="MiB each way per wide-area round (64)")
+    ap.add_argument("--wan-rounds", type=int, help="wide-area throughput rounds (2)")
+    ap.add_argument("--wan-setups", type=int, help="wide-area stream setups per kind (50)")
+    ap.add_argument("--hold-streams", type=int, help="streams held by the hold phase (1000)")
+    ap.add_argument("--hold-seconds", type=float, help="how long they are held (60)")
+    ap.add_argument("--echo-interval", type=float, help="seconds between echoes (5)")
+    ap.add_argument("--hold-rounds", type=int, default=3, help="hold rounds (3)")
     ap.add_argument("--only", metavar="PHASES",
                     help="comma-separated phases to run, of " + ",".join(PHASES) +
                          " (default: all); e.g. --only setup,rate for stream setup alone")
@@ -781,7 +1035,10 @@ def main():
     defaults = dict(size=64 if q else 2048, rounds=2 if q else 3, setups=100 if q else 1000,
                     streams=200 if q else (10000 if args.tenk else 1000),
                     rate_seconds=2 if q else 10, slow_seconds=3 if q else 20,
-                    verify="full" if q else "sample")
+                    verify="full" if q else "sample", wan_size=4 if q else 64,
+                    wan_rounds=1 if q else 2, wan_setups=5 if q else 50,
+                    hold_streams=50 if q else 1000, hold_seconds=2 if q else 60,
+                    echo_interval=1 if q else 5)
     for k, v in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
@@ -790,7 +1047,7 @@ def main():
     # File descriptors: hub, agent and daemon each hold 2 per stream (both sides), the client
     # and the targets 1. Raise the soft limit (the programs inherit it); the hard limit only
     # moves with CAP_SYS_RESOURCE.
-    need = 2 * args.streams + 256
+    need = 2 * max(args.streams, args.hold_streams) + 256
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     for limits in ((max(need, soft), max(need, hard)), (hard, hard)):
         try:
@@ -865,6 +1122,12 @@ def main():
             log(f"backpressure: {args.slow_seconds:g} s each direction")
             res["backpressure"] = phase_backpressure(setups[2], ports, args.slow_seconds,
                                                      stack_pids, problems, log)
+        if "hold" in phases:
+            log(f"hold: {args.hold_streams} streams for {args.hold_seconds:g} s, "
+                f"{args.hold_rounds} rounds")
+            res["hold"] = phase_hold(setups[2], ports["echo"], args.hold_streams,
+                                     args.hold_seconds, args.echo_interval, stack_pids, problems,
+                                     log, args.hold_rounds, 5 if args.quick else 40)
         # last: the programs keep some memory of 10,000 streams after they closed
         if "concurrency" in phases:
             log(f"concurrency: {args.streams} streams")
@@ -873,6 +1136,9 @@ def main():
         for name in ("hub", "agent", "daemon"):
             if stack.procs[name].poll() is not None:
                 problems.append(f"{name} exited with {stack.procs[name].returncode}")
+        if "wan" in phases:
+            log("wan: ssh -D and devstreams through fault relays, without and with 40 ms RTT")
+            res["wan"] = phase_wan(ports, args, problems, log)
     except Exception as e:  # report what was measured so far, then fail
         problems.append(f"{type(e).__name__}: {e}")
         import traceback
@@ -889,8 +1155,12 @@ def main():
     if complete:
         res["targets"] = targets(res)
         print(report(res, args))
-    else:
+    elif any(k in res for k in ("throughput", "setup", "rate")):
         print(partial_report(res, args))
+    if "wan" in res:
+        print("\n".join(wan_lines(res, args)))
+    if "hold" in res:
+        print("\n".join(hold_lines(res)))
     print(f"run took {res['seconds']:.0f} s; load average (1 min) {res['config']['loadavg_at_start'][0]:.1f}"
           f" at start, {res['config']['loadavg_at_end'][0]:.1f} at end; "
           f"bytes checked {'completely' if FULL_VERIFY else 'by count and a sample of each MiB'}")

@@ -9,9 +9,13 @@ pkgs=(
   libevent-dev libssl-dev libyaml-cpp-dev libwebsockets-dev libsqlite3-dev
   nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libsystemd-dev scdoc
   openssh-client curl openssl python3
+  libgtk-3-dev libayatana-appindicator3-dev libnotify-dev
 )
 if [ "${1:-}" = "--tests" ]; then
   pkgs+=(openssh-server chromium clang-format clang-tidy tinyproxy netcat-openbsd proxychains4)
+  # the tray's end-to-end tests: a display, a tray host, clicks, screenshots, OCR, a session bus
+  pkgs+=(xvfb trayer xdotool imagemagick tesseract-ocr tesseract-ocr-eng dbus-daemon dbus-bin dunst
+    xclip)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

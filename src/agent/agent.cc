@@ -13,23 +13,16 @@
 #include <vector>
 
 #include "agent/allow_list.h"
+#include "common/guard.h"
 #include "common/json_fields.h"
 #include "common/log.h"
+#include "common/protocol.h"
 #include "common/tls.h"
 
 namespace ds::agent {
 
 using json = nlohmann::json;
 using std::chrono::milliseconds;
-
-std::chrono::milliseconds backoffDelay(milliseconds initial, milliseconds cap, unsigned attempt,
-                                       std::mt19937_64& rng) {
-  // initial * 2^attempt without overflow: stop doubling once the cap is reached.
-  milliseconds bound = std::min(initial, cap);
-  for (unsigned i = 0; i < attempt && bound < cap; ++i) bound = std::min(bound * 2, cap);
-  std::uniform_int_distribution<int64_t> pick(0, bound.count());
-  return milliseconds(pick(rng));
-}
 
 bool setTcpKeepalive(evutil_socket_t fd) {
   if (fd < 0) return false;
@@ -125,20 +118,29 @@ class Agent::PendingStream : public Deletable {
     PendingStream* self = l->owner;
     if (self) std::erase(self->lookups_, l);
     if (self && !self->decided_) {
-      std::vector<IpAddress>& out = self->resolved_[l->name];
+      guarded(
+          "allow-list lookup", [&] { self->onResolved(l->name, result, res); },
+          [&] { self->fail(reject::kUnreachable, "internal error"); });
+    }
+    if (res) evutil_freeaddrinfo(res);
+    delete l;
+  }
+
+  void onResolved(const std::string& name, int result, evutil_addrinfo* res) {
+    PendingStream* self = this;
+    {
+      std::vector<IpAddress>& out = self->resolved_[name];
       for (evutil_addrinfo* ai = res; ai && out.size() < kMaxAddresses; ai = ai->ai_next) {
         auto a = IpAddress::fromSockaddr(ai->ai_addr);
         if (a && std::find(out.begin(), out.end(), *a) == out.end()) out.push_back(*a);
       }
       if (result != 0) {
-        LOG_DEBUG("stream %s: resolving %s: %s", self->id_.c_str(), l->name.c_str(),
+        LOG_DEBUG("stream %s: resolving %s: %s", self->id_.c_str(), name.c_str(),
                   evutil_gai_strerror(result));
-        if (!self->host_.isAddress && l->name == self->host_.name) self->lookupError_ = result;
+        if (!self->host_.isAddress && name == self->host_.name) self->lookupError_ = result;
       }
       if (self->lookups_.empty() && !self->starting_) self->decide();
     }
-    if (res) evutil_freeaddrinfo(res);
-    delete l;
   }
 
   // Every lookup answered: keep the addresses a rule covers, or refuse.
@@ -226,6 +228,12 @@ class Agent::PendingStream : public Deletable {
 
   static void onTcpEvent(bufferevent* bev, short what, void* arg) {
     auto* self = static_cast<PendingStream*>(arg);
+    guarded(
+        "target connect", [&] { self->tcpEvent(bev, what); },
+        [&] { self->fail(reject::kUnreachable, "internal error"); });
+  }
+  void tcpEvent(bufferevent* bev, short what) {
+    PendingStream* self = this;
     if (what & BEV_EVENT_CONNECTED) {
       self->connecting_ = false;
       self->timer_.cancel();
@@ -307,6 +315,7 @@ Agent::Agent(Loop& loop, config::AgentConfig cfg)
     : loop_(loop),
       cfg_(std::move(cfg)),
       reconnect_(loop, [this] { connect(); }),
+      backoff_({cfg_.reconnectMin, cfg_.reconnectMax}),
       rng_(std::random_device{}()) {}
 
 Agent::~Agent() {
@@ -416,7 +425,7 @@ void Agent::connect() {
           return scheduleReconnect();
         }
         LOG_INFO("online: control channel to %s:%u open", hub_.host.c_str(), hub_.port);
-        attempt_ = 0;
+        backoff_.up(std::chrono::steady_clock::now());
         credentialsLogged_ = false;
         setTcpKeepalive(ws->fd());
         control_ = std::move(ws);
@@ -428,12 +437,11 @@ void Agent::connect() {
 
 void Agent::scheduleReconnect(bool credentialsRefused) {
   if (stopping_) return;
-  // Full jitter keeps a fleet from reconnecting in lockstep after a hub restart. Refused
-  // credentials will not fix themselves quickly: retry at the slowest pace.
-  milliseconds delay = credentialsRefused
-                           ? cfg_.reconnectMax
-                           : backoffDelay(cfg_.reconnectMin, cfg_.reconnectMax, attempt_, rng_);
-  if (attempt_ < 64) ++attempt_;
+  // Full jitter keeps a fleet from reconnecting in lockstep after a hub restart, and waits stay
+  // short after the loss of a healthy channel (hubclient/backoff.h). Refused credentials will
+  // not fix themselves quickly: retry at the slowest pace.
+  milliseconds delay = credentialsRefused ? cfg_.reconnectMax
+                                          : backoff_.next(std::chrono::steady_clock::now(), rng_);
   reconnect_.arm(delay);
   LOG_INFO("reconnecting in %lld ms", static_cast<long long>(delay.count()));
 }
@@ -443,43 +451,44 @@ void Agent::onWsData(evbuffer*) { LOG_WARN("control channel: unexpected binary d
 void Agent::onWsClosed(uint16_t code, const std::string& reason) {
   LOG_WARN("control channel closed (%u %s); %zu open streams continue on their own connections",
            code, reason.c_str(), pumps_.size());
+  backoff_.down(std::chrono::steady_clock::now());
   loop_.deferDelete(std::move(control_));
   scheduleReconnect();
 }
 
 void Agent::onWsText(std::string message) {
-  json msg = json::parse(message, nullptr, false);
-  if (!msg.is_object() || stringField(msg, "type") != "stream_request" ||
-      !msg.contains("stream_id") || !msg["stream_id"].is_string() || !msg.contains("port") ||
-      !msg["port"].is_number_unsigned() || !msg.contains("url") || !msg["url"].is_string() ||
-      !msg.contains("token") || !msg["token"].is_string()) {
-    LOG_WARN("control channel: malformed message ignored");
+  std::string id;
+  auto req = proto::parseStreamRequest(message, &id);
+  if (!req && req.fault == proto::Fault::OtherType) {
+    LOG_DEBUG("control channel: message of another type ignored");
     return;
   }
-  std::string id = msg["stream_id"];
-  uint64_t port = msg["port"];
-  if (msg.contains("host") && !msg["host"].is_string()) {
-    LOG_INFO("stream %s: rejected (%s): host is not a string", printable(id).c_str(),
-             reject::kBadHost);
+  if (!req && req.fault == proto::Fault::Host) {
+    LOG_INFO("stream %s: rejected (%s): %s", printable(id).c_str(), reject::kBadHost,
+             req.error.c_str());
     return answer(id, false, reject::kBadHost, "host is not a string");
   }
-  std::string host = msg.value("host", "127.0.0.1");
-  LOG_INFO("stream %s: request for %s:%llu", printable(id).c_str(), printable(host).c_str(),
-           static_cast<unsigned long long>(port));
-  if (!isValidPort(port)) {
-    std::string what = printable(host) + ":" + std::to_string(port);
-    LOG_INFO("stream %s: rejected (%s): %s is not a valid target", id.c_str(),
-             reject::kPortNotAllowed, what.c_str());
-    return answer(id, false, reject::kPortNotAllowed, what + " is not a valid target");
+  if (!req && req.fault == proto::Fault::Port) {
+    LOG_INFO("stream %s: rejected (%s): %s", printable(id).c_str(), reject::kPortNotAllowed,
+             req.error.c_str());
+    return answer(id, false, reject::kPortNotAllowed, "not a valid target port");
   }
+  if (!req) {
+    LOG_WARN("control channel: malformed message ignored: %s", req.error.c_str());
+    return;
+  }
+  const std::string& host = req->host;
+  LOG_INFO("stream %s: request for %s:%u", printable(req->streamId).c_str(),
+           printable(host).c_str(), req->port);
   if (streams() >= cfg_.maxStreams) {
     std::string why =
         "the device serves its maximum of " + std::to_string(cfg_.maxStreams) + " streams";
-    LOG_WARN("stream %s: rejected (%s): %s", id.c_str(), reject::kTooManyStreams, why.c_str());
-    return answer(id, false, reject::kTooManyStreams, why);
+    LOG_WARN("stream %s: rejected (%s): %s", printable(req->streamId).c_str(),
+             reject::kTooManyStreams, why.c_str());
+    return answer(req->streamId, false, reject::kTooManyStreams, why);
   }
-  auto p = std::make_unique<PendingStream>(*this, id, host, static_cast<uint16_t>(port), msg["url"],
-                                           msg["token"]);
+  auto p =
+      std::make_unique<PendingStream>(*this, req->streamId, host, req->port, req->url, req->token);
   PendingStream* raw = p.get();
   pending_.emplace(raw, std::move(p));
   raw->start();
@@ -488,12 +497,15 @@ void Agent::onWsText(std::string message) {
 void Agent::answer(const std::string& streamId, bool accept, const std::string& code,
                    const std::string& reason) {
   if (!control_) return;
-  json msg{{"type", "stream_response"}, {"stream_id", streamId}, {"accept", accept}};
+  proto::StreamResponse msg;
+  msg.streamId = streamId;
+  msg.accept = accept;
   if (!accept) {
-    msg["code"] = code;
-    msg["reason"] = reason;
+    msg.code = proto::rejectFromName(code);
+    msg.codeText = code;
+    msg.reason = proto::truncateUtf8(reason, proto::kMaxReason);
   }
-  control_->sendText(msg.dump());
+  control_->sendText(proto::toText(msg));
 }
 
 void Agent::endPending(PendingStream* p) {

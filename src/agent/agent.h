@@ -12,29 +12,30 @@
 #include "agent/allow_list.h"
 #include "common/config.h"
 #include "common/event.h"
+#include "common/protocol.h"
 #include "common/ws_conn.h"
 #include "forwarder/pump.h"
+#include "hubclient/backoff.h"
 #include "hubclient/hub_client.h"
 #include "hubclient/warm_pool.h"
 
 namespace ds::agent {
 
 // Reject codes of stream_response (docs/protocol.md).
+// The names come from the one reject table (common/protocol.h).
 namespace reject {
-inline constexpr const char* kPortNotAllowed = "port-not-allowed";
-inline constexpr const char* kBadHost = "bad-host";  // not a DNS name, IPv4 or IPv6 literal
-inline constexpr const char* kConnectionRefused = "connection-refused";
-inline constexpr const char* kTargetTimeout = "target-timeout";
-inline constexpr const char* kTooManyStreams = "too-many-streams";
-inline constexpr const char* kUnreachable = "unreachable";            // no route, DNS failure
-inline constexpr const char* kHubStreamFailed = "hub_stream_failed";  // streaming endpoint
+inline constexpr const char* kPortNotAllowed = proto::name(proto::Reject::PortNotAllowed).data();
+// not a DNS name, IPv4 or IPv6 literal
+inline constexpr const char* kBadHost = proto::name(proto::Reject::BadHost).data();
+inline constexpr const char* kConnectionRefused =
+    proto::name(proto::Reject::ConnectionRefused).data();
+inline constexpr const char* kTargetTimeout = proto::name(proto::Reject::TargetTimeout).data();
+inline constexpr const char* kTooManyStreams = proto::name(proto::Reject::AgentBusy).data();
+// no route, DNS failure
+inline constexpr const char* kUnreachable = proto::name(proto::Reject::Unreachable).data();
+// the streaming endpoint
+inline constexpr const char* kHubStreamFailed = proto::name(proto::Reject::HubStreamFailed).data();
 }  // namespace reject
-
-// The delay before reconnect attempt `attempt` (0 for the first after a loss): "full jitter",
-// uniformly random in [0, min(cap, initial * 2^attempt)].
-std::chrono::milliseconds backoffDelay(std::chrono::milliseconds initial,
-                                       std::chrono::milliseconds cap, unsigned attempt,
-                                       std::mt19937_64& rng);
 
 // SO_KEEPALIVE with the agent's probe timing (idle 30 s, interval 10 s, 3 probes); false when a
 // socket option failed.
@@ -78,7 +79,7 @@ class Agent : private WsConnection::Callbacks {
   std::unique_ptr<hubclient::WarmPool> pool_;
   std::unique_ptr<WsConnection> control_;
   Timer reconnect_;
-  unsigned attempt_ = 0;            // failed attempts since the channel was last open
+  hubclient::Backoff backoff_;      // reconnect waits (hubclient/backoff.h)
   bool credentialsLogged_ = false;  // the 401 explanation is logged once per streak
   std::mt19937_64 rng_;
   bool stopping_ = false;

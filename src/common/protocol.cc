@@ -10,26 +10,6 @@ using json = nlohmann::json;
 
 namespace {
 
-// SOCKS5 reply codes (RFC 1928 section 6).
-constexpr uint8_t kGeneral = 0x01, kNotAllowed = 0x02, kNetUnreach = 0x03, kHostUnreach = 0x04,
-                  kRefused = 0x05, kTtl = 0x06;
-
-constexpr std::array<RejectInfo, static_cast<size_t>(Reject::Other) + 1> kRejects{{
-    {"bad_request", 400, kGeneral},        {"bad-host", 400, kHostUnreach},
-    {"unauthorized", 401, kGeneral},       {"forbidden", 403, kNotAllowed},
-    {"disabled", 403, kNotAllowed},        {"port-not-allowed", 403, kNotAllowed},
-    {"device_unknown", 404, kHostUnreach}, {"not_found", 404, kGeneral},
-    {"stream_unknown", 404, kGeneral},     {"exists", 409, kGeneral},
-    {"too_many_streams", 429, kGeneral},   {"device_busy", 429, kGeneral},
-    {"too_many_pending", 429, kGeneral},   {"rate_limited", 429, kGeneral},
-    {"policy_quota", 429, kGeneral},       {"too-many-streams", 429, kGeneral},
-    {"connection-refused", 502, kRefused}, {"unreachable", 502, kHostUnreach},
-    {"target-timeout", 502, kTtl},         {"hub_stream_failed", 502, kHostUnreach},
-    {"rejected", 502, kHostUnreach},       {"device_offline", 503, kNetUnreach},
-    {"handshake_timeout", 504, kTtl},      {"internal", 500, kGeneral},
-    {"other", 502, kHostUnreach},
-}};
-
 // A JSON document from a peer, or an error. nlohmann's parse without exceptions also checks
 // UTF-8; depth is bounded by the message size limit of the transport.
 bool parseObject(std::string_view text, json& out, std::string& err) {
@@ -137,17 +117,12 @@ Fault envelopeFault(const json& j) { return j.is_object() ? Fault::OtherType : F
 
 }  // namespace
 
-const RejectInfo& info(Reject r) {
-  auto i = static_cast<size_t>(r);
-  return kRejects[i < kRejects.size() ? i : kRejects.size() - 1];
-}
-
 Reject rejectFromName(std::string_view n) {
   if (n == "not_allowed") return Reject::PortNotAllowed;
   if (n == "refused") return Reject::ConnectionRefused;
   if (n == "timeout") return Reject::TargetTimeout;
-  for (size_t i = 0; i + 1 < kRejects.size(); ++i) {
-    if (kRejects[i].name == n) return static_cast<Reject>(i);
+  for (size_t i = 0; i + 1 < detail::kRejectTable.size(); ++i) {
+    if (detail::kRejectTable[i].name == n) return static_cast<Reject>(i);
   }
   return Reject::Other;
 }
@@ -182,7 +157,7 @@ std::string truncateUtf8(std::string_view s, size_t max) {
   return std::string(s.substr(0, end));
 }
 
-Parsed<StreamRequest> parseStreamRequest(std::string_view text) {
+Parsed<StreamRequest> parseStreamRequest(std::string_view text, std::string* streamId) {
   json j;
   std::string err;
   if (!parseObject(text, j, err) || !typeIs(j, "stream_request", err)) {
@@ -191,17 +166,18 @@ Parsed<StreamRequest> parseStreamRequest(std::string_view text) {
   StreamRequest m;
   auto sid = str(j, "stream_id", kMaxId, true, err);
   if (!sid || sid->empty()) return fail<StreamRequest>(err.empty() ? "empty \"stream_id\"" : err);
-  auto p = port(j, err);
-  if (!p) return fail<StreamRequest>(err);
-  // The host is checked precisely by the agent (it must refuse with a code, not drop it).
-  const json* h = field(j, "host");
-  if (h && (!h->is_string() || h->get_ref<const std::string&>().size() > 1024)) {
-    return fail<StreamRequest>("\"host\" must be a string");
-  }
   auto url = str(j, "url", kMaxUrl, true, err);
   if (!url) return fail<StreamRequest>(err);
   auto token = str(j, "token", kMaxId, true, err);
   if (!token) return fail<StreamRequest>(err);
+  if (streamId) *streamId = *sid;
+  auto p = port(j, err);
+  if (!p) return fail<StreamRequest>(err, Fault::Port);
+  // The host is checked precisely by the agent (it must refuse with a code, not drop it).
+  const json* h = field(j, "host");
+  if (h && (!h->is_string() || h->get_ref<const std::string&>().size() > 1024)) {
+    return fail<StreamRequest>("\"host\" must be a string", Fault::Host);
+  }
   m.streamId = std::move(*sid);
   m.host = h ? h->get<std::string>() : "127.0.0.1";
   m.port = *p;

@@ -5,6 +5,7 @@
 // its wire name, its HTTP status and the SOCKS reply a client sees for it (docs/protocol.md).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -57,8 +58,35 @@ struct RejectInfo {
   int httpStatus;
   uint8_t socksReply;  // RFC 1928 reply code at the daemon
 };
-const RejectInfo& info(Reject r);
-inline std::string_view name(Reject r) { return info(r).name; }
+namespace detail {
+// SOCKS5 reply codes (RFC 1928 section 6).
+inline constexpr uint8_t kGeneral = 0x01, kNotAllowed = 0x02, kNetUnreach = 0x03,
+                         kHostUnreach = 0x04, kRefused = 0x05, kTtl = 0x06;
+
+inline constexpr std::array<RejectInfo, static_cast<size_t>(Reject::Other) + 1> kRejectTable{{
+    {"bad_request", 400, kGeneral},        {"bad-host", 400, kHostUnreach},
+    {"unauthorized", 401, kGeneral},       {"forbidden", 403, kNotAllowed},
+    {"disabled", 403, kNotAllowed},        {"port-not-allowed", 403, kNotAllowed},
+    {"device_unknown", 404, kHostUnreach}, {"not_found", 404, kGeneral},
+    {"stream_unknown", 404, kGeneral},     {"exists", 409, kGeneral},
+    {"too_many_streams", 429, kGeneral},   {"device_busy", 429, kGeneral},
+    {"too_many_pending", 429, kGeneral},   {"rate_limited", 429, kGeneral},
+    {"policy_quota", 429, kGeneral},       {"too-many-streams", 429, kGeneral},
+    {"connection-refused", 502, kRefused}, {"unreachable", 502, kHostUnreach},
+    {"target-timeout", 502, kTtl},         {"hub_stream_failed", 502, kHostUnreach},
+    {"rejected", 502, kHostUnreach},       {"device_offline", 503, kNetUnreach},
+    {"handshake_timeout", 504, kTtl},      {"internal", 500, kGeneral},
+    {"other", 502, kHostUnreach},
+}};
+
+}  // namespace detail
+
+constexpr const RejectInfo& info(Reject r) {
+  auto i = static_cast<size_t>(r);
+  return detail::kRejectTable[i < detail::kRejectTable.size() ? i
+                                                              : detail::kRejectTable.size() - 1];
+}
+constexpr std::string_view name(Reject r) { return info(r).name; }
 // The code for a wire name, older spellings included (`not_allowed`, `refused`, `timeout`);
 // Other for anything else.
 Reject rejectFromName(std::string_view name);
@@ -138,8 +166,9 @@ enum class KeySlot { Primary, Secondary };
 // ---- parsing -----------------------------------------------------------------------------
 
 // What kind of input a parse refused: not a JSON object at all, a message of another (maybe a
-// newer) type, or the right type with a missing, mistyped or out-of-range field.
-enum class Fault { None, Syntax, OtherType, Field };
+// newer) type, or the right type with a missing, mistyped or out-of-range field (Host and Port
+// name those two, which a receiver answers with their own reject codes).
+enum class Fault { None, Syntax, OtherType, Field, Host, Port };
 
 // The outcome of a parse: the message, or why not (a sentence naming the field).
 template <class T>
@@ -152,8 +181,9 @@ struct Parsed {
   const T* operator->() const { return &*value; }
 };
 
-// Device control channel, both directions.
-Parsed<StreamRequest> parseStreamRequest(std::string_view text);
+// Device control channel, both directions. A request refused for its host or port still gives
+// its stream id (in `streamId`) so that it can be answered.
+Parsed<StreamRequest> parseStreamRequest(std::string_view text, std::string* streamId = nullptr);
 Parsed<StreamResponse> parseStreamResponse(std::string_view text);
 // Service channel. A request that is malformed but carries a usable id gives the error and the
 // id (in `id`) so it can still be answered.

@@ -94,6 +94,9 @@ void WsConnection::resumeReading() {
   if (state_ != State::Open) return;
   bufferevent_enable(bev_.get(), EV_READ);
   process();
+  if (peerEof_ && state_ == State::Open && !paused_ && !processing_) {
+    finish(cc::Abnormal, "connection closed without close frame");
+  }
 }
 
 void WsConnection::enableKeepalive(std::chrono::milliseconds interval,
@@ -160,9 +163,11 @@ void WsConnection::onEventCb(bufferevent*, short what, void* arg) {
       "websocket",
       [self, what] {
         if (what & BEV_EVENT_EOF) {
-          // Input that arrived with the EOF may still hold frames (even the close frame).
+          // Input that arrived with the EOF may still hold frames (even the close frame); while
+          // reading is paused they wait for resumeReading, which ends the connection after them.
+          self->peerEof_ = true;
           self->process();
-          if (self->state_ == State::Open)
+          if (self->state_ == State::Open && !self->paused_)
             self->finish(cc::Abnormal, "connection closed without close frame");
         } else if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
           if (self->state_ == State::Open) self->finish(cc::Abnormal, "connection lost");

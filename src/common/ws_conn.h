@@ -110,6 +110,7 @@ class WsConnection : public Deletable {
   std::string controlBuf_;  // control frame payload being assembled
   EvBufferPtr chunk_;
   bool paused_ = false;
+  bool peerEof_ = false;  // the peer's FIN arrived; frames before it may wait for resumeReading
   bool processing_ = false;
   bool wantDrained_ = false;
   bool pongDue_ = false;     // a ping waits for the output to drain before its pong

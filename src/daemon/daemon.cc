@@ -584,7 +584,9 @@ json Daemon::statusJson() const {
       {"uptime_seconds", static_cast<double>(static_cast<int64_t>(uptime * 10)) / 10},
       {"hub",
        {{"url", cfg_.hubUrl},
-        {"connected", opener_ && opener_->connected()},
+        // Streams work while the hub answers, with or without the service channel.
+        {"connected", opener_ && opener_->reachable()},
+        {"service_channel", opener_ && opener_->connected()},
         {"since", opener_ ? isoUtc(std::chrono::system_clock::to_time_t(opener_->since())) : ""},
         {"last_error", opener_ ? opener_->lastError() : "shutting down"}}},
       {"listen", config::Endpoint{cfg_.socksListen.host, socksPort_}.toString()},

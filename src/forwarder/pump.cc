@@ -3,7 +3,9 @@
 
 #include <sys/socket.h>
 
+#include "common/guard.h"
 #include "common/log.h"
+#include "forwarder/reset.h"
 
 namespace ds {
 
@@ -26,10 +28,8 @@ StreamPump::StreamPump(Loop& loop, BufferEventPtr tcp, std::unique_ptr<WsConnect
 
 StreamPump::~StreamPump() {
   if (ws_) ws_->setCallbacks(nullptr);
-  if (tcp_) {
-    bufferevent_setcb(tcp_.get(), nullptr, nullptr, nullptr, nullptr);
-    loop_.closeAfterFlush(std::move(tcp_));
-  }
+  // Freed before it finished: the stream did not end normally.
+  resetConnection(std::move(tcp_));
 }
 
 void StreamPump::start() {
@@ -41,10 +41,14 @@ void StreamPump::start() {
 void StreamPump::close(const std::string& reason) {
   if (finished_) return;
   ws_->close(ws::close_code::GoingAway, reason);
-  finish(reason);
+  finish(reason, false);
 }
 
-void StreamPump::onTcpRead(bufferevent*, void* arg) { static_cast<StreamPump*>(arg)->pumpUp(); }
+void StreamPump::onTcpRead(bufferevent*, void* arg) {
+  auto* self = static_cast<StreamPump*>(arg);
+  guarded(
+      "stream pump", [&] { self->pumpUp(); }, [&] { self->internalError(); });
+}
 
 void StreamPump::pumpUp() {
   if (finished_ || !tcp_) return;
@@ -59,7 +63,7 @@ void StreamPump::pumpUp() {
     if (evbuffer_get_length(pass.get()) > 0) ws_->sendBinary(pass.get());
     if (st == GateState::Failed) {
       ws_->close(ws::close_code::Normal, "malformed request from the client");
-      return finish("malformed request from the client");
+      return finish("malformed request from the client", false);
     }
     if (st == GateState::Done) {
       // The client is still read (and what it sends dropped) so that its FIN or reset is seen.
@@ -95,10 +99,15 @@ void StreamPump::onWsData(evbuffer* payload) {
 
 void StreamPump::onTcpWrite(bufferevent*, void* arg) {
   auto* self = static_cast<StreamPump*>(arg);
-  if (self->finished_) return;
-  // Resuming may deliver an eof and a close that finish the pump before it returns.
-  self->ws_->resumeReading();
-  self->maybeShutdownTcp();
+  guarded(
+      "stream pump",
+      [&] {
+        if (self->finished_) return;
+        // Resuming may deliver an eof and a close that finish the pump before it returns.
+        self->ws_->resumeReading();
+        self->maybeShutdownTcp();
+      },
+      [&] { self->internalError(); });
 }
 
 void StreamPump::onWsText(std::string message) {
@@ -121,41 +130,61 @@ void StreamPump::maybeShutdownTcp() {
 
 void StreamPump::onTcpEvent(bufferevent*, short what, void* arg) {
   auto* self = static_cast<StreamPump*>(arg);
-  if (self->finished_) return;
-  if (what & BEV_EVENT_EOF) {
-    self->pumpUp();
-    if (self->finished_) return;
-    // Bytes still in the input (paused by backpressure) go first; eof follows them in order.
-    evbuffer* in = bufferevent_get_input(self->tcp_.get());
-    if (evbuffer_get_length(in) > 0) self->ws_->sendBinary(in);
-    self->tcpEof_ = true;
-    self->ws_->sendText(kEofMessage);
-    self->maybeFinish();
-    return;
-  }
-  self->ws_->close(ws::close_code::GoingAway, "target connection failed");
-  self->finish("TCP connection failed");
+  guarded(
+      "stream pump",
+      [&] {
+        if (self->finished_) return;
+        if (what & BEV_EVENT_EOF) {
+          self->pumpUp();
+          if (self->finished_) return;
+          // Bytes still in the input (paused by backpressure) go first; eof follows them in order.
+          evbuffer* in = bufferevent_get_input(self->tcp_.get());
+          if (evbuffer_get_length(in) > 0) self->ws_->sendBinary(in);
+          self->tcpEof_ = true;
+          self->ws_->sendText(kEofMessage);
+          self->maybeFinish();
+          return;
+        }
+        self->ws_->close(ws::close_code::GoingAway, "target connection failed");
+        self->finish("TCP connection failed", false);
+      },
+      [&] { self->internalError(); });
 }
 
 void StreamPump::maybeFinish() {
   if (tcpEof_ && tcpShutdown_) {
     ws_->close(ws::close_code::Normal, "done");
-    finish("done");
+    finish("done", true);
   }
 }
 
 void StreamPump::onWsClosed(uint16_t code, const std::string& reason) {
   if (finished_) return;
-  // What the stream delivered still reaches the TCP peer (closeAfterFlush in finish).
-  finish("stream closed (" + std::to_string(code) + (reason.empty() ? "" : " " + reason) + ")");
+  // A normal end is a 1000 after an eof each way: what the stream delivered still reaches the
+  // TCP peer, then FIN. Anything else (the far side failed, the hub or the link went away) is
+  // a reset, so that the TCP peer cannot mistake a cut stream for a complete one.
+  bool normal = code == ws::close_code::Normal && streamEof_ && tcpEof_;
+  finish("stream closed (" + std::to_string(code) + (reason.empty() ? "" : " " + reason) + ")" +
+             (normal ? "" : ", TCP side reset"),
+         normal);
 }
 
-void StreamPump::finish(const std::string& reason) {
+void StreamPump::internalError() {
+  if (finished_) return;
+  ws_->close(ws::close_code::InternalError, "internal error");
+  finish("internal error", false);
+}
+
+void StreamPump::finish(const std::string& reason, bool clean) {
   if (finished_) return;
   finished_ = true;
   if (tcp_) {
     bufferevent_setcb(tcp_.get(), nullptr, nullptr, nullptr, nullptr);
-    loop_.closeAfterFlush(std::move(tcp_));
+    if (clean) {
+      loop_.closeAfterFlush(std::move(tcp_));
+    } else {
+      resetConnection(std::move(tcp_));
+    }
   }
   if (done_) done_(this, reason);
 }

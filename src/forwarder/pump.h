@@ -1,6 +1,8 @@
 // A byte pump between a TCP connection and a WebSocket stream: binary frames carry the bytes,
 // the text message {"type":"eof"} carries a half-close, watermarks on both sides carry
-// backpressure end to end, and a close on either side closes the other.
+// backpressure end to end, and a close on either side closes the other. Only a stream that
+// ended normally (an eof each way, then close 1000) ends the TCP side with FIN; every other end
+// resets it.
 #pragma once
 
 #include <functional>
@@ -26,7 +28,8 @@ class StreamPump : public Deletable, private WsConnection::Callbacks {
   void setUpstreamGate(UpstreamGate gate) { gate_ = std::move(gate); }
   // Starts both directions; bytes already buffered on either side are pumped first.
   void start();
-  // Ends both sides now (the stream with 1001 and `reason`); Done follows.
+  // Ends both sides now (the stream with 1001 and `reason`, the TCP side with a reset); Done
+  // follows.
   void close(const std::string& reason);
 
   uint64_t bytesToStream() const { return up_; }      // TCP -> WebSocket
@@ -47,7 +50,10 @@ class StreamPump : public Deletable, private WsConnection::Callbacks {
   void pumpUp();
   void maybeShutdownTcp();
   void maybeFinish();
-  void finish(const std::string& reason);
+  // `clean`: FIN after what is buffered for the TCP peer; otherwise a reset.
+  void finish(const std::string& reason, bool clean);
+  // The failure boundary: an exception from a TCP callback ends the stream (reset, 1011).
+  void internalError();
 
   Loop& loop_;
   BufferEventPtr tcp_;

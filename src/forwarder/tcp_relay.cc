@@ -3,6 +3,9 @@
 
 #include <sys/socket.h>
 
+#include "common/guard.h"
+#include "forwarder/reset.h"
+
 namespace ds {
 
 TcpRelay::TcpRelay(Loop& loop, BufferEventPtr client, BufferEventPtr target, size_t highWatermark,
@@ -21,11 +24,8 @@ TcpRelay::TcpRelay(Loop& loop, BufferEventPtr client, BufferEventPtr target, siz
 }
 
 TcpRelay::~TcpRelay() {
-  for (Side& s : side_) {
-    if (!s.bev) continue;
-    bufferevent_setcb(s.bev.get(), nullptr, nullptr, nullptr, nullptr);
-    loop_.closeAfterFlush(std::move(s.bev));
-  }
+  // Freed before it finished: neither side ended normally.
+  for (Side& s : side_) resetConnection(std::move(s.bev));
 }
 
 void TcpRelay::start() {
@@ -36,11 +36,12 @@ void TcpRelay::start() {
   }
 }
 
-void TcpRelay::close(const std::string& reason) { finish(reason); }
+void TcpRelay::close(const std::string& reason) { finish(reason, false); }
 
 void TcpRelay::onRead(bufferevent*, void* arg) {
   auto* s = static_cast<Side*>(arg);
-  s->relay->move(*s);
+  guarded(
+      "tcp relay", [&] { s->relay->move(*s); }, [&] { s->relay->finish("internal error", false); });
 }
 
 // Passes what `from` has read to the other side; stops reading `from` while the other side's
@@ -53,7 +54,7 @@ void TcpRelay::move(Side& from) {
   if (from.index == 0 && gate_) {
     if (gateDone_) return (void)evbuffer_drain(in, evbuffer_get_length(in));
     GateState st = moveThroughGate(in, out, gate_, from.moved);
-    if (st == GateState::Failed) return finish("malformed request from the client");
+    if (st == GateState::Failed) return finish("malformed request from the client", false);
     gateDone_ = st == GateState::Done;
   } else if (size_t n = evbuffer_get_length(in); n > 0) {
     from.moved += n;
@@ -64,11 +65,16 @@ void TcpRelay::move(Side& from) {
 
 void TcpRelay::onWrite(bufferevent*, void* arg) {
   auto* to = static_cast<Side*>(arg);
-  TcpRelay* self = to->relay;
-  if (self->finished_) return;
-  Side& from = self->other(*to);
-  if (!from.eof) bufferevent_enable(from.bev.get(), EV_READ);
-  self->maybeShutdown(*to);
+  guarded(
+      "tcp relay",
+      [&] {
+        TcpRelay* self = to->relay;
+        if (self->finished_) return;
+        Side& from = self->other(*to);
+        if (!from.eof) bufferevent_enable(from.bev.get(), EV_READ);
+        self->maybeShutdown(*to);
+      },
+      [&] { to->relay->finish("internal error", false); });
 }
 
 // Half-closes `to` once the other side's peer half-closed and everything before it is sent.
@@ -77,37 +83,48 @@ void TcpRelay::maybeShutdown(Side& to) {
   if (evbuffer_get_length(bufferevent_get_output(to.bev.get())) != 0) return;
   to.shutDown = true;
   ::shutdown(bufferevent_getfd(to.bev.get()), SHUT_WR);
-  if (side_[0].shutDown && side_[1].shutDown) finish("done");
+  if (side_[0].shutDown && side_[1].shutDown) finish("done", true);
 }
 
 void TcpRelay::onEvent(bufferevent*, short what, void* arg) {
   auto* s = static_cast<Side*>(arg);
-  TcpRelay* self = s->relay;
-  if (self->finished_) return;
-  if (what & BEV_EVENT_EOF) {
-    // Bytes held back by backpressure go first; the half-close follows them.
-    Side& to = self->other(*s);
-    self->move(*s);
-    if (self->finished_) return;
-    evbuffer* in = bufferevent_get_input(s->bev.get());
-    s->moved += evbuffer_get_length(in);
-    evbuffer_add_buffer(bufferevent_get_output(to.bev.get()), in);
-    s->eof = true;
-    bufferevent_disable(s->bev.get(), EV_READ);
-    self->maybeShutdown(to);
-    return;
-  }
-  self->finish(s->index == 0 ? "client connection failed" : "target connection failed");
+  guarded(
+      "tcp relay",
+      [&] {
+        TcpRelay* self = s->relay;
+        if (self->finished_) return;
+        if (what & BEV_EVENT_EOF) {
+          // Bytes held back by backpressure go first; the half-close follows them.
+          Side& to = self->other(*s);
+          self->move(*s);
+          if (self->finished_) return;
+          evbuffer* in = bufferevent_get_input(s->bev.get());
+          s->moved += evbuffer_get_length(in);
+          evbuffer_add_buffer(bufferevent_get_output(to.bev.get()), in);
+          s->eof = true;
+          bufferevent_disable(s->bev.get(), EV_READ);
+          self->maybeShutdown(to);
+          return;
+        }
+        self->finish(s->index == 0 ? "client connection failed" : "target connection failed",
+                     false);
+      },
+      [&] { s->relay->finish("internal error", false); });
 }
 
-void TcpRelay::finish(const std::string& reason) {
+void TcpRelay::finish(const std::string& reason, bool clean) {
   if (finished_) return;
   finished_ = true;
-  // What each side already has to send still goes out (closeAfterFlush).
+  // A normal end (both half-closes passed on) lets the sockets linger as usual; any other end
+  // resets both, so that neither peer takes a cut connection for a complete one.
   for (Side& s : side_) {
     if (!s.bev) continue;
     bufferevent_setcb(s.bev.get(), nullptr, nullptr, nullptr, nullptr);
-    loop_.closeAfterFlush(std::move(s.bev));
+    if (clean) {
+      loop_.closeAfterFlush(std::move(s.bev));
+    } else {
+      resetConnection(std::move(s.bev));
+    }
   }
   if (done_) done_(this, reason);
 }

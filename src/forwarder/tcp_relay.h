@@ -1,6 +1,6 @@
 // A byte relay between two TCP connections, for destinations the daemon reaches directly: the
 // same rules as StreamPump (watermarks on both sides, half-close passed on, a failure on either
-// side closes the other after what it already has is flushed).
+// side resets the other; only a relay whose both sides half-closed ends without a reset).
 #pragma once
 
 #include <functional>
@@ -24,7 +24,7 @@ class TcpRelay : public Deletable {
   void setUpstreamGate(UpstreamGate gate) { gate_ = std::move(gate); }
   // Starts both directions; bytes already buffered on either side are relayed first.
   void start();
-  // Ends both sides now; Done follows.
+  // Ends both sides now with a reset; Done follows.
   void close(const std::string& reason);
 
   uint64_t bytesToTarget() const { return side_[0].moved; }
@@ -45,7 +45,7 @@ class TcpRelay : public Deletable {
   static void onEvent(bufferevent*, short what, void* arg);
   void move(Side& from);
   void maybeShutdown(Side& to);
-  void finish(const std::string& reason);
+  void finish(const std::string& reason, bool clean);
   Side& other(const Side& s) { return side_[1 - s.index]; }
 
   Loop& loop_;

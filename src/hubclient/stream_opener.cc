@@ -18,14 +18,6 @@ namespace {
 
 constexpr milliseconds kMargin{5000};
 
-milliseconds fullJitter(milliseconds initial, milliseconds cap, unsigned attempt,
-                        std::mt19937_64& rng) {
-  milliseconds bound = std::min(initial, cap);
-  for (unsigned i = 0; i < attempt && bound < cap; ++i) bound = std::min(bound * 2, cap);
-  std::uniform_int_distribution<int64_t> pick(0, bound.count());
-  return milliseconds(pick(rng));
-}
-
 }  // namespace
 
 // One open: the request (on the channel or as a POST), then the stream side.
@@ -111,6 +103,9 @@ class StreamOpener::Open : public Deletable {
     ex_ = initiateStream(owner_.loop_, owner_.hub_, owner_.opts_.policy, owner_.opts_.key, device_,
                          host_, port_, left(), [this](InitiateResult&& r) {
                            if (ex_) owner_.loop_.deferDelete(std::move(ex_));
+                           // Refused credentials are an answer, but not a working hub.
+                           owner_.onHubContact(r.status != 0 && r.status != 401 && r.status != 403,
+                                               r.message);
                            onAnswer(r.status, r.code, r.message, r.grant);
                          });
   }
@@ -189,6 +184,7 @@ StreamOpener::StreamOpener(Loop& loop, const HubTarget& hub, Options opts)
       opts_(std::move(opts)),
       pool_(loop, hub, opts_.pool),
       reconnect_(loop, [this] { connect(); }),
+      backoff_({opts_.reconnectMin, opts_.reconnectMax}),
       rng_(std::random_device{}()),
       since_(std::chrono::system_clock::now()) {}
 
@@ -220,14 +216,17 @@ void StreamOpener::connect() {
           if (lastError_ != error) {
             LOG_WARN("hub service channel: %s", error.c_str());
           }
-          lastError_ = error;  // still down: `since` stays the moment it went down
+          // An HTTP answer (401, 503...) comes from the hub; anything else says it is away.
+          answered_ = error.rfind("HTTP ", 0) == 0;
+          if (!answered_) setReachable(false, error);
+          if (!reachable_) lastError_ = error;  // `since` stays the moment it went down
           return scheduleReconnect(refused);
         }
         LOG_INFO("hub service channel to %s:%u open", hub_.host.c_str(), hub_.port);
-        openedAt_ = SteadyClock::now();
+        backoff_.up(SteadyClock::now());
+        answered_ = false;
         channel_ = std::move(ws);
-        since_ = std::chrono::system_clock::now();
-        lastError_.clear();
+        setReachable(true, "");
         channel_->setCallbacks(this);
         channel_->enableKeepalive(opts_.keepalive, opts_.keepaliveTimeout);
         channel_->start();
@@ -237,10 +236,26 @@ void StreamOpener::connect() {
 void StreamOpener::scheduleReconnect(bool slow) {
   // Full jitter spreads a fleet of daemons after a hub restart; refused credentials will not
   // fix themselves quickly, so those retry at the slowest pace.
-  milliseconds delay = slow ? opts_.reconnectMax
-                            : fullJitter(opts_.reconnectMin, opts_.reconnectMax, attempt_, rng_);
-  if (attempt_ < 64) ++attempt_;
+  milliseconds delay = slow ? opts_.reconnectMax : backoff_.next(SteadyClock::now(), rng_);
   reconnect_.arm(delay);
+}
+
+void StreamOpener::onHubContact(bool answered, const std::string& error) {
+  if (channel_) return;  // the channel is the better witness
+  if (!answered) return setReachable(false, error.empty() ? "hub unreachable" : error);
+  setReachable(true, "");
+  // The hub is back before the channel's next attempt: redial now rather than after the wait
+  // (not when the hub itself refused the channel: that waits for the backoff).
+  if (!connecting_ && started_ && !answered_ && reconnect_.armed()) {
+    reconnect_.cancel();
+    connect();
+  }
+}
+
+void StreamOpener::setReachable(bool up, const std::string& error) {
+  if (up != reachable_) since_ = std::chrono::system_clock::now();
+  reachable_ = up;
+  lastError_ = up ? "" : error;
 }
 
 void StreamOpener::onWsData(evbuffer*) {
@@ -270,9 +285,8 @@ void StreamOpener::onWsClosed(uint16_t code, const std::string& reason) {
   loop_.deferDelete(std::move(channel_));
   // Backoff starts over only after a channel that lived: a hub (or a middlebox) that accepts
   // the upgrade and drops the channel at once is not redialled in a tight loop.
-  if (SteadyClock::now() - openedAt_ > opts_.reconnectMax) attempt_ = 0;
-  since_ = std::chrono::system_clock::now();
-  lastError_ = why;
+  backoff_.down(SteadyClock::now());
+  setReachable(false, why);
   // Requests in flight on the lost channel were cancelled by the hub: ask again by POST.
   std::vector<Open*> lost;
   for (auto& [id, o] : opens_) {

@@ -15,6 +15,7 @@
 
 #include "common/event.h"
 #include "common/ws_conn.h"
+#include "hubclient/backoff.h"
 #include "hubclient/hub_client.h"
 #include "hubclient/warm_pool.h"
 
@@ -33,7 +34,8 @@ class StreamOpener : private WsConnection::Callbacks {
     // The hub's handshake_timeout; each open is bounded by it plus a margin.
     std::chrono::milliseconds handshakeTimeout{60000};
     // The service channel: pings every `keepalive`, dropped when silent for `keepaliveTimeout`
-    // (0: three intervals); reconnects with full-jitter backoff between the two bounds.
+    // (0: three intervals); reconnects with full-jitter backoff between the two bounds, kept
+    // short after the loss of a channel that had been up (hubclient/backoff.h).
     std::chrono::milliseconds keepalive{20000};
     std::chrono::milliseconds keepaliveTimeout{0};
     std::chrono::milliseconds reconnectMin{500}, reconnectMax{30000};
@@ -57,9 +59,13 @@ class StreamOpener : private WsConnection::Callbacks {
   // `done` of that open will not run; its resources are freed. Unknown ids are ignored.
   void cancel(uint64_t id);
 
-  // The service channel's state, for `devstreams status`: open or not, the last error (empty
-  // while open), and since when it is in its current state.
+  // The service channel is open.
   bool connected() const { return channel_ != nullptr; }
+  // The hub's state, for `devstreams status`: reachable while the channel is open, and also while
+  // it is down but the hub answered a request since (opens fall back to the POST endpoint, so
+  // streams work; the channel is redialled at once). `lastError` is empty while reachable;
+  // `since` is when the current state began.
+  bool reachable() const { return reachable_; }
   const std::string& lastError() const { return lastError_; }
   std::chrono::system_clock::time_point since() const { return since_; }
 
@@ -75,6 +81,9 @@ class StreamOpener : private WsConnection::Callbacks {
   friend class Open;
   void connect();
   void scheduleReconnect(bool slow);
+  // Outcome of a request that did not use the channel: `answered` when the hub answered at all.
+  void onHubContact(bool answered, const std::string& error);
+  void setReachable(bool up, const std::string& error);
   void onWsData(evbuffer*) override;
   void onWsText(std::string message) override;
   void onWsClosed(uint16_t code, const std::string& reason) override;
@@ -88,10 +97,11 @@ class StreamOpener : private WsConnection::Callbacks {
   ExchangePtr connecting_;
   std::unique_ptr<WsConnection> channel_;
   Timer reconnect_;
-  unsigned attempt_ = 0;
-  std::chrono::steady_clock::time_point openedAt_;
+  Backoff backoff_;
   std::mt19937_64 rng_;
   bool started_ = false;
+  bool reachable_ = false;
+  bool answered_ = false;  // the last failed channel attempt got an HTTP answer (a refusal)
   std::string lastError_ = "not connected yet";
   std::chrono::system_clock::time_point since_;
   uint64_t nextId_ = 1;

@@ -1,10 +1,12 @@
 // Tests for StreamPump over real libevent loops on socketpairs: a "TCP" socketpair on one side, a
 // WebSocket socketpair on the other whose far end is a second WsConnection (or raw frames).
 // Covers bytes both ways, half-close in either direction via {"type":"eof"}, the end of the pump
-// (both eofs, stream closed, TCP failure), and backpressure in both directions with bounded
-// buffering.
+// (both eofs, stream closed, TCP failure), how the TCP peer learns of it (FIN only after a normal
+// end, a reset otherwise; those tests use a loopback TCP pair, which has resets), and
+// backpressure in both directions with bounded buffering.
 #include "forwarder/pump.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -15,6 +17,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <random>
@@ -26,6 +29,7 @@
 #include "common/ws_conn.h"
 #include "common/ws_frame.h"
 #include "support/run_loop.h"
+#include "support/tcp_pair.h"
 
 namespace ds {
 namespace {
@@ -134,23 +138,41 @@ std::pair<int, int> socketPair() {
   return {fds[0], fds[1]};
 }
 
+std::pair<int, int> tcpPair() {
+  int fds[2] = {-1, -1};
+  test::tcpPair(fds);
+  if (fds[0] < 0 || fds[1] < 0) std::abort();
+  evutil_make_socket_nonblocking(fds[0]);
+  evutil_make_socket_nonblocking(fds[1]);
+  return {fds[0], fds[1]};
+}
+
+// How the TCP peer saw its connection end.
+enum class TcpEnd { None, Fin, Reset };
+
 // One pump with both far ends. The pump's WebSocket is the client side (as in the daemon and
 // the agent); the far end is a server WsConnection unless a test writes raw frames instead.
+// With `realTcp` the TCP side is a loopback TCP pair whose far end the test reads and writes
+// itself (peerTcpFd), to tell a FIN from a reset.
 class Rig {
  public:
-  explicit Rig(size_t high = 256 * 1024, bool wsPeer = true)
+  explicit Rig(size_t high = 256 * 1024, bool wsPeer = true, bool realTcp = false)
       : guard_(loop_, [this] {
           timedOut_ = true;
           event_base_loopbreak(loop_.base());
         }) {
     std::signal(SIGPIPE, SIG_IGN);
-    auto [pumpTcp, peerTcp] = socketPair();
+    auto [pumpTcp, peerTcp] = realTcp ? tcpPair() : socketPair();
     auto [pumpWs, peerWs] = socketPair();
     pumpTcpFd = pumpTcp;
     peerWsFd = peerWs;
-    tcp.bev = newSocketBufferEvent(loop_, peerTcp);
-    bufferevent_setcb(tcp.bev.get(), &TcpPeer::onRead, nullptr, &TcpPeer::onEvent, &tcp);
-    bufferevent_enable(tcp.bev.get(), EV_READ | EV_WRITE);
+    if (realTcp) {
+      peerTcpFd = peerTcp;
+    } else {
+      tcp.bev = newSocketBufferEvent(loop_, peerTcp);
+      bufferevent_setcb(tcp.bev.get(), &TcpPeer::onRead, nullptr, &TcpPeer::onEvent, &tcp);
+      bufferevent_enable(tcp.bev.get(), EV_READ | EV_WRITE);
+    }
 
     BufferEventPtr tcpBev = newSocketBufferEvent(loop_, pumpTcp);
     BufferEventPtr wsBev = newSocketBufferEvent(loop_, pumpWs);
@@ -177,6 +199,41 @@ class Rig {
     pump.reset();
     ws_.reset();
     peer.reset();
+    if (peerTcpFd >= 0) ::close(peerTcpFd);
+  }
+
+  // Turns the loop until `done` holds without blocking in it (the test's own TCP socket is not
+  // in the loop): a turn with nothing to do waits briefly on that socket instead.
+  bool drive(const std::function<bool()>& done) {
+    while (!done()) {
+      if (timedOut_) {
+        ADD_FAILURE() << "safety stop: the awaited condition never came";
+        return false;
+      }
+      event_base_loop(loop_.base(), EVLOOP_NONBLOCK);
+      pollfd p{peerTcpFd, POLLIN, 0};
+      ::poll(&p, 1, 1);
+    }
+    return true;
+  }
+
+  // Reads the real TCP peer until its connection ends; returns how it ended.
+  TcpEnd readTcpToEnd(std::string& got) {
+    TcpEnd end = TcpEnd::None;
+    char buf[65536];
+    drive([&] {
+      ssize_t n = ::read(peerTcpFd, buf, sizeof buf);
+      if (n > 0) {
+        got.append(buf, static_cast<size_t>(n));
+      } else if (n == 0) {
+        end = TcpEnd::Fin;
+      } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        EXPECT_EQ(errno, ECONNRESET) << std::strerror(errno);
+        end = TcpEnd::Reset;
+      }
+      return end != TcpEnd::None;
+    });
+    return end;
   }
 
   void startPump() {
@@ -230,6 +287,7 @@ class Rig {
   std::unique_ptr<WsConnection> peer;
   std::unique_ptr<StreamPump> pump;
   int pumpTcpFd = -1;
+  int peerTcpFd = -1;  // the test's end of a real TCP pair
   int peerWsFd = -1;
   bufferevent* pumpTcpBev = nullptr;  // owned by the pump, valid until it finishes
   bufferevent* pumpWsBev = nullptr;
@@ -363,30 +421,118 @@ TEST(StreamPump, OwnerMayFreeThePumpFromDone) {
   EXPECT_EQ(r.rec.data, "up");
 }
 
-TEST(StreamPump, StreamDroppedWithoutCloseEndsPumpAndTcpPeerSeesEof) {
-  Rig r;
+bool isPrefix(const std::string& got, const std::string& of) {
+  return got.size() <= of.size() && of.compare(0, got.size(), got) == 0;
+}
+
+TEST(StreamPump, StreamDroppedWithoutCloseResetsTheTcpPeer) {
+  Rig r(256 * 1024, true, /*realTcp=*/true);
   r.startPump();
   const std::string down = randomBytes(100 * 1024, 5);
   r.peerSend(down);
-  // The far end goes away without a close handshake (its socket is half-closed after the flush).
+  // The far end goes away without a close handshake (the hub or the link died).
   r.peer.reset();
-  ASSERT_TRUE(r.runUntil([&] { return r.doneCount > 0 && r.tcp.eof; }));
+  std::string got;
+  EXPECT_EQ(r.readTcpToEnd(got), TcpEnd::Reset) << "a cut stream must not look complete";
+  EXPECT_TRUE(isPrefix(got, down)) << "what arrived must be a prefix of what was sent";
   EXPECT_EQ(r.doneCount, 1);
   EXPECT_NE(r.doneReason.find("1006"), std::string::npos) << r.doneReason;
-  EXPECT_TRUE(r.tcp.in == down) << "bytes delivered before the drop still reach the TCP peer";
 }
 
-TEST(StreamPump, StreamClosedByPeerEndsPumpAfterDeliveringItsBytes) {
-  Rig r;
+TEST(StreamPump, StreamClosedByPeerWith1001ResetsTheTcpPeer) {
+  Rig r(256 * 1024, true, /*realTcp=*/true);
   r.startPump();
   const std::string down = randomBytes(300 * 1024, 6);
   r.peerSend(down);
   r.peer->close(ws::close_code::GoingAway, "bye");
-  ASSERT_TRUE(r.runUntil([&] { return r.doneCount > 0 && r.tcp.eof; }));
+  std::string got;
+  EXPECT_EQ(r.readTcpToEnd(got), TcpEnd::Reset);
+  EXPECT_TRUE(isPrefix(got, down));
   EXPECT_EQ(r.doneCount, 1);
-  EXPECT_EQ(r.doneReason, "stream closed (1001 bye)");
-  EXPECT_EQ(r.tcp.inAtEof, down.size());
-  EXPECT_TRUE(r.tcp.in == down);
+  EXPECT_EQ(r.doneReason.rfind("stream closed (1001 bye)", 0), 0u) << r.doneReason;
+}
+
+// A 1000 is a normal end only after an eof each way: without them the data was cut short.
+TEST(StreamPump, Close1000WithoutEofsResetsTheTcpPeer) {
+  Rig r(256 * 1024, true, /*realTcp=*/true);
+  r.startPump();
+  r.peerSend("partial");
+  r.peer->close(ws::close_code::Normal, "done");
+  std::string got;
+  EXPECT_EQ(r.readTcpToEnd(got), TcpEnd::Reset);
+  EXPECT_TRUE(isPrefix(got, "partial"));
+}
+
+TEST(StreamPump, Close1000AfterOnlyTheStreamEofResetsTheTcpPeer) {
+  Rig r(256 * 1024, true, /*realTcp=*/true);
+  r.startPump();
+  r.peerSend("all of it");
+  r.peer->sendText(kEof);
+  r.peer->close(ws::close_code::Normal, "done");
+  std::string got;
+  // The TCP peer never half-closed: its direction was cut.
+  EXPECT_EQ(r.readTcpToEnd(got), TcpEnd::Reset);
+}
+
+// The normal end through the far end's close: the TCP peer half-closed first and reads slowly,
+// so the far end's bytes, eof and close 1000 arrive while the pump's TCP output is still full.
+// All bytes are delivered, then FIN.
+TEST(StreamPump, Close1000AfterBothEofsDeliversEverythingThenFin) {
+  Rig r(64 * 1024, true, /*realTcp=*/true);
+  r.startPump();
+  ASSERT_EQ(::write(r.peerTcpFd, "up", 2), 2);
+  ::shutdown(r.peerTcpFd, SHUT_WR);
+  ASSERT_TRUE(r.drive([&] { return !r.rec.texts.empty(); }));
+  EXPECT_EQ(r.rec.texts[0], kEof);
+  const std::string down = randomBytes(2 << 20, 11);
+  r.peerSend(down);
+  r.peer->sendText(kEof);
+  r.peer->close(ws::close_code::Normal, "done");
+  std::string got;
+  EXPECT_EQ(r.readTcpToEnd(got), TcpEnd::Fin) << r.doneReason;
+  EXPECT_EQ(got.size(), down.size());
+  EXPECT_TRUE(got == down);
+  EXPECT_EQ(r.rec.data, "up");
+  EXPECT_EQ(r.doneCount, 1);
+}
+
+TEST(StreamPump, BothEofsEndTheTcpSideWithFin) {
+  Rig r(256 * 1024, true, /*realTcp=*/true);
+  r.startPump();
+  r.peerSend("down");
+  r.peer->sendText(kEof);
+  ASSERT_EQ(::write(r.peerTcpFd, "up", 2), 2);
+  ::shutdown(r.peerTcpFd, SHUT_WR);
+  std::string got;
+  EXPECT_EQ(r.readTcpToEnd(got), TcpEnd::Fin);
+  EXPECT_EQ(got, "down");
+  ASSERT_TRUE(r.drive([&] { return r.doneCount > 0 && r.rec.closedCode != -1; }));
+  EXPECT_EQ(r.doneReason, "done");
+  EXPECT_EQ(r.rec.closedCode, ws::close_code::Normal);
+  EXPECT_EQ(r.rec.data, "up");
+}
+
+TEST(StreamPump, OwnerCloseResetsTheTcpPeer) {
+  Rig r(256 * 1024, true, /*realTcp=*/true);
+  r.startPump();
+  r.pump->close("shutting down");
+  std::string got;
+  EXPECT_EQ(r.readTcpToEnd(got), TcpEnd::Reset);
+  ASSERT_TRUE(r.drive([&] { return r.rec.closedCode != -1; }));
+  EXPECT_EQ(r.rec.closedCode, ws::close_code::GoingAway);
+}
+
+TEST(StreamPump, TcpPeerResetClosesTheStreamWith1001) {
+  Rig r(256 * 1024, true, /*realTcp=*/true);
+  r.startPump();
+  r.peerSend("some");
+  linger l{1, 0};
+  ::setsockopt(r.peerTcpFd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  ::close(r.peerTcpFd);
+  r.peerTcpFd = -1;
+  ASSERT_TRUE(r.runUntil([&] { return r.doneCount > 0 && r.rec.closedCode != -1; }));
+  EXPECT_EQ(r.rec.closedCode, ws::close_code::GoingAway);
+  EXPECT_TRUE(r.rec.texts.empty()) << "a reset is not an eof";
 }
 
 TEST(StreamPump, TcpPeerGoneWhileStreamSendsClosesTheStream) {
@@ -481,10 +627,10 @@ TEST(StreamPump, BackpressureFromStreamStopsReadingTcp) {
   tcpIn.unwatch();
 }
 
-// The last bytes, the eof and the close frame arrive together and the pump pauses on those last
-// bytes (the TCP peer is slow). When the TCP output drains, the pump resumes the WebSocket,
-// which delivers eof and then the close, and the pump finishes inside its own TCP write
-// callback. Run in a child process so that a crash fails only this test.
+// The TCP peer half-closed; the last bytes, the eof and the close frame arrive together and the
+// pump pauses on those last bytes (the TCP peer is slow). When the TCP output drains, the pump
+// resumes the WebSocket, which delivers eof and then the close, and the pump finishes inside its
+// own TCP write callback. Run in a child process so that a crash fails only this test.
 bool eofAndCloseBufferedBehindPausedBytes() {
   constexpr size_t kHigh = 64 * 1024;
   Rig r(kHigh, /*wsPeer=*/false);
@@ -502,6 +648,8 @@ bool eofAndCloseBufferedBehindPausedBytes() {
   evbuffer_unfreeze(in, 0);
   evbuffer_add(in, wire.data(), wire.size());
   evbuffer_freeze(in, 0);
+  // The TCP peer half-closed first: with the far end's eof and 1000 this is a normal end.
+  ::shutdown(r.tcp.fd(), SHUT_WR);
   r.startPump();
   if (r.pumpWsReading()) {
     std::fprintf(stderr, "setup: the pump did not pause on the big payload\n");

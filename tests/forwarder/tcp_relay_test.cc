@@ -1,9 +1,11 @@
 // Tests for TcpRelay over a real libevent loop on socketpairs: the test plays the client on one
 // pair and the target on the other. Covers bytes both ways with half-close in order, the end of
-// the relay, a failing side, and backpressure (a target that does not read stops the client).
+// the relay, a failing side (the other side is reset: only a relay whose both sides half-closed
+// ends with FIN), and backpressure (a target that does not read stops the client).
 #include "forwarder/tcp_relay.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -100,6 +102,23 @@ class TcpRelayTest : public ::testing::Test {
     });
     return got;
   }
+  // Reads from `fd` until its connection ends: true for a reset, false for a FIN.
+  bool readToEnd(int fd, std::string& got) {
+    char buf[65536];
+    bool reset = false;
+    drive([&] {
+      ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n > 0) got.append(buf, static_cast<size_t>(n));
+      reset = n < 0 && errno == ECONNRESET;
+      return n == 0 || reset;
+    });
+    return reset;
+  }
+  static void resetSocket(int fd) {
+    linger l{1, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    ::close(fd);
+  }
 
   static constexpr size_t kHigh = 64 * 1024;
   Loop loop_;
@@ -136,11 +155,9 @@ TEST_F(TcpRelayTest, BytesBufferedBeforeStartGoFirst) {
   EXPECT_EQ(std::string(buf, static_cast<size_t>(n)), "early");
 }
 
-TEST_F(TcpRelayTest, FailingTargetClosesTheClientAfterWhatItSent) {
+TEST_F(TcpRelayTest, FailingTargetResetsTheClientAfterWhatItSent) {
   relay_->start();
   ASSERT_EQ(::write(target_, "last words", 10), 10);
-  linger l{1, 0};
-  ::setsockopt(target_, SOL_SOCKET, SO_LINGER, &l, sizeof l);
   // Let the bytes reach the client side before the reset.
   std::string got;
   char buf[64];
@@ -149,11 +166,39 @@ TEST_F(TcpRelayTest, FailingTargetClosesTheClientAfterWhatItSent) {
     if (n > 0) got.append(buf, static_cast<size_t>(n));
     return got.size() == 10;
   });
-  ::close(target_);
+  resetSocket(target_);
   target_ = ::dup(client_);  // keeps TearDown's close balanced
-  EXPECT_EQ(readToEof(client_), "");
-  EXPECT_EQ(got, "last words");
-  EXPECT_FALSE(reason_.empty());
+  std::string rest;
+  EXPECT_TRUE(readToEnd(client_, rest)) << "the client must see the failure, not a clean end";
+  EXPECT_EQ(got + rest, "last words");
+  EXPECT_EQ(reason_, "target connection failed");
+}
+
+TEST_F(TcpRelayTest, FailingClientResetsTheTarget) {
+  relay_->start();
+  ASSERT_EQ(::write(client_, "partial upload", 14), 14);
+  std::string got;
+  char buf[64];
+  drive([&] {
+    ssize_t n = ::read(target_, buf, sizeof buf);
+    if (n > 0) got.append(buf, static_cast<size_t>(n));
+    return got.size() == 14;
+  });
+  resetSocket(client_);
+  client_ = ::dup(target_);
+  std::string rest;
+  EXPECT_TRUE(readToEnd(target_, rest));
+  EXPECT_EQ(got + rest, "partial upload");
+  EXPECT_EQ(reason_, "client connection failed");
+}
+
+TEST_F(TcpRelayTest, CloseResetsBothSides) {
+  relay_->start();
+  relay_->close("shutting down");
+  std::string a, b;
+  EXPECT_TRUE(readToEnd(client_, a));
+  EXPECT_TRUE(readToEnd(target_, b));
+  EXPECT_EQ(reason_, "shutting down");
 }
 
 TEST_F(TcpRelayTest, TargetThatDoesNotReadStopsTheClient) {

@@ -1,0 +1,20 @@
+// resetConnection: SO_LINGER {1, 0} and close.
+#include "forwarder/reset.h"
+
+#include <sys/socket.h>
+
+namespace ds {
+
+void resetConnection(BufferEventPtr bev) {
+  if (!bev) return;
+  bufferevent_setcb(bev.get(), nullptr, nullptr, nullptr, nullptr);
+  bufferevent_disable(bev.get(), EV_READ | EV_WRITE);
+  evutil_socket_t fd = bufferevent_getfd(bev.get());
+  if (fd >= 0) {
+    linger l{1, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  }
+  bev.reset();  // BEV_OPT_CLOSE_ON_FREE: the close sends the reset
+}
+
+}  // namespace ds
