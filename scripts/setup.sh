@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(
   build-essential cmake ninja-build pkg-config git
   libevent-dev libssl-dev libyaml-cpp-dev libwebsockets-dev libsqlite3-dev
-  nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev
+  nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev libsystemd-dev scdoc
   openssh-client curl openssl python3
   libgtk-3-dev libayatana-appindicator3-dev libnotify-dev
 )

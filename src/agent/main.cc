@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/platform.h"
 #include "common/service.h"
+#include "common/service_notify.h"
 
 namespace {
 
@@ -66,8 +67,19 @@ int runAgent(int argc, char** argv) {
     ds::service::startError(err);
     return 1;
   }
+  // Ready once the hub link is up, or once the first attempt has had its connect_timeout: a
+  // service that waits for an unreachable hub is running as configured, and says so.
+  auto started = std::chrono::steady_clock::now();
+  ds::service::Notifier notifier(loop, [&] {
+    bool online = agent.online();
+    bool tried = std::chrono::steady_clock::now() - started >= cfg.connectTimeout;
+    return ds::service::State{online || tried, cfg.deviceId +
+                                                   (online ? " online, " : " connecting to hub, ") +
+                                                   ds::service::countOf(agent.streams(), "stream")};
+  });
   loop.onSignals([&](int sig) {
     LOG_INFO("signal %d: shutting down", sig);
+    notifier.stopping("shutting down");
     agent.shutdown();
     loop.stopWhenFlushed();
   });

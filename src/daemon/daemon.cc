@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/protocol.h"
 #include "common/sas.h"
+#include "common/service_notify.h"
 #include "common/time_text.h"
 #include "common/tls.h"
 #include "forwarder/pump.h"
@@ -401,7 +402,10 @@ bool Daemon::start(std::string& err) {
         onClientAccept(fd, std::move(t));
       },
       "proxy port");
-  if (!acceptor_->listen(cfg_.socksListen.host, cfg_.socksListen.port, socksPort_, err)) {
+  // Socket activation (devstreamsd.socket) hands over the proxy port ready-made.
+  if (int fd = service::inheritedSocket(socksPort_); fd >= 0) {
+    if (!acceptor_->adopt(fd, err)) return false;
+  } else if (!acceptor_->listen(cfg_.socksListen.host, cfg_.socksListen.port, socksPort_, err)) {
     return false;
   }
   LOG_INFO("proxy (SOCKS5, SOCKS4a, HTTP) on %s:%u, devices as NAME%s%s%s",

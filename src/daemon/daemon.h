@@ -56,6 +56,8 @@ class Daemon : public socks::ProxySession::Handler {
   bool start(std::string& err);
   void shutdown();
   uint16_t socksPort() const { return socksPort_; }
+  // What `devstreams status` shows (also the service status line).
+  nlohmann::json status() const { return statusJson(); }
 
   class Conn;
   struct ForwardListener;

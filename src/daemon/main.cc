@@ -2,9 +2,11 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
+#include "common/json_fields.h"
 #include "common/log.h"
 #include "common/platform.h"
 #include "common/service.h"
+#include "common/service_notify.h"
 #include "daemon/daemon.h"
 
 namespace {
@@ -38,8 +40,27 @@ int runDaemon(int argc, char** argv) {
     ds::service::startError(err);
     return 1;
   }
+  // Ready once the hub's service channel is up, or once its first attempt has had the
+  // opener's connect bound: the proxy answers either way (SOCKS errors while the hub is away).
+  auto started = std::chrono::steady_clock::now();
+  ds::service::Notifier notifier(loop, [&] {
+    const nlohmann::json st = daemon.status();
+    const nlohmann::json& hubState = st.contains("hub") ? st["hub"] : st;
+    bool connected = ds::boolField(hubState, "connected", false);
+    bool tried = std::chrono::steady_clock::now() - started >=
+                 ds::hubclient::StreamOpener::Options{}.connectTimeout;
+    std::string hub =
+        connected ? "hub connected" : "hub: " + ds::stringField(hubState, "last_error", "?");
+    size_t streams = st.contains("streams") && st["streams"].is_number_unsigned()
+                         ? st["streams"].get<size_t>()
+                         : 0;
+    return ds::service::State{connected || tried,
+                              hub + ", " + ds::service::countOf(streams, "stream") + ", proxy on " +
+                                  ds::stringField(st, "listen")};
+  });
   loop.onSignals([&](int sig) {
     LOG_INFO("signal %d: shutting down", sig);
+    notifier.stopping("shutting down");
     daemon.shutdown();
     loop.stopWhenFlushed();
   });

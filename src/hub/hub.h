@@ -36,6 +36,9 @@ class Hub {
   const std::string& caFingerprint() const { return caFingerprint_; }
   // Stops accepting and closes every connection (going away).
   void shutdown();
+  // For the service status line: devices with a control channel, streams (pending or paired).
+  size_t devicesOnline() const { return devices_.size(); }
+  size_t streamCount() const { return streams_.size(); }
 
   class HttpSession;
   class DeviceChannel;

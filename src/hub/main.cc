@@ -4,6 +4,7 @@
 
 #include "common/config.h"
 #include "common/log.h"
+#include "common/service_notify.h"
 #include "hub/hub.h"
 
 int main(int argc, char** argv) {
@@ -38,8 +39,15 @@ int main(int argc, char** argv) {
   }
   LOG_INFO("listening on %s:%u, registry %s", cfg.listen.host.c_str(), hub.port(),
            cfg.registry.c_str());
+  std::string where = cfg.listen.host + ":" + std::to_string(hub.port());
+  ds::service::Notifier notifier(loop, [&] {
+    return ds::service::State{
+        true, "listening on " + where + ", " + ds::service::countOf(hub.devicesOnline(), "device") +
+                  " online, " + ds::service::countOf(hub.streamCount(), "stream")};
+  });
   loop.onSignals([&](int sig) {
     LOG_INFO("signal %d: shutting down", sig);
+    notifier.stopping("shutting down");
     hub.shutdown();
     loop.stopWhenFlushed();
   });
