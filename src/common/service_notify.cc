@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <exception>
 
+#include "common/guard.h"
 #include "common/log.h"
 
 #if DS_HAVE_SYSTEMD
@@ -57,13 +58,16 @@ Notifier::Notifier(Loop& loop, Probe probe, std::chrono::milliseconds interval)
   }
 #endif
   timer_.reset(event_new(loop.base(), -1, EV_PERSIST, &Notifier::onTimer, this));
-  timeval tv{static_cast<time_t>(period_.count() / 1000),
-             static_cast<suseconds_t>((period_.count() % 1000) * 1000)};
+  timeval tv{static_cast<decltype(timeval::tv_sec)>(period_.count() / 1000),
+             static_cast<decltype(timeval::tv_usec)>((period_.count() % 1000) * 1000)};
   event_add(timer_.get(), &tv);
   tick();
 }
 
-void Notifier::onTimer(evutil_socket_t, short, void* arg) { static_cast<Notifier*>(arg)->tick(); }
+void Notifier::onTimer(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<Notifier*>(arg);
+  guarded("service status", [self] { self->tick(); });
+}
 
 void Notifier::tick() {
   if (!enabled_) return;
