@@ -4,6 +4,7 @@
 #include "common/config.h"
 
 #include <arpa/inet.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include <initializer_list>
 #include <limits>
 #include <memory>
+#include <sstream>
 #include <utility>
 
 namespace ds::config {
@@ -352,10 +354,44 @@ void readIf(const Context& ctx, const Mapping& m, std::string_view key, T& out, 
 // Bounds of a configuration document: far above any real file, far below trouble.
 constexpr size_t kMaxConfigNodes = 100000;
 constexpr size_t kMaxConfigDepth = 64;
+constexpr size_t kMaxConfigDocuments = 16;
+
+// Counts the documents of a YAML stream without building them. Some inputs drive yaml-cpp's
+// parser to produce empty documents without end (LoadAll then grows until memory runs out), so
+// the stream is first walked here with a bound.
+class DocumentCounter : public YAML::EventHandler {
+ public:
+  size_t documents = 0;
+  YAML::Mark last;
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    ++documents;
+    last = mark;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
 
 YAML::Node parseDocument(const Context& ctx, std::string_view text) {
   std::vector<YAML::Node> docs;
   try {
+    std::istringstream in{std::string(text)};
+    YAML::Parser parser(in);
+    DocumentCounter counter;
+    while (parser.HandleNextDocument(counter)) {
+      if (counter.documents > kMaxConfigDocuments) {
+        ctx.fail(counter.last, "more than " + std::to_string(kMaxConfigDocuments) +
+                                   " YAML documents (only one is allowed)");
+      }
+    }
     docs = YAML::LoadAll(std::string(text));
   } catch (const YAML::Exception& e) {
     ctx.fail(e.mark, e.msg);
