@@ -3,9 +3,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <string>
+
+#include "common/platform.h"
 
 namespace ds {
 namespace {
@@ -44,7 +48,7 @@ std::string escapeForLog(std::string_view msg) {
   static constexpr char kHex[] = "0123456789abcdef";
   for (size_t i = 0; i < msg.size();) {
     auto c = static_cast<unsigned char>(msg[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
+    if (c >= 0x20 && c < 0x7f) {
       out += static_cast<char>(c);
       ++i;
       continue;
@@ -56,13 +60,9 @@ std::string escapeForLog(std::string_view msg) {
         continue;
       }
     }
-    if (c == '\\') {
-      out += "\\\\";
-    } else {
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
+    out += "\\x";
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
     ++i;
   }
   return out;
@@ -98,5 +98,35 @@ void logFatal(std::string_view msg) {
   logLine(Level::Error, msg);
   std::abort();
 }
+
+namespace platform {
+namespace {
+FILE* gLogFile = nullptr;
+bool gAlsoStderr = true;
+void fileSink(Level, std::string_view line) {
+  if (gAlsoStderr) std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fwrite(line.data(), 1, line.size(), gLogFile);
+  std::fflush(gLogFile);
+}
+}  // namespace
+
+bool logToFile(const std::string& path, bool alsoStderr, std::string& err) {
+#ifdef _WIN32
+  const char* mode = "ab";  // no O_CLOEXEC flag on Windows; binary keeps lines as written
+#else
+  const char* mode = "ae";  // close-on-exec
+#endif
+  FILE* f = std::fopen(path.c_str(), mode);
+  if (!f) {
+    err = "cannot open log file " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  if (gLogFile) std::fclose(gLogFile);
+  gLogFile = f;
+  gAlsoStderr = alsoStderr;
+  setLogSink(&fileSink);
+  return true;
+}
+}  // namespace platform
 
 }  // namespace ds

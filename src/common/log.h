@@ -15,8 +15,8 @@ Level logLevel();
 void setLogProgram(std::string_view name);
 // Writes one record; `msg` is escaped with escapeForLog.
 void logLine(Level level, std::string_view msg);
-// `msg` with control characters, backslashes and invalid UTF-8 written as \xNN (\\ for a
-// backslash): peer-controlled text can never forge a record or reach a terminal raw.
+// `msg` with control characters and invalid UTF-8 written as \xNN: peer-controlled text can
+// never forge a record or reach a terminal raw. Backslashes stay as they are (Windows paths).
 std::string escapeForLog(std::string_view msg);
 [[noreturn]] void logFatal(std::string_view msg);
 // Where formatted lines ("<time> <program> <LEVEL> message\n") go instead of stderr; null

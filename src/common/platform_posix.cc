@@ -46,28 +46,5 @@ std::string currentUserSid() { return {}; }
 
 void setBinaryStdio() {}
 
-namespace {
-FILE* gLogFile = nullptr;
-bool gAlsoStderr = true;
-void fileSink(Level, std::string_view line) {
-  if (gAlsoStderr) std::fwrite(line.data(), 1, line.size(), stderr);
-  std::fwrite(line.data(), 1, line.size(), gLogFile);
-  std::fflush(gLogFile);
-}
-}  // namespace
-
-bool logToFile(const std::string& path, bool alsoStderr, std::string& err) {
-  FILE* f = std::fopen(path.c_str(), "ae");
-  if (!f) {
-    err = "cannot open log file " + path + ": " + std::strerror(errno);
-    return false;
-  }
-  if (gLogFile) std::fclose(gLogFile);
-  gLogFile = f;
-  gAlsoStderr = alsoStderr;
-  setLogSink(&fileSink);
-  return true;
-}
-
 }  // namespace ds::platform
 #endif
