@@ -274,7 +274,8 @@ Parsed<Answer> answerFrom(int status, const json& j) {
 
 }  // namespace
 
-Parsed<ServiceResponse> parseServiceResponse(std::string_view text) {
+Parsed<ServiceResponse> parseServiceResponse(std::string_view text,
+                                             std::optional<RequestId>* idOut) {
   json j;
   std::string err;
   if (!parseObject(text, j, err) || !typeIs(j, "stream_response", err)) {
@@ -282,6 +283,7 @@ Parsed<ServiceResponse> parseServiceResponse(std::string_view text) {
   }
   auto id = requestId(j);
   if (!id) return fail<ServiceResponse>("\"id\" must be a string or an integer");
+  if (idOut) *idOut = id;
   const json* s = field(j, "status");
   if (!s || !s->is_number_integer()) return fail<ServiceResponse>("\"status\" must be an integer");
   auto a = answerFrom(static_cast<int>(s->get<int64_t>()), j);

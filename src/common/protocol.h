@@ -188,7 +188,10 @@ Parsed<StreamResponse> parseStreamResponse(std::string_view text);
 // Service channel. A request that is malformed but carries a usable id gives the error and the
 // id (in `id`) so it can still be answered.
 Parsed<ServiceRequest> parseServiceRequest(std::string_view text, std::optional<RequestId>& id);
-Parsed<ServiceResponse> parseServiceResponse(std::string_view text);
+// A response that is malformed but carries a usable id gives the error and the id (in `id`,
+// when given) so the request it answers can still be ended.
+Parsed<ServiceResponse> parseServiceResponse(std::string_view text,
+                                             std::optional<RequestId>* id = nullptr);
 // An HTTP answer to stream initiation: the JSON body of a response with `status`.
 Parsed<Answer> parseAnswerBody(int status, std::string_view body);
 Parsed<StreamControl> parseStreamControl(std::string_view text);

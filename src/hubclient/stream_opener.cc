@@ -2,15 +2,13 @@
 #include "hubclient/stream_opener.h"
 
 #include <algorithm>
-#include <nlohmann/json.hpp>
 #include <vector>
 
-#include "common/json_fields.h"
 #include "common/log.h"
+#include "common/protocol.h"
 
 namespace ds::hubclient {
 
-using json = nlohmann::json;
 using std::chrono::milliseconds;
 using SteadyClock = std::chrono::steady_clock;
 
@@ -52,12 +50,8 @@ class StreamOpener::Open : public Deletable {
 
   Stage stage() const { return stage_; }
   uint64_t id() const { return id_; }
-  json request() const {
-    return json{{"type", "stream_request"},
-                {"id", id_},
-                {"device", device_},
-                {"host", host_},
-                {"port", port_}};
+  std::string request() const {
+    return proto::toText(proto::ServiceRequest{static_cast<int64_t>(id_), device_, host_, port_});
   }
   void sentOnChannel() { stage_ = Stage::OnChannel; }
 
@@ -66,29 +60,13 @@ class StreamOpener::Open : public Deletable {
     if (stage_ == Stage::OnChannel) post();
   }
 
-  void onChannelAnswer(const json& msg) {
+  void onChannelAnswer(const proto::Parsed<proto::ServiceResponse>& r) {
     if (stage_ != Stage::OnChannel) return;
-    int status =
-        msg.contains("status") && msg["status"].is_number_integer() ? msg["status"].get<int>() : 0;
-    std::string code = msg.contains("error") && msg["error"].is_string() ? msg["error"] : "";
-    std::string message =
-        msg.contains("message") && msg["message"].is_string() ? msg["message"] : "";
+    if (!r) return finish(nullptr, {0, "bad_response", "hub answered: " + r.error, ""});
+    const proto::Answer& a = r->answer;
     StreamGrant grant;
-    if (status == 200) {
-      grant.streamId = stringField(msg, "stream_id");
-      grant.url = stringField(msg, "url");
-      grant.token = stringField(msg, "token");
-      if (grant.streamId.empty() || grant.url.empty() || grant.token.empty()) {
-        return finish(nullptr,
-                      {0, "bad_response", "hub answered 200 without stream_id, url and token", ""});
-      }
-    } else if (status == 0) {
-      code = "bad_response";
-      message = "stream_response without a status";
-    } else if (code.empty()) {
-      code = "http_" + std::to_string(status);
-    }
-    onAnswer(status, code, message, grant);
+    if (a.status == 200) grant = {a.grant.streamId, a.grant.url, a.grant.token};
+    onAnswer(a.status, a.error, a.message, grant);
   }
 
  private:
@@ -265,15 +243,16 @@ void StreamOpener::onWsData(evbuffer*) {
 }
 
 void StreamOpener::onWsText(std::string message) {
-  json msg = json::parse(message, nullptr, false);
-  if (!msg.is_object() || stringField(msg, "type") != "stream_response" || !msg.contains("id") ||
-      !msg["id"].is_number_unsigned()) {
+  std::optional<proto::RequestId> id;
+  auto answer = proto::parseServiceResponse(message, &id);
+  const int64_t* n = id ? std::get_if<int64_t>(&*id) : nullptr;
+  if (!n || *n < 0) {
     LOG_WARN("hub service channel: unexpected message ignored");
     return;
   }
-  auto it = opens_.find(msg["id"].get<uint64_t>());
+  auto it = opens_.find(static_cast<uint64_t>(*n));
   if (it == opens_.end()) return;  // cancelled
-  it->second->onChannelAnswer(msg);
+  it->second->onChannelAnswer(answer);
 }
 
 void StreamOpener::onWsClosed(uint16_t code, const std::string& reason) {
@@ -298,7 +277,7 @@ void StreamOpener::onWsClosed(uint16_t code, const std::string& reason) {
 
 bool StreamOpener::sendRequest(Open* o) {
   if (!channel_ || !channel_->open()) return false;
-  channel_->sendText(o->request().dump());
+  channel_->sendText(o->request());
   o->sentOnChannel();
   ++viaChannel_;
   return true;
