@@ -17,6 +17,9 @@ if [ "${1:-}" = "--tests" ]; then
   pkgs+=(xvfb trayer xdotool imagemagick tesseract-ocr tesseract-ocr-eng dbus-daemon dbus-bin dunst
     xclip)
 fi
+# Callers with needs of their own (setup-windows.sh) add packages through SETUP_EXTRA.
+read -ra extra <<<"${SETUP_EXTRA:-}"
+pkgs+=("${extra[@]}")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
