@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -31,10 +32,49 @@ def program(name):
     return os.path.join(BIN, sub, name)
 
 
+def _listen_range():
+    """Ports for the tests' listeners: below the kernel's ephemeral range, so that no outbound
+    connection of a test running in parallel can be holding one, in a block of this process's."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    top = max(low, 12000)
+    blocks = (top - 10000) // 100
+    block = os.getpid() % blocks
+    return 10000 + block * 100, 10000 + (block + 1) * 100
+
+
+_PORTS = {"range": None, "next": 0, "given": set()}
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on loopback that nothing listens on and that this process never handed out
+    before: two calls never return the same port (bind(0) twice can)."""
+    if _PORTS["range"] is None:
+        _PORTS["range"] = _listen_range()
+        _PORTS["next"] = random.randrange(100)
+    low, high = _PORTS["range"]
+    for _ in range(high - low):
+        port = low + _PORTS["next"] % (high - low)
+        _PORTS["next"] += 1
+        if port in _PORTS["given"]:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PORTS["given"].add(port)
+        return port
+    while True:  # the block is spent: fall back to the kernel's choice, still never twice
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _PORTS["given"]:
+            _PORTS["given"].add(port)
+            return port
 
 
 def wait_until(pred, timeout=15.0, what="condition"):
