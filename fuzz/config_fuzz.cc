@@ -5,7 +5,10 @@
 #include <string>
 #include <string_view>
 
+#include "agent/settings.h"
 #include "common/config.h"
+#include "daemon/settings.h"
+#include "hub/settings.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
@@ -20,6 +23,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   check([](std::string_view t, const std::string& n) { ds::config::parseHub(t, n); });
   check([](std::string_view t, const std::string& n) { ds::config::parseAgent(t, n); });
   check([](std::string_view t, const std::string& n) { ds::config::parseDaemon(t, n); });
-  check([](std::string_view t, const std::string& n) { ds::config::parseRegistry(t, n); });
+  check([](std::string_view t, const std::string& n) { ds::config::parseRegistrySeed(t, n); });
   return 0;
 }

@@ -13,7 +13,7 @@
 #include <string_view>
 
 #include "agent/allow_list.h"
-#include "common/config.h"
+#include "agent/settings.h"
 #include "fuzz_check.h"
 
 namespace {

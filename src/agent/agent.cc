@@ -36,7 +36,7 @@ bool setTcpKeepalive(evutil_socket_t fd) {
 namespace {
 
 std::string target(const std::string& host, uint16_t port) {
-  return config::Endpoint{host, port}.toString();
+  return net::formatHostPort(host, port);
 }
 
 // At most this many addresses of one name are tried (a bounded answer to a hostile resolver).

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "agent/allow_list.h"
-#include "common/config.h"
+#include "agent/settings.h"
 #include "common/event.h"
 #include "common/protocol.h"
 #include "common/ws_conn.h"

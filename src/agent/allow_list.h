@@ -15,7 +15,7 @@
 #include <string_view>
 #include <vector>
 
-#include "common/config.h"
+#include "agent/settings.h"
 
 namespace ds::agent {
 

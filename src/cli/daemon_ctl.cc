@@ -21,6 +21,7 @@
 #endif
 #include "common/config.h"
 #include "common/http.h"
+#include "common/net.h"
 #include "common/time_text.h"
 #include "daemon/control_api.h"
 
@@ -399,7 +400,7 @@ int DaemonCtl::run() {
       arrayKey = "forwards";
       break;
     case Command::ForwardAdd: {
-      auto listen = config::parseEndpoint(listen_);
+      auto listen = net::parseEndpoint(listen_);
       if (!listen) {
         return fail("forward add: expected LISTEN as HOST:PORT (e.g. 127.0.0.1:2222), got '" +
                         listen_ + "'",
@@ -418,7 +419,7 @@ int DaemonCtl::run() {
       break;
     }
     case Command::ForwardRemove:
-      if (!config::parseEndpoint(listen_)) {
+      if (!net::parseEndpoint(listen_)) {
         return fail(
             "forward rm: expected LISTEN as HOST:PORT (e.g. 127.0.0.1:2222), got '" + listen_ + "'",
             2);

@@ -17,8 +17,8 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "agent/settings.h"
 #include "cli/format.h"
-#include "common/config.h"
 #include "common/event.h"
 #include "common/http_exchange.h"
 #include "common/log.h"
@@ -26,6 +26,7 @@
 #include "common/sas.h"
 #include "common/time_text.h"
 #include "common/tls.h"
+#include "daemon/settings.h"
 #include "hubclient/hub_client.h"
 
 namespace ds::cli {
@@ -209,7 +210,7 @@ std::string agentHubUrl(const hubclient::HubTarget& t) {
 
 std::string agentConfigText(const hubclient::HubTarget& t, const std::string& ca,
                             const std::string& deviceId, const std::string& deviceKey,
-                            const std::vector<config::Endpoint>& allow) {
+                            const std::vector<net::Endpoint>& allow) {
   std::string y = "# Agent configuration of device " + deviceId +
                   ", written by `devstreams hub device add`.\n"
                   "# It holds the device key: keep it private.\n"
@@ -291,7 +292,7 @@ HubAdmin::HubAdmin(CLI::App& app) {
       ->allow_extra_args(false)
       ->delimiter(',')
       ->check([](const std::string& s) -> std::string {
-        auto e = config::parseEndpoint(s);
+        auto e = net::parseEndpoint(s);
         return e && e->port != 0 ? "" : "expected HOST:PORT, got '" + s + "'";
       });
   add->add_flag("--json", json_, "print the hub's answer as JSON");
@@ -345,8 +346,8 @@ int HubAdmin::run() {
   if (needsId && !config::isValidDeviceId(deviceId_)) {
     return fail("invalid device id " + inQuotes(deviceId_) + " (" + kDeviceIdRule + ")", 2);
   }
-  std::vector<config::Endpoint> allow;
-  for (const auto& a : allow_) allow.push_back(*config::parseEndpoint(a));
+  std::vector<net::Endpoint> allow;
+  for (const auto& a : allow_) allow.push_back(*net::parseEndpoint(a));
   if (allow.empty()) allow.push_back({"127.0.0.1", 22});
   if (command_ == Command::Add && !agentConfig_.empty()) {
     std::error_code ec;

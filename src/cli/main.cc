@@ -22,9 +22,9 @@
 #include "cli/daemon_ctl.h"
 #include "cli/hub_admin.h"
 #include "cli/stdio_tunnel.h"
-#include "common/config.h"
 #include "common/event.h"
 #include "common/guard.h"
+#include "common/net.h"
 #include "common/platform.h"
 #include "socks/socks5.h"
 
@@ -57,7 +57,7 @@ int fail(const std::string& msg, int code = 1) {
 }
 
 // Connects to the daemon and negotiates CONNECT host:port. Returns the socket or -1.
-int socksConnect(const ds::config::Endpoint& socks, const std::string& host, uint16_t port,
+int socksConnect(const ds::net::Endpoint& socks, const std::string& host, uint16_t port,
                  std::string& err) {
   sockaddr_storage ss{};
   socklen_t len = 0;
@@ -320,7 +320,7 @@ int main(int argc, char** argv) {
   if (admin.chosen()) return admin.run();
   if (ctl.chosen()) return ctl.run();
 
-  auto socks = ds::config::parseEndpoint(socksAddr);
+  auto socks = ds::net::parseEndpoint(socksAddr);
   if (!socks || socks->port == 0) return fail("invalid --socks address '" + socksAddr + "'", 2);
   if (host.empty() || host.size() > 255) return fail("invalid host '" + host + "'", 2);
 #ifndef _WIN32

@@ -369,7 +369,7 @@ Daemon::Daemon(Loop& loop, config::DaemonConfig cfg) : loop_(loop), cfg_(std::mo
     std::string host = cfg_.socksListen.host;
     if (host == "0.0.0.0") host = "127.0.0.1";
     if (host == "::") host = "::1";
-    return pacFor(cfg_, config::Endpoint{host, socksPort_}.toString());
+    return pacFor(cfg_, net::Endpoint{host, socksPort_}.toString());
   };
 }
 
@@ -589,7 +589,7 @@ json Daemon::statusJson() const {
         {"service_channel", opener_ && opener_->connected()},
         {"since", opener_ ? isoUtc(std::chrono::system_clock::to_time_t(opener_->since())) : ""},
         {"last_error", opener_ ? opener_->lastError() : "shutting down"}}},
-      {"listen", config::Endpoint{cfg_.socksListen.host, socksPort_}.toString()},
+      {"listen", net::Endpoint{cfg_.socksListen.host, socksPort_}.toString()},
       {"auth", !cfg_.users.empty()},
       {"suffix", cfg_.suffix},
       {"direct", cfg_.direct},
@@ -689,7 +689,7 @@ void Daemon::handleApi(const ApiRequest& req, const ControlApi::Respond& respond
       return respond(apiError(400, "bad_request", shape));
     }
     config::Forward f;
-    auto listen = config::parseEndpoint(body["listen"].get<std::string>());
+    auto listen = net::parseEndpoint(body["listen"].get<std::string>());
     if (!listen) {
       return respond(
           apiError(400, "bad_listen", "listen must be a numeric host:port, e.g. 127.0.0.1:2222"));
@@ -705,7 +705,7 @@ void Daemon::handleApi(const ApiRequest& req, const ControlApi::Respond& respond
     }
     f.port = static_cast<uint16_t>(port);
     // Forwarded connections are not authenticated: runtime forwards stay on this machine.
-    if (!config::isLoopbackHost(f.listen.host)) {
+    if (!net::isLoopbackHost(f.listen.host)) {
       return respond(apiError(400, "not_loopback",
                               "forwards listen on loopback addresses only (no authentication)"));
     }
@@ -719,7 +719,7 @@ void Daemon::handleApi(const ApiRequest& req, const ControlApi::Respond& respond
   }
   if (p.starts_with("/v1/forwards/")) {
     if (!only("DELETE")) return;
-    auto listen = config::parseEndpoint(p.substr(13));
+    auto listen = net::parseEndpoint(p.substr(13));
     auto it = std::find_if(forwards_.begin(), forwards_.end(),
                            [&](const auto& f) { return listen && f->fwd.listen == *listen; });
     if (it == forwards_.end()) {

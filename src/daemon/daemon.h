@@ -14,9 +14,9 @@
 #include <vector>
 
 #include "common/acceptor.h"
-#include "common/config.h"
 #include "common/event.h"
 #include "daemon/control_api.h"
+#include "daemon/settings.h"
 #include "hubclient/hub_client.h"
 #include "hubclient/stream_opener.h"
 #include "socks/proxy_session.h"

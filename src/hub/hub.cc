@@ -681,9 +681,9 @@ bool Hub::start(std::string& err) {
   registry_ = Registry::open(cfg_.registry, err);
   if (!registry_) return false;
   if (registry_->empty() && !cfg_.bootstrapRegistry.empty()) {
-    config::Registry seed;
+    config::RegistrySeed seed;
     try {
-      seed = config::loadRegistry(cfg_.bootstrapRegistry);
+      seed = config::loadRegistrySeed(cfg_.bootstrapRegistry);
     } catch (const config::Error& e) {
       err = e.what();
       return false;

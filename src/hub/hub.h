@@ -11,7 +11,6 @@
 #include <string>
 
 #include "common/acceptor.h"
-#include "common/config.h"
 #include "common/event.h"
 #include "common/http.h"
 #include "common/metrics.h"
@@ -20,6 +19,7 @@
 #include "common/ws_conn.h"
 #include "hub/lifecycle.h"
 #include "hub/registry.h"
+#include "hub/settings.h"
 
 namespace ds::hub {
 

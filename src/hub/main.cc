@@ -2,10 +2,10 @@
 #include <CLI/CLI.hpp>
 #include <cstdio>
 
-#include "common/config.h"
 #include "common/log.h"
 #include "common/service_notify.h"
 #include "hub/hub.h"
+#include "hub/settings.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"devstreams-hub: main and streaming endpoint of devstreams"};
@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
   ds::config::HubConfig cfg;
   try {
     cfg = ds::config::loadHub(configPath);
-    if (!cfg.bootstrapRegistry.empty()) ds::config::loadRegistry(cfg.bootstrapRegistry);
+    if (!cfg.bootstrapRegistry.empty()) ds::config::loadRegistrySeed(cfg.bootstrapRegistry);
   } catch (const ds::config::Error& e) {
     std::fprintf(stderr, "devstreams-hub: %s\n", e.what());
     return 2;

@@ -6,7 +6,7 @@
 #include <ctime>
 #include <optional>
 
-#include "common/config.h"
+#include "common/net.h"
 #include "common/protocol.h"
 #include "common/sas.h"
 #include "common/tls.h"
@@ -179,7 +179,7 @@ bool parseProxyUrl(std::string_view url, ProxyTarget& out, std::string& err) {
   }
   bool hasPort = !rest.empty() && rest.front() == '[' ? rest.find("]:") != std::string_view::npos
                                                       : rest.find(':') != std::string_view::npos;
-  auto parsed = config::parseUrl("http://" + std::string(rest));
+  auto parsed = net::parseUrl("http://" + std::string(rest));
   if (rest.empty() || !parsed) {
     err = "proxy URL has an invalid host or port";
     return false;
@@ -210,7 +210,7 @@ bool proxyFromEnvironment(const std::string& host, ProxyTarget& out, std::string
 
 bool makeTarget(const std::string& hubUrl, const std::string& serverName,
                 const std::string& resourceHost, SSL_CTX* ssl, HubTarget& out, std::string& err) {
-  auto url = config::parseUrl(hubUrl);
+  auto url = net::parseUrl(hubUrl);
   if (!url) {
     err = "invalid hub URL '" + hubUrl + "'";
     return false;
@@ -274,7 +274,7 @@ ExchangePtr openStream(Loop& loop, const HubTarget& hub, const std::string& url,
                        const std::string& token, const WsLimits& limits,
                        std::chrono::milliseconds timeout, WsDone done) {
   HubTarget t = hub;
-  auto parsed = config::parseUrl(url.substr(0, url.find('/', url.find("://") + 3)));
+  auto parsed = net::parseUrl(url.substr(0, url.find('/', url.find("://") + 3)));
   if (!parsed) {
     done(nullptr, "hub gave an invalid stream URL");
     return nullptr;

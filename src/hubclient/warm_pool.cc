@@ -7,11 +7,11 @@
 
 #include <algorithm>
 
-#include "common/config.h"
 #include "common/guard.h"
 #include "common/http.h"
 #include "common/http_exchange.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "common/protocol.h"
 #include "common/tls.h"
 #include "common/ws_frame.h"
@@ -37,11 +37,11 @@ std::string hostHeader(const std::string& host, uint16_t port) {
 }
 
 // "wss://h:p/a/b" -> "h:p" parsed, and "/a/b".
-bool splitUrl(const std::string& url, config::Endpoint& where, std::string& path) {
+bool splitUrl(const std::string& url, net::Endpoint& where, std::string& path) {
   size_t scheme = url.find("://");
   if (scheme == std::string::npos) return false;
   size_t slash = url.find('/', scheme + 3);
-  auto parsed = config::parseUrl(url.substr(0, slash));
+  auto parsed = net::parseUrl(url.substr(0, slash));
   if (!parsed) return false;
   where = {parsed->host, parsed->port};
   path = slash == std::string::npos ? "/" : url.substr(slash);
@@ -161,7 +161,7 @@ class WarmPool::Open : public SideOpen {
 
  private:
   void startWarm(BufferEventPtr bev) {
-    config::Endpoint where;
+    net::Endpoint where;
     std::string path;
     splitUrl(url_, where, path);
     key_ = ws::randomHandshakeKey();
@@ -386,7 +386,7 @@ BufferEventPtr WarmPool::take() {
 }
 
 bool WarmPool::samePlace(const std::string& url) const {
-  config::Endpoint where;
+  net::Endpoint where;
   std::string path;
   return splitUrl(url, where, path) && where.host == hub_.host && where.port == hub_.port;
 }

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "common/config.h"
+#include "agent/settings.h"
 
 namespace ds::agent {
 namespace {

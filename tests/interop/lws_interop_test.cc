@@ -21,7 +21,6 @@
 #include <string>
 #include <vector>
 
-#include "common/config.h"
 #include "common/event.h"
 #include "common/http_exchange.h"
 #include "common/sas.h"
@@ -29,6 +28,7 @@
 #include "common/ws_conn.h"
 #include "common/ws_frame.h"
 #include "hub/hub.h"
+#include "hub/settings.h"
 #include "hubclient/hub_client.h"
 #include "lws_peer.h"
 #include "test_pki.h"
