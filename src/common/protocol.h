@@ -16,13 +16,13 @@ namespace ds::proto {
 
 // Bounds on what a peer may put in a message; longer values are refused (ids, tokens, hosts)
 // or cut (free text such as `reason`).
-inline constexpr size_t kMaxId = 128;       // stream ids, tokens, request ids, device ids
-inline constexpr size_t kMaxHost = 253;     // a DNS name or an address literal
-inline constexpr size_t kMaxUrl = 2048;     // streaming URL
-inline constexpr size_t kMaxReason = 256;   // free text from a peer (UTF-8, cut on a boundary)
-inline constexpr size_t kMaxCodeName = 64;  // a reject code as sent
-inline constexpr size_t kMaxKey = 256;      // base64 shared keys
-inline constexpr size_t kMaxName = 64;      // a stream's name (audit only)
+inline constexpr size_t kMaxId = 128;          // stream ids, tokens, request ids, device ids
+inline constexpr size_t kMaxHost = 253;        // a DNS name or an address literal
+inline constexpr size_t kMaxUrl = 2048;        // streaming URL
+inline constexpr size_t kMaxReason = 256;      // free text from a peer (UTF-8, cut on a boundary)
+inline constexpr size_t kMaxCodeName = 64;     // a reject code as sent
+inline constexpr size_t kMaxKey = 256;         // base64 shared keys
+inline constexpr size_t kMaxName = 64;         // a stream's name (audit only)
 inline constexpr size_t kMaxSocketPath = 107;  // a Unix socket path (sun_path less its NUL)
 
 // Every refusal of a stream or a request. `Other` stands for a code a peer sent that this

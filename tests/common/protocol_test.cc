@@ -95,8 +95,8 @@ TEST(Protocol, ServiceRequestAndInitiateBodyCarryUserNameAndSocket) {
   ASSERT_TRUE(b2) << b2.error;
   EXPECT_EQ(b2->name, "cam");
   EXPECT_EQ(b2->port, 80);
-  EXPECT_FALSE(parseInitiateBody(R"({"port":80,"name":")" + std::string(kMaxName + 1, 'n') +
-                                 R"("})"));
+  EXPECT_FALSE(
+      parseInitiateBody(R"({"port":80,"name":")" + std::string(kMaxName + 1, 'n') + R"("})"));
 }
 
 TEST(Protocol, EveryPrefixOfAMessageIsRefusedWithoutThrowing) {
