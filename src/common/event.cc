@@ -15,6 +15,7 @@
 
 #include "common/guard.h"
 #include "common/log.h"
+#include "common/net.h"
 
 namespace ds {
 
@@ -306,8 +307,7 @@ ListenerPtr listenTcp(Loop& loop, const std::string& host, uint16_t port, evconn
                       void* arg, uint16_t& boundPort, std::string& err) {
   sockaddr_storage ss{};
   socklen_t len = 0;
-  std::string name =
-      (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  std::string name = net::formatHostPort(host, port);
   if (!numericSockaddr(host, port, ss, len)) {
     err = "cannot listen on " + name + ": not a numeric IP address";
     return nullptr;
@@ -337,13 +337,13 @@ std::string peerName(evutil_socket_t fd) {
     auto* a = reinterpret_cast<sockaddr_in*>(&ss);
     inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
     port = ntohs(a->sin_port);
-    return std::string(host) + ":" + std::to_string(port);
+    return net::formatHostPort(host, port);
   }
   if (ss.ss_family == AF_INET6) {
     auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
     inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
     port = ntohs(a->sin6_port);
-    return "[" + std::string(host) + "]:" + std::to_string(port);
+    return net::formatHostPort(host, port);
   }
   return "?";
 }

@@ -2,11 +2,11 @@
 #include "common/http_exchange.h"
 
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 
 #include <algorithm>
 
 #include "common/guard.h"
+#include "common/net.h"
 #include "common/tls.h"
 #include "common/ws_frame.h"
 
@@ -15,18 +15,13 @@ namespace {
 
 // Requests, answers and WebSocket frames are written whole: Nagle's algorithm would only hold
 // the last segment of each back for a delayed ACK (about 40 ms per round trip).
-void setNoDelay(bufferevent* bev) {
-  int one = 1;
-  evutil_socket_t fd = bufferevent_getfd(bev);
-  if (fd >= 0) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
+void setNoDelay(bufferevent* bev) { net::setNoDelay(bufferevent_getfd(bev)); }
 
 constexpr uint64_t kMaxBody = 1 << 20;
 
 // "host:port", with brackets around an IPv6 address.
 std::string authority(const std::string& host, uint16_t port) {
-  bool v6 = host.find(':') != std::string::npos;
-  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  return net::formatHostPort(host, port);
 }
 }  // namespace
 

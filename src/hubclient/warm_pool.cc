@@ -3,7 +3,6 @@
 
 #include <event2/bufferevent_ssl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 
 #include <algorithm>
 
@@ -25,26 +24,12 @@ namespace {
 
 constexpr uint64_t kMaxErrorBody = 64 * 1024;
 
-void setNoDelay(bufferevent* bev) {
-  int one = 1;
-  evutil_socket_t fd = bufferevent_getfd(bev);
-  if (fd >= 0) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
-std::string hostHeader(const std::string& host, uint16_t port) {
-  bool v6 = host.find(':') != std::string::npos;
-  return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
-}
-
 // "wss://h:p/a/b" -> "h:p" parsed, and "/a/b".
 bool splitUrl(const std::string& url, net::Endpoint& where, std::string& path) {
-  size_t scheme = url.find("://");
-  if (scheme == std::string::npos) return false;
-  size_t slash = url.find('/', scheme + 3);
-  auto parsed = net::parseUrl(url.substr(0, slash));
+  auto parsed = net::splitUrl(url);
   if (!parsed) return false;
-  where = {parsed->host, parsed->port};
-  path = slash == std::string::npos ? "/" : url.substr(slash);
+  where = {parsed->url.host, parsed->url.port};
+  path = std::move(parsed->path);
   return true;
 }
 
@@ -93,7 +78,7 @@ class WarmPool::Entry : public Deletable {
     Entry* self = this;
     if (what & BEV_EVENT_CONNECTED) {
       // bufferevent_openssl reports CONNECTED once the TLS handshake is complete.
-      setNoDelay(bev);
+      net::setNoDelay(bufferevent_getfd(bev));
       self->ready_ = true;
       self->timer_.arm(self->pool_.opts_.maxAge);
       self->pool_.failures_ = 0;
@@ -166,7 +151,7 @@ class WarmPool::Open : public SideOpen {
     splitUrl(url_, where, path);
     key_ = ws::randomHandshakeKey();
     std::string req =
-        wshs::clientRequest(hostHeader(where.host, where.port), path, key_,
+        wshs::clientRequest(net::formatHostPort(where.host, where.port), path, key_,
                             {"Authorization: Bearer " + token_, "User-Agent: devstreams/0.1"});
     bev_ = std::move(bev);
     bufferevent_setcb(bev_.get(), &Open::onRead, nullptr, &Open::onEvent, this);
