@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
 #include <string>
 
 #include "agent/settings.h"
@@ -21,10 +20,7 @@ using ::testing::HasSubstr;
 
 class AgentConfigTest : public test::ConfigFiles {
  protected:
-  std::string agentError(const std::string& text) {
-    std::string p = write("c.yaml", text);
-    return errorOf([&] { loadAgent(p); });
-  }
+  std::string agentError(const std::string& text) { return loadError(loadAgent, text); }
 };
 
 const std::string kAgentMin = std::string("agent:\n  hub_url: wss://hub.example:9443\n") +
@@ -204,8 +200,7 @@ TEST(ExampleConfig, LoadsForTheAgentWithDefaults) {
 
 // Every key the agent's loader knows is shown in the example, commented out or not.
 TEST(ExampleConfig, ShowsEveryAgentKey) {
-  std::ifstream in(DS_EXAMPLE_CONFIG);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string text = test::exampleConfigText();
   for (const char* k :
        {"log_level:", "hub_url:", "ca:", "server_name:", "hub_hostname:", "device_id:",
         "device_key:", "allow:", "proxy:", "connect_timeout:", "reconnect_min:", "reconnect_max:",

@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
 #include <string>
 
 #include "daemon/settings.h"
@@ -22,10 +21,7 @@ using ::testing::HasSubstr;
 
 class DaemonConfigTest : public test::ConfigFiles {
  protected:
-  std::string daemonError(const std::string& text) {
-    std::string p = write("c.yaml", text);
-    return errorOf([&] { loadDaemon(p); });
-  }
+  std::string daemonError(const std::string& text) { return loadError(loadDaemon, text); }
 };
 
 const std::string kDaemonMin = std::string("daemon:\n  hub_url: https://hub.example\n") +
@@ -198,8 +194,7 @@ TEST(ExampleConfig, LoadsForTheDaemonWithDefaults) {
 
 // Every key the daemon's loader knows is shown in the example, commented out or not.
 TEST(ExampleConfig, ShowsEveryDaemonKey) {
-  std::ifstream in(DS_EXAMPLE_CONFIG);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string text = test::exampleConfigText();
   for (const char* k : {"log_level:",
                         "hub_url:",
                         "ca:",

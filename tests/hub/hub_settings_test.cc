@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
 #include <string>
 
 #include "hub/settings.h"
@@ -23,13 +22,9 @@ using ::testing::HasSubstr;
 
 class HubConfigTest : public test::ConfigFiles {
  protected:
-  std::string hubError(const std::string& text) {
-    std::string p = write("c.yaml", text);
-    return errorOf([&] { loadHub(p); });
-  }
+  std::string hubError(const std::string& text) { return loadError(loadHub, text); }
   std::string registryError(const std::string& text) {
-    std::string p = write("r.yaml", text);
-    return errorOf([&] { loadRegistrySeed(p); });
+    return loadError(loadRegistrySeed, text, "r.yaml");
   }
 };
 
@@ -323,8 +318,7 @@ TEST(ExampleConfig, LoadsForTheHubWithDefaults) {
 
 // Every key the hub's loader knows is shown in the example, commented out or not.
 TEST(ExampleConfig, ShowsEveryHubKey) {
-  std::ifstream in(DS_EXAMPLE_CONFIG);
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string text = test::exampleConfigText();
   for (const char* k : {"log_level:",
                         "listen:",
                         "hostname:",

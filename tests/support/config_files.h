@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <string>
 
 #include "common/config.h"
@@ -44,6 +45,13 @@ class ConfigFiles : public ::testing::Test {
     return "<no error>";
   }
 
+  // The message of the Error that `load` throws for `text` written to `name`.
+  template <typename Load>
+  std::string loadError(Load load, const std::string& text, const std::string& name = "c.yaml") {
+    std::string p = write(name, text);
+    return errorOf([&] { load(p); });
+  }
+
   // The prefix every error about c.yaml (r.yaml) carries.
   std::string at(int line, int column) const { return prefix("c.yaml", line, column); }
   std::string regAt(int line, int column) const { return prefix("r.yaml", line, column); }
@@ -56,6 +64,12 @@ class ConfigFiles : public ::testing::Test {
            ": ";
   }
 };
+
+// The text of the shipped example (DS_EXAMPLE_CONFIG, etc/devstreams.yaml).
+inline std::string exampleConfigText() {
+  std::ifstream in(DS_EXAMPLE_CONFIG);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
 
 // A valid 16-byte key and a longer one.
 inline constexpr const char* kKey = "AAAAAAAAAAAAAAAAAAAAAA==";
