@@ -226,13 +226,13 @@ void appendReject(std::string& out, uint32_t stream, proto::Reject code, std::st
 }
 
 void appendData(std::string& out, uint32_t stream, const uint8_t* data, size_t len) {
-  while (len > 0) {
+  do {  // an empty payload is one empty frame
     const size_t n = std::min(len, kMaxPayload);
     putHeader(out, FrameType::Data, 0, n, stream);
-    out.append(reinterpret_cast<const char*>(data), n);
+    if (n > 0) out.append(reinterpret_cast<const char*>(data), n);
     data += n;
     len -= n;
-  }
+  } while (len > 0);
 }
 
 void writeDataHeader(uint8_t* out, uint32_t stream, size_t len) {
