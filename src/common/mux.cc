@@ -365,10 +365,7 @@ void MuxSession::drop(uint32_t id) {
   const bool freed = share(s) > 0 && s.state != State::CloseSent;
   streams_.erase(it);
   // ready_, grants_ and starved_ skip ids that are gone (ids are never reused).
-  if (freed && !starved_.empty()) {
-    grants_.insert(grants_.end(), starved_.begin(), starved_.end());
-    starved_.clear();
-  }
+  if (freed) retryStarved();
 }
 
 void MuxSession::fail(uint16_t code, std::string_view reason) {
@@ -440,7 +437,7 @@ bool MuxSession::accept(uint32_t id) {
   unaccount(*s);
   s->recvWindow = grant;
   account(*s);
-  if (s->recvWindow < s->target) starved_.push_back(id);
+  if (s->recvWindow < s->target) starve(id, *s);
   std::string frame;
   appendAccept(frame, id, static_cast<uint32_t>(s->recvWindow));
   if (s->wantWrite && s->credit > 0 && !s->ready) {
@@ -509,16 +506,31 @@ void MuxSession::consumed(uint32_t id, size_t n) {
   // Window frames stay few; a stream below its floor gets it back at once.
   const uint64_t have = share(*s);
   if (have + s->target / 2 <= s->target || have < limits_.minWindow) scheduleGrant(id, *s);
-  if (!starved_.empty()) {
-    grants_.insert(grants_.end(), starved_.begin(), starved_.end());
-    starved_.clear();
-  }
+  retryStarved();
 }
 
 void MuxSession::scheduleGrant(uint32_t id, Stream& s) {
   if (s.grant) return;
   s.grant = true;
   grants_.push_back(id);
+}
+
+void MuxSession::starve(uint32_t id, Stream& s) {
+  if (s.starved) return;
+  s.starved = true;
+  starved_.push_back(id);
+}
+
+// Memory came free: the streams short of their window try again at the next flush.
+void MuxSession::retryStarved() {
+  std::deque<uint32_t> ids;
+  ids.swap(starved_);
+  for (uint32_t id : ids) {
+    if (Stream* s = find(id)) {
+      s->starved = false;
+      scheduleGrant(id, *s);
+    }
+  }
 }
 
 // Autotuning: the bytes that arrived over at least one RTT give the path's bandwidth-delay
@@ -560,7 +572,7 @@ void MuxSession::sendGrants(TimePoint now) {
       account(*s);
       appendWindow(frames, id, static_cast<uint32_t>(grant));
     }
-    if (share(*s) < s->target) starved_.push_back(id);
+    if (share(*s) < s->target) starve(id, *s);
   }
   if (!frames.empty()) control(frames);
 }

@@ -219,6 +219,7 @@ class MuxSession {
     bool wantWrite = false;  // the application has bytes to pull
     bool ready = false;      // in ready_
     bool grant = false;      // in grants_
+    bool starved = false;    // in starved_
     bool eofWanted = false;  // eof() called, Eof not yet sent
     bool eofSent = false;
     bool eofReceived = false;
@@ -244,6 +245,8 @@ class MuxSession {
   void setState(Stream& s, State state);
   void grow(Stream& s, TimePoint now);
   void scheduleGrant(uint32_t id, Stream& s);
+  void starve(uint32_t id, Stream& s);
+  void retryStarved();
   void sendGrants(TimePoint now);
   void control(const std::string& frame);
   Stream* find(uint32_t id);
