@@ -120,6 +120,17 @@ double codecOnly(const std::vector<uint8_t>& src, uint64_t total, bool& ok) {
   return seconds(t0, Clock::now());
 }
 
+// One flush each way, through the buffers `ab` and `ba`; false when neither had anything.
+bool exchange(MuxSession& sa, MuxSession& sb, std::string& ab, std::string& ba, TimePoint now) {
+  ab.clear();
+  ba.clear();
+  sa.flush(ab, kChunk, now);
+  sb.receive(reinterpret_cast<const uint8_t*>(ab.data()), ab.size(), now);
+  sb.flush(ba, kChunk, now);
+  sa.receive(reinterpret_cast<const uint8_t*>(ba.data()), ba.size(), now);
+  return !ab.empty() || !ba.empty();
+}
+
 // Two sessions in memory: the client streams `total` bytes on each of `streams` streams to
 // the server, whose application copies them out and consumes them at once.
 struct Side : MuxSession::Callbacks {
@@ -171,14 +182,7 @@ double sessions(const std::vector<uint8_t>& src, uint64_t perStream, int streams
   std::string ab, ba;
   ab.reserve(kChunk + 4096);
   auto t0 = Clock::now();
-  for (;;) {
-    ab.clear();
-    ba.clear();
-    sa.flush(ab, kChunk, now);
-    sb.receive(reinterpret_cast<const uint8_t*>(ab.data()), ab.size(), now);
-    sb.flush(ba, kChunk, now);
-    sa.receive(reinterpret_cast<const uint8_t*>(ba.data()), ba.size(), now);
-    if (ab.empty() && ba.empty()) break;
+  while (exchange(sa, sb, ab, ba, now)) {
   }
   const double t = seconds(t0, Clock::now());
   uint64_t total = 0;
@@ -219,14 +223,7 @@ double setups(int count, bool& ok) {
     for (int k = 0; k < 64 && i + k < count; ++k) {
       if (sa.open(q) == 0) ok = false;
     }
-    for (int round = 0; round < 4; ++round) {
-      ab.clear();
-      ba.clear();
-      sa.flush(ab, kChunk, now);
-      sb.receive(reinterpret_cast<const uint8_t*>(ab.data()), ab.size(), now);
-      sb.flush(ba, kChunk, now);
-      sa.receive(reinterpret_cast<const uint8_t*>(ba.data()), ba.size(), now);
-    }
+    for (int round = 0; round < 4; ++round) exchange(sa, sb, ab, ba, now);
   }
   const double t = seconds(t0, Clock::now());
   if (b.opened != count || b.closed != count || sa.streams() != 0 || sb.streams() != 0) ok = false;

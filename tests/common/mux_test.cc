@@ -657,6 +657,15 @@ TEST(MuxSessionErrors, ChannelErrors) {
   EXPECT_EQ(r.app.s[1].closeCode, close_code::GoingAway);
 }
 
+TEST(MuxSessionErrors, UnknownFrameTypesAreSkipped) {
+  Raw r;
+  std::string w = header(0x42, 0, 5, 77) + "later" + r.open(1) + header(0xee, 0, 0, 0);
+  appendData(w, 1, bytes(std::string("x")), 1);
+  EXPECT_TRUE(r.feed(w));
+  EXPECT_EQ(r.app.s[1].in, "x");
+  EXPECT_FALSE(r.s.failed());
+}
+
 TEST(MuxSessionErrors, AControlFloodThatIsNeverReadFailsTheChannel) {
   App app;
   Limits l;
