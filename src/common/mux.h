@@ -170,7 +170,8 @@ class MuxSession {
   void wantWrite(uint32_t id);
   // No more bytes after those onPull will still give: Eof follows them.
   void eof(uint32_t id);
-  // Ends the stream (Close with `code`); no callback follows for it.
+  // Ends the stream (Close with `code`; a peer's open not yet accepted is refused with Reject
+  // `rejected` instead); no callback follows for it.
   void close(uint32_t id, uint16_t code, std::string_view reason);
   // The application is done with `n` bytes of onData: their memory is free again.
   void consumed(uint32_t id, size_t n);
