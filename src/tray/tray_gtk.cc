@@ -13,11 +13,11 @@
 #include <cstdio>
 #include <ctime>
 #include <deque>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "cli/daemon_ctl.h"
+#include "tray/control.h"
 #include "tray/model.h"
 
 namespace ds::tray {
@@ -27,24 +27,8 @@ namespace {
 using json = nlohmann::json;
 
 constexpr size_t kKeptNotices = 20;
-constexpr auto kRequestTimeout = std::chrono::seconds(12);  // the daemon asks the hub for 10 s
 
 void logLine(const std::string& s) { std::fprintf(stderr, "devstreams-tray: %s\n", s.c_str()); }
-
-Answer request(const std::string& socket, const char* method, const std::string& target,
-               const std::string& body = "") {
-  Answer a;
-  cli::ControlAnswer out;
-  std::string err;
-  if (cli::controlRequest(socket, method, target, body, out, err, kRequestTimeout)) {
-    a.reached = true;
-    a.status = out.status;
-    a.body = std::move(out.body);
-  } else {
-    a.error = std::move(err);
-  }
-  return a;
-}
 
 // Whether a StatusNotifier host is registered on the session bus (an AppIndicator would show).
 bool statusNotifierHostRuns(GDBusConnection* bus) {
@@ -160,11 +144,7 @@ class Tray {
 
   static void pollThread(GTask*, gpointer, gpointer data, GCancellable*) {
     auto* job = static_cast<PollJob*>(data);
-    job->poll.status = request(job->socket, "GET", "/v1/status");
-    if (!job->poll.status.reached) return;
-    job->poll.devices = request(job->socket, "GET", "/v1/devices");
-    job->poll.streams = request(job->socket, "GET", "/v1/streams");
-    job->poll.forwards = request(job->socket, "GET", "/v1/forwards");
+    job->poll = pollDaemon(job->socket);
   }
 
   static void onPolled(GObject*, GAsyncResult* res, gpointer self) {
@@ -172,18 +152,9 @@ class Tray {
     auto* job = static_cast<PollJob*>(g_task_get_task_data(G_TASK(res)));
     t->polling_ = false;
     State next = readPoll(job->poll);
-    if (t->polls_ > 0) {
-      for (auto& n : changes(t->state_, next, t->watched_)) t->notice(n);
-    }
-    for (const auto& e : next.errors) {
-      if (std::find(t->state_.errors.begin(), t->state_.errors.end(), e) ==
-          t->state_.errors.end()) {
-        logLine("control API: " + e);
-      }
-    }
-    if (next.link == Link::DaemonDown && t->state_.daemonError != next.daemonError) {
-      logLine(next.daemonError);
-    }
+    Told told = tell(t->state_, next, t->watched_, t->polls_ == 0);
+    for (const auto& n : told.notices) t->notice(n);
+    for (const auto& l : told.logLines) logLine(l);
     t->state_ = std::move(next);
     ++t->polls_;
     t->show();
@@ -344,11 +315,7 @@ class Tray {
   }
 
   std::map<std::string, std::string> vars(const std::string& device) const {
-    return {{"device", device},
-            {"host", deviceHost(state_, device)},
-            {"proxy", proxyAddress(state_)},
-            {"devstreams", settings_.devstreams},
-            {"control", settings_.control}};
+    return commandVars(state_, settings_, device);
   }
 
   // Expands `tmpl` (inside the terminal template when `inTerminal`) and starts it.
@@ -464,7 +431,7 @@ class Tray {
     g_task_set_task_data(task, job, [](gpointer p) { delete static_cast<ActionJob*>(p); });
     g_task_run_in_thread(task, [](GTask*, gpointer, gpointer data, GCancellable*) {
       auto* j = static_cast<ActionJob*>(data);
-      j->answer = request(j->socket, j->method.c_str(), j->target, j->body);
+      j->answer = request(j->socket, j->method, j->target, j->body);
     });
     g_object_unref(task);
   }
@@ -476,10 +443,7 @@ class Tray {
     if (!a.reached || a.status >= 300) {
       t->fail(job->what, describeError(a));
     } else {
-      json doc = json::parse(a.body, nullptr, false);
-      std::string listen = doc.is_object() && doc.contains("listen") && doc["listen"].is_string()
-                               ? doc["listen"].get<std::string>()
-                               : "";
+      std::string listen = addedForward(a);
       if (!listen.empty()) {
         // The new forward's address is what the user wants next: on the clipboard.
         gtk_clipboard_set_text(gtk_clipboard_get(GDK_SELECTION_CLIPBOARD), listen.c_str(), -1);
@@ -554,15 +518,8 @@ class Tray {
     }
     std::string text = d.dump(2) + "\n";
     if (text == lastDump_) return;
-    std::string tmp = settings_.dumpMenu + ".tmp";
-    {
-      std::ofstream f(tmp, std::ios::trunc);
-      f << text;
-      if (!f) return logLine("cannot write " + tmp);
-    }
-    if (std::rename(tmp.c_str(), settings_.dumpMenu.c_str()) != 0) {
-      return logLine("cannot write " + settings_.dumpMenu);
-    }
+    std::string err;
+    if (!replaceFile(settings_.dumpMenu, text, err)) return logLine(err);
     lastDump_ = std::move(text);
   }
 
