@@ -30,7 +30,8 @@ std::vector<std::string> utf8Args() {
   int n = 0;
   std::vector<std::string> out;
   if (LPWSTR* w = CommandLineToArgvW(GetCommandLineW(), &n)) {
-    for (int i = 0; i < n; ++i) out.push_back(ds::tray::win::toUtf8(reinterpret_cast<char16_t*>(w[i])));
+    for (int i = 0; i < n; ++i)
+      out.push_back(ds::tray::win::toUtf8(reinterpret_cast<char16_t*>(w[i])));
     LocalFree(w);
   }
   return out;
@@ -105,7 +106,8 @@ int main(int argc, char** argv) {
   auto orBuiltIn = [&](std::string help, const char* what) {
     return builtIn ? help + builtIn + what + ")" : help;
   };
-  app.add_option("--browser", s.browser, orBuiltIn("browser command ({url})", "the default browser"))
+  app.add_option("--browser", s.browser,
+                 orBuiltIn("browser command ({url})", "the default browser"))
       ->capture_default_str();
   app.add_option("--start-daemon", s.startDaemon,
                  orBuiltIn("command that starts devstreamsd", "the service, elevated if need be"))

@@ -175,8 +175,8 @@ using QuoteFn = std::string (*)(const std::vector<std::string>& argv);
 // next character outside '...') and replaces {name} inside words by vars[name]. A word that is
 // exactly "{command}" becomes the words of `command` (so "x-terminal-emulator -e {command}" gets
 // the ssh command as separate arguments), and {command_line} is `command` quoted for a shell
-// (for terminals that take one string; `quote` quotes it). False with `err` set on an unterminated quote, an
-// unknown {name}, {command} without a command, or no words at all.
+// (for terminals that take one string; `quote` quotes it). False with `err` set on an unterminated
+// quote, an unknown {name}, {command} without a command, or no words at all.
 bool expandCommand(std::string_view tmpl, const std::map<std::string, std::string>& vars,
                    const std::vector<std::string>& command, std::vector<std::string>& argv,
                    std::string& err, QuoteFn quote = shellQuote);

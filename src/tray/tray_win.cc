@@ -105,15 +105,16 @@ class Tray {
     taskbarCreated_ = RegisterWindowMessageW(L"TaskbarCreated");
     // A top-level window that is never shown (not a message-only one): it receives the
     // TaskbarCreated broadcast, and a second start finds it by its class.
-    if (!CreateWindowExW(0, kClass, L"devstreams-tray", WS_OVERLAPPED, 0, 0, 0, 0, nullptr,
-                         nullptr, inst, this)) {
+    if (!CreateWindowExW(0, kClass, L"devstreams-tray", WS_OVERLAPPED, 0, 0, 0, 0, nullptr, nullptr,
+                         inst, this)) {
       return startFailed("CreateWindowEx");
     }
     int small = GetSystemMetrics(SM_CXSMICON);
     for (Link l : {Link::DaemonDown, Link::ApiError, Link::HubDown, Link::Connected}) {
       icons_[static_cast<int>(l)] = static_cast<HICON>(LoadImageW(
           inst, MAKEINTRESOURCEW(win::iconResource(l)), IMAGE_ICON, small, small, LR_SHARED));
-      if (!icons_[static_cast<int>(l)]) icons_[static_cast<int>(l)] = LoadIconW(nullptr, reinterpret_cast<LPCWSTR>(IDI_ERROR));
+      if (!icons_[static_cast<int>(l)])
+        icons_[static_cast<int>(l)] = LoadIconW(nullptr, reinterpret_cast<LPCWSTR>(IDI_ERROR));
     }
     state_.daemonError = "not asked yet";
     model_ = buildMenu(state_, options());
@@ -295,9 +296,9 @@ class Tray {
     SetForegroundWindow(hwnd_);
     tracking_ = true;
     const win::CommandMenu shown = commands_;
-    UINT id = static_cast<UINT>(TrackPopupMenuEx(
-        menu_, TPM_RETURNCMD | TPM_NONOTIFY | TPM_RIGHTBUTTON | TPM_BOTTOMALIGN, pt.x, pt.y,
-        hwnd_, nullptr));
+    UINT id = static_cast<UINT>(
+        TrackPopupMenuEx(menu_, TPM_RETURNCMD | TPM_NONOTIFY | TPM_RIGHTBUTTON | TPM_BOTTOMALIGN,
+                         pt.x, pt.y, hwnd_, nullptr));
     PostMessageW(hwnd_, WM_NULL, 0, 0);
     tracking_ = false;
     if (stale_) rebuild();
@@ -472,18 +473,17 @@ class Tray {
       if (!err.empty()) fail("Forward a local port", err);
       return;
     }
-    call("Forward 127.0.0.1:" + std::to_string(local) + " to " + device + ":" +
-             std::to_string(port),
-         "POST", "/v1/forwards", forwardBody(device, port, local));
+    call(
+        "Forward 127.0.0.1:" + std::to_string(local) + " to " + device + ":" + std::to_string(port),
+        "POST", "/v1/forwards", forwardBody(device, port, local));
   }
 
   // One control-API request that changes something, off the GUI thread; errors are shown.
   void call(std::string what, const char* method, std::string target, std::string body) {
-    auto job = std::make_unique<ActionJob>(ActionJob{settings_.control, method, std::move(target),
-                                                     std::move(body), std::move(what), {}});
-    inBackground(hwnd_, kCalled, std::move(job), [](ActionJob& j) {
-      j.answer = request(j.pipe, j.method, j.target, j.body);
-    });
+    auto job = std::make_unique<ActionJob>(ActionJob{
+        settings_.control, method, std::move(target), std::move(body), std::move(what), {}});
+    inBackground(hwnd_, kCalled, std::move(job),
+                 [](ActionJob& j) { j.answer = request(j.pipe, j.method, j.target, j.body); });
   }
 
   void onCalled(std::unique_ptr<ActionJob> job) {
@@ -509,7 +509,7 @@ class Tray {
            {"polls", polls_},
            {"model", menuJson(model_)},
            {"menu_open", tracking_},
-           {"items", menu_ ? win::menuItems(hwnd_, menu_, tracking_) : json::array()},
+           {"items", menu_ ? win::menuItems(menu_, tracking_) : json::array()},
            {"icon", {{"added", iconAdded_}, {"error", iconError_}}},
            {"notices", json::array()},
            {"action_errors", json::array()}};

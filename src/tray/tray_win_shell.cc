@@ -75,8 +75,7 @@ std::string winError(DWORD code) {
   return n ? narrow(buf) + " (" + std::to_string(code) + ")" : "error " + std::to_string(code);
 }
 
-bool startProcess(const std::string& commandLine, bool console, HANDLE& process,
-                  std::string& err) {
+bool startProcess(const std::string& commandLine, bool console, HANDLE& process, std::string& err) {
   std::wstring line = wide(commandLine);
   STARTUPINFOW si{};
   si.cb = sizeof si;
@@ -177,7 +176,7 @@ bool askForward(HWND owner, const std::string& device, int& port, int& local, st
   return true;
 }
 
-nlohmann::json menuItems(HWND owner, HMENU menu, bool open) {
+nlohmann::json menuItems(HMENU menu, bool open) {
   nlohmann::json out = nlohmann::json::array();
   int n = GetMenuItemCount(menu);
   for (int i = 0; i < n; ++i) {
@@ -197,10 +196,11 @@ nlohmann::json menuItems(HWND owner, HMENU menu, bool open) {
                      {"enabled", !(mi.fState & MFS_GRAYED)},
                      {"checked", static_cast<bool>(mi.fState & MFS_CHECKED)}};
     RECT r;
-    if (open && GetMenuItemRect(owner, menu, static_cast<UINT>(i), &r)) {
+    // No window: Windows finds the popup menu's own window (the owner would shift the rectangle).
+    if (open && GetMenuItemRect(nullptr, menu, static_cast<UINT>(i), &r)) {
       j["rect"] = {r.left, r.top, r.right - r.left, r.bottom - r.top};
     }
-    if (mi.hSubMenu) j["children"] = menuItems(owner, mi.hSubMenu, open);
+    if (mi.hSubMenu) j["children"] = menuItems(mi.hSubMenu, open);
     out.push_back(std::move(j));
   }
   return out;

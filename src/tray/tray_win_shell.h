@@ -42,7 +42,7 @@ bool askForward(HWND owner, const std::string& device, int& port, int& local, st
 
 // The items of `menu` as Win32 holds them: label, id, enabled, checked, children, and the
 // screen rectangle while the menu is open.
-nlohmann::json menuItems(HWND owner, HMENU menu, bool open);
+nlohmann::json menuItems(HMENU menu, bool open);
 
 }  // namespace ds::tray::win
 #endif
