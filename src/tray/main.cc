@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
   const char* env = std::getenv("DEVSTREAMS_CONTROL");
   s.control = env && *env ? env : ds::daemon::defaultControlSocket();
 #ifdef _WIN32
+  ds::platform::initProcess();  // Winsock: the pipe is bridged to a socket pair
   logToFileWithoutConsole();
   std::vector<std::string> args = utf8Args();
   std::vector<const char*> cargs;
