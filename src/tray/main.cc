@@ -104,7 +104,7 @@ int main(int argc, char** argv) {
 #else
   const char* builtIn = nullptr;
 #endif
-  auto orBuiltIn = [&](std::string help, const char* what) {
+  auto orBuiltIn = [&](const std::string& help, const char* what) -> std::string {
     return builtIn ? help + builtIn + what + ")" : help;
   };
   app.add_option("--browser", s.browser,
