@@ -12,7 +12,6 @@
 #include <atomic>
 #include <cstdio>
 #include <ctime>
-#include <deque>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -42,7 +41,6 @@ constexpr UINT kChildExit = WM_APP + 4;    // lParam: a ChildJob whose process e
 constexpr UINT kShowMenu = WM_APP + 5;     // a second start of the tray asks for the menu
 constexpr UINT_PTR kPollTimer = 1, kDumpTimer = 2;
 
-constexpr size_t kKeptNotices = 20;
 constexpr int kMaxErrorBoxes = 3;  // error boxes open at once; further errors are only logged
 
 void logLine(const std::string& s) {
@@ -84,7 +82,7 @@ void inBackground(HWND hwnd, UINT message, std::unique_ptr<Job> job, Work work) 
 
 std::atomic<int> errorBoxes{0};
 
-class Tray {
+class Tray : public Desktop {
  public:
   explicit Tray(const Settings& s) : settings_(s) {}
   ~Tray() {
@@ -119,7 +117,7 @@ class Tray {
     state_.daemonError = "not asked yet";
     model_ = buildMenu(state_, options());
     addIcon();
-    show(true);
+    update(true);
     logLine("control pipe " + settings_.control);
     refresh();
     SetTimer(hwnd_, kPollTimer, static_cast<UINT>(settings_.interval.count()), nullptr);
@@ -205,7 +203,7 @@ class Tray {
 
   // ---- refresh ------------------------------------------------------------------------------
 
-  void refresh() {
+  void refresh() override {
     if (polling_) return;  // one poll at a time; the next tick asks again
     polling_ = true;
     inBackground(hwnd_, kPolled, std::make_unique<PollJob>(PollJob{settings_.control, {}}),
@@ -220,7 +218,7 @@ class Tray {
     for (const auto& l : told.logLines) logLine(l);
     state_ = std::move(next);
     ++polls_;
-    show(false);
+    update(false);
   }
 
   // ---- showing ------------------------------------------------------------------------------
@@ -240,7 +238,7 @@ class Tray {
     logLine(iconAdded_ ? "notification-area icon added" : iconError_ + "; waiting for a taskbar");
   }
 
-  void show(bool force) {
+  void update(bool force) {
     Menu next = buildMenu(state_, options());
     bool changed = force || !(next == model_);
     model_ = std::move(next);
@@ -302,13 +300,12 @@ class Tray {
     PostMessageW(hwnd_, WM_NULL, 0, 0);
     tracking_ = false;
     if (stale_) rebuild();
-    if (const Action* a = shown.find(id)) act(*a);
+    if (const Action* a = shown.find(id)) act(*a, settings_, state_, watched_, *this);
   }
 
   void notice(const Notice& n) {
     logLine(n.title + (n.body.empty() ? "" : ": " + n.body));
-    notices_.push_back(n);
-    if (notices_.size() > kKeptNotices) notices_.pop_front();
+    said_.notice(n);
     if (!iconAdded_) return;
     nid_.uFlags = NIF_INFO;
     setText(nid_.szInfoTitle, n.title);
@@ -321,8 +318,7 @@ class Tray {
   // A failed action: an error box (on a thread of its own, so the tray goes on) and the log.
   void fail(const std::string& what, const std::string& why) {
     logLine(what + ": " + why);
-    actionErrors_.push_back(what + ": " + why);
-    if (actionErrors_.size() > kKeptNotices) actionErrors_.pop_front();
+    said_.actionError(what + ": " + why);
     if (errorBoxes.fetch_add(1) >= kMaxErrorBoxes) {
       --errorBoxes;
       return;
@@ -334,10 +330,6 @@ class Tray {
   }
 
   // ---- actions ------------------------------------------------------------------------------
-
-  std::map<std::string, std::string> vars(const std::string& device) const {
-    return commandVars(state_, settings_, device);
-  }
 
   // Reports the end of `process` (then closes it) as kChildExit.
   void watch(HANDLE process, std::string what) {
@@ -352,7 +344,7 @@ class Tray {
   // Expands `tmpl` (inside the terminal template when `inTerminal`) and starts it: a console of
   // its own for the terminal, no window for the others.
   void spawn(const std::string& what, const std::string& tmpl,
-             const std::map<std::string, std::string>& v, bool inTerminal) {
+             const std::map<std::string, std::string>& v, bool inTerminal) override {
     std::vector<std::string> argv;
     std::string err;
     if (!expandCommand(tmpl, v, {}, argv, err, win::commandLine)) return fail(what, err);
@@ -383,7 +375,7 @@ class Tray {
     if (process) watch(process, what + " (" + shown + ")");
   }
 
-  bool copy(const std::string& text) {
+  bool copyText(const std::string& text) {
     std::string err;
     if (!win::copyToClipboard(hwnd_, text, err)) {
       fail("Copy", err);
@@ -422,51 +414,17 @@ class Tray {
     }
   }
 
-  void act(const Action& a) {
-    switch (a.kind) {
-      case ActionKind::Ssh:
-        return spawn("SSH to " + a.device, settings_.ssh, vars(a.device), true);
-      case ActionKind::Browse: {
-        if (settings_.browser.empty()) {
-          shellExecute("Open " + a.text, L"open", a.text);
-          return;
-        }
-        auto v = vars(a.device);
-        v["url"] = a.text;
-        return spawn("Open " + a.text, settings_.browser, v, false);
-      }
-      case ActionKind::Forward:
-        return askForward(a.device);
-      case ActionKind::RemoveForward:
-        return call("Remove forward " + a.text, "DELETE",
-                    "/v1/forwards/" + cli::encodePathSegment(a.text), "");
-      case ActionKind::CopyText:
-        copy(a.text);
-        return;
-      case ActionKind::ToggleWatch:
-        if (!watched_.erase(a.device)) watched_.insert(a.device);
-        return show(false);
-      case ActionKind::StartDaemon:
-        if (settings_.startDaemon.empty()) {
-          startService();
-        } else {
-          spawn("Start devstreamsd", settings_.startDaemon, vars(""), false);
-        }
-        return refresh();
-      case ActionKind::OpenLog:
-        if (settings_.log.empty()) return openServiceLog();
-        return spawn("Open the daemon log", settings_.log, vars(""), true);
-      case ActionKind::Refresh:
-        return refresh();
-      case ActionKind::Quit:
-        DestroyWindow(hwnd_);
-        return;
-      case ActionKind::None:
-        return;
-    }
+  void builtIn(ActionKind kind, const std::string& text) override {
+    if (kind == ActionKind::Browse) shellExecute("Open " + text, L"open", text);
+    if (kind == ActionKind::StartDaemon) startService();
+    if (kind == ActionKind::OpenLog) openServiceLog();
   }
 
-  void askForward(const std::string& device) {
+  void copy(const std::string& text) override { copyText(text); }
+  void show() override { update(false); }
+  void quit() override { DestroyWindow(hwnd_); }
+
+  void askForward(const std::string& device) override {
     int port = 22, local = 0;
     std::string err;
     if (!win::askForward(hwnd_, device, port, local, err)) {
@@ -479,9 +437,10 @@ class Tray {
   }
 
   // One control-API request that changes something, off the GUI thread; errors are shown.
-  void call(std::string what, const char* method, std::string target, std::string body) {
-    auto job = std::make_unique<ActionJob>(ActionJob{
-        settings_.control, method, std::move(target), std::move(body), std::move(what), {}});
+  void call(const std::string& what, const std::string& method, const std::string& target,
+            const std::string& body) override {
+    auto job =
+        std::make_unique<ActionJob>(ActionJob{settings_.control, method, target, body, what, {}});
     inBackground(hwnd_, kCalled, std::move(job),
                  [](ActionJob& j) { j.answer = request(j.pipe, j.method, j.target, j.body); });
   }
@@ -494,7 +453,7 @@ class Tray {
       std::string listen = addedForward(a);
       if (!listen.empty()) {
         // The new forward's address is what the user wants next: on the clipboard.
-        if (copy(listen)) notice({"Forward added", listen + " (copied)"});
+        if (copyText(listen)) notice({"Forward added", listen + " (copied)"});
       } else {
         logLine(job->what + ": done");
       }
@@ -510,16 +469,9 @@ class Tray {
            {"model", menuJson(model_)},
            {"menu_open", tracking_},
            {"items", menu_ ? win::menuItems(menu_, tracking_) : json::array()},
-           {"icon", {{"added", iconAdded_}, {"error", iconError_}}},
-           {"notices", json::array()},
-           {"action_errors", json::array()}};
-    for (const auto& n : notices_) d["notices"].push_back({{"title", n.title}, {"body", n.body}});
-    for (const auto& e : actionErrors_) d["action_errors"].push_back(e);
-    std::string text = d.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
-    if (text == lastDump_) return;
+           {"icon", {{"added", iconAdded_}, {"error", iconError_}}}};
     std::string err;
-    if (!replaceFile(settings_.dumpMenu, text, err)) return logLine(err);
-    lastDump_ = std::move(text);
+    if (!said_.dump(std::move(d), settings_.dumpMenu, err)) logLine(err);
   }
 
   Settings settings_;
@@ -538,9 +490,7 @@ class Tray {
   bool tracking_ = false;  // TrackPopupMenuEx runs
   bool stale_ = false;     // the model changed while the menu was open
   int64_t polls_ = 0;
-  std::deque<Notice> notices_;
-  std::deque<std::string> actionErrors_;
-  std::string lastDump_;
+  Said said_;
 };
 
 }  // namespace
