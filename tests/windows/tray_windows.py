@@ -5,8 +5,11 @@ reading the daemon's control pipe. The tray adds its notification-area icon (win
 its system-tray window), lists dev01 online in the menu that Win32 holds (read back with
 GetMenuItemInfo through --dump-menu), shows its popup menu when started a second time (a
 screenshot is kept), copies the PAC URL to the clipboard when that item is clicked with xdotool
-(read back with xclip: wine bridges the Windows clipboard to X), marks dev01 offline when the
-agent stops, and ends with exit code 0 on `devstreams-tray.exe --quit`.
+(read back with xclip: wine bridges the Windows clipboard to X), runs the ssh template from
+dev01's submenu (here a `devstreams.exe forward add` for {device}, whose forward the menu then
+lists; a screenshot of the menu and submenu is kept), marks dev01 offline when the agent stops,
+and ends with exit code 0 on `devstreams-tray.exe --quit`.
+Daemon down: the menu says so and offers to start it.
 Msi: `wine msiexec /i` adds the tray's HKLM Run entry and Start-menu shortcut, and the Run
 entry's command starts the tray.
 
@@ -32,7 +35,7 @@ ARTIFACTS = os.environ.get("DS_TRAY_ARTIFACTS") or os.path.join(
 
 class Xvfb:
     def __init__(self, folder):
-        for tool in ("Xvfb", "xdotool", "xclip", "import"):
+        for tool in ("Xvfb", "xdotool", "xclip", "import", "convert"):
             if not shutil.which(tool):  # a missing peer is a failure, never a skip
                 raise RuntimeError(f"{tool} is missing: run scripts/setup.sh --tests")
         r, w = os.pipe()
@@ -108,6 +111,12 @@ class TrayTest(ew.WineTest):
     def wine(self, *argv):
         return subprocess.run(["wine", *argv], env=self.env, capture_output=True, timeout=60)
 
+    def click(self, rect):
+        x, y, w, h = rect
+        self.x.run("xdotool", "mousemove", "--sync", str(x + w // 2), str(y + h // 2))
+        time.sleep(0.3)  # the menu sees the pointer before the click
+        self.x.run("xdotool", "click", "1")
+
     def quit_tray(self):
         q = self.wine(TRAY, "--quit")
         self.assertEqual(q.returncode, 0, q.stderr.decode(errors="replace"))
@@ -119,7 +128,9 @@ class Menu(TrayTest):
         stack = ew.WinStack(self.tmp, self.prefix)
         self.addCleanup(stack.close)
         stack.wait_device_online()
-        self.start_tray(TRAY, "--control", ew.PIPE)
+        self.start_tray(TRAY, "--control", ew.PIPE, "--devstreams",
+                        ew.win_path(ew.win_program("devstreams")), "--ssh-command",
+                        "{devstreams} forward add --control {control} 127.0.0.1:0 {device}:22")
         d = self.wait(lambda d: d.get("icon", {}).get("added") and "dev01 (online)" in labels(d),
                       "icon added and dev01 online in the Win32 menu")
         self.assertEqual(d["model"]["link"], "connected")
@@ -132,17 +143,38 @@ class Menu(TrayTest):
         self.assertEqual(self.wine(TRAY).returncode, 0)
         d = self.wait(lambda d: d.get("menu_open") and all("rect" in i for i in items(d)),
                       "the popup menu open, with its items' rectangles")
-        self.x.run("import", "-window", "root", os.path.join(self.art, "menu.png"))
         pac = next(i for i in items(d) if i["label"].startswith("Copy PAC URL"))
-        x, y, w, h = pac["rect"]
-        self.x.run("xdotool", "mousemove", "--sync", str(x + w // 2), str(y + h // 2))
-        time.sleep(0.3)  # the menu sees the pointer before the click
-        self.x.run("xdotool", "click", "1")
+        self.click(pac["rect"])
         want = f"http://127.0.0.1:{stack.socks_port}/proxy.pac"
         harness.wait_until(
             lambda: self.x.run("xclip", "-o", "-selection", "clipboard").stdout.decode() == want,
             30, "the PAC URL on the clipboard")
         self.wait(lambda d: not d.get("menu_open"), "the menu closed")
+
+        # Again, now dev01's submenu: "SSH to dev01" runs the ssh template with {device} (here
+        # a command that adds a forward, which the menu then lists) in a console of its own.
+        self.assertEqual(self.wine(TRAY).returncode, 0)
+        d = self.wait(lambda d: d.get("menu_open") and all("rect" in i for i in items(d)),
+                      "the popup menu open again")
+        self.click(next(i for i in items(d) if i["label"] == "dev01 (online)")["rect"])
+
+        def ssh_item(d):
+            dev = [i for i in items(d) if i["label"] == "dev01 (online)"]
+            return next((c for c in dev[0].get("children", []) if
+                         c.get("label") == "SSH to dev01" and "rect" in c), None) if dev else None
+        d = self.wait(ssh_item, "dev01's submenu open")
+        shot = os.path.join(self.art, "menu.png")
+        self.x.run("import", "-window", "root", shot)
+        rects = [i["rect"] for i in items(d)] + [c["rect"] for i in items(d)
+                                                 for c in i.get("children", []) if "rect" in c]
+        x0, y0 = min(r[0] for r in rects) - 8, min(r[1] for r in rects) - 8
+        x1, y1 = max(r[0] + r[2] for r in rects) + 8, max(r[1] + r[3] for r in rects) + 8
+        self.x.run("convert", shot, "-crop", f"{x1 - x0}x{y1 - y0}+{x0}+{y0}", "+repage",
+                   os.path.join(self.art, "docs-tray-windows.png"))  # docs/tray-windows.png
+        self.click(ssh_item(d)["rect"])
+        self.wait(lambda d: "Forwards: 1" in d.get("model", {}).get("tooltip", "") or
+                  any(l.startswith("Forwards: 1") for l in labels(d)),
+                  "the forward added by the SSH item's command in the menu")
 
         stack.stop("agent")
         self.wait(lambda d: any(l.startswith("dev01 (offline") for l in labels(d)),
