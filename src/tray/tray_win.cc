@@ -207,7 +207,14 @@ class Tray : public Desktop {
     if (polling_) return;  // one poll at a time; the next tick asks again
     polling_ = true;
     inBackground(hwnd_, kPolled, std::make_unique<PollJob>(PollJob{settings_.control, {}}),
-                 [](PollJob& job) { job.poll = pollDaemon(job.pipe); });
+                 [](PollJob& job) {
+                   job.poll = pollDaemon(job.pipe);
+                   if (!job.poll.status.reached && win::pipeRefusesUs(job.pipe)) {
+                     job.poll.status.error = "devstreamsd runs, but its pipe " + job.pipe +
+                                             " refuses this user: run the tray as an "
+                                             "Administrator (docs/tray.md, Windows)";
+                   }
+                 });
   }
 
   void onPolled(std::unique_ptr<PollJob> job) {

@@ -165,6 +165,16 @@ bool canRead(const std::string& path, bool& denied, std::string& err) {
   return false;
 }
 
+bool pipeRefusesUs(const std::string& name) {
+  HANDLE h = CreateFileW(wide(name).c_str(), GENERIC_READ | GENERIC_WRITE, 0, nullptr,
+                         OPEN_EXISTING, 0, nullptr);
+  if (h != INVALID_HANDLE_VALUE) {
+    CloseHandle(h);  // the daemon sees a client that goes away at once
+    return false;
+  }
+  return GetLastError() == ERROR_ACCESS_DENIED;
+}
+
 bool askForward(HWND owner, const std::string& device, int& port, int& local, std::string& err) {
   ForwardAsk ask{device, port, local};
   INT_PTR r = DialogBoxParamW(GetModuleHandleW(nullptr), MAKEINTRESOURCEW(kForwardDialog), owner,

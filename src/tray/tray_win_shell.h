@@ -36,6 +36,10 @@ bool startService(const std::string& name, bool& denied, std::string& err);
 std::string serviceLog();
 bool canRead(const std::string& path, bool& denied, std::string& err);
 
+// Whether the pipe `name` exists but its ACL refuses this user (the service's pipe admits only
+// SYSTEM and Administrators).
+bool pipeRefusesUs(const std::string& name);
+
 // The "Forward a local port" dialog (tray_win.rc) for `device`; false when cancelled. `port`
 // and `local` hold the proposals on entry and the answers on return.
 bool askForward(HWND owner, const std::string& device, int& port, int& local, std::string& err);
