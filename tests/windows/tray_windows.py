@@ -7,8 +7,8 @@ GetMenuItemInfo through --dump-menu), shows its popup menu when started a second
 screenshot is kept), copies the PAC URL to the clipboard when that item is clicked with xdotool
 (read back with xclip: wine bridges the Windows clipboard to X), runs the ssh template from
 dev01's submenu (here a `devstreams.exe forward add` for {device}, whose forward the menu then
-lists; a screenshot of the menu and submenu is kept), marks dev01 offline when the agent stops,
-and ends with exit code 0 on `devstreams-tray.exe --quit`.
+lists; a screenshot of the menu and submenu is kept), marks dev01 offline when the agent stops
+and tells it in a balloon (--watch dev01; screenshot kept), and ends with exit code 0 on `devstreams-tray.exe --quit`.
 Daemon down: the menu says so and offers to start it.
 Msi: `wine msiexec /i` adds the tray's HKLM Run entry and Start-menu shortcut, and the Run
 entry's command starts the tray.
@@ -130,7 +130,8 @@ class Menu(TrayTest):
         stack.wait_device_online()
         self.start_tray(TRAY, "--control", ew.PIPE, "--devstreams",
                         ew.win_path(ew.win_program("devstreams")), "--ssh-command",
-                        "{devstreams} forward add --control {control} 127.0.0.1:0 {device}:22")
+                        "{devstreams} forward add --control {control} 127.0.0.1:0 {device}:22",
+                        "--watch", "dev01")
         d = self.wait(lambda d: d.get("icon", {}).get("added") and "dev01 (online)" in labels(d),
                       "icon added and dev01 online in the Win32 menu")
         self.assertEqual(d["model"]["link"], "connected")
@@ -177,13 +178,19 @@ class Menu(TrayTest):
                   "the forward added by the SSH item's command in the menu")
 
         stack.stop("agent")
-        self.wait(lambda d: any(l.startswith("dev01 (offline") for l in labels(d)),
-                  "dev01 offline in the Win32 menu")
+        d = self.wait(lambda d: any(l.startswith("dev01 (offline") for l in labels(d)),
+                      "dev01 offline in the Win32 menu")
+        # The watched device's notice, shown as a balloon (Shell_NotifyIcon with NIF_INFO).
+        d = self.wait(lambda d: any(n["title"] == "dev01 went offline" for n in d["notices"]),
+                      "the notice that dev01 went offline")
+        time.sleep(2)  # wine draws the balloon a moment later; the shot is an artefact only
+        self.x.run("import", "-window", "root", os.path.join(self.art, "balloon.png"))
         self.quit_tray()
         with open(os.path.join(self.art, "tray.log"), errors="replace") as f:
             log = f.read()
         self.assertIn("notification-area icon added", log)
         self.assertIn("copied: " + want, log)
+        self.assertNotIn("cannot show the balloon", log)
 
     def test_daemon_down_says_so_and_offers_to_start_it(self):
         self.start_tray(TRAY, "--control", "\\\\.\\pipe\\devstreamsd-absent")
