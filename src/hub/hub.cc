@@ -137,7 +137,7 @@ void Hub::shutdown() {
   for (auto& [p, c] : services_) services.push_back(p);
   for (ServiceChannel* c : services) {
     c->close(cc::GoingAway, "hub shutting down");
-    onServiceGone(*c);
+    forgetService(*c);
   }
 }
 
@@ -203,7 +203,9 @@ void Hub::disconnectDevice(const std::string& id, uint16_t code, const std::stri
   onDeviceGone(*it->second);
 }
 
-void Hub::onServiceGone(ServiceChannel& c) {
+void Hub::onServiceGone(ServiceChannel& c) { forgetService(c); }
+
+void Hub::forgetService(ServiceChannel& c) {
   auto it = services_.find(&c);
   if (it == services_.end()) return;
   loop_.deferDelete(std::move(it->second));
