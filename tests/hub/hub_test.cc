@@ -23,6 +23,7 @@
 #include "common/sas.h"
 #include "common/tls.h"
 #include "support/run_loop.h"
+#include "support/ws_peer.h"
 
 namespace ds::hub {
 namespace {
@@ -30,27 +31,7 @@ namespace {
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-// A WebSocket client: what it receives.
-struct WsPeer : WsConnection::Callbacks {
-  std::unique_ptr<WsConnection> ws;
-  std::string data;
-  std::vector<std::string> texts;
-  std::optional<uint16_t> closed;
-  void onWsData(evbuffer* p) override {
-    size_t n = evbuffer_get_length(p);
-    size_t old = data.size();
-    data.resize(old + n);
-    evbuffer_remove(p, data.data() + old, n);
-  }
-  void onWsText(std::string m) override { texts.push_back(std::move(m)); }
-  void onWsClosed(uint16_t code, const std::string&) override { closed = code; }
-  void send(std::string_view bytes) {
-    EvBufferPtr b(evbuffer_new());
-    evbuffer_add(b.get(), bytes.data(), bytes.size());
-    ws->sendBinary(b.get());
-  }
-};
+using test::WsPeer;
 
 // One exchange with the hub, started now and finished by the loop.
 struct Call {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "support/run_loop.h"
+#include "support/ws_peer.h"
 
 namespace ds::hub {
 namespace {
@@ -24,28 +25,7 @@ using namespace std::chrono_literals;
 using Side = Stream::Side;
 using Outcome = Stream::Outcome;
 namespace cc = ws::close_code;
-
-// One side's client: what it receives.
-struct Peer : WsConnection::Callbacks {
-  std::unique_ptr<WsConnection> ws;
-  std::string data;
-  std::vector<std::string> texts;
-  std::optional<uint16_t> closed;
-
-  void onWsData(evbuffer* p) override {
-    size_t n = evbuffer_get_length(p);
-    size_t old = data.size();
-    data.resize(old + n);
-    evbuffer_remove(p, data.data() + old, n);
-  }
-  void onWsText(std::string message) override { texts.push_back(std::move(message)); }
-  void onWsClosed(uint16_t code, const std::string&) override { closed = code; }
-  void send(std::string_view bytes) {
-    EvBufferPtr b(evbuffer_new());
-    evbuffer_add(b.get(), bytes.data(), bytes.size());
-    ws->sendBinary(b.get());
-  }
-};
+using Peer = test::WsPeer;
 
 class StreamTest : public ::testing::Test, public StreamOwner {
  protected:
@@ -82,6 +62,15 @@ class StreamTest : public ::testing::Test, public StreamOwner {
                                              WsConnection::Role::Client, WsLimits{}, &peer);
     peer.ws->start();
     stream_->attach(side, std::move(server), Admission::Ticket{});
+  }
+
+  // An accepted stream with both sides open.
+  void makePaired(Peer& device, Peer& service) {
+    make();
+    accept();
+    open(Side::Device, device);
+    open(Side::Service, service);
+    ASSERT_TRUE(stream_->paired());
   }
 
   void accept() {
@@ -183,11 +172,8 @@ TEST_F(StreamTest, PairedStreamRelaysBothWaysAndCounts) {
 }
 
 TEST_F(StreamTest, ClosingOneSideClosesTheOtherWithTheSameCode) {
-  make();
   Peer device, service;
-  accept();
-  open(Side::Device, device);
-  open(Side::Service, service);
+  makePaired(device, service);
   service.ws->close(cc::Normal, "done");
   ASSERT_TRUE(runUntil([&] { return device.closed.has_value(); }));
   EXPECT_EQ(*device.closed, cc::Normal);
@@ -199,11 +185,8 @@ TEST_F(StreamTest, ClosingOneSideClosesTheOtherWithTheSameCode) {
 }
 
 TEST_F(StreamTest, ALostSideClosesTheOtherAsGoingAway) {
-  make();
   Peer device, service;
-  accept();
-  open(Side::Device, device);
-  open(Side::Service, service);
+  makePaired(device, service);
   device.ws.reset();  // the device's connection drops without a close frame
   ASSERT_TRUE(runUntil([&] { return service.closed.has_value(); }));
   EXPECT_EQ(*service.closed, cc::GoingAway);
