@@ -39,6 +39,16 @@ std::string randomHex(size_t bytes) {
   return out;
 }
 
+// Hands the entry at `key` to deferred deletion and forgets it; false when there is none.
+template <class Map, class Key>
+bool deferErase(Loop& loop, Map& map, const Key& key) {
+  auto it = map.find(key);
+  if (it == map.end()) return false;
+  loop.deferDelete(std::move(it->second));
+  map.erase(it);
+  return true;
+}
+
 // Splits "/api/v1/devices/{id}/suffix" into id and suffix; the id is percent-decoded.
 bool splitDevicePath(std::string_view target, std::string& id, std::string& rest) {
   if (!target.starts_with(kDevicesPrefix)) return false;
@@ -137,7 +147,7 @@ void Hub::shutdown() {
   for (auto& [p, c] : services_) services.push_back(p);
   for (ServiceChannel* c : services) {
     c->close(cc::GoingAway, "hub shutting down");
-    forgetService(*c);
+    deferErase(loop_, services_, c);
   }
 }
 
@@ -166,12 +176,7 @@ void Hub::onAccept(evutil_socket_t fd, Admission::Ticket ticket, bool metricsOnl
   raw->start();
 }
 
-void Hub::endSession(Session& s) {
-  auto it = sessions_.find(&s);
-  if (it == sessions_.end()) return;
-  loop_.deferDelete(std::move(it->second));
-  sessions_.erase(it);
-}
+void Hub::endSession(Session& s) { deferErase(loop_, sessions_, &s); }
 
 void Hub::onDeviceGone(DeviceChannel& d) {
   auto it = devices_.find(d.id());
@@ -203,22 +208,11 @@ void Hub::disconnectDevice(const std::string& id, uint16_t code, const std::stri
   onDeviceGone(*it->second);
 }
 
-void Hub::onServiceGone(ServiceChannel& c) { forgetService(c); }
-
-void Hub::forgetService(ServiceChannel& c) {
-  auto it = services_.find(&c);
-  if (it == services_.end()) return;
-  loop_.deferDelete(std::move(it->second));
-  services_.erase(it);
-}
+void Hub::onServiceGone(ServiceChannel& c) { deferErase(loop_, services_, &c); }
 
 void Hub::onStreamEnded(Stream& st) {
   recordStream(st);
-  auto it = streams_.find(st.id());
-  if (it == streams_.end()) return;
-  loop_.deferDelete(std::move(it->second));
-  streams_.erase(it);
-  updateStreamGauges();
+  if (deferErase(loop_, streams_, st.id())) updateStreamGauges();
 }
 
 void Hub::recordStream(const Stream& st) {

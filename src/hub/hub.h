@@ -68,7 +68,6 @@ class Hub : private Session::Owner,
   Stream* initiate(const PolicyRecord& policy, const std::string& deviceId,
                    const proto::InitiateBody& request, const Answer& answer) override;
   void onServiceGone(ServiceChannel& c) override;
-  void forgetService(ServiceChannel& c);  // frees the channel later
   // StreamOwner
   void onStreamRejected(proto::Reject code) override { countReject(code); }
   void onStreamEnded(Stream& st) override;
