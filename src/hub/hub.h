@@ -113,7 +113,7 @@ class Hub : private Session::Owner,
   std::map<std::string, RateLimiter> rates_;
   uint64_t audits_ = 0;
 
-  metrics::Registry metrics_;
+  metrics::MetricSet metrics_;
   metrics::Gauge& devicesConnected_;
   metrics::Gauge& streamsActive_;
   metrics::Gauge& streamsPending_;
