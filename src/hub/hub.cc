@@ -4,7 +4,6 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/rand.h>
 
 #include <ctime>
 #include <vector>
@@ -26,18 +25,6 @@ constexpr std::string_view kDevicesPrefix = "/api/v1/devices/";
 constexpr std::string_view kStreamsPrefix = "/api/v1/streams/";
 
 int64_t unixNow() { return static_cast<int64_t>(std::time(nullptr)); }
-
-std::string randomHex(size_t bytes) {
-  std::vector<unsigned char> raw(bytes);
-  if (RAND_bytes(raw.data(), static_cast<int>(raw.size())) != 1) logFatal("RAND_bytes failed");
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : raw) {
-    out += kDigits[c >> 4];
-    out += kDigits[c & 15];
-  }
-  return out;
-}
 
 // Hands the entry at `key` to deferred deletion and forgets it; false when there is none.
 template <class Map, class Key>
@@ -554,7 +541,7 @@ Stream* Hub::initiate(const PolicyRecord& policy, const std::string& deviceId,
            static_cast<int>(retry.count()));
     return nullptr;
   }
-  std::string sid = randomHex(16);
+  std::string sid = newStreamId();
   auto st = std::make_unique<Stream>(loop_, static_cast<StreamOwner&>(*this), streamSettings_,
                                      relayMetrics_, sid,
                                      cfg_.publicUrl + std::string(kStreamsPrefix) + sid, deviceId,

@@ -34,6 +34,9 @@ struct Initiator {
   std::function<void()> release;
 };
 
+// A fresh stream id: 32 hex digits of 16 random bytes.
+std::string newStreamId();
+
 // An answer refusing a stream with `r` (its HTTP status and name).
 proto::Answer refusal(proto::Reject r, std::string message, int retryAfter = 0);
 

@@ -218,5 +218,12 @@ TEST_F(StreamTest, FreedStreamReleasesAWaitingInitiator) {
   EXPECT_TRUE(answers_.empty());
 }
 
+TEST(StreamId, IsThirtyTwoHexDigitsAndFresh) {
+  std::string a = newStreamId(), b = newStreamId();
+  EXPECT_EQ(a.size(), 32u);
+  EXPECT_EQ(a.find_first_not_of("0123456789abcdef"), std::string::npos);
+  EXPECT_NE(a, b);
+}
+
 }  // namespace
 }  // namespace ds::hub
