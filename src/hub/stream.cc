@@ -1,11 +1,10 @@
 // One device stream at the hub: initiation answer, pairing and the relay (stream.h).
 #include "hub/stream.h"
 
-#include <openssl/rand.h>
-
 #include <algorithm>
 
 #include "common/log.h"
+#include "common/sas.h"
 
 namespace ds::hub {
 
@@ -24,17 +23,7 @@ int index(Stream::Side side) { return static_cast<int>(side); }
 
 }  // namespace
 
-std::string newStreamId() {
-  unsigned char raw[16];
-  if (RAND_bytes(raw, sizeof raw) != 1) logFatal("RAND_bytes failed");
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : raw) {
-    out += kDigits[c >> 4];
-    out += kDigits[c & 15];
-  }
-  return out;
-}
+std::string newStreamId() { return sas::randomHex(16); }
 
 proto::Answer refusal(Reject r, std::string message, int retryAfter) {
   return {
