@@ -11,7 +11,6 @@
 #include <csignal>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -52,22 +51,26 @@ class HubTest : public ::testing::Test {
     deviceKey_ = sas::randomKey();
     serviceKey_ = sas::randomKey();
     adminKey_ = sas::randomKey();
-    std::ofstream(dir_ / "bootstrap.yaml")
-        << "devices:\n  - id: dev01\n    primary_key: \"" << deviceKey_
-        << "\"\n  - id: dev02\n    primary_key: \"" << deviceKey_
-        << "\"\npolicies:\n  - name: service\n    key: \"" << serviceKey_
-        << "\"\n    permissions: [connect]\n  - name: admin\n    key: \"" << adminKey_
-        << "\"\n    permissions: [registry-read, registry-write]\n";
     config::HubConfig hc;
     hc.listen = {"127.0.0.1", 0};
     hc.hostname = "127.0.0.1";
     hc.stateDir = dir_.string();
     hc.registry = (dir_ / "registry.db").string();
-    hc.bootstrapRegistry = (dir_ / "bootstrap.yaml").string();
     hc.tlsNames = {"127.0.0.1"};
     hc.maxHeaderBytes = 2048;
-    hub_ = std::make_unique<Hub>(loop_, hc);
+    // Two devices with one key, a service policy and an administrator policy.
     std::string err;
+    {
+      auto registry = Registry::open(hc.registry, err);
+      ASSERT_TRUE(registry) << err;
+      for (const char* id : {"dev01", "dev02"}) {
+        ASSERT_EQ(registry->addDevice({id, deviceKey_, "", true, 0, 0}), DbResult::Ok);
+      }
+      ASSERT_EQ(registry->addPolicy({"service", serviceKey_, {"connect"}}), DbResult::Ok);
+      ASSERT_EQ(registry->addPolicy({"admin", adminKey_, {"registry-read", "registry-write"}}),
+                DbResult::Ok);
+    }
+    hub_ = std::make_unique<Hub>(loop_, hc);
     ASSERT_TRUE(hub_->start(err)) << err;
     ssl_ = tls::clientContext(pki::hubFiles(dir_.string()).caCert, err);
     ASSERT_TRUE(ssl_) << err;

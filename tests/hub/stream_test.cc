@@ -21,11 +21,11 @@
 namespace ds::hub {
 namespace {
 
-using namespace std::chrono_literals;
-using Side = Stream::Side;
-using Outcome = Stream::Outcome;
 namespace cc = ws::close_code;
 using Peer = test::WsPeer;
+using Side = Stream::Side;
+using Outcome = Stream::Outcome;
+using namespace std::chrono_literals;
 
 class StreamTest : public ::testing::Test, public StreamOwner {
  protected:
