@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "support/raw_peer.h"
 #include "support/run_loop.h"
 
 namespace ds::hub {
@@ -72,26 +73,10 @@ class AdminApiTest : public ::testing::Test, public AdminApi::Host, public Sessi
     std::string req = method + " " + target + " HTTP/1.1\r\nHost: hub\r\n";
     if (!policy.empty()) req += "Authorization: Policy " + policy + "\r\n";
     req += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
-    // The client is a bufferevent on the same loop; the session closes after its answer.
-    struct Client {
-      std::string in;
-      bool eof = false;
-    } client;
-    BufferEventPtr bev = newSocketBufferEvent(loop_, fds[1]);
-    bufferevent_setcb(
-        bev.get(),
-        [](bufferevent* b, void* arg) {
-          evbuffer* input = bufferevent_get_input(b);
-          auto* c = static_cast<Client*>(arg);
-          size_t n = evbuffer_get_length(input);
-          size_t old = c->in.size();
-          c->in.resize(old + n);
-          evbuffer_remove(input, c->in.data() + old, n);
-        },
-        nullptr, [](bufferevent*, short, void* arg) { static_cast<Client*>(arg)->eof = true; },
-        &client);
-    bufferevent_enable(bev.get(), EV_READ | EV_WRITE);
-    bufferevent_write(bev.get(), req.data(), req.size());
+    // The client is on the same loop; the session closes after its answer.
+    test::RawPeer client;
+    client.attach(loop_, fds[1]);
+    client.write(req);
     test::runUntil(loop_, timedOut_, [&] { return client.eof; });
     std::string in = std::move(client.in);
     Reply r;
