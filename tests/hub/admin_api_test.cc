@@ -9,20 +9,18 @@
 #include <sys/socket.h>
 
 #include <csignal>
-#include <filesystem>
 #include <map>
-#include <random>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "support/raw_peer.h"
 #include "support/run_loop.h"
+#include "support/temp_dir.h"
 
 namespace ds::hub {
 namespace {
 
-namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 constexpr char kKeyA[] = "MDEyMzQ1Njc4OWFiY2RlZg==";  // 16 bytes
@@ -38,11 +36,8 @@ class AdminApiTest : public ::testing::Test, public AdminApi::Host, public Sessi
  protected:
   void SetUp() override {
     std::signal(SIGPIPE, SIG_IGN);
-    std::random_device rd;
-    dir_ = fs::temp_directory_path() / ("ds-admin-api-test-" + std::to_string(rd()));
-    ASSERT_TRUE(fs::create_directory(dir_));
     std::string err;
-    registry_ = Registry::open((dir_ / "registry.db").string(), err);
+    registry_ = Registry::open(dir_ / "registry.db", err);
     ASSERT_TRUE(registry_) << err;
     ASSERT_EQ(registry_->addDevice({"dev01", kKeyA, kKeyB, true, 0, 0}), DbResult::Ok);
     api_ = std::make_unique<AdminApi>(*registry_, *this);
@@ -55,8 +50,6 @@ class AdminApiTest : public ::testing::Test, public AdminApi::Host, public Sessi
   void TearDown() override {
     sessions_.clear();
     test::spin(loop_);
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
   }
 
   // One request as `policy` ("" for none), answered through a real session.
@@ -130,7 +123,7 @@ class AdminApiTest : public ::testing::Test, public AdminApi::Host, public Sessi
   Loop loop_;
   bool timedOut_ = false;
   std::unique_ptr<Timer> guard_;
-  fs::path dir_;
+  test::TempDir dir_{"ds-admin-api-test"};
   std::unique_ptr<Registry> registry_;
   std::unique_ptr<AdminApi> api_;
   std::vector<std::unique_ptr<Session>> sessions_;

@@ -8,8 +8,9 @@
 
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <string>
+
+#include "support/temp_dir.h"
 
 namespace ds::hub {
 namespace {
@@ -22,21 +23,14 @@ constexpr char kKey[] = "MDEyMzQ1Njc4OWFiY2RlZg==";
 class BootstrapTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::random_device rd;
-    dir_ = fs::temp_directory_path() / ("ds-bootstrap-test-" + std::to_string(rd()));
-    ASSERT_TRUE(fs::create_directory(dir_));
-    cfg_.stateDir = dir_.string();
-    cfg_.registry = (dir_ / "registry.db").string();
-    cfg_.bootstrapRegistry = (dir_ / "seed.yaml").string();
+    cfg_.stateDir = dir_.path().string();
+    cfg_.registry = dir_ / "registry.db";
+    cfg_.bootstrapRegistry = dir_ / "seed.yaml";
     cfg_.tlsNames = {"127.0.0.1"};
-  }
-  void TearDown() override {
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
   }
   void seed(const std::string& yaml) { std::ofstream(cfg_.bootstrapRegistry) << yaml; }
 
-  fs::path dir_;
+  test::TempDir dir_{"ds-bootstrap-test"};
   config::HubConfig cfg_;
 };
 
@@ -79,7 +73,7 @@ TEST_F(BootstrapTest, OwnCaIsMadeOnceAndKept) {
   SslCtxPtr first = serverTls(cfg_, fingerprint, err);
   ASSERT_TRUE(first) << err;
   EXPECT_FALSE(fingerprint.empty());
-  EXPECT_TRUE(fs::exists(dir_ / "ca.crt"));
+  EXPECT_TRUE(fs::exists(dir_.path() / "ca.crt"));
   std::string again;
   SslCtxPtr second = serverTls(cfg_, again, err);
   ASSERT_TRUE(second) << err;
@@ -87,13 +81,13 @@ TEST_F(BootstrapTest, OwnCaIsMadeOnceAndKept) {
 }
 
 TEST_F(BootstrapTest, ConfiguredCertificateThatIsMissingIsAnError) {
-  cfg_.cert = (dir_ / "missing.crt").string();
-  cfg_.key = (dir_ / "missing.key").string();
+  cfg_.cert = dir_ / "missing.crt";
+  cfg_.key = dir_ / "missing.key";
   std::string fingerprint, err;
   EXPECT_FALSE(serverTls(cfg_, fingerprint, err));
   EXPECT_FALSE(err.empty());
   EXPECT_TRUE(fingerprint.empty());
-  EXPECT_FALSE(fs::exists(dir_ / "ca.crt"));
+  EXPECT_FALSE(fs::exists(dir_.path() / "ca.crt"));
 }
 
 }  // namespace

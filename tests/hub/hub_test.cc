@@ -5,12 +5,10 @@
 #include "hub/hub.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <csignal>
 #include <ctime>
-#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -22,13 +20,13 @@
 #include "common/sas.h"
 #include "common/tls.h"
 #include "support/run_loop.h"
+#include "support/temp_dir.h"
 #include "support/ws_peer.h"
 
 namespace ds::hub {
 namespace {
 
 using namespace std::chrono_literals;
-namespace fs = std::filesystem;
 using json = nlohmann::json;
 using test::WsPeer;
 
@@ -45,17 +43,14 @@ class HubTest : public ::testing::Test {
   void SetUp() override {
     setLogLevel(Level::Warn);
     std::signal(SIGPIPE, SIG_IGN);
-    dir_ = fs::temp_directory_path() /
-           ("ds-hub-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
-    fs::create_directories(dir_);
     deviceKey_ = sas::randomKey();
     serviceKey_ = sas::randomKey();
     adminKey_ = sas::randomKey();
     config::HubConfig hc;
     hc.listen = {"127.0.0.1", 0};
     hc.hostname = "127.0.0.1";
-    hc.stateDir = dir_.string();
-    hc.registry = (dir_ / "registry.db").string();
+    hc.stateDir = dir_.path().string();
+    hc.registry = dir_ / "registry.db";
     hc.tlsNames = {"127.0.0.1"};
     hc.maxHeaderBytes = 2048;
     // Two devices with one key, a service policy and an administrator policy.
@@ -72,7 +67,7 @@ class HubTest : public ::testing::Test {
     }
     hub_ = std::make_unique<Hub>(loop_, hc);
     ASSERT_TRUE(hub_->start(err)) << err;
-    ssl_ = tls::clientContext(pki::hubFiles(dir_.string()).caCert, err);
+    ssl_ = tls::clientContext(pki::hubFiles(dir_.path().string()).caCert, err);
     ASSERT_TRUE(ssl_) << err;
     safety_ = std::make_unique<Timer>(loop_, [this] { timedOut_ = true; });
     safety_->arm(60s);
@@ -84,8 +79,6 @@ class HubTest : public ::testing::Test {
     hub_.reset();
     test::spin(loop_, 20);
     safety_.reset();
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
   }
 
   bool runUntil(const std::function<bool()>& done) {
@@ -139,9 +132,8 @@ class HubTest : public ::testing::Test {
     return true;
   }
 
-  static inline int counter_ = 0;
   Loop loop_;
-  fs::path dir_;
+  test::TempDir dir_{"ds-hub-test"};
   std::string deviceKey_, serviceKey_, adminKey_;
   std::unique_ptr<Hub> hub_;
   SslCtxPtr ssl_;
