@@ -6,13 +6,15 @@
 
 #include <string>
 
+#include "support/config_files.h"
+
 namespace ds::config {
 namespace {
 
 using std::chrono::milliseconds;
 
-constexpr const char* kKey = "AAAAAAAAAAAAAAAAAAAAAA==";  // 16 bytes
-constexpr const char* kKey2 = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+using test::kKey;
+using test::kKey2;
 
 TEST(ParseDuration, Table) {
   struct Case {

@@ -5,25 +5,18 @@
 
 #include <gtest/gtest.h>
 
-#include <functional>
 #include <string>
+
+#include "support/config_files.h"
 
 namespace ds::config::yaml {
 namespace {
 
-// The message of the Error `f` throws, or a marker when it throws none.
-std::string errorOf(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+using test::configErrorOf;
 
 // The top-level mapping of `text`, checked against `known`.
 std::string mappingError(const std::string& text, std::initializer_list<std::string_view> known) {
-  return errorOf([&] {
+  return configErrorOf([&] {
     Context ctx("/etc/t.yaml");
     Mapping m(ctx, valueOf(parseDocument(ctx, text), YAML::Mark::null_mark()), known);
   });
@@ -32,7 +25,7 @@ std::string mappingError(const std::string& text, std::initializer_list<std::str
 // The value of `key: <text>` read with `read`.
 template <typename Read>
 std::string valueError(const std::string& text, Read read) {
-  return errorOf([&] {
+  return configErrorOf([&] {
     Context ctx("/etc/t.yaml");
     Mapping m(ctx, valueOf(parseDocument(ctx, "key: " + text + "\n"), YAML::Mark::null_mark()),
               {"key"});
@@ -53,7 +46,7 @@ TEST(YamlReader, UnknownKeysSuggestTheClosestKnownOne) {
 }
 
 TEST(YamlReader, RequiredKeysAreBlamedOnTheirMapping) {
-  EXPECT_EQ(errorOf([] {
+  EXPECT_EQ(configErrorOf([] {
               Context ctx("/etc/t.yaml");
               YAML::Node root = parseDocument(ctx, "\n  a: 1\n");
               Mapping(ctx, valueOf(root, YAML::Mark::null_mark()), {"a", "b"}).require("b");
@@ -65,13 +58,13 @@ TEST(YamlReader, DocumentsAreBounded) {
   Context ctx("/etc/t.yaml");
   EXPECT_TRUE(parseDocument(ctx, "").IsNull());
   EXPECT_TRUE(parseDocument(ctx, "---\n---\n").IsNull());
-  EXPECT_EQ(errorOf([&] { parseDocument(ctx, "a: 1\n---\nb: 2\n"); }),
+  EXPECT_EQ(configErrorOf([&] { parseDocument(ctx, "a: 1\n---\nb: 2\n"); }),
             "/etc/t.yaml:3:1: only one YAML document is allowed");
   std::string many;
   for (int i = 0; i < 17; ++i) many += "--- x\n";
-  EXPECT_EQ(errorOf([&] { parseDocument(ctx, many); }),
+  EXPECT_EQ(configErrorOf([&] { parseDocument(ctx, many); }),
             "/etc/t.yaml:17:1: more than 16 YAML documents (only one is allowed)");
-  EXPECT_NE(errorOf([&] { parseDocument(ctx, "a: &x [*x]\n"); }).find("refers to itself"),
+  EXPECT_NE(configErrorOf([&] { parseDocument(ctx, "a: &x [*x]\n"); }).find("refers to itself"),
             std::string::npos);
 }
 

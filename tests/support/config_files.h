@@ -3,7 +3,6 @@
 #pragma once
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -12,21 +11,22 @@
 #include <string>
 
 #include "common/config.h"
+#include "support/temp_dir.h"
 
 namespace ds::test {
 
+// The message of the config::Error `f` throws, or a marker when it throws none.
+inline std::string configErrorOf(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const config::Error& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
 class ConfigFiles : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "ds-config-test-XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
-
   // Writes `text` to a file in the test's directory and returns its path.
   std::string write(const std::string& name, const std::string& text) {
     std::filesystem::path p = dir_ / name;
@@ -35,15 +35,7 @@ class ConfigFiles : public ::testing::Test {
     return p.string();
   }
 
-  // The message of the Error `f` throws, or a marker when it throws none.
-  static std::string errorOf(const std::function<void()>& f) {
-    try {
-      f();
-    } catch (const config::Error& e) {
-      return e.what();
-    }
-    return "<no error>";
-  }
+  static std::string errorOf(const std::function<void()>& f) { return configErrorOf(f); }
 
   // The message of the Error that `load` throws for `text` written to `name`.
   template <typename Load>
@@ -56,7 +48,8 @@ class ConfigFiles : public ::testing::Test {
   std::string at(int line, int column) const { return prefix("c.yaml", line, column); }
   std::string regAt(int line, int column) const { return prefix("r.yaml", line, column); }
 
-  std::filesystem::path dir_;
+  TempDir tmp_{"ds-config-test"};
+  std::filesystem::path dir_ = tmp_.path();
 
  private:
   std::string prefix(const char* name, int line, int column) const {
@@ -65,11 +58,13 @@ class ConfigFiles : public ::testing::Test {
   }
 };
 
+#ifdef DS_EXAMPLE_CONFIG
 // The text of the shipped example (DS_EXAMPLE_CONFIG, etc/devstreams.yaml).
 inline std::string exampleConfigText() {
   std::ifstream in(DS_EXAMPLE_CONFIG);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
+#endif
 
 // A valid 16-byte key and a longer one.
 inline constexpr const char* kKey = "AAAAAAAAAAAAAAAAAAAAAA==";
