@@ -3,12 +3,12 @@
 #include "hub/hub.h"
 
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 
 #include <ctime>
 #include <vector>
 
 #include "common/log.h"
+#include "common/net.h"
 #include "common/tls.h"
 #include "hub/bootstrap.h"
 
@@ -139,8 +139,7 @@ void Hub::shutdown() {
 }
 
 void Hub::onAccept(evutil_socket_t fd, Admission::Ticket ticket, bool metricsOnly) {
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  net::setNoDelay(fd);
   BufferEventPtr bev;
   if (metricsOnly) {
     bev = newSocketBufferEvent(loop_, fd);
