@@ -40,7 +40,9 @@ json auditJson(const AuditRecord& a) {
           {"bytes_to_device", a.bytesToDevice},
           {"bytes_from_device", a.bytesFromDevice},
           {"outcome", a.outcome},
-          {"reason", a.reason}};
+          {"reason", a.reason},
+          {"user", a.user},
+          {"name", a.name}};
 }
 
 }  // namespace
@@ -51,22 +53,39 @@ void AdminApi::registryError(Session& s) {
   s.respondError(500, "registry_error", "the registry could not be updated");
 }
 
+bool AdminApi::writerFor(Session& s, const std::string& id) {
+  auto policy = host_.authService(s, "registry-write");
+  if (!policy) return false;
+  // Outside its device set a policy sees no device at all, as for one that does not exist.
+  if (!policy->reaches(id)) {
+    s.respondError(Reject::DeviceUnknown, "no device '" + id + "'");
+    return false;
+  }
+  return true;
+}
+
 void AdminApi::devices(Session& s) {
   const http::Request& r = s.request();
   if (r.method == "GET") {
-    if (!host_.authService(s, "registry-read")) return;
+    auto policy = host_.authService(s, "registry-read");
+    if (!policy) return;
     json list = json::array();
     for (const auto& d : registry_.devices()) {
-      list.push_back(deviceJson(d, host_.online(d.id), false));
+      if (policy->reaches(d.id)) list.push_back(deviceJson(d, host_.online(d.id), false));
     }
     return s.respondJson(200, json{{"devices", list}});
   }
   if (r.method != "POST") return s.respondError(405, "method_not_allowed", "use GET or POST");
-  if (!host_.authService(s, "registry-write")) return;
+  auto writer = host_.authService(s, "registry-write");
+  if (!writer) return;
   auto body = proto::parseDeviceBody(s.body(), true);
   if (!body) return s.respondError(Reject::BadRequest, body.error);
   if (!config::isValidDeviceId(body->id)) {
     return s.respondError(400, "bad_device_id", kDeviceIdRule);
+  }
+  if (!writer->reaches(body->id)) {
+    return s.respondError(Reject::Forbidden,
+                          "policy '" + writer->name + "' may not add device '" + body->id + "'");
   }
   DeviceRecord d;
   d.id = body->id;
@@ -92,13 +111,13 @@ void AdminApi::device(Session& s, const std::string& id) {
   if (r.method == "GET") {
     auto policy = host_.authService(s, "registry-read");
     if (!policy) return;
-    auto d = registry_.device(id);
+    auto d = policy->reaches(id) ? registry_.device(id) : std::nullopt;
     if (!d) return s.respondError(Reject::DeviceUnknown, "no device '" + id + "'");
     // Keys only for those who could change them anyway.
     return s.respondJson(200, deviceJson(*d, host_.online(id), policy->allows("registry-write")));
   }
   if (r.method == "DELETE") {
-    if (!host_.authService(s, "registry-write")) return;
+    if (!writerFor(s, id)) return;
     DbResult res = registry_.removeDevice(id);
     if (res == DbResult::NotFound) return s.respondError(Reject::DeviceUnknown, "no device");
     if (res != DbResult::Ok) return registryError(s);
@@ -107,7 +126,7 @@ void AdminApi::device(Session& s, const std::string& id) {
     return s.respond(204, "");
   }
   if (r.method != "PUT") return s.respondError(405, "method_not_allowed", "use GET, PUT, DELETE");
-  if (!host_.authService(s, "registry-write")) return;
+  if (!writerFor(s, id)) return;
   auto body = proto::parseDeviceBody(s.body(), false);
   if (!body) return s.respondError(Reject::BadRequest, body.error);
   auto existing = registry_.device(id);
@@ -139,7 +158,7 @@ void AdminApi::device(Session& s, const std::string& id) {
 }
 
 void AdminApi::rotate(Session& s, const std::string& id) {
-  if (!host_.authService(s, "registry-write")) return;
+  if (!writerFor(s, id)) return;
   auto slot = proto::parseRotateBody(s.body());
   if (!slot) return s.respondError(Reject::BadRequest, slot.error);
   auto d = registry_.device(id);
@@ -156,7 +175,8 @@ void AdminApi::rotate(Session& s, const std::string& id) {
 }
 
 void AdminApi::streams(Session& s, std::string_view query) {
-  if (!host_.authService(s, "registry-read")) return;
+  auto policy = host_.authService(s, "registry-read");
+  if (!policy) return;
   size_t limit = 50;
   if (query.starts_with("limit=")) {
     auto v = query.substr(6);
@@ -169,8 +189,17 @@ void AdminApi::streams(Session& s, std::string_view query) {
     limit = n;
   }
   json recent = json::array();
-  for (const auto& a : registry_.recentAudit(limit)) recent.push_back(auditJson(a));
-  s.respondJson(200, json{{"active", host_.activeStreams(kMaxAuditQuery)}, {"recent", recent}});
+  for (const auto& a : registry_.recentAudit(limit)) {
+    if (policy->reaches(a.device)) recent.push_back(auditJson(a));
+  }
+  json active = json::array();
+  for (auto& st : host_.activeStreams(kMaxAuditQuery)) {
+    const json* d = st.contains("device") ? &st["device"] : nullptr;
+    if (d && d->is_string() && policy->reaches(d->get_ref<const std::string&>())) {
+      active.push_back(std::move(st));
+    }
+  }
+  s.respondJson(200, json{{"active", active}, {"recent", recent}});
 }
 
 }  // namespace ds::hub

@@ -37,6 +37,9 @@ class AdminApi {
 
   AdminApi(Registry& registry, Host& host) : registry_(registry), host_(host) {}
 
+  // A policy limited to a set of devices (PolicyRecord::devices) sees and changes only those:
+  // others are 404 as if they did not exist, and adding one is 403.
+
   // GET /api/v1/devices (registry-read), POST /api/v1/devices (registry-write).
   void devices(Session& s);
   // GET (registry-read; keys only with registry-write), PUT and DELETE /api/v1/devices/{id}.
@@ -48,6 +51,9 @@ class AdminApi {
 
  private:
   void registryError(Session& s);
+  // Authenticates a registry-write request for device `id`; false after answering (401, 403,
+  // or 404 for a device outside the policy's set).
+  bool writerFor(Session& s, const std::string& id);
 
   Registry& registry_;
   Host& host_;

@@ -85,7 +85,8 @@ void ServiceChannel::onWsText(std::string message) {
     return pauseIfFull();
   }
   proto::RequestId rid = *id;
-  Stream* st = owner_.initiate(policy_, req->device, {req->port, req->host},
+  Stream* st = owner_.initiate(policy_, req->device,
+                               {req->port, req->host, req->socketPath, req->user, req->name},
                                [this, rid](const proto::Answer& a) { send(rid, a); });
   pauseIfFull();
   if (!st) return;

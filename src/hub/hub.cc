@@ -486,6 +486,12 @@ Stream* Hub::initiate(const PolicyRecord& policy, const std::string& deviceId,
     reject(answer, Reject::BadRequest, kDeviceIdRule);
     return nullptr;
   }
+  // Before the device is looked up: a policy learns nothing of devices outside its set.
+  if (!policy.reaches(deviceId)) {
+    reject(answer, Reject::Forbidden,
+           "policy '" + policy.name + "' may not reach device '" + deviceId + "'");
+    return nullptr;
+  }
   std::optional<DeviceRecord> dev = registry_->device(deviceId);
   if (!dev) {
     reject(answer, Reject::DeviceUnknown, "no device '" + deviceId + "'");
@@ -541,16 +547,21 @@ Stream* Hub::initiate(const PolicyRecord& policy, const std::string& deviceId,
     return nullptr;
   }
   std::string sid = newStreamId();
-  auto st = std::make_unique<Stream>(loop_, static_cast<StreamOwner&>(*this), streamSettings_,
-                                     relayMetrics_, sid,
-                                     cfg_.publicUrl + std::string(kStreamsPrefix) + sid, deviceId,
-                                     policy.name, body.host, body.port);
+  auto st = std::make_unique<Stream>(
+      loop_, static_cast<StreamOwner&>(*this), streamSettings_, relayMetrics_, sid,
+      cfg_.publicUrl + std::string(kStreamsPrefix) + sid, deviceId, policy.name, body);
   Stream* raw = st.get();
   streams_.emplace(sid, std::move(st));
   updateStreamGauges();
-  LOG_INFO("stream %s: %s asks %s for %s:%u", sid.c_str(), policy.name.c_str(), deviceId.c_str(),
-           body.host.c_str(), body.port);
-  it->second->send({sid, body.host, body.port, raw->url(), raw->token(Stream::Side::Device)});
+  std::string caller = policy.name + (body.user.empty() ? "" : " (user " + body.user + ")");
+  LOG_INFO("stream %s: %s asks %s for %s%s%s", sid.c_str(), caller.c_str(), deviceId.c_str(),
+           raw->targetText().c_str(), body.name.empty() ? "" : ", stream ", body.name.c_str());
+  proto::StreamRequest request{sid, body.host, body.port, raw->url(),
+                               raw->token(Stream::Side::Device)};
+  request.socketPath = body.socketPath;
+  request.caller = {policy.name, body.user};
+  request.name = body.name;
+  it->second->send(request);
   return raw;
 }
 

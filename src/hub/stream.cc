@@ -32,7 +32,7 @@ proto::Answer refusal(Reject r, std::string message, int retryAfter) {
 
 Stream::Stream(Loop& loop, StreamOwner& owner, const StreamSettings& settings, RelayMetrics metrics,
                std::string id, std::string url, std::string device, std::string policy,
-               std::string host, uint16_t port)
+               proto::InitiateBody target)
     : owner_(owner),
       settings_(settings),
       handshakeSeconds_(metrics.handshakeSeconds),
@@ -40,8 +40,7 @@ Stream::Stream(Loop& loop, StreamOwner& owner, const StreamSettings& settings, R
       url_(std::move(url)),
       device_(std::move(device)),
       policy_(std::move(policy)),
-      host_(std::move(host)),
-      port_(port),
+      target_(std::move(target)),
       life_(Clock::now(), settings.handshakeTimeout, settings.idleTimeout),
       timer_(loop, [this] { onTimer(); }),
       sides_{Relay(this, Side::Service, metrics.bytesToDevice),
@@ -57,16 +56,28 @@ Stream::~Stream() {
   if (initiator_.release) initiator_.release();
 }
 
+std::string Stream::targetText() const {
+  if (!target_.socketPath.empty()) return "unix:" + target_.socketPath;
+  if (target_.host.find(':') != std::string::npos) {
+    return "[" + target_.host + "]:" + std::to_string(target_.port);
+  }
+  return target_.host + ":" + std::to_string(target_.port);
+}
+
 nlohmann::json Stream::describe() const {
-  return nlohmann::json{{"stream_id", id_},
-                        {"policy", policy_},
-                        {"device", device_},
-                        {"host", host_},
-                        {"port", port_},
-                        {"state", stateName(life_.state())},
-                        {"start_ms", startMs_},
-                        {"bytes_to_device", bytes(Side::Service)},
-                        {"bytes_from_device", bytes(Side::Device)}};
+  auto j = nlohmann::json{{"stream_id", id_},
+                          {"policy", policy_},
+                          {"device", device_},
+                          {"host", target_.host},
+                          {"port", target_.port},
+                          {"state", stateName(life_.state())},
+                          {"start_ms", startMs_},
+                          {"bytes_to_device", bytes(Side::Service)},
+                          {"bytes_from_device", bytes(Side::Device)}};
+  if (!target_.socketPath.empty()) j["unix"] = target_.socketPath;
+  if (!target_.user.empty()) j["user"] = target_.user;
+  if (!target_.name.empty()) j["name"] = target_.name;
+  return j;
 }
 
 AuditRecord Stream::audit() const {
@@ -74,8 +85,10 @@ AuditRecord Stream::audit() const {
   a.streamId = id_;
   a.policy = policy_;
   a.device = device_;
-  a.host = host_;
-  a.port = port_;
+  a.host = target_.socketPath.empty() ? target_.host : "unix:" + target_.socketPath;
+  a.port = target_.port;
+  a.user = target_.user;
+  a.name = target_.name;
   a.startMs = startMs_;
   a.endMs = unixMillis();
   a.bytesToDevice = bytes(Side::Service);
@@ -106,8 +119,8 @@ void Stream::onDeviceAnswer(const proto::StreamResponse& msg) {
   std::string codeText = msg.accept ? std::string(proto::name(code)) : msg.codeText;
   std::string reason = msg.accept ? "accepted after the stream ended" : msg.reason;
   const proto::RejectInfo& ri = proto::info(code);
-  LOG_INFO("stream %s: device %s rejected %s:%u: %s (%s)", id_.c_str(), device_.c_str(),
-           host_.c_str(), port_, reason.c_str(), codeText.c_str());
+  LOG_INFO("stream %s: device %s rejected %s: %s (%s)", id_.c_str(), device_.c_str(),
+           targetText().c_str(), reason.c_str(), codeText.c_str());
   owner_.onStreamRejected(code);
   answer({ri.httpStatus, {}, codeText, reason, 0});
   bool policy = ri.httpStatus == 403;
@@ -196,8 +209,9 @@ uint64_t Stream::bytes(Side side) const {
 void Stream::onPaired() {
   auto latency = life_.handshakeLatency();
   handshakeSeconds_.observe(std::chrono::duration<double>(latency).count());
-  LOG_INFO("stream %s: paired (%s:%u on %s, policy %s) after %lld ms", id_.c_str(), host_.c_str(),
-           port_, device_.c_str(), policy_.c_str(), static_cast<long long>(latency.count()));
+  LOG_INFO("stream %s: paired (%s on %s, policy %s) after %lld ms", id_.c_str(),
+           targetText().c_str(), device_.c_str(), policy_.c_str(),
+           static_cast<long long>(latency.count()));
   armTimer();
   // Pings on both sides: a peer that vanished without a FIN frees its slot within the
   // keepalive bound instead of holding the stream forever.

@@ -72,14 +72,19 @@ class Stream : public Deletable {
   using Side = StreamLifecycle::Side;
   using Outcome = StreamLifecycle::Outcome;
 
+  // `target` is what the caller asked for: host and port or a Unix socket on the device, the
+  // user its daemon asserted and the stream's name.
   Stream(Loop& loop, StreamOwner& owner, const StreamSettings& settings, RelayMetrics metrics,
-         std::string id, std::string url, std::string device, std::string policy, std::string host,
-         uint16_t port);
+         std::string id, std::string url, std::string device, std::string policy,
+         proto::InitiateBody target);
   ~Stream() override;
 
   const std::string& id() const { return id_; }
   const std::string& device() const { return device_; }
   const std::string& policy() const { return policy_; }
+  const proto::InitiateBody& target() const { return target_; }
+  // The target as logs and the audit log show it: "host:port", or "unix:PATH".
+  std::string targetText() const;
   // The streaming URL of this stream, and each side's one-time token.
   const std::string& url() const { return url_; }
   const std::string& token(Side side) const { return tokens_.token(side); }
@@ -129,8 +134,8 @@ class Stream : public Deletable {
   StreamOwner& owner_;
   StreamSettings settings_;
   metrics::Histogram& handshakeSeconds_;
-  std::string id_, url_, device_, policy_, host_;
-  uint16_t port_;
+  std::string id_, url_, device_, policy_;
+  proto::InitiateBody target_;
   StreamLifecycle life_;
   Timer timer_;
   StreamTokens tokens_;

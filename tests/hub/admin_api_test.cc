@@ -117,7 +117,8 @@ class AdminApiTest : public ::testing::Test, public AdminApi::Host, public Sessi
   }
   json activeStreams(size_t max) const override {
     maxAsked_ = max;
-    return json::array({json{{"stream_id", "open1"}}});
+    return json::array({json{{"stream_id", "open1"}, {"device", "dev01"}},
+                        json{{"stream_id", "open2"}, {"device", "acme-7"}}});
   }
 
   Loop loop_;
@@ -130,7 +131,8 @@ class AdminApiTest : public ::testing::Test, public AdminApi::Host, public Sessi
   std::map<std::string, PolicyRecord> policies_{
       {"reader", {"reader", kKeyA, {"registry-read"}}},
       {"writer", {"writer", kKeyA, {"registry-read", "registry-write"}}},
-      {"connect", {"connect", kKeyA, {"connect"}}}};
+      {"connect", {"connect", kKeyA, {"connect"}}},
+      {"acme", {"acme", kKeyA, {"registry-read", "registry-write"}, {"acme-*"}}}};
   std::set<std::string> online_{"dev01"};
   std::vector<std::pair<std::string, uint16_t>> disconnected_;
   mutable size_t maxAsked_ = 0;
@@ -256,7 +258,8 @@ TEST_F(AdminApiTest, StreamsListsActiveAndRecentWithinTheLimit) {
   }
   Reply r = call("GET", "/streams?limit=2", "reader");
   ASSERT_EQ(r.status, 200);
-  EXPECT_EQ(r.body["active"], json::array({json{{"stream_id", "open1"}}}));
+  EXPECT_EQ(r.body["active"].size(), 2u);
+  EXPECT_EQ(r.body["active"][0]["stream_id"], "open1");
   ASSERT_EQ(r.body["recent"].size(), 2u);
   EXPECT_EQ(r.body["recent"][0]["outcome"], "ok");
   EXPECT_EQ(maxAsked_, 1000u);
@@ -268,6 +271,47 @@ TEST_F(AdminApiTest, StreamsListsActiveAndRecentWithinTheLimit) {
     EXPECT_EQ(b.body["error"], "bad_request");
   }
   EXPECT_EQ(call("GET", "/streams", "").status, 401);
+}
+
+TEST_F(AdminApiTest, APolicyWithADeviceSetSeesAndChangesOnlyThose) {
+  ASSERT_EQ(registry_->addDevice({"acme-7", kKeyA, kKeyB, true, 0, 0}), DbResult::Ok);
+  Reply list = call("GET", "/devices", "acme");
+  ASSERT_EQ(list.status, 200);
+  ASSERT_EQ(list.body["devices"].size(), 1u);
+  EXPECT_EQ(list.body["devices"][0]["id"], "acme-7");
+  EXPECT_EQ(call("GET", "/devices", "reader").body["devices"].size(), 2u);  // no set: all
+  // Outside the set a device is answered as if it did not exist, whatever the method.
+  Reply hidden = call("GET", "/device/dev01", "acme");
+  EXPECT_EQ(hidden.status, 404);
+  EXPECT_EQ(hidden.body["error"], "device_unknown");
+  Reply missing = call("GET", "/device/acme-99", "acme");
+  EXPECT_EQ(missing.status, 404);
+  EXPECT_EQ(missing.body["error"], hidden.body["error"]);
+  EXPECT_EQ(call("PUT", "/device/dev01", "acme", R"({"enabled":false})").status, 404);
+  EXPECT_EQ(call("DELETE", "/device/dev01", "acme").status, 404);
+  EXPECT_EQ(call("POST", "/rotate/dev01", "acme").status, 404);
+  EXPECT_TRUE(registry_->device("dev01")->enabled);
+  EXPECT_TRUE(disconnected_.empty());
+  EXPECT_EQ(call("POST", "/devices", "acme", R"({"id":"other"})").status, 403);
+  EXPECT_FALSE(registry_->device("other"));
+  EXPECT_EQ(call("POST", "/devices", "acme", R"({"id":"acme-8"})").status, 201);
+  EXPECT_EQ(call("PUT", "/device/acme-7", "acme", R"({"enabled":false})").status, 200);
+  // Streams: only its devices' open streams and audit records.
+  AuditRecord a;
+  a.streamId = "old1";
+  a.policy = "p";
+  a.device = "dev01";
+  a.outcome = "ok";
+  ASSERT_EQ(registry_->addAudit(a), DbResult::Ok);
+  a.streamId = "old2";
+  a.device = "acme-7";
+  ASSERT_EQ(registry_->addAudit(a), DbResult::Ok);
+  Reply streams = call("GET", "/streams", "acme");
+  ASSERT_EQ(streams.status, 200);
+  ASSERT_EQ(streams.body["active"].size(), 1u);
+  EXPECT_EQ(streams.body["active"][0]["stream_id"], "open2");
+  ASSERT_EQ(streams.body["recent"].size(), 1u);
+  EXPECT_EQ(streams.body["recent"][0]["stream_id"], "old2");
 }
 
 }  // namespace

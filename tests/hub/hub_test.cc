@@ -64,6 +64,8 @@ class HubTest : public ::testing::Test {
       ASSERT_EQ(registry->addPolicy({"service", serviceKey_, {"connect"}}), DbResult::Ok);
       ASSERT_EQ(registry->addPolicy({"admin", adminKey_, {"registry-read", "registry-write"}}),
                 DbResult::Ok);
+      ASSERT_EQ(registry->addPolicy({"fleet2", serviceKey_, {"connect"}, {"dev0?"}}), DbResult::Ok);
+      ASSERT_EQ(registry->addPolicy({"only1", serviceKey_, {"connect"}, {"dev01"}}), DbResult::Ok);
     }
     hub_ = std::make_unique<Hub>(loop_, hc);
     ASSERT_TRUE(hub_->start(err)) << err;
@@ -148,11 +150,16 @@ TEST_F(HubTest, StreamFromInitiationToRelayAndAudit) {
 
   Call post;
   start(post, request("POST", "/api/v1/devices/dev01/streams", serviceToken("service", serviceKey_),
-                      R"({"port":22})"));
+                      R"({"port":22,"host":"192.168.1.10","user":"alice","name":"nightly"})"));
   ASSERT_TRUE(runUntil([&] { return !control.texts.empty(); }));
   auto ask = proto::parseStreamRequest(control.texts[0]);
   ASSERT_TRUE(ask) << control.texts[0];
   EXPECT_EQ(ask->port, 22);
+  EXPECT_EQ(ask->host, "192.168.1.10");
+  // The device learns who asks: the policy the hub checked and the user the service asserted.
+  EXPECT_EQ(ask->caller.policy, "service");
+  EXPECT_EQ(ask->caller.user, "alice");
+  EXPECT_EQ(ask->name, "nightly");
   EXPECT_EQ(hub_->streamCount(), 1u);
 
   // The device opens its side, then accepts.
@@ -188,6 +195,41 @@ TEST_F(HubTest, StreamFromInitiationToRelayAndAudit) {
   EXPECT_EQ(recent[0]["outcome"], "ok");
   EXPECT_EQ(recent[0]["bytes_to_device"], 4);
   EXPECT_EQ(recent[0]["bytes_from_device"], 5);
+  EXPECT_EQ(recent[0]["host"], "192.168.1.10");
+  EXPECT_EQ(recent[0]["user"], "alice");
+  EXPECT_EQ(recent[0]["name"], "nightly");
+}
+
+TEST_F(HubTest, APolicyReachesOnlyTheDevicesInItsSet) {
+  WsPeer control;
+  ASSERT_TRUE(openWs(control, "/api/v1/devices/dev02/control", deviceToken("dev02", deviceKey_)));
+  ASSERT_TRUE(runUntil([&] { return hub_->devicesOnline() == 1; }));
+  auto post = [&](const std::string& policy, const std::string& device) {
+    return send(request("POST", "/api/v1/devices/" + device + "/streams",
+                        serviceToken(policy, serviceKey_), R"({"port":22})"));
+  };
+  // Outside the set: 403 whether the device exists, is online, or not at all.
+  for (const char* device : {"dev02", "dev09"}) {
+    Call c = post("only1", device);
+    EXPECT_EQ(c.status(), 403) << device;
+    EXPECT_EQ(c.body()["error"], "forbidden") << device;
+    EXPECT_EQ(c.body()["message"],
+              "policy 'only1' may not reach device '" + std::string(device) + "'");
+  }
+  EXPECT_TRUE(control.texts.empty()) << "the device was asked for a stream out of the set";
+  // In the set (a glob) the request goes on to the device.
+  Call in;
+  start(in, request("POST", "/api/v1/devices/dev02/streams", serviceToken("fleet2", serviceKey_),
+                    R"({"port":22})"));
+  ASSERT_TRUE(runUntil([&] { return !control.texts.empty(); }));
+  auto ask = proto::parseStreamRequest(control.texts[0]);
+  ASSERT_TRUE(ask);
+  EXPECT_EQ(ask->caller.policy, "fleet2");
+  EXPECT_EQ(ask->caller.user, "");
+  control.ws->sendText(proto::toText(proto::StreamResponse{
+      ask->streamId, false, proto::Reject::PortNotAllowed, "port-not-allowed", "no"}));
+  ASSERT_TRUE(runUntil([&] { return in.result.has_value(); }));
+  EXPECT_EQ(in.status(), 403);
 }
 
 TEST_F(HubTest, RoutesRequestFramingAndLimits) {

@@ -43,9 +43,10 @@ class StreamTest : public ::testing::Test, public StreamOwner {
   }
 
   void make(StreamSettings settings = {}) {
-    stream_ = std::make_unique<Stream>(
-        loop_, *this, settings, RelayMetrics{toDevice_, fromDevice_, latency_}, "s1",
-        "wss://hub:8443/api/v1/streams/s1", "dev01", "service", "127.0.0.1", 22);
+    stream_ = std::make_unique<Stream>(loop_, *this, settings,
+                                       RelayMetrics{toDevice_, fromDevice_, latency_}, "s1",
+                                       "wss://hub:8443/api/v1/streams/s1", "dev01", "service",
+                                       proto::InitiateBody{22, "127.0.0.1"});
     stream_->setInitiator(
         {[this](const proto::Answer& a) { answers_.push_back(a); }, [this] { ++released_; }});
   }
