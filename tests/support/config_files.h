@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <initializer_list>
 #include <iterator>
 #include <string>
 
@@ -63,6 +64,12 @@ class ConfigFiles : public ::testing::Test {
 inline std::string exampleConfigText() {
   std::ifstream in(DS_EXAMPLE_CONFIG);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Every one of `keys` ("name:") is shown in the example, commented out or not.
+inline void expectExampleShows(std::initializer_list<const char*> keys) {
+  const std::string text = exampleConfigText();
+  for (const char* k : keys) EXPECT_NE(text.find(k), std::string::npos) << k;
 }
 #endif
 
