@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/protocol.h"
 #include "common/tls.h"
+#include "forwarder/tcp_connector.h"
 
 namespace ds::agent {
 
@@ -41,12 +42,6 @@ std::string target(const std::string& host, uint16_t port) {
 
 // At most this many addresses of one name are tried (a bounded answer to a hostile resolver).
 constexpr size_t kMaxAddresses = 16;
-
-// Keeps a bufferevent alive until the running callback returned.
-struct DeadBufferEvent : Deletable {
-  explicit DeadBufferEvent(BufferEventPtr b) : bev(std::move(b)) {}
-  BufferEventPtr bev;
-};
 
 }  // namespace
 
@@ -191,62 +186,48 @@ class Agent::PendingStream : public Deletable {
 
   // Connects to the next allowed address; when none is left, fails with the last error.
   void connectNext() {
-    if (tcp_) agent_.loop_.deferDelete(std::make_unique<DeadBufferEvent>(std::move(tcp_)));
-    while (next_ < allowed_.size()) {
-      const IpAddress& a = allowed_[next_++].address;
-      current_ = target(a.toString(), port_);
-      connecting_ = true;
-      tcp_ = newSocketBufferEvent(agent_.loop_, -1);
-      bufferevent_setcb(tcp_.get(), nullptr, nullptr, &PendingStream::onTcpEvent, this);
-      sockaddr_storage sa;
-      socklen_t len = a.toSockaddr(port_, sa);
-      if (bufferevent_socket_connect(tcp_.get(), reinterpret_cast<sockaddr*>(&sa),
-                                     static_cast<int>(len)) == 0) {
-        return;
-      }
-      int err = EVUTIL_SOCKET_ERROR();
-      noteError(err);
-      tcp_.reset();
+    if (next_ >= allowed_.size()) {
+      connecting_ = false;
+      return fail(lastCode_ ? lastCode_ : reject::kUnreachable, lastReason_);
     }
-    connecting_ = false;
-    fail(lastCode_ ? lastCode_ : reject::kUnreachable, lastReason_);
+    const IpAddress& a = allowed_[next_++].address;
+    current_ = target(a.toString(), port_);
+    connecting_ = true;
+    // This may run inside the previous connector's callback.
+    if (connector_) agent_.loop_.deferDelete(std::move(connector_));
+    connector_ = std::make_unique<TcpConnector>(
+        agent_.loop_, [this](BufferEventPtr bev, const ConnectOutcome& o) {
+          guarded(
+              "target connect", [&] { onConnect(std::move(bev), o); },
+              [&] { fail(reject::kUnreachable, "internal error"); });
+        });
+    sockaddr_storage sa;
+    socklen_t len = a.toSockaddr(port_, sa);
+    // The stream's own timer bounds all attempts together.
+    connector_->connect(reinterpret_cast<sockaddr*>(&sa), static_cast<int>(len),
+                        std::chrono::milliseconds(0));
   }
 
-  void noteError(int err) {
-    if (err == ECONNREFUSED) {
+  void onConnect(BufferEventPtr bev, const ConnectOutcome& o) {
+    if (bev) {
+      connecting_ = false;
+      timer_.cancel();
+      setTcpKeepalive(bufferevent_getfd(bev.get()));
+      tcp_ = std::move(bev);
+      return openStream();
+    }
+    if (o.result == ConnectResult::Refused) {
       lastCode_ = reject::kConnectionRefused;
       lastReason_ = "connection to " + current_ + " refused";
-    } else if (err == ETIMEDOUT) {
+    } else if (o.result == ConnectResult::TimedOut) {
       lastCode_ = reject::kTargetTimeout;
       lastReason_ = "connect to " + current_ + " timed out";
     } else {
       lastCode_ = reject::kUnreachable;
-      lastReason_ = "cannot connect to " + current_ + ": " + evutil_socket_error_to_string(err);
+      lastReason_ = "cannot connect to " + current_ + ": " + o.detail;
     }
     LOG_DEBUG("stream %s: %s", id_.c_str(), lastReason_.c_str());
-  }
-
-  static void onTcpEvent(bufferevent* bev, short what, void* arg) {
-    auto* self = static_cast<PendingStream*>(arg);
-    guarded(
-        "target connect", [&] { self->tcpEvent(bev, what); },
-        [&] { self->fail(reject::kUnreachable, "internal error"); });
-  }
-  void tcpEvent(bufferevent* bev, short what) {
-    PendingStream* self = this;
-    if (what & BEV_EVENT_CONNECTED) {
-      self->connecting_ = false;
-      self->timer_.cancel();
-      evutil_socket_t fd = bufferevent_getfd(bev);
-      int one = 1;
-      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      setTcpKeepalive(fd);
-      bufferevent_setcb(bev, nullptr, nullptr, nullptr, nullptr);
-      self->openStream();
-      return;
-    }
-    self->noteError(EVUTIL_SOCKET_ERROR());
-    self->connectNext();
+    connectNext();
   }
 
   void openStream() {
@@ -281,6 +262,7 @@ class Agent::PendingStream : public Deletable {
     failed_ = true;
     decided_ = true;
     connecting_ = false;
+    if (connector_) agent_.loop_.deferDelete(std::move(connector_));
     timer_.cancel();
     LOG_INFO("stream %s: rejected (%s): %s", id_.c_str(), code.c_str(), reason.c_str());
     agent_.answer(id_, false, code, reason);
@@ -296,6 +278,7 @@ class Agent::PendingStream : public Deletable {
   uint16_t port_;
   std::string url_, token_;
   Timer timer_;
+  std::unique_ptr<TcpConnector> connector_;
   BufferEventPtr tcp_;
   hubclient::SideOpenPtr side_;
   std::vector<Lookup*> lookups_;

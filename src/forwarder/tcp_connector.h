@@ -27,15 +27,15 @@ struct ConnectOutcome {
   std::string detail;  // the system's or the resolver's text; empty when connected
 };
 
-class TcpConnector {
+class TcpConnector : public Deletable {
  public:
   // Called once, never from inside connect(): with the connected bufferevent (callbacks cleared)
-  // on Connected, else null. The connector may be destroyed inside it.
+  // on Connected, else null. Inside it, the connector may be handed to Loop::deferDelete.
   using Done = std::function<void(BufferEventPtr bev, const ConnectOutcome& outcome)>;
 
   TcpConnector(Loop& loop, Done done);
   // A pending connect is abandoned without calling `done`.
-  ~TcpConnector();
+  ~TcpConnector() override;
   TcpConnector(const TcpConnector&) = delete;
   TcpConnector& operator=(const TcpConnector&) = delete;
 
