@@ -17,8 +17,8 @@
 #include "common/json_fields.h"
 #include "common/log.h"
 #include "common/protocol.h"
-#include "common/tls.h"
 #include "forwarder/tcp_connector.h"
+#include "hubclient/rest_client.h"
 
 namespace ds::agent {
 
@@ -307,10 +307,9 @@ Agent::~Agent() {
 }
 
 bool Agent::start(std::string& err) {
-  ssl_ = tls::clientContext(cfg_.ca, err);
-  if (!ssl_) return false;
-  if (!hubclient::makeTarget(cfg_.hubUrl, cfg_.serverName, cfg_.hubHostname, ssl_.get(), hub_,
-                             err)) {
+  const char* proxySource = "";
+  if (!hubclient::setUpHub({cfg_.hubUrl, cfg_.serverName, cfg_.hubHostname, cfg_.ca, cfg_.proxy},
+                           ssl_, hub_, err, &proxySource)) {
     return false;
   }
   // Devices are many: no connection is kept warm while nothing happens, a few while streams
@@ -319,20 +318,9 @@ bool Agent::start(std::string& err) {
   pool.idle = 0;
   pool.busy = 4;
   pool.connectTimeout = cfg_.connectTimeout;
-  std::string proxyErr;
-  if (!cfg_.proxy.empty()) {
-    if (!hubclient::parseProxyUrl(cfg_.proxy, hub_.proxy, proxyErr)) {
-      // The URL may carry a password: name the key, not its value.
-      err = "invalid proxy: " + proxyErr;
-      return false;
-    }
-  } else if (!hubclient::proxyFromEnvironment(hub_.host, hub_.proxy, proxyErr)) {
-    err = "invalid HTTPS_PROXY in the environment: " + proxyErr;
-    return false;
-  }
   if (hub_.proxy.enabled()) {
     LOG_INFO("hub connections go through the HTTP proxy %s:%u (%s)", hub_.proxy.host.c_str(),
-             hub_.proxy.port, cfg_.proxy.empty() ? "HTTPS_PROXY" : "proxy: key");
+             hub_.proxy.port, proxySource);
   }
   auto rules = compileRules(cfg_.allow, err);
   if (!rules) return false;

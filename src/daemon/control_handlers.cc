@@ -8,10 +8,9 @@
 
 #include "common/json_fields.h"
 #include "common/log.h"
-#include "common/sas.h"
 #include "common/time_text.h"
-#include "common/tls.h"
 #include "daemon/daemon.h"
+#include "hubclient/rest_client.h"
 #include "hubclient/stream_opener.h"
 
 #ifndef DS_VERSION
@@ -105,28 +104,25 @@ json Daemon::streamsJson() const {
 }
 
 void Daemon::fetchDevices(const ControlApi::Respond& respond) {
-  std::string host = hub_.host.find(':') != std::string::npos ? "[" + hub_.host + "]" : hub_.host;
-  std::string req = "GET /api/v1/devices HTTP/1.1\r\nHost: " + host + ":" +
-                    std::to_string(hub_.port) +
-                    "\r\nAuthorization: " + hubclient::serviceToken(hub_, cfg_.policy, cfg_.key) +
-                    "\r\nUser-Agent: devstreamsd/" DS_VERSION "\r\nConnection: close\r\n\r\n";
-  BufferEventPtr bev = tls::newClient(loop_, hub_.ssl, hub_.serverName);
-  if (!bev) return respond(apiError(502, "hub_error", "cannot create a TLS connection"));
+  hubclient::RestRequest req;
+  req.method = "GET";
+  req.target = "/api/v1/devices";
+  req.authorization = hubclient::serviceToken(hub_, cfg_.policy, cfg_.key);
+  req.userAgent = "devstreamsd/" DS_VERSION;
   uint64_t qid = nextQuery_++;
-  auto ex = std::make_unique<HttpExchange>(
-      loop_, std::move(bev), hub_.host, hub_.port, std::move(req), kHubQueryTimeout,
-      [this, qid, respond](HttpResult&& r) {
+  auto ex = hubclient::callHub(
+      loop_, hub_, req, kHubQueryTimeout, [this, qid, respond](hubclient::RestResult&& r) {
         if (auto it = queries_.find(qid); it != queries_.end()) {
           loop_.deferDelete(std::move(it->second));
           queries_.erase(it);
         }
         if (!r.ok()) return respond(apiError(502, "hub_error", "hub unreachable: " + r.error));
         json body = json::parse(r.body, nullptr, false);
-        if (r.response.status != 200 || !body.is_object() || !body.contains("devices")) {
+        if (r.status != 200 || !body.is_object() || !body.contains("devices")) {
           std::string msg = stringField(body, "message");
-          return respond(apiError(502, "hub_error",
-                                  "hub answered " + std::to_string(r.response.status) +
-                                      (msg.empty() ? "" : ": " + msg)));
+          return respond(apiError(
+              502, "hub_error",
+              "hub answered " + std::to_string(r.status) + (msg.empty() ? "" : ": " + msg)));
         }
         json out = json::array();
         for (const auto& d : body["devices"]) {
@@ -138,17 +134,8 @@ void Daemon::fetchDevices(const ControlApi::Respond& respond) {
         }
         respond(ApiResponse{200, json{{"devices", out}}});
       });
-  if (hub_.proxy.enabled()) {
-    HttpProxy proxy{hub_.proxy.host, hub_.proxy.port, {}};
-    if (!hub_.proxy.user.empty()) {
-      proxy.authorization =
-          "Basic " + sas::base64Encode(hub_.proxy.user + ":" + hub_.proxy.password);
-    }
-    ex->viaProxy(std::move(proxy));
-  }
-  HttpExchange* raw = ex.get();
+  if (!ex) return respond(apiError(502, "hub_error", "cannot create a TLS connection"));
   queries_.emplace(qid, std::move(ex));
-  raw->start();
 }
 
 void Daemon::handleApi(const ApiRequest& req, const ControlApi::Respond& respond) {

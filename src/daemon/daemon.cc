@@ -12,7 +12,7 @@
 #include "common/log.h"
 #include "common/protocol.h"
 #include "common/service_notify.h"
-#include "common/tls.h"
+#include "hubclient/rest_client.h"
 #include "socks/http_proxy.h"
 
 namespace ds::daemon {
@@ -129,15 +129,8 @@ Daemon::~Daemon() {
 }
 
 bool Daemon::start(std::string& err) {
-  ssl_ = tls::clientContext(cfg_.ca, err);
-  if (!ssl_) return false;
-  if (!hubclient::makeTarget(cfg_.hubUrl, cfg_.serverName, cfg_.hubHostname, ssl_.get(), hub_,
-                             err)) {
-    return false;
-  }
-  std::string proxyErr;
-  if (!hubclient::proxyFromEnvironment(hub_.host, hub_.proxy, proxyErr)) {
-    err = "invalid HTTPS_PROXY in the environment: " + proxyErr;
+  if (!hubclient::setUpHub({cfg_.hubUrl, cfg_.serverName, cfg_.hubHostname, cfg_.ca, ""}, ssl_,
+                           hub_, err)) {
     return false;
   }
   if (hub_.proxy.enabled()) {

@@ -45,6 +45,11 @@ struct HubTarget {
   ProxyTarget proxy;         // when enabled, every connection is tunnelled through it
 };
 
+// "host:port" of the target ("[v6]:port"): its Host value.
+std::string authority(const HubTarget& t);
+// The exchange's form of a proxy (Basic credentials encoded).
+HttpProxy exchangeProxy(const ProxyTarget& p);
+
 struct StreamGrant {
   std::string streamId, url, token;
 };
