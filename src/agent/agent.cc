@@ -297,14 +297,17 @@ class Agent::PendingStream : public Deletable {
 Agent::Agent(Loop& loop, config::AgentConfig cfg)
     : loop_(loop),
       cfg_(std::move(cfg)),
-      reconnect_(loop, [this] { connect(); }),
-      backoff_({cfg_.reconnectMin, cfg_.reconnectMax}),
-      rng_(std::random_device{}()) {}
+      control_(
+          loop, {cfg_.keepalive, cfg_.keepaliveTimeout, cfg_.reconnectMin, cfg_.reconnectMax},
+          [this](hubclient::WsDone done) {
+            LOG_INFO("connecting to %s:%u as %s", hub_.host.c_str(), hub_.port,
+                     cfg_.deviceId.c_str());
+            return hubclient::openControl(loop_, hub_, cfg_.deviceId, cfg_.deviceKey, limits_,
+                                          cfg_.connectTimeout, std::move(done));
+          },
+          *this) {}
 
-Agent::~Agent() {
-  if (control_) control_->setCallbacks(nullptr);
-  if (connecting_) connecting_->cancel();
-}
+Agent::~Agent() = default;
 
 bool Agent::start(std::string& err) {
   const char* proxySource = "";
@@ -349,7 +352,7 @@ bool Agent::start(std::string& err) {
       servers += (servers.empty() ? "" : ", ") + ns.toString();
     LOG_INFO("target names are resolved by %s", servers.c_str());
   }
-  connect();
+  control_.start();
   return true;
 }
 
@@ -366,68 +369,47 @@ bool Agent::setAllowList(std::vector<config::AllowRule> allow, std::string& err)
 }
 
 void Agent::shutdown() {
-  stopping_ = true;
-  reconnect_.cancel();
   std::vector<StreamPump*> open;
   for (auto& [p, pump] : pumps_) open.push_back(p);
   for (StreamPump* p : open) p->close("agent shutting down");
-  if (control_) control_->close(ws::close_code::GoingAway, "agent shutting down");
+  control_.stop(ws::close_code::GoingAway, "agent shutting down");
 }
 
-void Agent::connect() {
-  if (stopping_) return;
-  LOG_INFO("connecting to %s:%u as %s", hub_.host.c_str(), hub_.port, cfg_.deviceId.c_str());
-  connecting_ = hubclient::openControl(
-      loop_, hub_, cfg_.deviceId, cfg_.deviceKey, limits_, cfg_.connectTimeout,
-      [this](std::unique_ptr<WsConnection> ws, const std::string& error) {
-        loop_.deferDelete(std::move(connecting_));
-        if (!ws) {
-          if (error.find("HTTP 401") != std::string::npos) {
-            if (!credentialsLogged_) {
-              LOG_ERROR(
-                  "hub refused the device's credentials: check device_id and device_key "
-                  "(device %s; %s)",
-                  cfg_.deviceId.c_str(), error.c_str());
-              credentialsLogged_ = true;
-            }
-            return scheduleReconnect(true);
-          }
-          LOG_WARN("control channel: %s", error.c_str());
-          return scheduleReconnect();
-        }
-        LOG_INFO("online: control channel to %s:%u open", hub_.host.c_str(), hub_.port);
-        backoff_.up(std::chrono::steady_clock::now());
-        credentialsLogged_ = false;
-        setTcpKeepalive(ws->fd());
-        control_ = std::move(ws);
-        control_->setCallbacks(this);
-        control_->enableKeepalive(cfg_.keepalive, cfg_.keepaliveTimeout);
-        control_->start();
-      });
+bool Agent::onChannelFailed(const std::string& error) {
+  if (error.find("HTTP 401") != std::string::npos) {
+    if (!credentialsLogged_) {
+      LOG_ERROR(
+          "hub refused the device's credentials: check device_id and device_key "
+          "(device %s; %s)",
+          cfg_.deviceId.c_str(), error.c_str());
+      credentialsLogged_ = true;
+    }
+    return true;
+  }
+  LOG_WARN("control channel: %s", error.c_str());
+  return false;
 }
 
-void Agent::scheduleReconnect(bool credentialsRefused) {
-  if (stopping_) return;
-  // Full jitter keeps a fleet from reconnecting in lockstep after a hub restart, and waits stay
-  // short after the loss of a healthy channel (hubclient/backoff.h). Refused credentials will
-  // not fix themselves quickly: retry at the slowest pace.
-  milliseconds delay = credentialsRefused ? cfg_.reconnectMax
-                                          : backoff_.next(std::chrono::steady_clock::now(), rng_);
-  reconnect_.arm(delay);
+void Agent::onChannelUp(WsConnection& ws) {
+  LOG_INFO("online: control channel to %s:%u open", hub_.host.c_str(), hub_.port);
+  credentialsLogged_ = false;
+  setTcpKeepalive(ws.fd());
+}
+
+void Agent::onReconnectIn(milliseconds delay) {
   LOG_INFO("reconnecting in %lld ms", static_cast<long long>(delay.count()));
 }
 
-void Agent::onWsData(evbuffer*) { LOG_WARN("control channel: unexpected binary data ignored"); }
-
-void Agent::onWsClosed(uint16_t code, const std::string& reason) {
-  LOG_WARN("control channel closed (%u %s); %zu open streams continue on their own connections",
-           code, reason.c_str(), pumps_.size());
-  backoff_.down(std::chrono::steady_clock::now());
-  loop_.deferDelete(std::move(control_));
-  scheduleReconnect();
+void Agent::onChannelData(evbuffer*) {
+  LOG_WARN("control channel: unexpected binary data ignored");
 }
 
-void Agent::onWsText(std::string message) {
+void Agent::onChannelDown(uint16_t code, const std::string& reason) {
+  LOG_WARN("control channel closed (%u %s); %zu open streams continue on their own connections",
+           code, reason.c_str(), pumps_.size());
+}
+
+void Agent::onChannelText(std::string message) {
   std::string id;
   auto req = proto::parseStreamRequest(message, &id);
   if (!req && req.fault == proto::Fault::OtherType) {
@@ -467,7 +449,8 @@ void Agent::onWsText(std::string message) {
 
 void Agent::answer(const std::string& streamId, bool accept, const std::string& code,
                    const std::string& reason) {
-  if (!control_) return;
+  WsConnection* control = control_.channel();
+  if (!control) return;
   proto::StreamResponse msg;
   msg.streamId = streamId;
   msg.accept = accept;
@@ -476,7 +459,7 @@ void Agent::answer(const std::string& streamId, bool accept, const std::string& 
     msg.codeText = code;
     msg.reason = proto::truncateUtf8(reason, proto::kMaxReason);
   }
-  control_->sendText(proto::toText(msg));
+  control->sendText(proto::toText(msg));
 }
 
 void Agent::endPending(PendingStream* p) {
