@@ -300,12 +300,31 @@ std::optional<std::vector<Rule>> compileRules(const std::vector<config::AllowRul
   return out;
 }
 
+bool Rule::admits(const proto::Caller* caller) const {
+  if (from.empty()) return true;
+  if (!caller || caller->policy.empty()) return false;
+  return std::any_of(from.begin(), from.end(), [&](const std::string& f) {
+    auto slash = f.find('/');
+    if (slash == std::string::npos) return f == caller->policy;
+    return std::string_view(f).substr(0, slash) == caller->policy && !caller->user.empty() &&
+           std::string_view(f).substr(slash + 1) == caller->user;
+  });
+}
+
+const Rule* socketRule(const std::vector<Rule>& rules, std::string_view path,
+                       const proto::Caller* caller) {
+  for (const Rule& r : rules) {
+    if (r.kind == Rule::Kind::Socket && r.path == path && r.admits(caller)) return &r;
+  }
+  return nullptr;
+}
+
 std::vector<std::string> namesToResolve(const std::vector<Rule>& rules, const Host& host,
-                                        uint16_t port) {
+                                        uint16_t port, const proto::Caller* caller) {
   std::vector<std::string> names;
   if (!host.isAddress) names.push_back(host.name);
   for (const Rule& r : rules) {
-    if (r.kind == Rule::Kind::Name && r.coversPort(port) &&
+    if (r.kind == Rule::Kind::Name && r.coversPort(port) && r.admits(caller) &&
         std::find(names.begin(), names.end(), r.name) == names.end()) {
       names.push_back(r.name);
     }
@@ -313,9 +332,10 @@ std::vector<std::string> namesToResolve(const std::vector<Rule>& rules, const Ho
   return names;
 }
 
-std::vector<Allowed> allowedAddresses(
-    const std::vector<Rule>& rules, uint16_t port, const std::vector<IpAddress>& candidates,
-    const std::map<std::string, std::vector<IpAddress>>& resolved) {
+std::vector<Allowed> allowedAddresses(const std::vector<Rule>& rules, uint16_t port,
+                                      const std::vector<IpAddress>& candidates,
+                                      const std::map<std::string, std::vector<IpAddress>>& resolved,
+                                      const proto::Caller* caller) {
   std::vector<Allowed> out;
   for (const IpAddress& a : candidates) {
     if (a.family != AF_INET && a.family != AF_INET6) continue;
@@ -323,7 +343,7 @@ std::vector<Allowed> allowedAddresses(
       continue;
     }
     for (const Rule& r : rules) {
-      if (!r.coversPort(port)) continue;
+      if (r.kind == Rule::Kind::Socket || !r.coversPort(port) || !r.admits(caller)) continue;
       bool covers = false;
       if (r.kind == Rule::Kind::Name) {
         auto it = resolved.find(r.name);

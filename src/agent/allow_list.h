@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/protocol.h"
 
 namespace ds::agent {
 
@@ -67,18 +68,25 @@ bool isValidPort(uint64_t port);
 // cut to `max` characters with "..." appended.
 std::string printable(std::string_view text, size_t max = 128);
 
-// One allow-list entry, compiled: an address, a network (CIDR), or a name that is resolved when
-// a request needs it.
+// One allow-list entry, compiled: an address, a network (CIDR), a name that is resolved when
+// a request needs it, or a Unix socket path (compared as text, exactly). `from` names the
+// callers it admits: a policy ("ops"), or a policy and the user its daemon asserted
+// ("ops/alice"); empty admits every caller.
 struct Rule {
-  enum class Kind { Address, Network, Name };
+  enum class Kind { Address, Network, Name, Socket };
   Kind kind = Kind::Address;
-  IpAddress address;    // Address and Network
-  unsigned prefix = 0;  // Network: leading bits that must match; Address: all bits
-  std::string name;     // Name: normalised
-  uint16_t portMin = 0, portMax = 0;
+  IpAddress address;                  // Address and Network
+  unsigned prefix = 0;                // Network: leading bits that must match; Address: all bits
+  std::string name;                   // Name: normalised
+  std::string path;                   // Socket
+  uint16_t portMin = 0, portMax = 0;  // 0..0 for a socket: no TCP port is covered
+  std::vector<std::string> from;
   std::string text;  // as configured, for logs
 
   bool coversPort(uint16_t port) const { return port >= portMin && port <= portMax; }
+  // Whether `caller` may use this rule; a null caller (an older hub sent none) only passes a
+  // rule for everyone.
+  bool admits(const proto::Caller* caller) const;
 };
 
 // Compiles the configuration's rules; on a host that parseHost refuses (or a prefix too long for
@@ -89,7 +97,11 @@ std::optional<std::vector<Rule>> compileRules(const std::vector<config::AllowRul
 // The names a request for `host`:`port` needs resolved: the requested name (when it is one)
 // first, then the names of rules for that port, each once.
 std::vector<std::string> namesToResolve(const std::vector<Rule>& rules, const Host& host,
-                                        uint16_t port);
+                                        uint16_t port, const proto::Caller* caller = nullptr);
+
+// The rule that admits `caller` to the Unix socket `path`, or null.
+const Rule* socketRule(const std::vector<Rule>& rules, std::string_view path,
+                       const proto::Caller* caller);
 
 // An address the agent may connect to, and the rule that allowed it.
 struct Allowed {
@@ -100,9 +112,11 @@ struct Allowed {
 // The candidates (the literal address, or the requested name's addresses from its one lookup)
 // that a rule for `port` covers, in the candidates' order without repeats. `resolved` holds the
 // addresses each name resolved to (a failed lookup: absent or empty). A rule covers an address
-// when it is that address, a network holding it, or a name that resolved to it.
-std::vector<Allowed> allowedAddresses(
-    const std::vector<Rule>& rules, uint16_t port, const std::vector<IpAddress>& candidates,
-    const std::map<std::string, std::vector<IpAddress>>& resolved);
+// when it admits `caller` and is that address, a network holding it, or a name that resolved to
+// it.
+std::vector<Allowed> allowedAddresses(const std::vector<Rule>& rules, uint16_t port,
+                                      const std::vector<IpAddress>& candidates,
+                                      const std::map<std::string, std::vector<IpAddress>>& resolved,
+                                      const proto::Caller* caller = nullptr);
 
 }  // namespace ds::agent

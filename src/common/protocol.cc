@@ -82,6 +82,72 @@ std::optional<std::string> host(const json& j, std::string& err) {
   return v->get<std::string>();
 }
 
+// Free text a caller chose (a user or stream name): no control characters, valid UTF-8.
+bool plainText(std::string_view s) {
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) return false;
+  }
+  return validUtf8(s);
+}
+
+// An optional text field: absent gives "", anything but plain text within `max` is refused.
+bool optionalText(const json& j, const char* key, size_t max, std::string& out, std::string& err) {
+  auto v = str(j, key, max, false, err);
+  if (!err.empty()) return false;
+  if (v && !plainText(*v)) {
+    err = std::string("\"") + key + "\" must be text without control characters";
+    return false;
+  }
+  out = v ? std::move(*v) : std::string();
+  return true;
+}
+
+// A Unix socket target: an absolute path that fits sun_path, without control characters.
+std::optional<std::string> socketPath(const json& j, std::string& err) {
+  auto v = str(j, "unix", kMaxSocketPath, false, err);
+  if (!err.empty()) return std::nullopt;
+  if (!v) return std::string();
+  if (v->empty() || v->front() != '/' || !plainText(*v)) {
+    err = "\"unix\" must be an absolute socket path";
+    return std::nullopt;
+  }
+  return v;
+}
+
+// What a caller asks for, in the service request and the initiation body alike: `unix` or
+// `port` (and `host`), then `user` and `name`.
+template <class M>
+bool targetFields(const json& j, M& m, std::string& err) {
+  auto path = socketPath(j, err);
+  if (!path) return false;
+  m.socketPath = std::move(*path);
+  if (m.socketPath.empty()) {
+    auto p = port(j, err);
+    if (!p) return false;
+    auto h = host(j, err);
+    if (!h) return false;
+    m.port = *p;
+    m.host = std::move(*h);
+  } else if (field(j, "port") || field(j, "host")) {
+    err = "\"unix\" goes without \"host\" and \"port\"";
+    return false;
+  }
+  return optionalText(j, "user", kMaxId, m.user, err) &&
+         optionalText(j, "name", kMaxName, m.name, err);
+}
+
+// The target fields as written: `unix`, or `host` and `port`; `user` and `name` when set.
+template <class M>
+void putTarget(json& j, const M& m) {
+  if (!m.socketPath.empty()) {
+    j["unix"] = m.socketPath;
+  } else {
+    j["host"] = m.host;
+    j["port"] = m.port;
+  }
+  if (!m.name.empty()) j["name"] = m.name;
+}
+
 std::optional<RequestId> requestId(const json& j) {
   const json* v = field(j, "id");
   if (!v) return std::nullopt;
@@ -171,16 +237,29 @@ Parsed<StreamRequest> parseStreamRequest(std::string_view text, std::string* str
   auto token = str(j, "token", kMaxId, true, err);
   if (!token) return fail<StreamRequest>(err);
   if (streamId) *streamId = *sid;
-  auto p = port(j, err);
-  if (!p) return fail<StreamRequest>(err, Fault::Port);
-  // The host is checked precisely by the agent (it must refuse with a code, not drop it).
-  const json* h = field(j, "host");
-  if (h && (!h->is_string() || h->get_ref<const std::string&>().size() > 1024)) {
-    return fail<StreamRequest>("\"host\" must be a string", Fault::Host);
+  auto path = socketPath(j, err);
+  if (!path) return fail<StreamRequest>(err, Fault::Host);
+  m.socketPath = std::move(*path);
+  if (m.socketPath.empty()) {
+    auto p = port(j, err);
+    if (!p) return fail<StreamRequest>(err, Fault::Port);
+    // The host is checked precisely by the agent (it must refuse with a code, not drop it).
+    const json* h = field(j, "host");
+    if (h && (!h->is_string() || h->get_ref<const std::string&>().size() > 1024)) {
+      return fail<StreamRequest>("\"host\" must be a string", Fault::Host);
+    }
+    m.host = h ? h->get<std::string>() : "127.0.0.1";
+    m.port = *p;
   }
+  // The caller, as the hub vouches for it; an older hub sends none.
+  if (const json* c = field(j, "caller")) {
+    if (!c->is_object() || !optionalText(*c, "policy", kMaxId, m.caller.policy, err) ||
+        !optionalText(*c, "asserted_user", kMaxId, m.caller.user, err)) {
+      return fail<StreamRequest>(err.empty() ? "\"caller\" must be an object" : "caller: " + err);
+    }
+  }
+  if (!optionalText(j, "name", kMaxName, m.name, err)) return fail<StreamRequest>(err);
   m.streamId = std::move(*sid);
-  m.host = h ? h->get<std::string>() : "127.0.0.1";
-  m.port = *p;
   m.url = std::move(*url);
   m.token = std::move(*token);
   return {std::move(m), {}};
@@ -232,13 +311,8 @@ Parsed<ServiceRequest> parseServiceRequest(std::string_view text, std::optional<
   m.id = *id;
   auto device = str(j, "device", kMaxId, true, err);
   if (!device || device->empty()) return fail<ServiceRequest>("\"device\" must be a device id");
-  auto p = port(j, err);
-  if (!p) return fail<ServiceRequest>(err);
-  auto h = host(j, err);
-  if (!h) return fail<ServiceRequest>(err);
+  if (!targetFields(j, m, err)) return fail<ServiceRequest>(err);
   m.device = std::move(*device);
-  m.port = *p;
-  m.host = std::move(*h);
   return {std::move(m), {}};
 }
 
@@ -319,12 +393,7 @@ Parsed<InitiateBody> parseInitiateBody(std::string_view text) {
     return fail<InitiateBody>("body must be {\"port\": 1..65535, \"host\"?: str}: " + err);
   }
   InitiateBody b;
-  auto p = port(j, err);
-  if (!p) return fail<InitiateBody>(err);
-  auto h = host(j, err);
-  if (!h) return fail<InitiateBody>(err);
-  b.port = *p;
-  b.host = std::move(*h);
+  if (!targetFields(j, b, err)) return fail<InitiateBody>(err);
   return {std::move(b), {}};
 }
 
@@ -371,12 +440,16 @@ Parsed<KeySlot> parseRotateBody(std::string_view text) {
 }
 
 std::string toText(const StreamRequest& m) {
-  return dump(json{{"type", "stream_request"},
-                   {"stream_id", m.streamId},
-                   {"host", m.host},
-                   {"port", m.port},
-                   {"url", m.url},
-                   {"token", m.token}});
+  json j{{"type", "stream_request"}, {"stream_id", m.streamId}};
+  putTarget(j, m);
+  j["url"] = m.url;
+  j["token"] = m.token;
+  if (!m.caller.policy.empty() || !m.caller.user.empty()) {
+    json c{{"policy", m.caller.policy}};
+    if (!m.caller.user.empty()) c["asserted_user"] = m.caller.user;
+    j["caller"] = std::move(c);
+  }
+  return dump(j);
 }
 
 std::string toText(const StreamResponse& m) {
@@ -389,11 +462,10 @@ std::string toText(const StreamResponse& m) {
 }
 
 std::string toText(const ServiceRequest& m) {
-  return dump(json{{"type", "stream_request"},
-                   {"id", idJson(m.id)},
-                   {"device", m.device},
-                   {"host", m.host},
-                   {"port", m.port}});
+  json j{{"type", "stream_request"}, {"id", idJson(m.id)}, {"device", m.device}};
+  putTarget(j, m);
+  if (!m.user.empty()) j["user"] = m.user;
+  return dump(j);
 }
 
 namespace {
@@ -417,7 +489,12 @@ std::string toText(const ServiceResponse& m) {
 
 std::string toText(StreamControl) { return R"({"type":"eof"})"; }
 
-std::string toText(const InitiateBody& b) { return dump(json{{"port", b.port}, {"host", b.host}}); }
+std::string toText(const InitiateBody& b) {
+  json j = json::object();
+  putTarget(j, b);
+  if (!b.user.empty()) j["user"] = b.user;
+  return dump(j);
+}
 
 std::string answerBody(const Answer& a) { return dump(answerJson(a)); }
 

@@ -16,12 +16,14 @@ namespace ds::proto {
 
 // Bounds on what a peer may put in a message; longer values are refused (ids, tokens, hosts)
 // or cut (free text such as `reason`).
-inline constexpr size_t kMaxId = 128;       // stream ids, tokens, request ids, device ids
-inline constexpr size_t kMaxHost = 253;     // a DNS name or an address literal
-inline constexpr size_t kMaxUrl = 2048;     // streaming URL
-inline constexpr size_t kMaxReason = 256;   // free text from a peer (UTF-8, cut on a boundary)
-inline constexpr size_t kMaxCodeName = 64;  // a reject code as sent
-inline constexpr size_t kMaxKey = 256;      // base64 shared keys
+inline constexpr size_t kMaxId = 128;          // stream ids, tokens, request ids, device ids
+inline constexpr size_t kMaxHost = 253;        // a DNS name or an address literal
+inline constexpr size_t kMaxUrl = 2048;        // streaming URL
+inline constexpr size_t kMaxReason = 256;      // free text from a peer (UTF-8, cut on a boundary)
+inline constexpr size_t kMaxCodeName = 64;     // a reject code as sent
+inline constexpr size_t kMaxKey = 256;         // base64 shared keys
+inline constexpr size_t kMaxName = 64;         // a stream's name (audit only)
+inline constexpr size_t kMaxSocketPath = 107;  // a Unix socket path (sun_path less its NUL)
 
 // Every refusal of a stream or a request. `Other` stands for a code a peer sent that this
 // version does not know: it is carried as text in messages but never becomes a metric label.
@@ -93,13 +95,25 @@ Reject rejectFromName(std::string_view name);
 
 // ---- device control channel -------------------------------------------------------------
 
-// Hub -> device.
+// Who asks for a stream, as the hub tells the device: the policy whose key authenticated the
+// request (checked by the hub), and the user the daemon's proxy authenticated (asserted by the
+// daemon; the hub passes it on unchecked). Empty `user`: none asserted.
+struct Caller {
+  std::string policy;
+  std::string user;
+};
+
+// Hub -> device. The target is `host`:`port`, or a Unix socket when `socketPath` is set (then
+// `port` is 0). `name` is the caller's name for the stream, for logs and audit only.
 struct StreamRequest {
   std::string streamId;
   std::string host;
   uint16_t port = 0;
   std::string url;
   std::string token;
+  std::string socketPath{};
+  Caller caller{};
+  std::string name{};
 };
 // Device -> hub. A refusal carries a code and a reason; `code` classifies it and `codeText`
 // is the code as sent (older spellings stay as they are), cut to kMaxCodeName.
@@ -116,12 +130,16 @@ struct StreamResponse {
 // The client's request id, echoed as given: a string or an integer.
 using RequestId = std::variant<int64_t, std::string>;
 
-// Service -> hub.
+// Service -> hub. `user` is the daemon's proxy user (asserted, see Caller); `socketPath` a Unix
+// socket target instead of host:port; `name` the stream's name for the audit log.
 struct ServiceRequest {
   RequestId id;
   std::string device;
   std::string host;  // default 127.0.0.1
   uint16_t port = 0;
+  std::string socketPath{};
+  std::string user{};
+  std::string name{};
 };
 // A granted stream: where and with what to open the service side.
 struct Grant {
@@ -150,9 +168,13 @@ enum class StreamControl { Eof };
 // ---- HTTP API bodies ---------------------------------------------------------------------
 
 // POST /api/v1/devices/{id}/streams
+// The optional fields as in ServiceRequest.
 struct InitiateBody {
   uint16_t port = 0;
   std::string host;  // default 127.0.0.1
+  std::string socketPath{};
+  std::string user{};
+  std::string name{};
 };
 // POST /api/v1/devices (id required) and PUT /api/v1/devices/{id} (id from the path).
 struct DeviceBody {

@@ -301,6 +301,55 @@ TEST(AllowedAddresses, NetworkRules) {
   EXPECT_TRUE(allowed(rs, 81, {ip("192.168.1.200")}).empty());
 }
 
+TEST(AllowedAddresses, FromAdmitsOnlyTheNamedCallers) {
+  auto rs = rules({"127.0.0.1:22", "127.0.0.1:22", "db.lab:5432"});
+  rs[0].from = {"ops"};
+  rs[1].from = {"support/alice"};
+  rs[2].from = {"ops"};
+  proto::Caller ops{"ops", ""}, alice{"support", "alice"}, bob{"support", "bob"};
+  EXPECT_THAT(allowed(rs, 22, {ip("127.0.0.1")}, {}), ::testing::IsEmpty())
+      << "no caller (an older hub): only rules for everyone";
+  auto with = [&](const proto::Caller& c, uint16_t port, std::vector<IpAddress> cand,
+                  const Resolved& res = {}) {
+    std::vector<std::string> out;
+    for (const Allowed& a : allowedAddresses(rs, port, cand, res, &c)) {
+      out.push_back(a.address.toString() + " for " + a.rule->from[0]);
+    }
+    return out;
+  };
+  EXPECT_THAT(with(ops, 22, {ip("127.0.0.1")}), ::testing::ElementsAre("127.0.0.1 for ops"));
+  EXPECT_THAT(with(alice, 22, {ip("127.0.0.1")}),
+              ::testing::ElementsAre("127.0.0.1 for support/alice"));
+  EXPECT_TRUE(with(bob, 22, {ip("127.0.0.1")}).empty());
+  EXPECT_TRUE(with(proto::Caller{"support", ""}, 22, {ip("127.0.0.1")}).empty());
+  EXPECT_TRUE(with(proto::Caller{"ops/x", ""}, 22, {ip("127.0.0.1")}).empty());
+  // Names of rules a caller may not use are not even resolved for it.
+  std::string why;
+  auto host = parseHost("127.0.0.1", why);
+  ASSERT_TRUE(host);
+  EXPECT_THAT(namesToResolve(rs, *host, 5432, &ops), ::testing::ElementsAre("db.lab"));
+  EXPECT_TRUE(namesToResolve(rs, *host, 5432, &alice).empty());
+}
+
+TEST(SocketRules, ExactPathAndCaller) {
+  std::vector<Rule> rs(2);
+  rs[0].kind = Rule::Kind::Socket;
+  rs[0].path = "/run/app.sock";
+  rs[1].kind = Rule::Kind::Socket;
+  rs[1].path = "/run/db.sock";
+  rs[1].from = {"ops"};
+  proto::Caller ops{"ops", ""}, other{"web", ""};
+  EXPECT_EQ(socketRule(rs, "/run/app.sock", nullptr), &rs[0]);
+  EXPECT_EQ(socketRule(rs, "/run/app.sock/", &ops), nullptr);
+  EXPECT_EQ(socketRule(rs, "/run/../run/app.sock", &ops), nullptr);
+  EXPECT_EQ(socketRule(rs, "/run/db.sock", &ops), &rs[1]);
+  EXPECT_EQ(socketRule(rs, "/run/db.sock", &other), nullptr);
+  // A socket rule covers no TCP port.
+  for (uint16_t port : {1, 22, 65535}) {
+    EXPECT_TRUE(allowedAddresses(rs, port, {ip("127.0.0.1")}, {}, &ops).empty());
+  }
+}
+
 TEST(NamesToResolve, TheRequestedNameFirstThenRuleNamesForThePortOnce) {
   auto rs = rules({"localhost:22", "db.lab:22", "LOCALHOST:22", "other.lab:23", "127.0.0.1:22"});
   std::string why;

@@ -27,6 +27,78 @@ TEST(Protocol, StreamRequestParsesAndRoundTrips) {
   EXPECT_EQ(again->token, "tok");
 }
 
+TEST(Protocol, StreamRequestCarriesTheCallerTheNameAndASocketTarget) {
+  StreamRequest m;
+  m.streamId = "s1";
+  m.url = "wss://hub/s1";
+  m.token = "t";
+  m.socketPath = "/run/app.sock";
+  m.caller = {"ops", "alice"};
+  m.name = "backup";
+  std::string text = toText(m);
+  EXPECT_EQ(text.find("\"port\""), std::string::npos) << text;
+  auto r = parseStreamRequest(text);
+  ASSERT_TRUE(r) << r.error;
+  EXPECT_EQ(r->socketPath, "/run/app.sock");
+  EXPECT_EQ(r->port, 0);
+  EXPECT_EQ(r->caller.policy, "ops");
+  EXPECT_EQ(r->caller.user, "alice");
+  EXPECT_EQ(r->name, "backup");
+  // Without a caller (an older hub) the request still parses, with none.
+  auto old = parseStreamRequest(kRequest);
+  ASSERT_TRUE(old);
+  EXPECT_TRUE(old->caller.policy.empty());
+  EXPECT_TRUE(old->socketPath.empty());
+  for (std::string_view bad : {
+           R"({"type":"stream_request","stream_id":"s","url":"u","token":"t","unix":"run/x"})",
+           R"({"type":"stream_request","stream_id":"s","url":"u","token":"t","unix":7})",
+           R"({"type":"stream_request","stream_id":"s","url":"u","token":"t","port":1,"caller":1})",
+           R"({"type":"stream_request","stream_id":"s","url":"u","token":"t","port":1,)"
+           R"("caller":{"policy":"a\nb"}})",
+           R"({"type":"stream_request","stream_id":"s","url":"u","token":"t","port":1,"name":[]})",
+       }) {
+    std::string sid;
+    auto r2 = parseStreamRequest(bad, &sid);
+    EXPECT_FALSE(r2) << bad;
+    EXPECT_EQ(sid, "s") << bad;  // still answerable
+  }
+  std::string longPath = "/" + std::string(kMaxSocketPath, 'a');
+  EXPECT_FALSE(parseStreamRequest(
+      R"({"type":"stream_request","stream_id":"s","url":"u","token":"t","unix":")" + longPath +
+      R"("})"));
+}
+
+TEST(Protocol, ServiceRequestAndInitiateBodyCarryUserNameAndSocket) {
+  std::optional<RequestId> id;
+  auto r = parseServiceRequest(
+      R"({"type":"stream_request","id":3,"device":"d","unix":"/run/db.sock","user":"alice",)"
+      R"("name":"nightly"})",
+      id);
+  ASSERT_TRUE(r) << r.error;
+  EXPECT_EQ(r->socketPath, "/run/db.sock");
+  EXPECT_EQ(r->user, "alice");
+  EXPECT_EQ(r->name, "nightly");
+  auto again = parseServiceRequest(toText(*r), id);
+  ASSERT_TRUE(again) << again.error;
+  EXPECT_EQ(again->user, "alice");
+  EXPECT_EQ(again->socketPath, "/run/db.sock");
+  EXPECT_FALSE(parseServiceRequest(
+      R"({"type":"stream_request","id":3,"device":"d","unix":"/x","port":22})", id))
+      << "a socket target with a port is ambiguous";
+  EXPECT_FALSE(parseServiceRequest(
+      R"({"type":"stream_request","id":3,"device":"d","port":22,"user":"a\u0000"})", id));
+  auto b = parseInitiateBody(R"({"port":80,"host":"192.168.1.10","name":"cam"})");
+  ASSERT_TRUE(b) << b.error;
+  EXPECT_EQ(b->host, "192.168.1.10");
+  EXPECT_EQ(b->name, "cam");
+  auto b2 = parseInitiateBody(toText(*b));
+  ASSERT_TRUE(b2) << b2.error;
+  EXPECT_EQ(b2->name, "cam");
+  EXPECT_EQ(b2->port, 80);
+  EXPECT_FALSE(
+      parseInitiateBody(R"({"port":80,"name":")" + std::string(kMaxName + 1, 'n') + R"("})"));
+}
+
 TEST(Protocol, EveryPrefixOfAMessageIsRefusedWithoutThrowing) {
   for (size_t n = 0; n < kRequest.size(); ++n) {
     auto r = parseStreamRequest(kRequest.substr(0, n));

@@ -1,0 +1,834 @@
+// Multiplexed streams on one channel: the frame codec and the session state machine.
+#include "common/mux.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+namespace ds::mux {
+namespace {
+
+constexpr uint32_t kMaxStreamId = 0x7fffffff;
+constexpr size_t kMaxFrameReason = proto::kMaxReason;
+
+uint16_t get16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+uint32_t get32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+void put16(std::string& out, uint16_t v) {
+  out.push_back(static_cast<char>(v >> 8));
+  out.push_back(static_cast<char>(v & 0xff));
+}
+void put32(std::string& out, uint32_t v) {
+  for (int shift = 24; shift >= 0; shift -= 8)
+    out.push_back(static_cast<char>((v >> shift) & 0xff));
+}
+void putHeader(std::string& out, FrameType type, uint8_t flags, size_t len, uint32_t stream) {
+  out.push_back(static_cast<char>(type));
+  out.push_back(static_cast<char>(flags));
+  put16(out, static_cast<uint16_t>(len));
+  put32(out, stream);
+}
+
+bool knownType(uint8_t t) { return t >= 1 && t <= 8; }
+
+// Valid UTF-8 without control characters: what a name, a host or a code may hold.
+bool cleanField(std::string_view s) {
+  for (char c : s) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) return false;
+  }
+  return proto::validUtf8(s);
+}
+
+// `s` as valid UTF-8 (each invalid byte as '?'), cut to `max` bytes on a code point boundary.
+std::string cleanText(std::string_view s, size_t max) {
+  if (proto::validUtf8(s)) return proto::truncateUtf8(s, max);
+  std::string out;
+  size_t i = 0;
+  while (i < s.size() && out.size() < max) {
+    auto c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (n != 0 && i + n <= s.size() && proto::validUtf8(s.substr(i, n))) {
+      if (out.size() + n > max) break;
+      out.append(s.substr(i, n));
+      i += n;
+    } else {
+      out.push_back('?');
+      ++i;
+    }
+  }
+  return out;
+}
+
+// Reads length-prefixed fields from a payload; every read checks what is left.
+class Reader {
+ public:
+  Reader(const uint8_t* p, size_t n) : p_(p), n_(n) {}
+  bool u16(uint16_t& v) {
+    if (n_ < 2) return false;
+    v = get16(p_);
+    skip(2);
+    return true;
+  }
+  bool u32(uint32_t& v) {
+    if (n_ < 4) return false;
+    v = get32(p_);
+    skip(4);
+    return true;
+  }
+  bool bytes(size_t len, std::string& out) {
+    if (n_ < len) return false;
+    out.assign(reinterpret_cast<const char*>(p_), len);
+    skip(len);
+    return true;
+  }
+  // A field with a one-byte length, at most `max` bytes, clean.
+  bool field(size_t max, std::string& out) {
+    if (n_ < 1) return false;
+    size_t len = p_[0];
+    skip(1);
+    return len <= max && bytes(len, out) && cleanField(out);
+  }
+
+ private:
+  void skip(size_t k) {
+    p_ += k;
+    n_ -= k;
+  }
+  const uint8_t* p_;
+  size_t n_;
+};
+
+DecodeResult invalid(const char* error) { return {DecodeStatus::Invalid, 0, error, true}; }
+
+const char* decodePayload(uint8_t type, const uint8_t* p, size_t n, Frame& f) {
+  Reader r(p, n);
+  switch (static_cast<FrameType>(type)) {
+    case FrameType::Open: {
+      OpenRequest& q = f.request;
+      if (!r.u32(f.window) || !r.u16(q.port)) return "open: truncated";
+      if (f.window > kMaxWindow) return "open: window above 2^31-1";
+      if (!r.field(proto::kMaxId, q.device) || !r.field(proto::kMaxHost, q.host) ||
+          !r.field(proto::kMaxSocketPath, q.socketPath) || !r.field(proto::kMaxId, q.policy) ||
+          !r.field(proto::kMaxId, q.user) || !r.field(proto::kMaxName, q.name)) {
+        return "open: a field is truncated, too long or not clean UTF-8";
+      }
+      return nullptr;
+    }
+    case FrameType::Accept:
+      if (!r.u32(f.window)) return "accept: truncated";
+      return f.window > kMaxWindow ? "accept: window above 2^31-1" : nullptr;
+    case FrameType::Reject: {
+      uint16_t len = 0;
+      if (!r.field(proto::kMaxCodeName, f.codeText) || f.codeText.empty()) {
+        return "reject: the code is missing, too long or not clean";
+      }
+      if (!r.u16(len) || len > kMaxFrameReason || !r.bytes(len, f.reason) ||
+          !proto::validUtf8(f.reason)) {
+        return "reject: the reason is truncated, too long or not UTF-8";
+      }
+      f.reject = proto::rejectFromName(f.codeText);
+      return nullptr;
+    }
+    case FrameType::Data:
+      f.data = p;
+      f.dataLen = n;
+      return nullptr;
+    case FrameType::Eof:
+      return nullptr;
+    case FrameType::Close: {
+      uint16_t len = 0;
+      if (!r.u16(f.closeCode) || !r.u16(len) || len > kMaxFrameReason || !r.bytes(len, f.reason) ||
+          !proto::validUtf8(f.reason)) {
+        return "close: truncated, or the reason is too long or not UTF-8";
+      }
+      return nullptr;
+    }
+    case FrameType::Window:
+      if (!r.u32(f.window)) return "window: truncated";
+      return f.window == 0 || f.window > kMaxWindow ? "window: increment not in 1..2^31-1"
+                                                    : nullptr;
+    case FrameType::Ping: {
+      uint32_t hi = 0, lo = 0;
+      if (!r.u32(hi) || !r.u32(lo)) return "ping: truncated";
+      f.ping = (uint64_t{hi} << 32) | lo;
+      return nullptr;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+DecodeResult decode(const uint8_t* data, size_t len, Frame& out) {
+  if (len >= 4 && get16(data + 2) > kMaxPayload) return invalid("frame longer than 16384 bytes");
+  if (len < kHeaderLen) return {};
+  const uint8_t type = data[0];
+  const size_t payload = get16(data + 2);
+  const uint32_t stream = get32(data + 4);
+  if (stream > kMaxStreamId) return invalid("stream id above 2^31-1");
+  const bool known = knownType(type);
+  if (known && (static_cast<FrameType>(type) == FrameType::Ping) != (stream == 0)) {
+    return invalid(stream == 0 ? "stream frame on stream 0" : "ping on a stream");
+  }
+  if (len < kHeaderLen + payload) return {};
+  const size_t total = kHeaderLen + payload;
+  if (!known) return {DecodeStatus::Done, total, nullptr, false};
+  Frame f;
+  f.type = static_cast<FrameType>(type);
+  f.rawType = type;
+  f.flags = data[1];
+  f.stream = stream;
+  if (const char* err = decodePayload(type, data + kHeaderLen, payload, f)) return invalid(err);
+  out = std::move(f);
+  return {DecodeStatus::Done, total, nullptr, true};
+}
+
+bool appendOpen(std::string& out, uint32_t stream, uint32_t window, const OpenRequest& q) {
+  const std::pair<const std::string*, size_t> fields[] = {{&q.device, proto::kMaxId},
+                                                          {&q.host, proto::kMaxHost},
+                                                          {&q.socketPath, proto::kMaxSocketPath},
+                                                          {&q.policy, proto::kMaxId},
+                                                          {&q.user, proto::kMaxId},
+                                                          {&q.name, proto::kMaxName}};
+  size_t len = 4 + 2;
+  for (const auto& [s, max] : fields) {
+    if (s->size() > max || !cleanField(*s)) return false;
+    len += 1 + s->size();
+  }
+  putHeader(out, FrameType::Open, 0, len, stream);
+  put32(out, std::min(window, kMaxWindow));
+  put16(out, q.port);
+  for (const auto& [s, max] : fields) {
+    out.push_back(static_cast<char>(s->size()));
+    out.append(*s);
+  }
+  return true;
+}
+
+void appendAccept(std::string& out, uint32_t stream, uint32_t window) {
+  putHeader(out, FrameType::Accept, 0, 4, stream);
+  put32(out, std::min(window, kMaxWindow));
+}
+
+void appendReject(std::string& out, uint32_t stream, proto::Reject code, std::string_view reason,
+                  std::string_view codeText) {
+  std::string c = codeText.empty() ? std::string(proto::name(code)) : cleanText(codeText, 64);
+  if (c.empty() || !cleanField(c)) c = std::string(proto::name(proto::Reject::Rejected));
+  const std::string r = cleanText(reason, kMaxFrameReason);
+  putHeader(out, FrameType::Reject, 0, 1 + c.size() + 2 + r.size(), stream);
+  out.push_back(static_cast<char>(c.size()));
+  out.append(c);
+  put16(out, static_cast<uint16_t>(r.size()));
+  out.append(r);
+}
+
+void appendData(std::string& out, uint32_t stream, const uint8_t* data, size_t len) {
+  do {  // an empty payload is one empty frame
+    const size_t n = std::min(len, kMaxPayload);
+    putHeader(out, FrameType::Data, 0, n, stream);
+    if (n > 0) out.append(reinterpret_cast<const char*>(data), n);
+    data += n;
+    len -= n;
+  } while (len > 0);
+}
+
+void writeDataHeader(uint8_t* out, uint32_t stream, size_t len) {
+  out[0] = static_cast<uint8_t>(FrameType::Data);
+  out[1] = 0;
+  out[2] = static_cast<uint8_t>(len >> 8);
+  out[3] = static_cast<uint8_t>(len & 0xff);
+  for (int i = 0; i < 4; ++i) out[4 + i] = static_cast<uint8_t>(stream >> (24 - 8 * i));
+}
+
+void appendEof(std::string& out, uint32_t stream) { putHeader(out, FrameType::Eof, 0, 0, stream); }
+
+void appendClose(std::string& out, uint32_t stream, uint16_t code, std::string_view reason) {
+  const std::string r = cleanText(reason, kMaxFrameReason);
+  putHeader(out, FrameType::Close, 0, 4 + r.size(), stream);
+  put16(out, code);
+  put16(out, static_cast<uint16_t>(r.size()));
+  out.append(r);
+}
+
+void appendWindow(std::string& out, uint32_t stream, uint32_t increment) {
+  putHeader(out, FrameType::Window, 0, 4, stream);
+  put32(out, std::clamp<uint32_t>(increment, 1, kMaxWindow));
+}
+
+void appendPing(std::string& out, uint64_t opaque, bool ack) {
+  putHeader(out, FrameType::Ping, ack ? kFlagAck : 0, 8, 0);
+  put32(out, static_cast<uint32_t>(opaque >> 32));
+  put32(out, static_cast<uint32_t>(opaque));
+}
+
+// ---- session -----------------------------------------------------------------------------
+
+namespace {
+Limits sane(Limits l) {
+  l.maxStreams = std::max<size_t>(l.maxStreams, 1);
+  l.maxPendingOpens = std::max<size_t>(l.maxPendingOpens, 1);
+  l.minWindow = std::clamp<uint32_t>(l.minWindow, 1, kMaxWindow);
+  l.initialWindow = std::clamp(l.initialWindow, l.minWindow, kMaxWindow);
+  l.maxWindow = std::clamp(l.maxWindow, l.initialWindow, kMaxWindow);
+  l.budget = std::max<uint64_t>(l.budget, l.minWindow);
+  l.quantum = std::clamp<size_t>(l.quantum, 1, kMaxPayload);
+  l.maxControl = std::max<size_t>(l.maxControl, 4096);
+  return l;
+}
+}  // namespace
+
+MuxSession::MuxSession(Role role, const Limits& limits, Callbacks& callbacks)
+    : role_(role), limits_(sane(limits)), cb_(callbacks), nextId_(role == Role::Client ? 1 : 2) {}
+
+MuxSession::Stream* MuxSession::find(uint32_t id) {
+  auto it = streams_.find(id);
+  return it == streams_.end() ? nullptr : &it->second;
+}
+
+uint32_t MuxSession::windowOf(uint32_t id) const {
+  auto it = streams_.find(id);
+  return it == streams_.end() ? 0 : static_cast<uint32_t>(it->second.target);
+}
+
+uint64_t MuxSession::creditOf(uint32_t id) const {
+  auto it = streams_.find(id);
+  return it == streams_.end() ? 0 : it->second.credit;
+}
+
+bool MuxSession::seen(uint32_t id) const { return ownId(id) ? id < nextId_ : id <= peerHighest_; }
+
+uint64_t MuxSession::gap(const Stream& s) const {
+  if (s.state == State::CloseSent) return 0;
+  const uint64_t have = share(s);
+  return have >= limits_.minWindow ? 0 : limits_.minWindow - have;
+}
+
+void MuxSession::unaccount(const Stream& s) {
+  if (s.state == State::CloseSent) return;
+  committed_ -= share(s);
+  reserve_ -= gap(s);
+}
+
+void MuxSession::account(const Stream& s) {
+  if (s.state == State::CloseSent) return;
+  committed_ += share(s);
+  reserve_ += gap(s);
+  if (committed_ + reserve_ > limits_.budget) std::abort();  // the invariant the rest relies on
+}
+
+uint64_t MuxSession::grantFor(const Stream& s, uint64_t want) const {
+  // Up to its floor a stream always gets what it asks (the reserve holds it); above the floor
+  // only while the total stays within three quarters of the budget, so that the last quarter
+  // always admits new streams at their floor.
+  uint64_t g = std::min(want, gap(s));
+  const uint64_t used = committed_ + reserve_;
+  const uint64_t soft = limits_.budget - limits_.budget / 4;
+  if (want > g && used < soft) g += std::min(want - g, soft - used);
+  return g;
+}
+
+bool MuxSession::admissible() const {
+  return streams_.size() < limits_.maxStreams &&
+         limits_.budget - committed_ - reserve_ >= limits_.minWindow;
+}
+
+void MuxSession::setState(Stream& s, State state) {
+  if (s.state == State::OpenSent) --pendingLocal_;
+  if (s.state == State::OpenReceived) --pendingRemote_;
+  if (state == State::OpenSent) ++pendingLocal_;
+  if (state == State::OpenReceived) ++pendingRemote_;
+  if (state == State::CloseSent) {
+    unaccount(s);
+    s.recvWindow = s.buffered = 0;
+    s.wantWrite = false;
+  }
+  s.state = state;
+}
+
+void MuxSession::control(const std::string& frame) {
+  control_ += frame;
+  if (control_.size() > limits_.maxControl) {
+    fail(close_code::PolicyViolation, "the peer does not read: control frames above the bound");
+  }
+}
+
+void MuxSession::drop(uint32_t id) {
+  auto it = streams_.find(id);
+  if (it == streams_.end()) return;
+  Stream& s = it->second;
+  unaccount(s);
+  if (s.state == State::OpenSent) --pendingLocal_;
+  if (s.state == State::OpenReceived) --pendingRemote_;
+  const bool freed = share(s) > 0 && s.state != State::CloseSent;
+  streams_.erase(it);
+  // ready_, grants_ and starved_ skip ids that are gone (ids are never reused).
+  if (freed) retryStarved();
+}
+
+void MuxSession::fail(uint16_t code, std::string_view reason) {
+  if (failed_) return;
+  failCode_ = code;
+  failReason_ = std::string(reason);
+  shutdown(close_code::GoingAway, "channel failed: " + failReason_);
+}
+
+void MuxSession::shutdown(uint16_t code, std::string_view reason) {
+  const bool wasFailed = failed_;
+  failed_ = true;
+  if (!wasFailed && failCode_ == 0) {
+    failCode_ = close_code::Normal;
+    failReason_ = "shut down";
+  }
+  std::vector<std::pair<uint32_t, bool>> ids;
+  ids.reserve(streams_.size());
+  for (const auto& [id, s] : streams_) ids.emplace_back(id, s.state != State::CloseSent);
+  std::sort(ids.begin(), ids.end());
+  streams_.clear();
+  ready_.clear();
+  grants_.clear();
+  starved_.clear();
+  control_.clear();
+  committed_ = reserve_ = 0;
+  pendingLocal_ = pendingRemote_ = 0;
+  for (auto [id, tell] : ids) {
+    if (tell) cb_.onClosed(id, code, reason);
+  }
+}
+
+// ---- the application's side ----
+
+uint32_t MuxSession::open(const OpenRequest& request) {
+  if (failed_ || pendingLocal_ >= limits_.maxPendingOpens || nextId_ > kMaxStreamId ||
+      !admissible()) {
+    return 0;
+  }
+  const uint32_t id = nextId_;
+  Stream& s = streams_[id];
+  s.local = true;
+  s.state = State::OpenSent;
+  ++pendingLocal_;
+  s.target = limits_.initialWindow;
+  account(s);
+  const uint64_t grant = grantFor(s, s.target);
+  std::string frame;
+  if (!appendOpen(frame, id, static_cast<uint32_t>(grant), request)) {
+    unaccount(s);
+    --pendingLocal_;
+    streams_.erase(id);
+    return 0;
+  }
+  nextId_ += 2;
+  unaccount(s);
+  s.recvWindow = grant;
+  account(s);
+  control(frame);
+  return failed_ ? 0 : id;
+}
+
+bool MuxSession::accept(uint32_t id) {
+  Stream* s = find(id);
+  if (failed_ || !s || s->state != State::OpenReceived) return false;
+  setState(*s, State::Open);
+  s->target = limits_.initialWindow;
+  const uint64_t grant = grantFor(*s, s->target);
+  unaccount(*s);
+  s->recvWindow = grant;
+  account(*s);
+  if (s->recvWindow < s->target) starve(id, *s);
+  std::string frame;
+  appendAccept(frame, id, static_cast<uint32_t>(s->recvWindow));
+  if (s->wantWrite && s->credit > 0 && !s->ready) {
+    s->ready = true;
+    ready_.push_back(id);
+  }
+  control(frame);
+  return true;
+}
+
+bool MuxSession::reject(uint32_t id, proto::Reject code, std::string_view reason) {
+  Stream* s = find(id);
+  if (failed_ || !s || s->state != State::OpenReceived) return false;
+  std::string frame;
+  appendReject(frame, id, code, reason);
+  drop(id);
+  control(frame);
+  return true;
+}
+
+void MuxSession::wantWrite(uint32_t id) {
+  Stream* s = find(id);
+  if (failed_ || !s || s->state == State::CloseSent || s->eofSent) return;
+  s->wantWrite = true;
+  if (s->state == State::Open && s->credit > 0 && !s->ready) {
+    s->ready = true;
+    ready_.push_back(id);
+  }
+}
+
+void MuxSession::eof(uint32_t id) {
+  Stream* s = find(id);
+  if (failed_ || !s || s->state == State::CloseSent || s->eofSent || s->eofWanted) return;
+  // Eof follows the last bytes onPull gives, so it goes out on the stream's next turn (which
+  // needs credit: the application may still hold bytes).
+  s->eofWanted = true;
+  wantWrite(id);
+}
+
+void MuxSession::close(uint32_t id, uint16_t code, std::string_view reason) {
+  Stream* s = find(id);
+  if (failed_ || !s || s->state == State::CloseSent) return;
+  if (s->state == State::OpenReceived) {
+    // An open never accepted: refusing it is the same as closing it.
+    std::string frame;
+    appendReject(frame, id, proto::Reject::Rejected, reason);
+    drop(id);
+    control(frame);
+    return;
+  }
+  std::string frame;
+  appendClose(frame, id, code, reason);
+  setState(*s, State::CloseSent);
+  control(frame);
+}
+
+void MuxSession::consumed(uint32_t id, size_t n) {
+  Stream* s = find(id);
+  if (failed_ || !s || s->state == State::CloseSent || n == 0) return;
+  n = static_cast<size_t>(std::min<uint64_t>(n, s->buffered));
+  if (n == 0) return;
+  unaccount(*s);
+  s->buffered -= n;
+  account(*s);
+  // Credit goes back in batches of at least half the window (as SSH and HTTP/2 peers do), so
+  // Window frames stay few; a stream below its floor gets it back at once.
+  const uint64_t have = share(*s);
+  if (have + s->target / 2 <= s->target || have < limits_.minWindow) scheduleGrant(id, *s);
+  retryStarved();
+}
+
+void MuxSession::scheduleGrant(uint32_t id, Stream& s) {
+  if (s.grant) return;
+  s.grant = true;
+  grants_.push_back(id);
+}
+
+void MuxSession::starve(uint32_t id, Stream& s) {
+  if (s.starved) return;
+  s.starved = true;
+  starved_.push_back(id);
+}
+
+// Memory came free: the streams short of their window try again at the next flush.
+void MuxSession::retryStarved() {
+  std::deque<uint32_t> ids;
+  ids.swap(starved_);
+  for (uint32_t id : ids) {
+    if (Stream* s = find(id)) {
+      s->starved = false;
+      scheduleGrant(id, *s);
+    }
+  }
+}
+
+// Autotuning: the bytes that arrived over at least one RTT give the path's bandwidth-delay
+// product as this stream sees it; when the peer filled half the window or more within an RTT,
+// the window, not the path, may be what limits the stream: double it, up to maxWindow and
+// within the budget's shared part. A window-limited stream delivers half to all of its window
+// per RTT and keeps growing; a path-limited one stops between 2 and 4 times its BDP.
+void MuxSession::grow(Stream& s, TimePoint now) {
+  if (!s.measuring || rtt_.count() <= 0) return;
+  const auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(now - s.measureStart);
+  if (elapsed < rtt_) return;
+  const uint64_t bdp = s.measured * static_cast<uint64_t>(rtt_.count()) /
+                       static_cast<uint64_t>(std::max<int64_t>(elapsed.count(), 1));
+  s.measuring = false;
+  s.measured = 0;
+  if (2 * bdp < s.target || s.target >= limits_.maxWindow) return;
+  const uint64_t next = std::min<uint64_t>(s.target * 2, limits_.maxWindow);
+  if (committed_ + reserve_ + (next - s.target) > limits_.budget - limits_.budget / 4) return;
+  s.target = next;
+}
+
+void MuxSession::sendGrants(TimePoint now) {
+  std::deque<uint32_t> work;
+  work.swap(grants_);
+  std::string frames;
+  for (uint32_t id : work) {
+    Stream* s = find(id);
+    if (!s) continue;
+    s->grant = false;
+    // Credit moves only on open streams; an opener short of its window is topped up on Accept.
+    if (s->state != State::Open) continue;
+    grow(*s, now);
+    const uint64_t have = share(*s);
+    if (have >= s->target) continue;
+    const uint64_t grant = grantFor(*s, s->target - have);
+    if (grant > 0) {
+      unaccount(*s);
+      s->recvWindow += grant;
+      account(*s);
+      appendWindow(frames, id, static_cast<uint32_t>(grant));
+    }
+    if (share(*s) < s->target) starve(id, *s);
+  }
+  if (!frames.empty()) control(frames);
+}
+
+// ---- the channel's side ----
+
+bool MuxSession::receive(const uint8_t* data, size_t len, TimePoint now) {
+  while (len > 0 && !failed_) {
+    if (in_.empty()) {
+      Frame f;
+      DecodeResult r = decode(data, len, f);
+      if (r.status == DecodeStatus::Invalid) {
+        fail(close_code::ProtocolError, r.error);
+        break;
+      }
+      if (r.status == DecodeStatus::NeedMore) {
+        in_.assign(reinterpret_cast<const char*>(data), len);
+        break;
+      }
+      data += r.consumed;
+      len -= r.consumed;
+      if (r.known) handle(f, now);
+      continue;
+    }
+    // A frame began in an earlier piece: take only what completes its header, then its payload.
+    size_t need = kHeaderLen > in_.size() ? kHeaderLen - in_.size() : 0;
+    if (need == 0) {
+      need = kHeaderLen + get16(reinterpret_cast<const uint8_t*>(in_.data()) + 2) - in_.size();
+    }
+    const size_t take = std::min(need, len);
+    in_.append(reinterpret_cast<const char*>(data), take);
+    data += take;
+    len -= take;
+    Frame f;
+    DecodeResult r = decode(reinterpret_cast<const uint8_t*>(in_.data()), in_.size(), f);
+    if (r.status == DecodeStatus::Invalid) {
+      fail(close_code::ProtocolError, r.error);
+      break;
+    }
+    if (r.status == DecodeStatus::NeedMore) continue;
+    if (r.known) handle(f, now);
+    in_.clear();
+  }
+  return !failed_;
+}
+
+void MuxSession::streamError(uint32_t id, uint16_t code, std::string_view reason) {
+  Stream* s = find(id);
+  if (!s || s->state == State::CloseSent) return;
+  const std::string text(reason);
+  if (s->state == State::OpenReceived) {
+    std::string frame;
+    appendReject(frame, id, proto::Reject::BadRequest, text);
+    drop(id);
+    control(frame);
+  } else {
+    std::string frame;
+    appendClose(frame, id, code, text);
+    setState(*s, State::CloseSent);
+    control(frame);
+  }
+  if (!failed_) cb_.onClosed(id, code, text);
+}
+
+void MuxSession::handle(const Frame& f, TimePoint now) {
+  if (f.type == FrameType::Ping) {
+    if ((f.flags & kFlagAck) == 0) {
+      std::string frame;
+      appendPing(frame, f.ping, true);
+      control(frame);
+    } else if (pingOutstanding_ && f.ping == pingSeq_) {
+      pingOutstanding_ = false;
+      auto sample = std::chrono::duration_cast<std::chrono::microseconds>(now - pingSent_);
+      sample = std::max(sample, std::chrono::microseconds(1));
+      samples_[sampleCount_++ % samples_.size()] = sample;
+      const size_t n = std::min(sampleCount_, samples_.size());
+      rtt_ = *std::min_element(samples_.begin(), samples_.begin() + static_cast<long>(n));
+    }
+    return;
+  }
+  if (f.type == FrameType::Open) return onOpenFrame(f);
+  Stream* s = find(f.stream);
+  if (!s) {
+    // A Close crossing our Reject (or our own Close) is late, not wrong.
+    if (f.type == FrameType::Close && seen(f.stream)) return;
+    return fail(close_code::ProtocolError,
+                seen(f.stream) ? "frame on a closed stream" : "frame on an unknown stream");
+  }
+  if (s->state == State::CloseSent) {
+    // We closed it; until the peer's Close or Reject arrives, what it sent before is dropped.
+    if (f.type == FrameType::Close || f.type == FrameType::Reject) drop(f.stream);
+    return;
+  }
+  const uint32_t id = f.stream;
+  switch (f.type) {
+    case FrameType::Accept:
+      if (s->state != State::OpenSent) {
+        return streamError(id, close_code::ProtocolError, "accept on a stream not awaiting one");
+      }
+      setState(*s, State::Open);
+      s->credit = f.window;
+      if (s->wantWrite && s->credit > 0 && !s->ready) {
+        s->ready = true;
+        ready_.push_back(id);
+      }
+      if (share(*s) < s->target) scheduleGrant(id, *s);
+      cb_.onAccepted(id);
+      return;
+    case FrameType::Reject:
+      if (s->state != State::OpenSent) {
+        return streamError(id, close_code::ProtocolError, "reject on a stream not awaiting one");
+      }
+      drop(id);
+      cb_.onRejected(id, f.reject, f.codeText, f.reason);
+      return;
+    case FrameType::Data:
+      return onDataFrame(f, now);
+    case FrameType::Eof:
+      if (s->state != State::Open || s->eofReceived) {
+        return streamError(id, close_code::ProtocolError, "eof before accept or twice");
+      }
+      s->eofReceived = true;
+      cb_.onEof(id);
+      return;
+    case FrameType::Close: {
+      // The peer ends the stream: answer with the same code, and the id is free on both sides.
+      std::string frame;
+      appendClose(frame, id, f.closeCode, f.reason);
+      const uint16_t code = f.closeCode;
+      drop(id);
+      control(frame);
+      if (!failed_) cb_.onClosed(id, code, f.reason);
+      return;
+    }
+    case FrameType::Window:
+      if (s->state != State::Open) {
+        return streamError(id, close_code::ProtocolError, "window before accept");
+      }
+      s->credit += f.window;
+      if (s->credit > kMaxWindow) {
+        return streamError(id, close_code::ProtocolError, "credit above 2^31-1");
+      }
+      if (s->wantWrite && !s->ready) {
+        s->ready = true;
+        ready_.push_back(id);
+      }
+      return;
+    default:
+      return;
+  }
+}
+
+void MuxSession::onOpenFrame(const Frame& f) {
+  const uint32_t id = f.stream;
+  if (ownId(id)) return fail(close_code::ProtocolError, "open with an id of our parity");
+  if (id <= peerHighest_) return fail(close_code::ProtocolError, "open of an id already used");
+  peerHighest_ = id;
+  std::string frame;
+  if (!admissible()) {
+    appendReject(frame, id, proto::Reject::TooManyStreams, "too many streams on this channel");
+    return control(frame);
+  }
+  if (pendingRemote_ >= limits_.maxPendingOpens) {
+    appendReject(frame, id, proto::Reject::TooManyPending, "too many opens awaiting an answer");
+    return control(frame);
+  }
+  Stream& s = streams_[id];
+  s.state = State::OpenReceived;
+  ++pendingRemote_;
+  s.credit = f.window;
+  s.target = limits_.initialWindow;
+  account(s);  // reserves the stream's floor
+  cb_.onOpen(id, f.request);
+}
+
+void MuxSession::onDataFrame(const Frame& f, TimePoint now) {
+  const uint32_t id = f.stream;
+  Stream* s = find(id);
+  if (s->state != State::Open) {
+    return streamError(id, close_code::ProtocolError, "data before accept");
+  }
+  if (s->eofReceived) return streamError(id, close_code::ProtocolError, "data after eof");
+  if (f.dataLen > s->recvWindow) {
+    return streamError(id, close_code::ProtocolError, "data beyond the window");
+  }
+  if (f.dataLen == 0) return;
+  // recvWindow and buffered trade bytes: the stream's share stays the same.
+  s->recvWindow -= f.dataLen;
+  s->buffered += f.dataLen;
+  if (!s->measuring) {
+    s->measuring = true;
+    s->measureStart = now;
+  }
+  s->measured += f.dataLen;
+  cb_.onData(id, f.data, f.dataLen);
+}
+
+size_t MuxSession::flush(std::string& out, size_t max, TimePoint now) {
+  if (failed_) return 0;
+  const size_t start = out.size();
+  sendGrants(now);
+  if (failed_) return 0;
+  out += control_;
+  control_.clear();
+  while (!ready_.empty() && !failed_) {
+    const size_t used = out.size() - start;
+    if (used + kHeaderLen >= max) break;
+    const uint32_t id = ready_.front();
+    ready_.pop_front();
+    Stream* s = find(id);
+    if (!s) continue;
+    s->ready = false;
+    if (s->state != State::Open || !s->wantWrite || s->credit == 0) continue;
+    const size_t ask = static_cast<size_t>(
+        std::min<uint64_t>({limits_.quantum, s->credit, max - used - kHeaderLen}));
+    const size_t pos = out.size();
+    out.resize(pos + kHeaderLen + ask);
+    size_t got = cb_.onPull(id, reinterpret_cast<uint8_t*>(out.data() + pos + kHeaderLen), ask);
+    if (got > ask) std::abort();  // the application broke onPull's contract
+    out.resize(pos + (got > 0 ? kHeaderLen + got : 0));
+    if (got > 0) writeDataHeader(reinterpret_cast<uint8_t*>(out.data() + pos), id, got);
+    s = find(id);
+    if (failed_ || !s || s->state != State::Open) continue;
+    s->credit -= got;
+    if (got == ask) {
+      if (s->credit > 0) {
+        s->ready = true;
+        ready_.push_back(id);
+      }
+    } else {
+      s->wantWrite = false;
+      if (s->eofWanted && !s->eofSent) {
+        s->eofSent = true;
+        appendEof(out, id);
+      }
+    }
+  }
+  // Control frames the application produced inside onPull (a close, say) go out too.
+  out += control_;
+  control_.clear();
+  return out.size() - start;
+}
+
+bool MuxSession::wantsFlush() const {
+  return !failed_ && (!control_.empty() || !grants_.empty() || !ready_.empty());
+}
+
+void MuxSession::tick(TimePoint now) {
+  if (failed_ || pingOutstanding_) return;
+  if (pinged_ && now - lastPing_ < limits_.pingInterval) return;
+  pinged_ = true;
+  pingOutstanding_ = true;
+  lastPing_ = pingSent_ = now;
+  std::string frame;
+  appendPing(frame, ++pingSeq_, false);
+  control(frame);
+}
+
+}  // namespace ds::mux
