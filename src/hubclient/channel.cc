@@ -25,7 +25,11 @@ void ReconnectingChannel::start() {
 void ReconnectingChannel::stop(uint16_t code, std::string_view reason) {
   stopped_ = true;
   reconnect_.cancel();
-  if (ws_) ws_->close(code, reason);
+  if (connecting_) {
+    connecting_->cancel();
+    loop_.deferDelete(std::move(connecting_));
+  }
+  closeQuietly(code, reason);
 }
 
 void ReconnectingChannel::redialNow() {
@@ -45,6 +49,7 @@ void ReconnectingChannel::closeQuietly(uint16_t code, std::string_view reason) {
   if (!ws_) return;
   ws_->setCallbacks(nullptr);
   ws_->close(code, reason);
+  loop_.deferDelete(std::move(ws_));
 }
 
 void ReconnectingChannel::connect() {

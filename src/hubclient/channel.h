@@ -57,13 +57,14 @@ class ReconnectingChannel : private WsConnection::Callbacks {
 
   // The first attempt, now.
   void start();
-  // No further attempts; an open channel is closed with `code` (onChannelDown follows).
+  // No further attempts (one in progress is abandoned); an open channel is closed with `code`.
+  // Nothing is reported after this.
   void stop(uint16_t code, std::string_view reason);
   // The hub answers again: when waiting for the next attempt, attempt now.
   void redialNow();
   // Closes the open channel with `code`/`closeReason` and handles it as lost with `why`.
   void drop(uint16_t code, std::string_view closeReason, const std::string& why);
-  // Closes the open channel without telling anyone (the owner is going away).
+  // Closes the open channel without telling anyone; attempts go on (stop() ends them).
   void closeQuietly(uint16_t code, std::string_view reason);
 
   WsConnection* channel() const { return ws_.get(); }

@@ -25,6 +25,7 @@
 #include "common/pki.h"
 #include "common/sas.h"
 #include "common/tls.h"
+#include "hubclient/fake_hub.h"
 #include "hubclient/hub_client.h"
 
 namespace ds::hubclient {
@@ -264,59 +265,7 @@ std::string readHead(bufferevent* bev, http::Request& req, size_t& consumed) {
   return "";
 }
 
-// A TLS server playing the hub: answers a POST with a stream grant and a WebSocket upgrade
-// with 101. Records the request lines it saw.
-class FakeHub {
- public:
-  FakeHub(Loop& loop, SSL_CTX* ctx) : loop_(loop), ctx_(ctx) {
-    std::string err;
-    listener_ = listenTcp(loop, "127.0.0.1", 0, &FakeHub::onAccept, this, port_, err);
-    EXPECT_TRUE(listener_) << err;
-  }
-  uint16_t port() const { return port_; }
-  std::vector<std::string> requests;
-
- private:
-  struct Conn {
-    FakeHub* hub;
-    BufferEventPtr bev;
-  };
-  static void onAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg) {
-    auto* self = static_cast<FakeHub*>(arg);
-    auto c = std::make_unique<Conn>(Conn{self, tls::acceptSocket(self->loop_, self->ctx_, fd)});
-    bufferevent_setcb(c->bev.get(), &FakeHub::onRead, nullptr, nullptr, c.get());
-    bufferevent_enable(c->bev.get(), EV_READ | EV_WRITE);
-    self->conns_.push_back(std::move(c));
-  }
-  static void onRead(bufferevent* bev, void* arg) {
-    auto* c = static_cast<Conn*>(arg);
-    http::Request req;
-    size_t consumed = 0;
-    if (!readHead(bev, req, consumed).empty()) return;
-    evbuffer* in = bufferevent_get_input(bev);
-    uint64_t bodyLen = http::contentLength(req.headers).value_or(0);
-    if (evbuffer_get_length(in) < consumed + bodyLen) return;
-    evbuffer_drain(in, consumed + bodyLen);
-    c->hub->requests.push_back(req.method + " " + req.target);
-    std::string out;
-    if (const std::string* key = req.headers.find("Sec-WebSocket-Key")) {
-      out = wshs::serverResponse(*key);
-    } else if (req.target == "/api/v1/devices") {
-      out = httpResponse(200, "application/json", R"({"devices":[]})");
-    } else {
-      json grant = {
-          {"stream_id", "s1"}, {"url", "wss://127.0.0.1:1/api/v1/streams/s1"}, {"token", "t1"}};
-      out = httpResponse(200, "application/json", grant.dump());
-    }
-    bufferevent_write(bev, out.data(), out.size());
-  }
-
-  Loop& loop_;
-  SSL_CTX* ctx_;
-  ListenerPtr listener_;
-  uint16_t port_ = 0;
-  std::vector<std::unique_ptr<Conn>> conns_;
-};
+using FakeHub = test::FakeHub;  // fake_hub.h
 
 // An HTTP proxy that reads one CONNECT head per connection and then either answers with fixed
 // bytes (and closes), says nothing, or answers 200 and relays to 127.0.0.1:relayPort.
