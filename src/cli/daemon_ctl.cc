@@ -12,7 +12,6 @@
 #include "cli/format.h"
 #include "common/config.h"
 #include "common/time_text.h"
-#include "daemon/control_api.h"
 #include "hubclient/rest_client.h"
 
 namespace ds::cli {
@@ -194,7 +193,7 @@ std::string formatForward(const json& f) {
 
 DaemonCtl::DaemonCtl(CLI::App& app) {
   const char* env = std::getenv("DEVSTREAMS_CONTROL");
-  control_ = env && *env ? env : daemon::defaultControlSocket();
+  control_ = env && *env ? env : hubclient::defaultControlSocket();
   auto set = [this](Command c) { return [this, c] { command_ = c; }; };
   auto common = [this](CLI::App* sub) {
     sub->add_flag("--json", json_, "print the daemon's answer as JSON");

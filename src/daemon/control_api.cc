@@ -29,18 +29,6 @@ namespace ds::daemon {
 
 using json = nlohmann::json;
 
-#ifndef _WIN32  // control_api_win.cc
-std::string defaultControlSocket() {
-  const char* xdg = std::getenv("XDG_RUNTIME_DIR");
-  if (xdg && xdg[0] == '/') {
-    std::string dir = xdg;
-    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-    return dir + "/devstreams/daemon.sock";
-  }
-  return "/run/devstreams/daemon.sock";
-}
-#endif
-
 ApiResponse apiError(int status, std::string code, std::string message) {
   ApiResponse r;
   r.status = status;

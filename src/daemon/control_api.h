@@ -16,12 +16,12 @@
 
 #include "common/event.h"
 #include "common/http_server.h"
+#include "hubclient/rest_client.h"
 
 namespace ds::daemon {
 
-// $XDG_RUNTIME_DIR/devstreams/daemon.sock when XDG_RUNTIME_DIR is set (and absolute), else
-// /run/devstreams/daemon.sock. Shared by the daemon's configuration and the CLI.
-std::string defaultControlSocket();
+// Where the control API listens by default (hubclient/rest_client.h, shared with its clients).
+using hubclient::defaultControlSocket;
 
 struct ApiRequest {
   std::string method;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <optional>
@@ -54,6 +55,20 @@ std::string seconds(std::chrono::milliseconds d) {
 }
 
 }  // namespace
+
+#ifdef _WIN32
+std::string defaultControlSocket() { return "\\\\.\\pipe\\devstreamsd"; }
+#else
+std::string defaultControlSocket() {
+  const char* xdg = std::getenv("XDG_RUNTIME_DIR");
+  if (xdg && xdg[0] == '/') {
+    std::string dir = xdg;
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    return dir + "/devstreams/daemon.sock";
+  }
+  return "/run/devstreams/daemon.sock";
+}
+#endif
 
 std::string formatRequest(const RestRequest& r, const std::string& host) {
   std::string out = r.method + " " + r.target + " HTTP/1.1\r\nHost: " + host + "\r\n";

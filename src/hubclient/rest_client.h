@@ -68,6 +68,11 @@ class HubRestClient {
   HubTarget target_;
 };
 
+// The daemon's control socket when its configuration names none: on POSIX
+// $XDG_RUNTIME_DIR/devstreams/daemon.sock when XDG_RUNTIME_DIR is set (and absolute), else
+// /run/devstreams/daemon.sock; on Windows the named pipe \\.\pipe\devstreamsd.
+std::string defaultControlSocket();
+
 // Blocking: one request to the daemon's control API at `socketPath`; the whole exchange is
 // bounded by `timeout` and the answer by 16 MiB. False with `err` set when no complete answer
 // was read; when the daemon cannot be reached, `err` names the socket and asks whether
