@@ -5,13 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-bash scripts/build-windows.sh devstreamsd devstreams devstreams-agent
+bash scripts/build-windows.sh devstreamsd devstreams devstreams-agent devstreams-tray
 version=$(sed -n 's/^project(devstreams VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
 out=$root/build/packages
 stage=$root/build/windows/msi-stage
 rm -rf "$stage"
 mkdir -p "$stage" "$out"
-for exe in daemon/devstreamsd cli/devstreams agent/devstreams-agent; do
+for exe in daemon/devstreamsd cli/devstreams agent/devstreams-agent tray/devstreams-tray; do
   x86_64-w64-mingw32-strip -o "$stage/$(basename $exe).exe" "build/windows/src/$exe.exe"
 done
 cp packaging/msi/devstreams.yaml "$stage/"

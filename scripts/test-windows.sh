@@ -2,8 +2,9 @@
 # CI step for Windows: cross-builds the programs and their unit tests (scripts/build-windows.sh),
 # runs the unit tests under wine (ctest --preset windows), builds the .msi (scripts/package.sh
 # msi), and runs the end-to-end tests under wine against the Linux hub of the `default` build
-# (tests/windows/e2e_windows.py). Each test gets its own copy of a wine prefix that is made once
-# per wine version under ~/.cache/devstreams/.
+# (tests/windows/e2e_windows.py), then the tray's on Xvfb (tests/windows/tray_windows.py). Each
+# test gets its own copy of a wine prefix that is made once per wine version under
+# ~/.cache/devstreams/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -38,8 +39,11 @@ version=$(sed -n 's/^project(devstreams VERSION \([0-9.]*\).*/\1/p' CMakeLists.t
 nice -n 10 cmake --preset default >/dev/null
 nice -n 10 cmake --build build/default --target devstreams-hub
 lap "package and Linux hub"
-DS_WINE_TEMPLATE=$template DS_MSI=$PWD/build/packages/devstreams-$version-x64.msi \
+export DS_WINE_TEMPLATE=$template DS_MSI=$PWD/build/packages/devstreams-$version-x64.msi \
   DS_BIN_DIR=$PWD/build/default/src DS_WIN_BIN_DIR=$PWD/build/windows/src \
-  PYTHONDONTWRITEBYTECODE=1 python3 tests/windows/e2e_windows.py -v
+  PYTHONDONTWRITEBYTECODE=1
+python3 tests/windows/e2e_windows.py -v
 lap "end-to-end tests under wine"
+python3 tests/windows/tray_windows.py -v
+lap "tray tests under wine"
 echo "test-windows: done in $(($(date +%s) - start)) s"

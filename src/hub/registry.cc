@@ -16,54 +16,10 @@
 
 #include "common/config.h"
 #include "hub/lifecycle.h"
+#include "hub/registry_schema.h"
 
 namespace ds::hub {
 namespace {
-
-// kMigrations[i] takes the schema from version i to version i + 1; each runs in its own
-// transaction together with the matching PRAGMA user_version. A new version is one more entry
-// here (and Registry::kSchemaVersion bumped to match). Entries are never edited once released.
-constexpr std::string_view kMigrations[] = {
-    // 1: devices, service policies with their permissions, and the stream audit log.
-    R"sql(
-CREATE TABLE devices (
-  id TEXT NOT NULL PRIMARY KEY,
-  primary_key TEXT NOT NULL,
-  secondary_key TEXT NOT NULL DEFAULT '',
-  enabled INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
-  created INTEGER NOT NULL,
-  last_seen INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE policies (
-  name TEXT NOT NULL PRIMARY KEY,
-  key TEXT NOT NULL
-);
-CREATE TABLE policy_permissions (
-  policy TEXT NOT NULL REFERENCES policies (name) ON DELETE CASCADE,
-  position INTEGER NOT NULL,
-  permission TEXT NOT NULL,
-  PRIMARY KEY (policy, position),
-  UNIQUE (policy, permission)
-) WITHOUT ROWID;
-CREATE TABLE audit (
-  id INTEGER PRIMARY KEY,
-  stream_id TEXT NOT NULL,
-  policy TEXT NOT NULL,
-  device TEXT NOT NULL,
-  host TEXT NOT NULL,
-  port INTEGER NOT NULL,
-  start_ms INTEGER NOT NULL,
-  end_ms INTEGER NOT NULL,
-  bytes_to_device INTEGER NOT NULL,
-  bytes_from_device INTEGER NOT NULL,
-  outcome TEXT NOT NULL,
-  reason TEXT NOT NULL
-);
-CREATE INDEX audit_start_ms ON audit (start_ms);
-)sql",
-};
-static_assert(std::size(kMigrations) == Registry::kSchemaVersion,
-              "Registry::kSchemaVersion must equal the number of migrations");
 
 constexpr std::array<std::string_view, 3> kPermissions = {"connect", "registry-read",
                                                           "registry-write"};
@@ -110,6 +66,38 @@ void SqliteFinalize::operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stm
 
 bool PolicyRecord::allows(std::string_view permission) const {
   return std::find(permissions.begin(), permissions.end(), permission) != permissions.end();
+}
+
+namespace {
+
+// '*' matches any run of characters (none included), '?' one character, anything else itself.
+// Iterative with one backtrack point, so linear in practice and never recursive.
+bool globMatch(std::string_view pattern, std::string_view s) {
+  size_t p = 0, i = 0, star = std::string_view::npos, mark = 0;
+  while (i < s.size()) {
+    if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == s[i])) {
+      ++p;
+      ++i;
+    } else if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      mark = i;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      i = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
+
+}  // namespace
+
+bool PolicyRecord::reaches(std::string_view device) const {
+  if (devices.empty()) return true;
+  return std::any_of(devices.begin(), devices.end(),
+                     [&](const std::string& d) { return globMatch(d, device); });
 }
 
 const char* dbResultName(DbResult r) {
@@ -197,7 +185,7 @@ Registry::Registry(SqlitePtr db) : db_(std::move(db)) {}
 Registry::~Registry() = default;
 
 std::unique_ptr<Registry> Registry::open(const std::string& path, std::string& err) {
-  return openWithMigrations(path, kMigrations, err);
+  return openWithMigrations(path, registryMigrations(), err);
 }
 
 std::unique_ptr<Registry> Registry::openWithMigrations(const std::string& path,
@@ -439,6 +427,19 @@ DbResult Registry::addPolicy(const PolicyRecord& p) {
     }
   }
 
+  for (size_t i = 0; i < p.devices.size(); ++i) {
+    const std::string& d = p.devices[i];
+    if (!config::isValidDeviceId(d)) {
+      return fail(DbResult::Invalid,
+                  "invalid device pattern " + quoted(d) + " for policy " + quoted(p.name));
+    }
+    auto seen = p.devices.begin() + static_cast<ptrdiff_t>(i);
+    if (std::find(p.devices.begin(), seen, d) != seen) {
+      return fail(DbResult::Invalid,
+                  "duplicate device pattern " + quoted(d) + " for policy " + quoted(p.name));
+    }
+  }
+
   Transaction tx(db_.get());
   if (!tx.begin()) return sqlFail();
   {
@@ -456,8 +457,27 @@ DbResult Registry::addPolicy(const PolicyRecord& p) {
       return DbResult::Error;
     }
   }
+  for (size_t i = 0; i < p.devices.size(); ++i) {
+    Query q(*this, "INSERT INTO policy_devices (policy, position, pattern) VALUES (?, ?, ?)");
+    if (!q.bind(p.name).bind(static_cast<int64_t>(i)).bind(p.devices[i]).done()) {
+      return DbResult::Error;
+    }
+  }
   if (!tx.commit()) return sqlFail();
   return DbResult::Ok;
+}
+
+bool Registry::readPolicyDevices(std::vector<PolicyRecord>& policies) const {
+  if (policies.empty()) return true;
+  Query q(*this, "SELECT policy, pattern FROM policy_devices ORDER BY policy, position");
+  while (q.row()) {
+    std::string name = q.text(0);
+    auto it = std::find_if(policies.begin(), policies.end(),
+                           [&](const PolicyRecord& p) { return p.name == name; });
+    if (it != policies.end()) it->devices.push_back(q.text(1));
+  }
+  if (q.failed()) policies.clear();
+  return !q.failed();
 }
 
 std::vector<PolicyRecord> Registry::readPolicies(Query& q) const {
@@ -480,7 +500,7 @@ std::optional<PolicyRecord> Registry::policy(std::string_view name) const {
           "WHERE p.name = ? ORDER BY pp.position");
   q.bind(name);
   auto found = readPolicies(q);
-  if (found.empty()) return std::nullopt;
+  if (found.empty() || !readPolicyDevices(found)) return std::nullopt;
   return std::move(found.front());
 }
 
@@ -490,7 +510,9 @@ std::vector<PolicyRecord> Registry::policies() const {
           "SELECT p.name, p.key, pp.permission FROM policies p "
           "LEFT JOIN policy_permissions pp ON pp.policy = p.name "
           "ORDER BY p.name, pp.position");
-  return readPolicies(q);
+  auto all = readPolicies(q);
+  readPolicyDevices(all);
+  return all;
 }
 
 DbResult Registry::removePolicy(std::string_view name) {
@@ -522,12 +544,12 @@ DbResult Registry::addAudit(const AuditRecord& a) {
   }
   Query q(*this,
           "INSERT INTO audit (stream_id, policy, device, host, port, start_ms, end_ms, "
-          "bytes_to_device, bytes_from_device, outcome, reason) "
-          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+          "bytes_to_device, bytes_from_device, outcome, reason, caller_user, stream_name) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   q.bind(a.streamId).bind(a.policy).bind(a.device).bind(a.host).bind(int64_t{a.port});
   q.bind(a.startMs).bind(a.endMs);
   q.bind(static_cast<int64_t>(a.bytesToDevice)).bind(static_cast<int64_t>(a.bytesFromDevice));
-  q.bind(a.outcome).bind(a.reason);
+  q.bind(a.outcome).bind(a.reason).bind(a.user).bind(a.name);
   return q.done() ? DbResult::Ok : DbResult::Error;
 }
 
@@ -537,7 +559,8 @@ std::vector<AuditRecord> Registry::recentAudit(size_t limit) const {
   if (limit == 0) return out;
   Query q(*this,
           "SELECT stream_id, policy, device, host, port, start_ms, end_ms, bytes_to_device, "
-          "bytes_from_device, outcome, reason FROM audit ORDER BY start_ms DESC, id DESC LIMIT ?");
+          "bytes_from_device, outcome, reason, caller_user, stream_name FROM audit "
+          "ORDER BY start_ms DESC, id DESC LIMIT ?");
   q.bind(static_cast<int64_t>(
       std::min<uint64_t>(limit, static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))));
   while (q.row()) {
@@ -553,6 +576,8 @@ std::vector<AuditRecord> Registry::recentAudit(size_t limit) const {
     a.bytesFromDevice = static_cast<uint64_t>(q.integer(8));
     a.outcome = q.text(9);
     a.reason = q.text(10);
+    a.user = q.text(11);
+    a.name = q.text(12);
     out.push_back(std::move(a));
   }
   if (q.failed()) out.clear();

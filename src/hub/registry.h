@@ -29,8 +29,13 @@ struct DeviceRecord {
 struct PolicyRecord {
   std::string name, key;
   std::vector<std::string> permissions;  // each one of "connect", "registry-read", "registry-write"
+  // The devices its streams may reach: ids, or globs where '*' stands for any run of characters
+  // and '?' for one. Empty: every device.
+  std::vector<std::string> devices{};
   // Whether the policy holds `permission` (exact name; no permission implies another).
   bool allows(std::string_view permission) const;
+  // Whether `device` is in the policy's device set.
+  bool reaches(std::string_view device) const;
   friend bool operator==(const PolicyRecord&, const PolicyRecord&) = default;
 };
 
@@ -43,6 +48,8 @@ struct AuditRecord {
   uint64_t bytesToDevice = 0, bytesFromDevice = 0;
   std::string outcome;  // "ok", "rejected", "refused", "timeout", "offline", "error", "cancelled"
   std::string reason;
+  std::string user{};  // the user the service's daemon asserted, if any
+  std::string name{};  // the stream's name, if the caller gave one
   friend bool operator==(const AuditRecord&, const AuditRecord&) = default;
 };
 
@@ -64,7 +71,7 @@ using SqliteStmtPtr = std::unique_ptr<sqlite3_stmt, SqliteFinalize>;
 class Registry {
  public:
   // The schema this program writes; equal to the number of migrations in registry.cc.
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Opens or creates the file and migrates it to kSchemaVersion. nullptr with `err` set on failure;
   // the message names the path and SQLite's error. A schema newer than this program knows is an
@@ -96,8 +103,9 @@ class Registry {
   DbResult setKeys(std::string_view id, const std::string& primary, const std::string& secondary);
   DbResult touchLastSeen(std::string_view id, int64_t when);
 
-  // Exists on a duplicate name; Invalid on a bad name or key, or an unknown or repeated
-  // permission. The permissions keep their order.
+  // Exists on a duplicate name; Invalid on a bad name or key, an unknown or repeated
+  // permission, or a device pattern that is no device id. Permissions and devices keep their
+  // order.
   DbResult addPolicy(const PolicyRecord& p);
   std::optional<PolicyRecord> policy(std::string_view name) const;
   std::vector<PolicyRecord> policies() const;  // ordered by name
@@ -127,6 +135,7 @@ class Registry {
   DbResult fail(DbResult r, std::string message) const;
   DbResult sqlFail() const;
   std::vector<PolicyRecord> readPolicies(Query& q) const;
+  bool readPolicyDevices(std::vector<PolicyRecord>& policies) const;
 
   SqlitePtr db_;  // declared first: the statements below are finalized before it closes
   mutable std::map<const char*, SqliteStmtPtr> statements_;

@@ -506,7 +506,7 @@ std::string shellQuote(const std::vector<std::string>& argv) {
 
 bool expandCommand(std::string_view tmpl, const std::map<std::string, std::string>& vars,
                    const std::vector<std::string>& command, std::vector<std::string>& argv,
-                   std::string& err) {
+                   std::string& err, QuoteFn quote) {
   std::vector<std::string> words;
   if (!splitWords(tmpl, words, err)) return false;
   argv.clear();
@@ -528,7 +528,7 @@ bool expandCommand(std::string_view tmpl, const std::map<std::string, std::strin
       }
       std::string name = w.substr(i + 1, close - i - 1);
       if (name == "command_line" && !command.empty()) {
-        out += shellQuote(command);
+        out += quote(command);
       } else if (auto it = vars.find(name); it != vars.end()) {
         out += it->second;
       } else {

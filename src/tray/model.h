@@ -166,17 +166,20 @@ std::string sshConfigSnippet(const State& state, const std::string& device);
 // The body of POST /v1/forwards for a loopback forward from `localPort` (0: any free port).
 std::string forwardBody(const std::string& device, int port, int localPort);
 
+// `argv` as one line for a POSIX shell: words with other than [A-Za-z0-9_./:@%+=,-] are quoted.
+std::string shellQuote(const std::vector<std::string>& argv);
+// How {command_line} quotes the command: shellQuote, or win::commandLine on Windows.
+using QuoteFn = std::string (*)(const std::vector<std::string>& argv);
+
 // Splits a command template into words (blanks separate; '...' and "..." quote; \ escapes the
 // next character outside '...') and replaces {name} inside words by vars[name]. A word that is
 // exactly "{command}" becomes the words of `command` (so "x-terminal-emulator -e {command}" gets
 // the ssh command as separate arguments), and {command_line} is `command` quoted for a shell
-// (for terminals that take one string). False with `err` set on an unterminated quote, an
-// unknown {name}, {command} without a command, or no words at all.
+// (for terminals that take one string; `quote` quotes it). False with `err` set on an unterminated
+// quote, an unknown {name}, {command} without a command, or no words at all.
 bool expandCommand(std::string_view tmpl, const std::map<std::string, std::string>& vars,
                    const std::vector<std::string>& command, std::vector<std::string>& argv,
-                   std::string& err);
-// `argv` as one line for a POSIX shell: words with other than [A-Za-z0-9_./:@%+=,-] are quoted.
-std::string shellQuote(const std::vector<std::string>& argv);
+                   std::string& err, QuoteFn quote = shellQuote);
 
 // Comma-separated ports ("80,8080") into `out`; false with `err` naming the bad item.
 bool parsePorts(std::string_view text, std::vector<int>& out, std::string& err);

@@ -12,12 +12,11 @@
 
 #include <cstdio>
 #include <ctime>
-#include <deque>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "cli/daemon_ctl.h"
+#include "tray/control.h"
 #include "tray/model.h"
 
 namespace ds::tray {
@@ -26,25 +25,7 @@ namespace {
 
 using json = nlohmann::json;
 
-constexpr size_t kKeptNotices = 20;
-constexpr auto kRequestTimeout = std::chrono::seconds(12);  // the daemon asks the hub for 10 s
-
 void logLine(const std::string& s) { std::fprintf(stderr, "devstreams-tray: %s\n", s.c_str()); }
-
-Answer request(const std::string& socket, const char* method, const std::string& target,
-               const std::string& body = "") {
-  Answer a;
-  cli::ControlAnswer out;
-  std::string err;
-  if (cli::controlRequest(socket, method, target, body, out, err, kRequestTimeout)) {
-    a.reached = true;
-    a.status = out.status;
-    a.body = std::move(out.body);
-  } else {
-    a.error = std::move(err);
-  }
-  return a;
-}
 
 // Whether a StatusNotifier host is registered on the session bus (an AppIndicator would show).
 bool statusNotifierHostRuns(GDBusConnection* bus) {
@@ -67,7 +48,7 @@ bool statusNotifierHostRuns(GDBusConnection* bus) {
   return yes;
 }
 
-class Tray {
+class Tray : public Desktop {
  public:
   explicit Tray(const Settings& s) : settings_(s) {}
   ~Tray() {
@@ -148,7 +129,7 @@ class Tray {
 
   // ---- refresh ------------------------------------------------------------------------------
 
-  void refresh() {
+  void refresh() override {
     if (polling_) return;  // one poll at a time; the next tick asks again
     polling_ = true;
     auto* job = new PollJob{settings_.control, {}};
@@ -160,11 +141,7 @@ class Tray {
 
   static void pollThread(GTask*, gpointer, gpointer data, GCancellable*) {
     auto* job = static_cast<PollJob*>(data);
-    job->poll.status = request(job->socket, "GET", "/v1/status");
-    if (!job->poll.status.reached) return;
-    job->poll.devices = request(job->socket, "GET", "/v1/devices");
-    job->poll.streams = request(job->socket, "GET", "/v1/streams");
-    job->poll.forwards = request(job->socket, "GET", "/v1/forwards");
+    job->poll = pollDaemon(job->socket);
   }
 
   static void onPolled(GObject*, GAsyncResult* res, gpointer self) {
@@ -172,18 +149,9 @@ class Tray {
     auto* job = static_cast<PollJob*>(g_task_get_task_data(G_TASK(res)));
     t->polling_ = false;
     State next = readPoll(job->poll);
-    if (t->polls_ > 0) {
-      for (auto& n : changes(t->state_, next, t->watched_)) t->notice(n);
-    }
-    for (const auto& e : next.errors) {
-      if (std::find(t->state_.errors.begin(), t->state_.errors.end(), e) ==
-          t->state_.errors.end()) {
-        logLine("control API: " + e);
-      }
-    }
-    if (next.link == Link::DaemonDown && t->state_.daemonError != next.daemonError) {
-      logLine(next.daemonError);
-    }
+    Told told = tell(t->state_, next, t->watched_, t->polls_ == 0);
+    for (const auto& n : told.notices) t->notice(n);
+    for (const auto& l : told.logLines) logLine(l);
     t->state_ = std::move(next);
     ++t->polls_;
     t->show();
@@ -201,7 +169,7 @@ class Tray {
 
   // ---- showing ------------------------------------------------------------------------------
 
-  void show() {
+  void show() override {
     Menu next = buildMenu(state_, options());
     bool changed = !(next == model_) || !built_;
     model_ = std::move(next);
@@ -305,8 +273,7 @@ class Tray {
 
   void notice(const Notice& n) {
     logLine(n.title + (n.body.empty() ? "" : ": " + n.body));
-    notices_.push_back(n);
-    if (notices_.size() > kKeptNotices) notices_.pop_front();
+    said_.notice(n);
     NotifyNotification* nn =
         notify_notification_new(n.title.c_str(), n.body.c_str(), model_.iconName.c_str());
     GError* error = nullptr;
@@ -322,8 +289,7 @@ class Tray {
   // A failed action: a dialog and the log, never silence.
   void fail(const std::string& what, const std::string& why) {
     logLine(what + ": " + why);
-    actionErrors_.push_back(what + ": " + why);
-    if (actionErrors_.size() > kKeptNotices) actionErrors_.pop_front();
+    said_.actionError(what + ": " + why);
     GtkWidget* d = gtk_message_dialog_new(nullptr, GTK_DIALOG_DESTROY_WITH_PARENT,
                                           GTK_MESSAGE_ERROR, GTK_BUTTONS_CLOSE, "%s", what.c_str());
     gtk_message_dialog_format_secondary_text(GTK_MESSAGE_DIALOG(d), "%s", why.c_str());
@@ -339,21 +305,14 @@ class Tray {
     // A copy: the item's action is replaced or freed by refreshes while the action runs (the
     // forward dialog runs a nested main loop).
     if (!a) return;
-    const Action copy = *a;
-    static_cast<Tray*>(self)->act(copy);
-  }
-
-  std::map<std::string, std::string> vars(const std::string& device) const {
-    return {{"device", device},
-            {"host", deviceHost(state_, device)},
-            {"proxy", proxyAddress(state_)},
-            {"devstreams", settings_.devstreams},
-            {"control", settings_.control}};
+    const Action chosen = *a;
+    auto* t = static_cast<Tray*>(self);
+    act(chosen, t->settings_, t->state_, t->watched_, *t);
   }
 
   // Expands `tmpl` (inside the terminal template when `inTerminal`) and starts it.
   void spawn(const std::string& what, const std::string& tmpl,
-             const std::map<std::string, std::string>& v, bool inTerminal) {
+             const std::map<std::string, std::string>& v, bool inTerminal) override {
     std::vector<std::string> argv;
     std::string err;
     if (!expandCommand(tmpl, v, {}, argv, err)) return fail(what, err);
@@ -391,42 +350,19 @@ class Tray {
     }
   }
 
-  void act(const Action& a) {
-    switch (a.kind) {
-      case ActionKind::Ssh:
-        return spawn("SSH to " + a.device, settings_.ssh, vars(a.device), true);
-      case ActionKind::Browse: {
-        auto v = vars(a.device);
-        v["url"] = a.text;
-        return spawn("Open " + a.text, settings_.browser, v, false);
-      }
-      case ActionKind::Forward:
-        return askForward(a.device);
-      case ActionKind::RemoveForward:
-        return call("Remove forward " + a.text, "DELETE",
-                    "/v1/forwards/" + cli::encodePathSegment(a.text), "");
-      case ActionKind::CopyText:
-        gtk_clipboard_set_text(gtk_clipboard_get(GDK_SELECTION_CLIPBOARD), a.text.c_str(), -1);
-        logLine("copied: " + a.text);
-        return;
-      case ActionKind::ToggleWatch:
-        if (!watched_.erase(a.device)) watched_.insert(a.device);
-        return show();
-      case ActionKind::StartDaemon:
-        spawn("Start devstreamsd", settings_.startDaemon, vars(""), false);
-        return refresh();
-      case ActionKind::OpenLog:
-        return spawn("Open the daemon log", settings_.log, vars(""), true);
-      case ActionKind::Refresh:
-        return refresh();
-      case ActionKind::Quit:
-        return gtk_main_quit();
-      case ActionKind::None:
-        return;
-    }
+  void builtIn(ActionKind, const std::string&) override {
+    // main() refuses empty templates on Linux.
+    fail("devstreams-tray", "no command for this action");
   }
 
-  void askForward(const std::string& device) {
+  void copy(const std::string& text) override {
+    gtk_clipboard_set_text(gtk_clipboard_get(GDK_SELECTION_CLIPBOARD), text.c_str(), -1);
+    logLine("copied: " + text);
+  }
+
+  void quit() override { gtk_main_quit(); }
+
+  void askForward(const std::string& device) override {
     GtkWidget* d = gtk_dialog_new_with_buttons(
         ("Forward a local port to " + device).c_str(), nullptr, GTK_DIALOG_DESTROY_WITH_PARENT,
         "_Cancel", GTK_RESPONSE_CANCEL, "_Forward", GTK_RESPONSE_OK, nullptr);
@@ -457,14 +393,14 @@ class Tray {
   }
 
   // One control-API request that changes something, off the GUI thread; errors are shown.
-  void call(std::string what, const char* method, std::string target, std::string body) {
-    auto* job = new ActionJob{settings_.control, method,          std::move(target),
-                              std::move(body),   std::move(what), {}};
+  void call(const std::string& what, const std::string& method, const std::string& target,
+            const std::string& body) override {
+    auto* job = new ActionJob{settings_.control, method, target, body, what, {}};
     GTask* task = g_task_new(nullptr, nullptr, onCalled, this);
     g_task_set_task_data(task, job, [](gpointer p) { delete static_cast<ActionJob*>(p); });
     g_task_run_in_thread(task, [](GTask*, gpointer, gpointer data, GCancellable*) {
       auto* j = static_cast<ActionJob*>(data);
-      j->answer = request(j->socket, j->method.c_str(), j->target, j->body);
+      j->answer = request(j->socket, j->method, j->target, j->body);
     });
     g_object_unref(task);
   }
@@ -476,10 +412,7 @@ class Tray {
     if (!a.reached || a.status >= 300) {
       t->fail(job->what, describeError(a));
     } else {
-      json doc = json::parse(a.body, nullptr, false);
-      std::string listen = doc.is_object() && doc.contains("listen") && doc["listen"].is_string()
-                               ? doc["listen"].get<std::string>()
-                               : "";
+      std::string listen = addedForward(a);
       if (!listen.empty()) {
         // The new forward's address is what the user wants next: on the clipboard.
         gtk_clipboard_set_text(gtk_clipboard_get(GDK_SELECTION_CLIPBOARD), listen.c_str(), -1);
@@ -538,11 +471,7 @@ class Tray {
            {"polls", polls_},
            {"model", menuJson(model_)},
            {"menu_mapped", static_cast<bool>(gtk_widget_get_mapped(menu_))},
-           {"widgets", widgets(menu_)},
-           {"notices", json::array()},
-           {"action_errors", json::array()}};
-    for (const auto& n : notices_) d["notices"].push_back({{"title", n.title}, {"body", n.body}});
-    for (const auto& e : actionErrors_) d["action_errors"].push_back(e);
+           {"widgets", widgets(menu_)}};
     if (icon_) {
       GdkRectangle area{};
       GtkOrientation orientation;
@@ -552,18 +481,8 @@ class Tray {
         d["icon"]["rect"] = {area.x, area.y, area.width, area.height};
       }
     }
-    std::string text = d.dump(2) + "\n";
-    if (text == lastDump_) return;
-    std::string tmp = settings_.dumpMenu + ".tmp";
-    {
-      std::ofstream f(tmp, std::ios::trunc);
-      f << text;
-      if (!f) return logLine("cannot write " + tmp);
-    }
-    if (std::rename(tmp.c_str(), settings_.dumpMenu.c_str()) != 0) {
-      return logLine("cannot write " + settings_.dumpMenu);
-    }
-    lastDump_ = std::move(text);
+    std::string err;
+    if (!said_.dump(std::move(d), settings_.dumpMenu, err)) logLine(err);
   }
 
   Settings settings_;
@@ -581,9 +500,7 @@ class Tray {
   guint timer_ = 0;
   guint dumpTimer_ = 0;
   bool notifyFailed_ = false;
-  std::deque<Notice> notices_;
-  std::deque<std::string> actionErrors_;
-  std::string lastDump_;
+  Said said_;
 };
 
 }  // namespace

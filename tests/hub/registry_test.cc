@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "hub/registry_schema.h"
+
 namespace ds::hub {
 namespace {
 
@@ -318,6 +320,8 @@ TEST_F(RegistryTest, AuditFieldsRoundTrip) {
   a.bytesFromDevice = (uint64_t{1} << 63) + 7;
   a.outcome = "timeout";
   a.reason = "device did not connect within 10s";
+  a.user = "alice";
+  a.name = "nightly backup";
   ASSERT_EQ(r->addAudit(a), DbResult::Ok) << r->lastError();
   AuditRecord rejected = audit("", 1700000000999);  // refused before a stream existed
   rejected.outcome = "rejected";
@@ -401,30 +405,94 @@ TEST_F(RegistryTest, UpgradeToANewerSchemaKeepsData) {
     ASSERT_EQ(r->addPolicy(ops), DbResult::Ok);
     ASSERT_EQ(r->addAudit(audit("s1", 10)), DbResult::Ok);
   }
-  // A program one version ahead: the file is at version 1, so only the second script runs
-  // (the first stands in for version 1, which is already applied).
+  // A program one version ahead: the file is at this program's version, so only the last
+  // script runs (the others stand in for versions already applied).
   const std::string_view future[] = {
       "-- version 1: already applied",
+      "-- version 2: already applied",
       "ALTER TABLE devices ADD COLUMN note TEXT NOT NULL DEFAULT 'none';",
   };
+  static_assert(std::size(future) == Registry::kSchemaVersion + 1);
   {
     std::string err;
     auto r = Registry::openWithMigrations(path_.string(), future, err);
     ASSERT_NE(r, nullptr) << err;
-    EXPECT_EQ(r->schemaVersion(), 2);
+    EXPECT_EQ(r->schemaVersion(), 3);
     EXPECT_EQ(r->devices(), std::vector<DeviceRecord>{dev("dev01")});
     EXPECT_EQ(r->policy("ops"), ops);
     EXPECT_EQ(streamIds(r->recentAudit(10)), std::vector<std::string>{"s1"});
     EXPECT_EQ(r->addDevice(dev("dev02")), DbResult::Ok) << r->lastError();
   }
   EXPECT_EQ(rawQuery(path_, "SELECT note FROM devices WHERE id = 'dev01'"), "none");
-  EXPECT_EQ(rawQuery(path_, "PRAGMA user_version"), "2");
+  EXPECT_EQ(rawQuery(path_, "PRAGMA user_version"), "3");
 
-  // This program knows version 1 only and refuses the upgraded file rather than misread it.
+  // This program knows version 2 only and refuses the upgraded file rather than misread it.
   std::string err;
   EXPECT_EQ(Registry::open(path_.string(), err), nullptr);
   EXPECT_THAT(err, HasSubstr(path_.string()));
-  EXPECT_THAT(err, HasSubstr("registry schema version 2 is newer than this program (1)"));
+  EXPECT_THAT(err, HasSubstr("registry schema version 3 is newer than this program (2)"));
+}
+
+TEST_F(RegistryTest, AVersionOneFileIsMigratedWithItsData) {
+  // A registry written by the release before device sets: only the first migration.
+  PolicyRecord ops{"ops", kKeyA, {"connect"}};
+  {
+    std::string err;
+    auto r = Registry::openWithMigrations(path_.string(), registryMigrations().first(1), err);
+    ASSERT_NE(r, nullptr) << err;
+    ASSERT_EQ(r->schemaVersion(), 1);
+    ASSERT_EQ(r->addDevice(dev("dev01")), DbResult::Ok) << r->lastError();
+    ASSERT_EQ(rawQuery(path_, "INSERT INTO policies (name, key) VALUES ('ops', '" +
+                                  std::string(kKeyA) + "')"),
+              "");
+    ASSERT_EQ(rawQuery(path_, "INSERT INTO policy_permissions VALUES ('ops', 0, 'connect')"), "");
+    ASSERT_EQ(rawQuery(path_,
+                       "INSERT INTO audit (stream_id, policy, device, host, port, start_ms, "
+                       "end_ms, bytes_to_device, bytes_from_device, outcome, reason) VALUES "
+                       "('s1', 'ops', 'dev01', '127.0.0.1', 22, 5, 6, 1, 2, 'ok', '')"),
+              "");
+  }
+  auto r = openOrFail();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->schemaVersion(), Registry::kSchemaVersion);
+  EXPECT_EQ(r->policy("ops"), ops);  // no device set: every device
+  EXPECT_TRUE(r->policy("ops")->reaches("anything"));
+  auto audit = r->recentAudit(5);
+  ASSERT_EQ(audit.size(), 1u);
+  EXPECT_EQ(audit[0].user, "");
+  EXPECT_EQ(audit[0].name, "");
+}
+
+TEST_F(RegistryTest, PolicyDeviceSetsRoundTripAndAreChecked) {
+  auto r = openOrFail();
+  ASSERT_TRUE(r);
+  PolicyRecord acme{"acme", kKeyA, {"connect"}, {"acme-*", "gw.site?", "dev01"}};
+  ASSERT_EQ(r->addPolicy(acme), DbResult::Ok) << r->lastError();
+  PolicyRecord all{"ops", kKeyB, {"connect"}};
+  ASSERT_EQ(r->addPolicy(all), DbResult::Ok) << r->lastError();
+  EXPECT_EQ(r->policy("acme"), acme);  // patterns keep their order
+  EXPECT_EQ(r->policies(), (std::vector<PolicyRecord>{acme, all}));
+  EXPECT_EQ(r->addPolicy({"bad", kKeyC, {"connect"}, {"a/b"}}), DbResult::Invalid);
+  EXPECT_THAT(r->lastError(), HasSubstr("invalid device pattern 'a/b'"));
+  EXPECT_EQ(r->addPolicy({"dup", kKeyC, {"connect"}, {"x*", "x*"}}), DbResult::Invalid);
+  EXPECT_EQ(r->removePolicy("acme"), DbResult::Ok);
+  EXPECT_EQ(rawQuery(path_, "SELECT count(*) FROM policy_devices"), "0");
+}
+
+TEST(PolicyDevices, GlobsAndIds) {
+  PolicyRecord p{"acme", "", {}, {"acme-*", "gw.site?", "dev01", "*-lab-*"}};
+  for (const char* yes : {"acme-", "acme-01", "acme-x.y", "gw.site1", "dev01", "a-lab-b"}) {
+    EXPECT_TRUE(p.reaches(yes)) << yes;
+  }
+  for (const char* no :
+       {"acme", "xacme-1", "gw.site", "gw.site12", "dev011", "Dev01", "lab-b", ""}) {
+    EXPECT_FALSE(p.reaches(no)) << no;
+  }
+  PolicyRecord every{"ops", "", {}};
+  EXPECT_TRUE(every.reaches("whatever"));
+  // A pattern with many stars is still linear, not exponential.
+  PolicyRecord stars{"s", "", {}, {"*a*a*a*a*a*a*a*a*a*a*b"}};
+  EXPECT_FALSE(stars.reaches(std::string(100, 'a')));
 }
 
 TEST_F(RegistryTest, FailedMigrationRollsBack) {
@@ -433,19 +501,19 @@ TEST_F(RegistryTest, FailedMigrationRollsBack) {
     ASSERT_TRUE(r);
     ASSERT_EQ(r->addDevice(dev("dev01")), DbResult::Ok);
   }
-  const std::string_view broken[] = {
-      "-- version 1: already applied",
-      "CREATE TABLE extra (x INTEGER); DELETE FROM devices; THIS IS NOT SQL;",
-  };
+  // The versions this program has stand as applied; the next one fails halfway.
+  std::vector<std::string_view> broken(Registry::kSchemaVersion, "-- already applied");
+  broken.push_back("CREATE TABLE extra (x INTEGER); DELETE FROM devices; THIS IS NOT SQL;");
   std::string err;
   EXPECT_EQ(Registry::openWithMigrations(path_.string(), broken, err), nullptr);
   EXPECT_THAT(err, HasSubstr(path_.string()));
-  EXPECT_THAT(err, HasSubstr("migrating to schema version 2"));
+  EXPECT_THAT(err, HasSubstr("migrating to schema version " +
+                             std::to_string(Registry::kSchemaVersion + 1)));
   EXPECT_THAT(err, HasSubstr("syntax error"));
 
   auto r = openOrFail();
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->schemaVersion(), 1);
+  EXPECT_EQ(r->schemaVersion(), Registry::kSchemaVersion);
   EXPECT_TRUE(r->device("dev01").has_value());
   EXPECT_THAT(rawQuery(path_, "SELECT count(*) FROM extra"), HasSubstr("no such table"));
 }
@@ -456,7 +524,8 @@ TEST_F(RegistryTest, NewerSchemaIsRefused) {
   std::string err;
   EXPECT_EQ(Registry::open(path_.string(), err), nullptr);
   EXPECT_THAT(err, HasSubstr(path_.string()));
-  EXPECT_THAT(err, HasSubstr("registry schema version 7 is newer than this program (1)"));
+  EXPECT_THAT(err, HasSubstr("registry schema version 7 is newer than this program (" +
+                             std::to_string(Registry::kSchemaVersion) + ")"));
   EXPECT_EQ(rawQuery(path_, "PRAGMA user_version"), "7");  // left as it was
 }
 
