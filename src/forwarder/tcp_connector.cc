@@ -99,7 +99,7 @@ void TcpConnector::onEvent(bufferevent* bev, short what, void* arg) {
       });
 }
 
-void TcpConnector::finish(ConnectOutcome outcome) {
+void TcpConnector::finish(const ConnectOutcome& outcome) {
   if (!done_) return;
   timer_.cancel();
   if (bev_) bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);

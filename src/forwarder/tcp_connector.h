@@ -48,7 +48,7 @@ class TcpConnector : public Deletable {
  private:
   static void onEvent(bufferevent* bev, short what, void* arg);
   void begin(std::chrono::milliseconds timeout);
-  void finish(ConnectOutcome outcome);
+  void finish(const ConnectOutcome& outcome);
 
   Loop& loop_;
   Done done_;

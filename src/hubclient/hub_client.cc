@@ -228,7 +228,7 @@ ExchangePtr initiateStream(Loop& loop, const HubTarget& hub, const std::string& 
                            const std::string& key, const std::string& device,
                            const std::string& host, uint16_t port,
                            std::chrono::milliseconds timeout,
-                           std::function<void(InitiateResult&&)> done) {
+                           const std::function<void(InitiateResult&&)>& done) {
   RestRequest req;
   req.method = "POST";
   req.target = "/api/v1/devices/" + sas::urlEncode(device) + "/streams";

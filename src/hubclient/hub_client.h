@@ -69,7 +69,7 @@ ExchangePtr initiateStream(Loop& loop, const HubTarget& hub, const std::string& 
                            const std::string& key, const std::string& device,
                            const std::string& host, uint16_t port,
                            std::chrono::milliseconds timeout,
-                           std::function<void(InitiateResult&&)> done);
+                           const std::function<void(InitiateResult&&)>& done);
 
 // Opens one side of a stream at the streaming endpoint `url` with its one-time token.
 ExchangePtr openStream(Loop& loop, const HubTarget& hub, const std::string& url,

@@ -55,7 +55,8 @@ bool setUpHub(const HubSettings& s, SslCtxPtr& ssl, HubTarget& out, std::string&
 // False with `err` set when no answer was read.
 class HubRestClient {
  public:
-  HubRestClient(std::string policy, std::string key) : policy_(std::move(policy)), key_(key) {}
+  HubRestClient(std::string policy, std::string key)
+      : policy_(std::move(policy)), key_(std::move(key)) {}
   bool init(const HubSettings& s, std::string& err) { return setUpHub(s, ssl_, target_, err); }
   const HubTarget& target() const { return target_; }
   bool call(RestRequest request, RestResult& out, std::string& err,
