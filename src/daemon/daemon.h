@@ -1,8 +1,9 @@
 // devstreamsd: the service-side daemon. One client port speaking SOCKS5, SOCKS4a and HTTP proxy
 // (socks/proxy_session.h) that maps "NAME<suffix>" and aliases to devices, port forwards (from
 // the configuration and added at runtime), optional direct connections for other destinations,
-// and the control API on a Unix socket (daemon/control_api.h). Each device connection becomes a
-// stream opened through the hub's warm service channel (hubclient/stream_opener.h).
+// and the control API on a Unix socket (daemon/control_api.h, handlers in control_handlers.cc).
+// Each client is a Connection (daemon/connection.h); one to a device becomes a stream opened
+// through the hub's warm service channel (hubclient/stream_opener.h).
 #pragma once
 
 #include <chrono>
