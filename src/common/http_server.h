@@ -80,11 +80,14 @@ class HttpServerSession : public Deletable {
   // the session before any callback runs.
   void start();
 
+  // The request being answered (under keep-alive, until the next request's head is read).
   const http::Request& request() const { return req_; }
   const std::string& body() const { return body_; }
   // "address:port" of the peer, for log lines.
   const std::string& peer() const { return peer_; }
   bool waitingForAnswer() const { return state_ == State::Dispatched; }
+  // Whether respond() would send something: a request or a refusal waits for its answer.
+  bool answerable() const { return bev_ && state_ != State::Closed; }
 
   // Answers the request (or a refusal); does nothing when there is nothing to answer. 1xx, 204
   // and 304 answers carry no body, Content-Type or Content-Length. The connection closes after

@@ -169,14 +169,14 @@ Histogram::Snapshot Histogram::snapshot() const {
   return s;
 }
 
-struct Registry::Series {
+struct MetricSet::Series {
   Labels labels;
   std::unique_ptr<Counter> counter;
   std::unique_ptr<Gauge> gauge;
   std::unique_ptr<Histogram> histogram;
 };
 
-struct Registry::Family {
+struct MetricSet::Family {
   std::string name;
   std::string help;
   Type type;
@@ -185,10 +185,10 @@ struct Registry::Family {
   std::map<Labels, Series*> bySortedLabels;
 };
 
-Registry::Registry() = default;
-Registry::~Registry() = default;
+MetricSet::MetricSet() = default;
+MetricSet::~MetricSet() = default;
 
-const char* Registry::typeName(Type type) {
+const char* MetricSet::typeName(Type type) {
   switch (type) {
     case Type::Counter:
       return "counter";
@@ -200,8 +200,8 @@ const char* Registry::typeName(Type type) {
   return "untyped";
 }
 
-Registry::Series& Registry::series(const std::string& name, const std::string& help, Type type,
-                                   const std::vector<double>* bounds, const Labels& labels) {
+MetricSet::Series& MetricSet::series(const std::string& name, const std::string& help, Type type,
+                                     const std::vector<double>* bounds, const Labels& labels) {
   if (!isMetricName(name)) fail("invalid metric name \"" + name + "\"");
   for (const auto& [k, v] : labels) {
     if (!isLabelName(k)) fail("invalid label name \"" + k + "\" for " + name);
@@ -268,21 +268,22 @@ Registry::Series& Registry::series(const std::string& name, const std::string& h
   return *raw;
 }
 
-Counter& Registry::counter(const std::string& name, const std::string& help, const Labels& labels) {
+Counter& MetricSet::counter(const std::string& name, const std::string& help,
+                            const Labels& labels) {
   return *series(name, help, Type::Counter, nullptr, labels).counter;
 }
 
-Gauge& Registry::gauge(const std::string& name, const std::string& help, const Labels& labels) {
+Gauge& MetricSet::gauge(const std::string& name, const std::string& help, const Labels& labels) {
   return *series(name, help, Type::Gauge, nullptr, labels).gauge;
 }
 
-Histogram& Registry::histogram(const std::string& name, const std::string& help,
-                               std::vector<double> bounds, const Labels& labels) {
+Histogram& MetricSet::histogram(const std::string& name, const std::string& help,
+                                std::vector<double> bounds, const Labels& labels) {
   std::vector<double> normalized = normalizeBounds(std::move(bounds));
   return *series(name, help, Type::Histogram, &normalized, labels).histogram;
 }
 
-std::string Registry::render() const {
+std::string MetricSet::render() const {
   std::string out;
   std::lock_guard lock(mu_);
   for (const auto& fam : families_) {

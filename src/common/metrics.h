@@ -1,8 +1,9 @@
-// Metrics registry with Prometheus text exposition (format 0.0.4): counters, gauges and histograms
-// grouped into families by name, each series identified by its labels, rendered for GET /metrics.
+// Metrics with Prometheus text exposition (format 0.0.4): a MetricSet holds counters, gauges and
+// histograms grouped into families by name, each series identified by its labels, rendered for
+// GET /metrics.
 //
 // Updates are lock-free atomics (counters, gauges) or take a per-histogram mutex, so they are safe
-// from any thread; registration and render() take the registry's mutex. Mistakes in naming or
+// from any thread; registration and render() take the set's mutex. Mistakes in naming or
 // typing metrics are programming errors and abort with a message.
 #pragma once
 
@@ -76,7 +77,7 @@ class Histogram {
   std::vector<uint64_t> cumulativeCounts() const;
 
  private:
-  friend class Registry;
+  friend class MetricSet;
   struct Snapshot {
     std::vector<uint64_t> cumulative;  // bounds_.size() + 1 entries
     double sum = 0;
@@ -90,14 +91,14 @@ class Histogram {
   double sum_ = 0;
 };
 
-class Registry {
+class MetricSet {
  public:
-  Registry();
-  ~Registry();
-  Registry(const Registry&) = delete;
-  Registry& operator=(const Registry&) = delete;
+  MetricSet();
+  ~MetricSet();
+  MetricSet(const MetricSet&) = delete;
+  MetricSet& operator=(const MetricSet&) = delete;
 
-  // Same name + labels returns the same object, whose address is stable for the Registry's
+  // Same name + labels returns the same object, whose address is stable for the MetricSet's
   // lifetime. Abort (programming error): an invalid metric name ([a-zA-Z_:][a-zA-Z0-9_:]*) or
   // label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with "__"), a label name repeated in one
   // series, a name registered before with another type or help text, a name that collides with
@@ -110,7 +111,7 @@ class Registry {
 
   // Text exposition format 0.0.4: per family one # HELP and one # TYPE line, then its series;
   // families and series in registration order. Histograms print name_bucket{...,le="..."} with
-  // cumulative counts up to le="+Inf", then name_sum and name_count. Empty registry: "".
+  // cumulative counts up to le="+Inf", then name_sum and name_count. Empty set: "".
   std::string render() const;
 
  private:

@@ -23,6 +23,7 @@
 #include <memory>
 #include <system_error>
 
+#include "common/sas.h"
 #include "common/tls.h"
 
 namespace ds::pki {
@@ -49,20 +50,6 @@ constexpr size_t kMaxDnsName = 253;
 std::string opensslError() { return tls::opensslErrors(); }
 
 std::string sysError(int e) { return std::error_code(e, std::generic_category()).message(); }
-
-std::string randomHex(size_t bytes) {
-  std::string raw(bytes, '\0');
-  if (RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes)) != 1) {
-    return {};
-  }
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : raw) {
-    out += kHex[c >> 4];
-    out += kHex[c & 0xf];
-  }
-  return out;
-}
 
 bool isIpLiteral(const std::string& name) {
   in_addr a4;
@@ -182,11 +169,7 @@ bool readFile(const std::string& path, std::string& data, std::string& err) {
 // is renamed over `path`.
 bool writeFileAtomic(const std::string& path, const std::string& data, mode_t mode, bool noClobber,
                      std::string& err) {
-  std::string suffix = randomHex(6);
-  if (suffix.empty()) {
-    err = path + ": " + opensslError();
-    return false;
-  }
+  std::string suffix = sas::randomHex(6);
   std::string tmp = path + ".tmp-" + suffix;
   int fd = ::open(tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, mode);
   if (fd < 0) {
@@ -332,9 +315,9 @@ bool setCommonName(X509* cert, const std::string& cn) {
 }
 
 X509Ptr makeCa(EVP_PKEY* key) {
-  std::string suffix = randomHex(4);
+  std::string suffix = sas::randomHex(4);
   X509Ptr ca(X509_new());
-  if (suffix.empty() || !ca || !setBasics(ca.get(), key, kCaDays) ||
+  if (!ca || !setBasics(ca.get(), key, kCaDays) ||
       !setCommonName(ca.get(), "devstreams hub CA " + suffix) ||
       X509_set_issuer_name(ca.get(), X509_get_subject_name(ca.get())) != 1) {
     return nullptr;

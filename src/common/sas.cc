@@ -289,6 +289,19 @@ std::string randomToken(size_t bytes) {
   return out;
 }
 
+std::string randomHex(size_t bytes) {
+  std::vector<unsigned char> buf(bytes);
+  fillRandom(buf);
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * bytes);
+  for (unsigned char c : buf) {
+    out += kDigits[c >> 4];
+    out += kDigits[c & 15];
+  }
+  return out;
+}
+
 bool constantTimeEquals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   if (a.empty()) return true;

@@ -77,6 +77,8 @@ std::string randomKey(size_t bytes = 32);
 // base64url without padding of `bytes` random bytes, safe to place in URLs and paths as-is;
 // aborts like randomKey when the generator fails.
 std::string randomToken(size_t bytes = 24);
+// Lowercase hex of `bytes` random bytes (ids, file name suffixes); aborts like randomKey.
+std::string randomHex(size_t bytes);
 
 // Equality without data-dependent early exit (CRYPTO_memcmp); only the lengths may leak.
 bool constantTimeEquals(std::string_view a, std::string_view b);

@@ -10,11 +10,13 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "support/raw_peer.h"
 #include "support/run_loop.h"
 
 namespace ds {
@@ -25,34 +27,6 @@ size_t kernelReadable(int fd) {
   ::ioctl(fd, FIONREAD, &n);
   return static_cast<size_t>(n);
 }
-
-// The client as raw bytes: everything it receives is collected in `in`.
-struct RawClient {
-  BufferEventPtr bev;
-  std::string in;
-  bool eof = false;
-
-  void attach(Loop& loop, int fd) {
-    bev = newSocketBufferEvent(loop, fd);
-    bufferevent_setcb(bev.get(), &RawClient::onRead, nullptr, &RawClient::onEvent, this);
-    bufferevent_enable(bev.get(), EV_READ | EV_WRITE);
-  }
-  void write(std::string_view s) { bufferevent_write(bev.get(), s.data(), s.size()); }
-  static void onRead(bufferevent* b, void* arg) {
-    auto* self = static_cast<RawClient*>(arg);
-    evbuffer* input = bufferevent_get_input(b);
-    size_t n = evbuffer_get_length(input);
-    size_t old = self->in.size();
-    self->in.resize(old + n);
-    evbuffer_remove(input, self->in.data() + old, n);
-  }
-  static void onEvent(bufferevent* b, short what, void* arg) {
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-      onRead(b, arg);
-      static_cast<RawClient*>(arg)->eof = true;
-    }
-  }
-};
 
 // One parsed answer from the front of `bytes` (removed from it); status 0 when incomplete.
 struct Answer {
@@ -73,6 +47,11 @@ Answer takeAnswer(std::string& bytes) {
 }
 
 enum class Mode { Echo, Hold, Upgrade, Throw };
+
+struct Refusal {
+  std::string_view request;
+  int status;
+};
 
 class HttpServerTest : public ::testing::Test, public HttpServerSession::Handler {
  protected:
@@ -96,7 +75,7 @@ class HttpServerTest : public ::testing::Test, public HttpServerSession::Handler
     serverFd_ = fds[0];
     session_ = std::make_unique<HttpServerSession>(loop_, newSocketBufferEvent(loop_, fds[0]),
                                                    options, *this);
-    client_ = RawClient{};
+    client_ = test::RawPeer{};
     client_.attach(loop_, fds[1]);
     ended_ = false;
     established_ = 0;
@@ -122,6 +101,19 @@ class HttpServerTest : public ::testing::Test, public HttpServerSession::Handler
       return a.status != 0 || client_.eof;
     });
     return a;
+  }
+
+  // Each request, on a connection of its own, is refused with its status before any handler
+  // sees it, and the connection ends.
+  void expectRefused(std::initializer_list<Refusal> cases) {
+    for (const Refusal& c : cases) {
+      SCOPED_TRACE(c.request);
+      connect();
+      client_.write(c.request);
+      EXPECT_EQ(answer().status, c.status);
+      EXPECT_TRUE(requests_.empty());
+      EXPECT_TRUE(runUntil([&] { return client_.eof && ended_; }));
+    }
   }
 
   void onRequest(HttpServerSession& s) override {
@@ -161,7 +153,7 @@ class HttpServerTest : public ::testing::Test, public HttpServerSession::Handler
   Timer guard_;
   int serverFd_ = -1;
   std::unique_ptr<HttpServerSession> session_;
-  RawClient client_;
+  test::RawPeer client_;
   Mode mode_ = Mode::Echo;
   bool ended_ = false;
   int established_ = 0;
@@ -275,46 +267,23 @@ TEST_F(HttpServerTest, OversizeBodyIs413BeforeItArrives) {
 }
 
 TEST_F(HttpServerTest, MalformedRequestsAreRefused) {
-  struct Case {
-    std::string_view request;
-    int status;
-  };
-  const Case cases[] = {
+  expectRefused({
       {"GET / HTTP/1.1\n\n", 400},
       {"GET  / HTTP/1.1\r\n\r\n", 400},
       {"GET / HTTP/2.0\r\n\r\n", 505},
       {"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400},
       {"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400},
-  };
-  for (const Case& c : cases) {
-    SCOPED_TRACE(c.request);
-    connect();
-    client_.write(c.request);
-    EXPECT_EQ(answer().status, c.status);
-    EXPECT_TRUE(requests_.empty());
-    EXPECT_TRUE(runUntil([&] { return client_.eof && ended_; }));
-  }
+  });
 }
 
 TEST_F(HttpServerTest, TransferEncodingIs501OrForAmbiguousFraming400) {
-  struct Case {
-    std::string_view request;
-    int status;
-  };
-  const Case cases[] = {
+  expectRefused({
       {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501},
       {"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n", 501},
       {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc", 400},
       {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
       {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400},
-  };
-  for (const Case& c : cases) {
-    SCOPED_TRACE(c.request);
-    connect();
-    client_.write(c.request);
-    EXPECT_EQ(answer().status, c.status);
-    EXPECT_TRUE(requests_.empty());
-  }
+  });
 }
 
 TEST_F(HttpServerTest, CheckRequestFramingIsPure) {

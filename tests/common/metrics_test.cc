@@ -41,7 +41,7 @@ std::string parseErr(const std::string& text) {
 }
 
 TEST(MetricsRender, SmallRegistryExactText) {
-  Registry r;
+  MetricSet r;
   Counter& get =
       r.counter("ds_requests_total", "Requests handled.", {{"method", "GET"}, {"code", "200"}});
   get.inc();
@@ -83,13 +83,13 @@ TEST(MetricsRender, SmallRegistryExactText) {
 }
 
 TEST(MetricsRender, EmptyRegistryIsEmpty) {
-  Registry r;
+  MetricSet r;
   EXPECT_EQ(r.render(), "");
   EXPECT_TRUE(parseOk("").empty());
 }
 
 TEST(MetricsRender, Escaping) {
-  Registry r;
+  MetricSet r;
   r.gauge("ds_info", "Line one\nback\\slash \"quoted\"", {{"path", "a\\b\"c\nd"}, {"x", ""}})
       .set(1);
   const std::string text = r.render();
@@ -129,7 +129,7 @@ TEST(MetricsRender, NumberSpelling) {
 }
 
 TEST(MetricsRegistry, SameNameAndLabelsSameObject) {
-  Registry r;
+  MetricSet r;
   Counter& a = r.counter("ds_bytes_total", "Bytes.", {{"dir", "in"}, {"dev", "dev01"}});
   a.inc(10);
   Gauge& g = r.gauge("ds_conns", "Connections.");
@@ -176,7 +176,7 @@ TEST(MetricsValues, CounterGaugeHistogram) {
 
   EXPECT_EQ(latencyBuckets(), (std::vector<double>{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                                    0.25, 0.5, 1, 2.5, 5, 10, 30, 60}));
-  Registry r;
+  MetricSet r;
   r.histogram("ds_lat_seconds", "Latency.", latencyBuckets()).observe(0.003);
   auto fams = parseOk(r.render());
   EXPECT_EQ(valueOf(fams, "ds_lat_seconds_bucket", {{"le", "0.0025"}}), 0);
@@ -186,7 +186,7 @@ TEST(MetricsValues, CounterGaugeHistogram) {
 }
 
 TEST(MetricsValues, ConcurrentUpdates) {
-  Registry r;
+  MetricSet r;
   Counter& c = r.counter("ds_ops_total", "Operations.");
   Gauge& g = r.gauge("ds_level", "Level.");
   Histogram& h = r.histogram("ds_op_seconds", "Op time.", {0.5});
@@ -211,39 +211,39 @@ TEST(MetricsValues, ConcurrentUpdates) {
 
 TEST(MetricsRegistryDeathTest, ProgrammingErrorsAbort) {
   auto withCounter = [](auto&& f) {
-    Registry r;
+    MetricSet r;
     r.counter("ds_x_total", "X.");
     r.histogram("ds_h", "H.", {1});
     f(r);
   };
-  EXPECT_DEATH(withCounter([](Registry& r) { r.gauge("ds_x_total", "X."); }), "counter");
-  EXPECT_DEATH(withCounter([](Registry& r) { r.counter("ds_x_total", "Other."); }), "help");
-  EXPECT_DEATH(withCounter([](Registry& r) { r.counter("9lives", "Bad."); }), "metric name");
-  EXPECT_DEATH(withCounter([](Registry& r) { r.counter("ds-dash", "Bad."); }), "metric name");
-  EXPECT_DEATH(withCounter([](Registry& r) { r.counter("", "Bad."); }), "metric name");
-  EXPECT_DEATH(withCounter([](Registry& r) {
+  EXPECT_DEATH(withCounter([](MetricSet& r) { r.gauge("ds_x_total", "X."); }), "counter");
+  EXPECT_DEATH(withCounter([](MetricSet& r) { r.counter("ds_x_total", "Other."); }), "help");
+  EXPECT_DEATH(withCounter([](MetricSet& r) { r.counter("9lives", "Bad."); }), "metric name");
+  EXPECT_DEATH(withCounter([](MetricSet& r) { r.counter("ds-dash", "Bad."); }), "metric name");
+  EXPECT_DEATH(withCounter([](MetricSet& r) { r.counter("", "Bad."); }), "metric name");
+  EXPECT_DEATH(withCounter([](MetricSet& r) {
                  r.counter("ds_y", "Y.", {{"a-b", "1"}});
                }),
                "label name");
-  EXPECT_DEATH(withCounter([](Registry& r) {
+  EXPECT_DEATH(withCounter([](MetricSet& r) {
                  r.counter("ds_y", "Y.", {{"__a", "1"}});
                }),
                "label name");
-  EXPECT_DEATH(withCounter([](Registry& r) {
+  EXPECT_DEATH(withCounter([](MetricSet& r) {
                  r.counter("ds_y", "Y.", {{"a", "1"}, {"a", "2"}});
                }),
                "repeated");
-  EXPECT_DEATH(withCounter([](Registry& r) {
+  EXPECT_DEATH(withCounter([](MetricSet& r) {
                  r.histogram("ds_z", "Z.", {1}, {{"le", "1"}});
                }),
                "le");
-  EXPECT_DEATH(withCounter([](Registry& r) { r.histogram("ds_z", "Z.", {2, 1}); }), "increasing");
-  EXPECT_DEATH(withCounter([](Registry& r) { r.histogram("ds_z", "Z.", {1, 1}); }), "increasing");
-  EXPECT_DEATH(withCounter([](Registry& r) { r.histogram("ds_z", "Z.", {std::nan("")}); }),
+  EXPECT_DEATH(withCounter([](MetricSet& r) { r.histogram("ds_z", "Z.", {2, 1}); }), "increasing");
+  EXPECT_DEATH(withCounter([](MetricSet& r) { r.histogram("ds_z", "Z.", {1, 1}); }), "increasing");
+  EXPECT_DEATH(withCounter([](MetricSet& r) { r.histogram("ds_z", "Z.", {std::nan("")}); }),
                "finite");
-  EXPECT_DEATH(withCounter([](Registry& r) { r.histogram("ds_h", "H.", {2}); }), "bounds");
-  EXPECT_DEATH(withCounter([](Registry& r) { r.gauge("ds_h_count", "C."); }), "collides");
-  EXPECT_DEATH(withCounter([](Registry& r) {
+  EXPECT_DEATH(withCounter([](MetricSet& r) { r.histogram("ds_h", "H.", {2}); }), "bounds");
+  EXPECT_DEATH(withCounter([](MetricSet& r) { r.gauge("ds_h_count", "C."); }), "collides");
+  EXPECT_DEATH(withCounter([](MetricSet& r) {
                  r.gauge("ds_k_sum", "S.");
                  r.histogram("ds_k", "K.", {1});
                }),
@@ -263,7 +263,7 @@ TEST(PromText, ParsesBiggerRandomRegistry) {
   const std::vector<std::string> devs = {"dev01", "dev\"02", "dev\\03", "dev\n04", "d\xc3\xa9v05"};
   const std::vector<double> bounds = {0.001, 0.01, 0.1, 1, 10};
 
-  Registry r;
+  MetricSet r;
   std::vector<Expected> expected;
   std::vector<std::string> familyOrder;
   for (int f = 0; f < 12; ++f) {

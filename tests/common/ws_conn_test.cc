@@ -24,6 +24,7 @@
 
 #include "common/ws_frame.h"
 #include "mocks/ws_callbacks.h"
+#include "support/raw_peer.h"
 #include "support/run_loop.h"
 
 namespace ds {
@@ -108,36 +109,7 @@ size_t kernelReadable(int fd) {
   return static_cast<size_t>(n);
 }
 
-// The far end as raw bytes: everything it receives is collected in `in`.
-struct RawPeer {
-  BufferEventPtr bev;
-  std::string in;
-  bool eof = false;
-
-  void attach(Loop& loop, int fd, bool reading) {
-    bev = newSocketBufferEvent(loop, fd);
-    bufferevent_setcb(bev.get(), &RawPeer::onRead, nullptr, &RawPeer::onEvent, this);
-    bufferevent_enable(bev.get(), reading ? EV_READ | EV_WRITE : EV_WRITE);
-  }
-  void startReading() { bufferevent_enable(bev.get(), EV_READ); }
-  void write(std::string_view s) { bufferevent_write(bev.get(), s.data(), s.size()); }
-  int fd() const { return bufferevent_getfd(bev.get()); }
-
-  static void onRead(bufferevent* b, void* arg) {
-    auto* self = static_cast<RawPeer*>(arg);
-    evbuffer* input = bufferevent_get_input(b);
-    size_t n = evbuffer_get_length(input);
-    size_t old = self->in.size();
-    self->in.resize(old + n);
-    evbuffer_remove(input, self->in.data() + old, n);
-  }
-  static void onEvent(bufferevent* b, short what, void* arg) {
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-      onRead(b, arg);
-      static_cast<RawPeer*>(arg)->eof = true;
-    }
-  }
-};
+using test::RawPeer;
 
 void appendAll(std::string& to, evbuffer* from) {
   size_t n = evbuffer_get_length(from);

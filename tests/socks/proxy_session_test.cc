@@ -19,6 +19,7 @@
 
 #include "common/sas.h"
 #include "socks/http_proxy.h"
+#include "support/raw_peer.h"
 #include "support/run_loop.h"
 
 namespace ds::socks {
@@ -79,28 +80,9 @@ std::string inputOf(bufferevent* bev) {
   return s;
 }
 
-// The client end: collects what the server sends and notices EOF.
-struct Client {
-  BufferEventPtr bev;
-  std::string in;
-  bool eof = false;
-
-  static void onRead(bufferevent* b, void* arg) {
-    auto* self = static_cast<Client*>(arg);
-    evbuffer* input = bufferevent_get_input(b);
-    size_t n = evbuffer_get_length(input);
-    size_t old = self->in.size();
-    self->in.resize(old + n);
-    evbuffer_remove(input, self->in.data() + old, n);
-  }
-  static void onEvent(bufferevent* b, short what, void* arg) {
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-      onRead(b, arg);
-      static_cast<Client*>(arg)->eof = true;
-    }
-  }
-  int fd() const { return bufferevent_getfd(bev.get()); }
-  // Straight into the socket, so the bytes are there before the next loop turn.
+// The client end: collects what the server sends and notices EOF (test::RawPeer), and writes
+// straight into the socket, so the bytes are there before the next loop turn.
+struct Client : test::RawPeer {
   void send(std::string_view s) {
     ASSERT_EQ(::write(fd(), s.data(), s.size()), static_cast<ssize_t>(s.size()));
   }
@@ -119,9 +101,7 @@ class ProxySessionTest : public ::testing::Test {
     evutil_make_socket_nonblocking(fds[0]);
     evutil_make_socket_nonblocking(fds[1]);
     serverFd_ = fds[0];
-    client_.bev = newSocketBufferEvent(loop_, fds[1]);
-    bufferevent_setcb(client_.bev.get(), &Client::onRead, nullptr, &Client::onEvent, &client_);
-    bufferevent_enable(client_.bev.get(), EV_READ | EV_WRITE);
+    client_.attach(loop_, fds[1]);
     // Only ends a test that would otherwise hang; firing is a failure.
     guard_.arm(std::chrono::seconds(30));
   }

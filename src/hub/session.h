@@ -1,0 +1,83 @@
+// One accepted connection at the hub until it is answered or upgraded: the common HTTP server
+// session plus what the hub keeps for it (its admission ticket, which listener it came from,
+// whether its TLS handshake is still counted), the hub's JSON error answers and the WebSocket
+// upgrade.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/acceptor.h"
+#include "common/event.h"
+#include "common/http_server.h"
+#include "common/protocol.h"
+#include "common/ws_conn.h"
+
+namespace ds::hub {
+
+class Session : public Deletable, private HttpServerSession::Handler {
+ public:
+  // What the hub does with a session: route its request, and take it back when it is over
+  // (the owner hands it to Loop::deferDelete).
+  class Owner {
+   public:
+    virtual ~Owner() = default;
+    virtual void route(Session& s) = 0;
+    virtual void endSession(Session& s) = 0;
+  };
+
+  // `handshakes` counts the TLS handshakes in progress: this session is counted in it until its
+  // connection is established or the session ends. Null for the plain metrics listener, whose
+  // sessions serve /metrics and /healthz only.
+  Session(Loop& loop, BufferEventPtr bev, Admission::Ticket ticket,
+          const HttpServerOptions& options, Owner& owner, uint64_t* handshakes);
+  ~Session() override;
+  void start() { http_.start(); }
+
+  const http::Request& request() const { return http_.request(); }
+  const std::string& body() const { return http_.body(); }
+  const std::string& peer() const { return http_.peer(); }
+  bool metricsOnly() const { return handshakes_ == nullptr; }
+
+  void respond(int status, std::string_view body, const std::vector<http::Header>& extra = {},
+               std::string_view contentType = "application/json");
+  // JSON of the hub's own making; a value that is not valid UTF-8 is replaced, never thrown on.
+  void respondJson(int status, const nlohmann::json& body);
+  // {"error": code, "message": message}.
+  void respondError(int status, std::string_view code, std::string_view message,
+                    const std::vector<http::Header>& extra = {});
+  void respondError(proto::Reject r, std::string_view message);
+
+  // The request is answered later (stream initiation waits for the device); a client that goes
+  // away first runs `onGone`. Null: stop watching.
+  void waitForAnswer(std::function<void()> onGone) { http_.waitForAnswer(std::move(onGone)); }
+
+  // Whether the request is a valid WebSocket upgrade (else it was answered: 400/405/426).
+  bool checkUpgrade();
+  // Answers 101 and hands the connection over as a server WebSocket with the session's
+  // admission ticket; the session ends.
+  std::unique_ptr<WsConnection> upgrade(const WsLimits& limits, Admission::Ticket& ticket);
+
+ private:
+  void onRequest(HttpServerSession&) override;
+  void onRefused(HttpServerSession&, int status, std::string_view reason) override;
+  void onEnd(HttpServerSession&) override;
+  void onEstablished(HttpServerSession&) override { handshakeDone(); }
+  void handshakeDone();
+
+  Loop& loop_;
+  Owner& owner_;
+  Admission::Ticket ticket_;
+  uint64_t* handshakes_;
+  bool handshaking_;
+  std::chrono::milliseconds requestTimeout_;
+  HttpServerSession http_;
+};
+
+}  // namespace ds::hub

@@ -1,0 +1,235 @@
+// One device stream at the hub: initiation answer, pairing and the relay (stream.h).
+#include "hub/stream.h"
+
+#include <algorithm>
+
+#include "common/log.h"
+#include "common/sas.h"
+
+namespace ds::hub {
+
+namespace cc = ws::close_code;
+using proto::Reject;
+
+namespace {
+
+int64_t unixMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int index(Stream::Side side) { return static_cast<int>(side); }
+
+}  // namespace
+
+std::string newStreamId() { return sas::randomHex(16); }
+
+proto::Answer refusal(Reject r, std::string message, int retryAfter) {
+  return {
+      proto::info(r).httpStatus, {}, std::string(proto::name(r)), std::move(message), retryAfter};
+}
+
+Stream::Stream(Loop& loop, StreamOwner& owner, const StreamSettings& settings, RelayMetrics metrics,
+               std::string id, std::string url, std::string device, std::string policy,
+               std::string host, uint16_t port)
+    : owner_(owner),
+      settings_(settings),
+      handshakeSeconds_(metrics.handshakeSeconds),
+      id_(std::move(id)),
+      url_(std::move(url)),
+      device_(std::move(device)),
+      policy_(std::move(policy)),
+      host_(std::move(host)),
+      port_(port),
+      life_(Clock::now(), settings.handshakeTimeout, settings.idleTimeout),
+      timer_(loop, [this] { onTimer(); }),
+      sides_{Relay(this, Side::Service, metrics.bytesToDevice),
+             Relay(this, Side::Device, metrics.bytesFromDevice)} {
+  startMs_ = unixMillis();
+  armTimer();
+}
+
+Stream::~Stream() {
+  for (auto& s : sides_) {
+    if (s.ws) s.ws->setCallbacks(nullptr);
+  }
+  if (initiator_.release) initiator_.release();
+}
+
+nlohmann::json Stream::describe() const {
+  return nlohmann::json{{"stream_id", id_},
+                        {"policy", policy_},
+                        {"device", device_},
+                        {"host", host_},
+                        {"port", port_},
+                        {"state", stateName(life_.state())},
+                        {"start_ms", startMs_},
+                        {"bytes_to_device", bytes(Side::Service)},
+                        {"bytes_from_device", bytes(Side::Device)}};
+}
+
+AuditRecord Stream::audit() const {
+  AuditRecord a;
+  a.streamId = id_;
+  a.policy = policy_;
+  a.device = device_;
+  a.host = host_;
+  a.port = port_;
+  a.startMs = startMs_;
+  a.endMs = unixMillis();
+  a.bytesToDevice = bytes(Side::Service);
+  a.bytesFromDevice = bytes(Side::Device);
+  a.outcome = outcomeName(life_.outcome());
+  a.reason = life_.reason();
+  return a;
+}
+
+void Stream::initiatorGone() {
+  if (!initiator_.answer) return;
+  initiator_ = {};
+  LOG_INFO("stream %s: client went away during the handshake", id_.c_str());
+  end(Outcome::Cancelled, "client went away");
+}
+
+void Stream::onDeviceAnswer(const proto::StreamResponse& msg) {
+  if (!initiator_.answer) return;
+  Answer answer = takeAnswer();
+  if (msg.accept && life_.accept(Clock::now())) {
+    answer({200, {id_, url_, token(Side::Service)}, {}, {}, 0});
+    if (paired()) onPaired();
+    return;
+  }
+  // The device's code decides the status (docs/protocol.md); a code this version does not
+  // know is passed on as text but counted as "other".
+  Reject code = msg.accept ? Reject::Rejected : msg.code;
+  std::string codeText = msg.accept ? std::string(proto::name(code)) : msg.codeText;
+  std::string reason = msg.accept ? "accepted after the stream ended" : msg.reason;
+  const proto::RejectInfo& ri = proto::info(code);
+  LOG_INFO("stream %s: device %s rejected %s:%u: %s (%s)", id_.c_str(), device_.c_str(),
+           host_.c_str(), port_, reason.c_str(), codeText.c_str());
+  owner_.onStreamRejected(code);
+  answer({ri.httpStatus, {}, codeText, reason, 0});
+  bool policy = ri.httpStatus == 403;
+  end(policy ? Outcome::Rejected : Outcome::Refused, codeText + ": " + reason);
+}
+
+void Stream::attach(Side side, std::unique_ptr<WsConnection> ws, Admission::Ticket ticket) {
+  Relay& r = sides_[index(side)];
+  ws->setCallbacks(&r);
+  ws->setHighWatermark(settings_.highWatermark);
+  r.ws = std::move(ws);
+  r.ticket = std::move(ticket);
+  if (life_.attach(side, Clock::now())) onPaired();
+}
+
+void Stream::end(Outcome outcome, const std::string& why, uint16_t code) {
+  if (ended_) return;
+  ended_ = true;
+  life_.close(outcome, why, Clock::now());
+  timer_.cancel();
+  if (initiator_.answer) {
+    Answer answer = takeAnswer();
+    if (outcome == Outcome::Timeout) {
+      answer(refusal(Reject::HandshakeTimeout, "the device did not answer in time"));
+    } else {
+      answer(refusal(Reject::DeviceOffline, why));
+    }
+  }
+  for (auto& s : sides_) {
+    if (s.ws && s.ws->open()) s.ws->close(code, why);
+  }
+  owner_.onStreamEnded(*this);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The relay: the data path of every stream, one call per frame and nothing allocated.
+
+WsConnection* Stream::Relay::other() const { return stream->sides_[1 - index(side)].ws.get(); }
+
+void Stream::Relay::onWsData(evbuffer* payload) {
+  WsConnection* o = other();
+  if (!o || !o->open()) return;
+  counted.inc(static_cast<double>(evbuffer_get_length(payload)));
+  stream->life_.activity(Clock::now());
+  o->sendBinary(payload);
+  // Backpressure: a slow reader on the other side stops reads on this one.
+  if (o->overHighWatermark()) ws->pauseReading();
+}
+
+void Stream::Relay::onWsText(std::string message) {
+  // Stream control ({"type":"eof"}) goes through in order with the data and under the same
+  // watermark: the hub relays text as it is (the two ends speak stream control).
+  WsConnection* o = other();
+  if (!o || !o->open()) return;
+  o->sendText(message);
+  if (o->overHighWatermark()) ws->pauseReading();
+}
+
+void Stream::Relay::onWsDrained() {
+  WsConnection* o = other();
+  if (o) o->resumeReading();
+}
+
+void Stream::Relay::onWsClosed(uint16_t code, const std::string& reason) {
+  // The other side is closed at once with the same code (1006 is not sendable).
+  uint16_t relay = code == cc::Abnormal || code == cc::NoStatus ? cc::GoingAway : code;
+  std::string why = std::string(side == Side::Service ? "service" : "device") + " side closed (" +
+                    std::to_string(code) + (reason.empty() ? "" : " " + reason) + ")";
+  stream->end(code == cc::Normal ? Outcome::Ok : Outcome::Error, why, relay);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+// The initiator's answer, detaching the initiator (it is answered now).
+Answer Stream::takeAnswer() {
+  Answer a = std::move(initiator_.answer);
+  initiator_ = {};
+  return a;
+}
+
+uint64_t Stream::bytes(Side side) const {
+  const Relay& r = sides_[index(side)];
+  return r.ws ? r.ws->bytesIn() : 0;
+}
+
+void Stream::onPaired() {
+  auto latency = life_.handshakeLatency();
+  handshakeSeconds_.observe(std::chrono::duration<double>(latency).count());
+  LOG_INFO("stream %s: paired (%s:%u on %s, policy %s) after %lld ms", id_.c_str(), host_.c_str(),
+           port_, device_.c_str(), policy_.c_str(), static_cast<long long>(latency.count()));
+  armTimer();
+  // Pings on both sides: a peer that vanished without a FIN frees its slot within the
+  // keepalive bound instead of holding the stream forever.
+  for (auto& s : sides_) {
+    s.ws->enableKeepalive(settings_.keepalive);
+    s.ws->start();
+  }
+}
+
+void Stream::armTimer() {
+  auto d = life_.deadline();
+  if (!d) {
+    timer_.cancel();
+    return;
+  }
+  auto wait = std::chrono::duration_cast<Millis>(*d - Clock::now());
+  timer_.arm(std::max(wait, Millis(0)));
+}
+
+void Stream::onTimer() {
+  Outcome o = life_.expire(Clock::now());
+  if (o == Outcome::None) return armTimer();
+  // expire() closed the lifecycle with its outcome; end() does the rest.
+  if (o == Outcome::Timeout) {
+    LOG_WARN("stream %s: handshake not complete within %lld ms", id_.c_str(),
+             static_cast<long long>(settings_.handshakeTimeout.count()));
+    end(o, "handshake timeout", cc::TryAgainLater);
+  } else {
+    LOG_INFO("stream %s: idle for %lld ms", id_.c_str(),
+             static_cast<long long>(settings_.idleTimeout.count()));
+    end(o, "idle timeout", cc::GoingAway);
+  }
+}
+
+}  // namespace ds::hub

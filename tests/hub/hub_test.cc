@@ -1,0 +1,264 @@
+// Tests for the Hub class on loopback over TLS, with this file as every peer: a device's
+// control channel, a service's POST and both stream sides, through to relayed bytes and the
+// audit record; routing, request framing and limits at the hub; service and device
+// authentication; initiation refusals.
+#include "hub/hub.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <csignal>
+#include <ctime>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/http_exchange.h"
+#include "common/log.h"
+#include "common/pki.h"
+#include "common/sas.h"
+#include "common/tls.h"
+#include "support/run_loop.h"
+#include "support/temp_dir.h"
+#include "support/ws_peer.h"
+
+namespace ds::hub {
+namespace {
+
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+using test::WsPeer;
+
+// One exchange with the hub, started now and finished by the loop.
+struct Call {
+  std::unique_ptr<HttpExchange> exchange;
+  std::optional<HttpResult> result;
+  int status() const { return result && result->ok() ? result->response.status : 0; }
+  json body() const { return json::parse(result->body, nullptr, false); }
+};
+
+class HubTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    setLogLevel(Level::Warn);
+    std::signal(SIGPIPE, SIG_IGN);
+    deviceKey_ = sas::randomKey();
+    serviceKey_ = sas::randomKey();
+    adminKey_ = sas::randomKey();
+    config::HubConfig hc;
+    hc.listen = {"127.0.0.1", 0};
+    hc.hostname = "127.0.0.1";
+    hc.stateDir = dir_.path().string();
+    hc.registry = dir_ / "registry.db";
+    hc.tlsNames = {"127.0.0.1"};
+    hc.maxHeaderBytes = 2048;
+    // Two devices with one key, a service policy and an administrator policy.
+    std::string err;
+    {
+      auto registry = Registry::open(hc.registry, err);
+      ASSERT_TRUE(registry) << err;
+      for (const char* id : {"dev01", "dev02"}) {
+        ASSERT_EQ(registry->addDevice({id, deviceKey_, "", true, 0, 0}), DbResult::Ok);
+      }
+      ASSERT_EQ(registry->addPolicy({"service", serviceKey_, {"connect"}}), DbResult::Ok);
+      ASSERT_EQ(registry->addPolicy({"admin", adminKey_, {"registry-read", "registry-write"}}),
+                DbResult::Ok);
+    }
+    hub_ = std::make_unique<Hub>(loop_, hc);
+    ASSERT_TRUE(hub_->start(err)) << err;
+    ssl_ = tls::clientContext(pki::hubFiles(dir_.path().string()).caCert, err);
+    ASSERT_TRUE(ssl_) << err;
+    safety_ = std::make_unique<Timer>(loop_, [this] { timedOut_ = true; });
+    safety_->arm(60s);
+  }
+
+  void TearDown() override {
+    if (hub_) hub_->shutdown();
+    test::spin(loop_, 50);
+    hub_.reset();
+    test::spin(loop_, 20);
+    safety_.reset();
+  }
+
+  bool runUntil(const std::function<bool()>& done) {
+    return test::runUntil(loop_, timedOut_, done);
+  }
+
+  std::string serviceToken(const std::string& policy, const std::string& key,
+                           int64_t lifetime = 3600) {
+    return *sas::makeToken("127.0.0.1", key, std::time(nullptr) + lifetime, policy);
+  }
+  std::string deviceToken(const std::string& id, const std::string& key) {
+    return *sas::makeToken("127.0.0.1/devices/" + id, key, std::time(nullptr) + 3600);
+  }
+
+  // Sends `request` as it is; the answer arrives in `call.result`.
+  void start(Call& call, std::string request) {
+    call.exchange = std::make_unique<HttpExchange>(
+        loop_, tls::newClient(loop_, ssl_.get(), "127.0.0.1"), "127.0.0.1", hub_->port(),
+        std::move(request), 20s, [&call](HttpResult&& r) { call.result = std::move(r); });
+    call.exchange->start();
+  }
+  Call send(std::string request) {
+    Call call;
+    start(call, std::move(request));
+    runUntil([&] { return call.result.has_value(); });
+    return call;
+  }
+  static std::string request(const std::string& method, const std::string& target,
+                             const std::string& auth = "", const std::string& body = "") {
+    std::string r = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+    if (!auth.empty()) r += "Authorization: " + auth + "\r\n";
+    if (!body.empty() || method == "POST" || method == "PUT") {
+      r += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+           "\r\n";
+    }
+    return r + "\r\n" + body;
+  }
+
+  // Opens a WebSocket at `path`; false (and a failure) unless the hub answers 101.
+  bool openWs(WsPeer& peer, const std::string& path, const std::string& auth) {
+    std::string key = sas::randomKey(16);
+    Call call = send(wshs::clientRequest("127.0.0.1", path, key, {"Authorization: " + auth}));
+    std::string err;
+    if (call.status() != 101 || !wshs::checkServerResponse(call.result->response, key, err)) {
+      ADD_FAILURE() << path << ": " << call.status() << " " << err;
+      return false;
+    }
+    peer.ws = std::make_unique<WsConnection>(loop_, std::move(call.result->upgraded),
+                                             WsConnection::Role::Client, WsLimits{}, &peer);
+    peer.ws->start();
+    return true;
+  }
+
+  Loop loop_;
+  test::TempDir dir_{"ds-hub-test"};
+  std::string deviceKey_, serviceKey_, adminKey_;
+  std::unique_ptr<Hub> hub_;
+  SslCtxPtr ssl_;
+  std::unique_ptr<Timer> safety_;
+  bool timedOut_ = false;
+};
+
+TEST_F(HubTest, StreamFromInitiationToRelayAndAudit) {
+  WsPeer control;
+  ASSERT_TRUE(openWs(control, "/api/v1/devices/dev01/control", deviceToken("dev01", deviceKey_)));
+  ASSERT_TRUE(runUntil([&] { return hub_->devicesOnline() == 1; }));
+
+  Call post;
+  start(post, request("POST", "/api/v1/devices/dev01/streams", serviceToken("service", serviceKey_),
+                      R"({"port":22})"));
+  ASSERT_TRUE(runUntil([&] { return !control.texts.empty(); }));
+  auto ask = proto::parseStreamRequest(control.texts[0]);
+  ASSERT_TRUE(ask) << control.texts[0];
+  EXPECT_EQ(ask->port, 22);
+  EXPECT_EQ(hub_->streamCount(), 1u);
+
+  // The device opens its side, then accepts.
+  WsPeer device;
+  ASSERT_TRUE(openWs(device, "/api/v1/streams/" + ask->streamId, "Bearer " + ask->token));
+  control.ws->sendText(proto::toText(proto::StreamResponse{ask->streamId, true, {}, {}, {}}));
+  ASSERT_TRUE(runUntil([&] { return post.result.has_value(); }));
+  ASSERT_EQ(post.status(), 200) << post.result->body;
+  auto grant = proto::parseAnswerBody(200, post.result->body);
+  ASSERT_TRUE(grant);
+  EXPECT_EQ(grant->grant.streamId, ask->streamId);
+
+  // A token opens its side once.
+  Call replay =
+      send(wshs::clientRequest("127.0.0.1", "/api/v1/streams/" + ask->streamId, sas::randomKey(16),
+                               {"Authorization: Bearer " + ask->token}));
+  EXPECT_EQ(replay.status(), 403);
+
+  WsPeer service;
+  ASSERT_TRUE(openWs(service, "/api/v1/streams/" + ask->streamId, "Bearer " + grant->grant.token));
+  service.send("ping");
+  device.send("pong!");
+  ASSERT_TRUE(runUntil([&] { return device.data == "ping" && service.data == "pong!"; }));
+  service.ws->close(1000, "done");
+  ASSERT_TRUE(runUntil([&] { return device.closed.has_value(); }));
+  EXPECT_EQ(*device.closed, 1000);
+  ASSERT_TRUE(runUntil([&] { return hub_->streamCount() == 0; }));
+
+  Call list = send(request("GET", "/api/v1/streams", serviceToken("admin", adminKey_)));
+  ASSERT_EQ(list.status(), 200);
+  json recent = list.body()["recent"];
+  ASSERT_EQ(recent.size(), 1u);
+  EXPECT_EQ(recent[0]["outcome"], "ok");
+  EXPECT_EQ(recent[0]["bytes_to_device"], 4);
+  EXPECT_EQ(recent[0]["bytes_from_device"], 5);
+}
+
+TEST_F(HubTest, RoutesRequestFramingAndLimits) {
+  Call health = send(request("GET", "/healthz"));
+  EXPECT_EQ(health.status(), 200);
+  EXPECT_EQ(health.body()["status"], "ok");
+  EXPECT_EQ(send(request("POST", "/healthz")).status(), 405);
+  EXPECT_EQ(send(request("GET", "/nowhere")).status(), 404);
+  EXPECT_EQ(send(request("PUT", "/api/v1/streams")).status(), 405);
+  Call badId = send(request("GET", "/api/v1/devices/bad%20id"));
+  EXPECT_EQ(badId.status(), 400);
+  EXPECT_EQ(badId.body()["error"], "bad_device_id");
+  EXPECT_EQ(
+      send("POST /api/v1/devices HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").status(),
+      501);
+  EXPECT_EQ(send("GET / HTTP/1.1\r\nX-Big: " + std::string(3000, 'a') + "\r\n\r\n").status(), 431);
+  EXPECT_EQ(send("POST /api/v1/devices HTTP/1.1\r\nContent-Length: 70000\r\n\r\n").status(), 413);
+  // A control channel request that is not an upgrade.
+  EXPECT_EQ(send(request("GET", "/api/v1/devices/dev01/control")).status(), 426);
+}
+
+TEST_F(HubTest, ServiceAuthentication) {
+  auto post = [&](const std::string& auth) {
+    return send(request("POST", "/api/v1/devices/dev01/streams", auth, R"({"port":22})"));
+  };
+  EXPECT_EQ(post("").status(), 401);
+  EXPECT_EQ(post("SharedAccessSignature nonsense").status(), 401);
+  EXPECT_EQ(post(serviceToken("nobody", serviceKey_)).status(), 401);
+  EXPECT_EQ(post(serviceToken("service", adminKey_)).status(), 401);
+  EXPECT_EQ(post(serviceToken("service", serviceKey_, -10)).status(), 401);
+  EXPECT_EQ(post(serviceToken("service", serviceKey_, 10 * 86400)).status(), 401);
+  Call lacking = post(serviceToken("admin", adminKey_));
+  EXPECT_EQ(lacking.status(), 403);
+  EXPECT_EQ(lacking.body()["error"], "forbidden");
+  EXPECT_EQ(send(request("GET", "/api/v1/devices", serviceToken("service", serviceKey_))).status(),
+            403);
+}
+
+TEST_F(HubTest, InitiationRefusals) {
+  std::string token = serviceToken("service", serviceKey_);
+  Call offline = send(request("POST", "/api/v1/devices/dev01/streams", token, R"({"port":22})"));
+  EXPECT_EQ(offline.status(), 503);
+  EXPECT_EQ(offline.body()["error"], "device_offline");
+  Call unknown = send(request("POST", "/api/v1/devices/dev09/streams", token, R"({"port":22})"));
+  EXPECT_EQ(unknown.status(), 404);
+  EXPECT_EQ(unknown.body()["error"], "device_unknown");
+  Call bad = send(request("POST", "/api/v1/devices/dev01/streams", token, R"({"port":0})"));
+  EXPECT_EQ(bad.status(), 400);
+  EXPECT_EQ(send(request("GET", "/api/v1/devices/dev01/streams", token)).status(), 405);
+  EXPECT_EQ(hub_->streamCount(), 0u);
+}
+
+TEST_F(HubTest, DeviceAuthentication) {
+  auto control = [&](const std::string& id, const std::string& auth) {
+    std::string key = sas::randomKey(16);
+    return send(wshs::clientRequest("127.0.0.1", "/api/v1/devices/" + id + "/control", key,
+                                    {"Authorization: " + auth}))
+        .status();
+  };
+  EXPECT_EQ(control("dev01", deviceToken("dev01", serviceKey_)), 401);
+  EXPECT_EQ(control("dev09", deviceToken("dev09", deviceKey_)), 401);
+  EXPECT_EQ(control("dev01", deviceToken("dev02", deviceKey_)), 401);
+  EXPECT_EQ(hub_->devicesOnline(), 0u);
+  // A new channel of the same device replaces the old one.
+  WsPeer first, second;
+  ASSERT_TRUE(openWs(first, "/api/v1/devices/dev01/control", deviceToken("dev01", deviceKey_)));
+  ASSERT_TRUE(openWs(second, "/api/v1/devices/dev01/control", deviceToken("dev01", deviceKey_)));
+  ASSERT_TRUE(runUntil([&] { return first.closed.has_value(); }));
+  EXPECT_EQ(*first.closed, 4000);
+  EXPECT_EQ(hub_->devicesOnline(), 1u);
+}
+
+}  // namespace
+}  // namespace ds::hub
