@@ -27,6 +27,7 @@
 #include "common/time_text.h"
 #include "common/tls.h"
 #include "hubclient/hub_client.h"
+#include "hubclient/rest_client.h"
 
 namespace ds::cli {
 
@@ -34,7 +35,6 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr int64_t kTokenLifetime = 3600;
 constexpr auto kRequestTimeout = std::chrono::seconds(30);
 constexpr const char* kDeviceIdRule =
     "1..128 characters of A-Z a-z 0-9 - . % _ * ? ! ( ) , : = @ $ '";
@@ -55,64 +55,27 @@ struct Reply {
   json doc;  // the parsed body; discarded when the body is not JSON
 };
 
+// The hub's REST API through the one REST client (hubclient/rest_client.h), which also honours
+// HTTPS_PROXY and NO_PROXY.
 class HubApi {
  public:
-  explicit HubApi(const config::DaemonConfig& cfg) : cfg_(cfg) {}
+  explicit HubApi(const config::DaemonConfig& cfg) : cfg_(cfg), client_(cfg.policy, cfg.key) {}
 
   bool init(std::string& err) {
-    ctx_ = tls::clientContext(cfg_.ca, err);
-    if (!ctx_) return false;
-    return hubclient::makeTarget(cfg_.hubUrl, cfg_.serverName, cfg_.hubHostname, ctx_.get(),
-                                 target_, err);
+    return client_.init({cfg_.hubUrl, cfg_.serverName, cfg_.hubHostname, cfg_.ca, ""}, err);
   }
 
-  const hubclient::HubTarget& target() const { return target_; }
+  const hubclient::HubTarget& target() const { return client_.target(); }
 
-  // One request; false with `err` set when no HTTP response was read.
+  // One request; false with `err` set when no HTTP response was read or it was not a 2xx.
   bool call(const std::string& method, const std::string& path, const json* body, Reply& out,
             std::string& err) {
-    std::optional<std::string> auth =
-        sas::makeToken(target_.resourceHost, cfg_.key,
-                       static_cast<int64_t>(std::time(nullptr)) + kTokenLifetime, cfg_.policy);
-    if (!auth) {
-      err = "cannot sign a token with the configured key";
+    hubclient::RestResult result;
+    if (!client_.call({method, path, body ? body->dump() : "", "", "", false}, result, err,
+                      kRequestTimeout)) {
       return false;
     }
-    std::string req = method + " " + path + " HTTP/1.1\r\nHost: " + hostHeader() +
-                      "\r\nAuthorization: " + *auth +
-                      "\r\nUser-Agent: devstreams/0.1\r\nAccept: application/json\r\n";
-    std::string payload = body ? body->dump() : "";
-    if (body) req += "Content-Type: application/json\r\n";
-    if (body || method == "POST" || method == "PUT") {
-      req += "Content-Length: " + std::to_string(payload.size()) + "\r\n";
-    }
-    req += "Connection: close\r\n\r\n" + payload;
-
-    BufferEventPtr bev = tls::newClient(loop_, target_.ssl, target_.serverName);
-    if (!bev) {
-      err = "cannot create a TLS connection: " + tls::lastError();
-      return false;
-    }
-    bool finished = false;
-    HttpResult result;
-    auto ex = std::make_unique<HttpExchange>(loop_, std::move(bev), target_.host, target_.port,
-                                             std::move(req), kRequestTimeout, [&](HttpResult&& r) {
-                                               result = std::move(r);
-                                               finished = true;
-                                               loop_.stop();
-                                             });
-    ex->start();
-    loop_.run();
-    ex.reset();
-    if (!finished) {
-      err = "cannot reach the hub at " + endpoint() + ": no answer";
-      return false;
-    }
-    if (!result.ok()) {
-      err = "cannot reach the hub at " + endpoint() + ": " + result.error;
-      return false;
-    }
-    out.status = result.response.status;
+    out.status = result.status;
     out.body = std::move(result.body);
     out.doc = json::parse(out.body, nullptr, false);
     if (out.doc.is_discarded()) out.doc = json();
@@ -124,12 +87,6 @@ class HubApi {
   }
 
  private:
-  std::string hostHeader() const {
-    bool v6 = target_.host.find(':') != std::string::npos;
-    return (v6 ? "[" + target_.host + "]" : target_.host) + ":" + std::to_string(target_.port);
-  }
-  std::string endpoint() const { return hostHeader(); }
-
   static std::string hubMessage(const Reply& r) {
     if (r.doc.is_object()) {
       auto text = [&](const char* k) {
@@ -143,9 +100,7 @@ class HubApi {
   }
 
   const config::DaemonConfig& cfg_;
-  Loop loop_;
-  SslCtxPtr ctx_;
-  hubclient::HubTarget target_;
+  hubclient::HubRestClient client_;
 };
 
 // ---------------------------------------------------------------------------------------------
