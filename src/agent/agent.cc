@@ -17,7 +17,8 @@
 #include "common/json_fields.h"
 #include "common/log.h"
 #include "common/protocol.h"
-#include "common/tls.h"
+#include "forwarder/tcp_connector.h"
+#include "hubclient/rest_client.h"
 
 namespace ds::agent {
 
@@ -41,12 +42,6 @@ std::string target(const std::string& host, uint16_t port) {
 
 // At most this many addresses of one name are tried (a bounded answer to a hostile resolver).
 constexpr size_t kMaxAddresses = 16;
-
-// Keeps a bufferevent alive until the running callback returned.
-struct DeadBufferEvent : Deletable {
-  explicit DeadBufferEvent(BufferEventPtr b) : bev(std::move(b)) {}
-  BufferEventPtr bev;
-};
 
 }  // namespace
 
@@ -191,62 +186,48 @@ class Agent::PendingStream : public Deletable {
 
   // Connects to the next allowed address; when none is left, fails with the last error.
   void connectNext() {
-    if (tcp_) agent_.loop_.deferDelete(std::make_unique<DeadBufferEvent>(std::move(tcp_)));
-    while (next_ < allowed_.size()) {
-      const IpAddress& a = allowed_[next_++].address;
-      current_ = target(a.toString(), port_);
-      connecting_ = true;
-      tcp_ = newSocketBufferEvent(agent_.loop_, -1);
-      bufferevent_setcb(tcp_.get(), nullptr, nullptr, &PendingStream::onTcpEvent, this);
-      sockaddr_storage sa;
-      socklen_t len = a.toSockaddr(port_, sa);
-      if (bufferevent_socket_connect(tcp_.get(), reinterpret_cast<sockaddr*>(&sa),
-                                     static_cast<int>(len)) == 0) {
-        return;
-      }
-      int err = EVUTIL_SOCKET_ERROR();
-      noteError(err);
-      tcp_.reset();
+    if (next_ >= allowed_.size()) {
+      connecting_ = false;
+      return fail(lastCode_ ? lastCode_ : reject::kUnreachable, lastReason_);
     }
-    connecting_ = false;
-    fail(lastCode_ ? lastCode_ : reject::kUnreachable, lastReason_);
+    const IpAddress& a = allowed_[next_++].address;
+    current_ = target(a.toString(), port_);
+    connecting_ = true;
+    // This may run inside the previous connector's callback.
+    if (connector_) agent_.loop_.deferDelete(std::move(connector_));
+    connector_ = std::make_unique<TcpConnector>(
+        agent_.loop_, [this](BufferEventPtr bev, const ConnectOutcome& o) {
+          guarded(
+              "target connect", [&] { onConnect(std::move(bev), o); },
+              [&] { fail(reject::kUnreachable, "internal error"); });
+        });
+    sockaddr_storage sa;
+    socklen_t len = a.toSockaddr(port_, sa);
+    // The stream's own timer bounds all attempts together.
+    connector_->connect(reinterpret_cast<sockaddr*>(&sa), static_cast<int>(len),
+                        std::chrono::milliseconds(0));
   }
 
-  void noteError(int err) {
-    if (err == ECONNREFUSED) {
+  void onConnect(BufferEventPtr bev, const ConnectOutcome& o) {
+    if (bev) {
+      connecting_ = false;
+      timer_.cancel();
+      setTcpKeepalive(bufferevent_getfd(bev.get()));
+      tcp_ = std::move(bev);
+      return openStream();
+    }
+    if (o.result == ConnectResult::Refused) {
       lastCode_ = reject::kConnectionRefused;
       lastReason_ = "connection to " + current_ + " refused";
-    } else if (err == ETIMEDOUT) {
+    } else if (o.result == ConnectResult::TimedOut) {
       lastCode_ = reject::kTargetTimeout;
       lastReason_ = "connect to " + current_ + " timed out";
     } else {
       lastCode_ = reject::kUnreachable;
-      lastReason_ = "cannot connect to " + current_ + ": " + evutil_socket_error_to_string(err);
+      lastReason_ = "cannot connect to " + current_ + ": " + o.detail;
     }
     LOG_DEBUG("stream %s: %s", id_.c_str(), lastReason_.c_str());
-  }
-
-  static void onTcpEvent(bufferevent* bev, short what, void* arg) {
-    auto* self = static_cast<PendingStream*>(arg);
-    guarded(
-        "target connect", [&] { self->tcpEvent(bev, what); },
-        [&] { self->fail(reject::kUnreachable, "internal error"); });
-  }
-  void tcpEvent(bufferevent* bev, short what) {
-    PendingStream* self = this;
-    if (what & BEV_EVENT_CONNECTED) {
-      self->connecting_ = false;
-      self->timer_.cancel();
-      evutil_socket_t fd = bufferevent_getfd(bev);
-      int one = 1;
-      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      setTcpKeepalive(fd);
-      bufferevent_setcb(bev, nullptr, nullptr, nullptr, nullptr);
-      self->openStream();
-      return;
-    }
-    self->noteError(EVUTIL_SOCKET_ERROR());
-    self->connectNext();
+    connectNext();
   }
 
   void openStream() {
@@ -281,6 +262,7 @@ class Agent::PendingStream : public Deletable {
     failed_ = true;
     decided_ = true;
     connecting_ = false;
+    if (connector_) agent_.loop_.deferDelete(std::move(connector_));
     timer_.cancel();
     LOG_INFO("stream %s: rejected (%s): %s", id_.c_str(), code.c_str(), reason.c_str());
     agent_.answer(id_, false, code, reason);
@@ -296,6 +278,7 @@ class Agent::PendingStream : public Deletable {
   uint16_t port_;
   std::string url_, token_;
   Timer timer_;
+  std::unique_ptr<TcpConnector> connector_;
   BufferEventPtr tcp_;
   hubclient::SideOpenPtr side_;
   std::vector<Lookup*> lookups_;
@@ -314,20 +297,22 @@ class Agent::PendingStream : public Deletable {
 Agent::Agent(Loop& loop, config::AgentConfig cfg)
     : loop_(loop),
       cfg_(std::move(cfg)),
-      reconnect_(loop, [this] { connect(); }),
-      backoff_({cfg_.reconnectMin, cfg_.reconnectMax}),
-      rng_(std::random_device{}()) {}
+      control_(
+          loop, {cfg_.keepalive, cfg_.keepaliveTimeout, cfg_.reconnectMin, cfg_.reconnectMax},
+          [this](hubclient::WsDone done) {
+            LOG_INFO("connecting to %s:%u as %s", hub_.host.c_str(), hub_.port,
+                     cfg_.deviceId.c_str());
+            return hubclient::openControl(loop_, hub_, cfg_.deviceId, cfg_.deviceKey, limits_,
+                                          cfg_.connectTimeout, std::move(done));
+          },
+          *this) {}
 
-Agent::~Agent() {
-  if (control_) control_->setCallbacks(nullptr);
-  if (connecting_) connecting_->cancel();
-}
+Agent::~Agent() = default;
 
 bool Agent::start(std::string& err) {
-  ssl_ = tls::clientContext(cfg_.ca, err);
-  if (!ssl_) return false;
-  if (!hubclient::makeTarget(cfg_.hubUrl, cfg_.serverName, cfg_.hubHostname, ssl_.get(), hub_,
-                             err)) {
+  const char* proxySource = "";
+  if (!hubclient::setUpHub({cfg_.hubUrl, cfg_.serverName, cfg_.hubHostname, cfg_.ca, cfg_.proxy},
+                           ssl_, hub_, err, &proxySource)) {
     return false;
   }
   // Devices are many: no connection is kept warm while nothing happens, a few while streams
@@ -336,20 +321,9 @@ bool Agent::start(std::string& err) {
   pool.idle = 0;
   pool.busy = 4;
   pool.connectTimeout = cfg_.connectTimeout;
-  std::string proxyErr;
-  if (!cfg_.proxy.empty()) {
-    if (!hubclient::parseProxyUrl(cfg_.proxy, hub_.proxy, proxyErr)) {
-      // The URL may carry a password: name the key, not its value.
-      err = "invalid proxy: " + proxyErr;
-      return false;
-    }
-  } else if (!hubclient::proxyFromEnvironment(hub_.host, hub_.proxy, proxyErr)) {
-    err = "invalid HTTPS_PROXY in the environment: " + proxyErr;
-    return false;
-  }
   if (hub_.proxy.enabled()) {
     LOG_INFO("hub connections go through the HTTP proxy %s:%u (%s)", hub_.proxy.host.c_str(),
-             hub_.proxy.port, cfg_.proxy.empty() ? "HTTPS_PROXY" : "proxy: key");
+             hub_.proxy.port, proxySource);
   }
   auto rules = compileRules(cfg_.allow, err);
   if (!rules) return false;
@@ -378,7 +352,7 @@ bool Agent::start(std::string& err) {
       servers += (servers.empty() ? "" : ", ") + ns.toString();
     LOG_INFO("target names are resolved by %s", servers.c_str());
   }
-  connect();
+  control_.start();
   return true;
 }
 
@@ -395,68 +369,47 @@ bool Agent::setAllowList(std::vector<config::AllowRule> allow, std::string& err)
 }
 
 void Agent::shutdown() {
-  stopping_ = true;
-  reconnect_.cancel();
   std::vector<StreamPump*> open;
   for (auto& [p, pump] : pumps_) open.push_back(p);
   for (StreamPump* p : open) p->close("agent shutting down");
-  if (control_) control_->close(ws::close_code::GoingAway, "agent shutting down");
+  control_.stop(ws::close_code::GoingAway, "agent shutting down");
 }
 
-void Agent::connect() {
-  if (stopping_) return;
-  LOG_INFO("connecting to %s:%u as %s", hub_.host.c_str(), hub_.port, cfg_.deviceId.c_str());
-  connecting_ = hubclient::openControl(
-      loop_, hub_, cfg_.deviceId, cfg_.deviceKey, limits_, cfg_.connectTimeout,
-      [this](std::unique_ptr<WsConnection> ws, const std::string& error) {
-        loop_.deferDelete(std::move(connecting_));
-        if (!ws) {
-          if (error.find("HTTP 401") != std::string::npos) {
-            if (!credentialsLogged_) {
-              LOG_ERROR(
-                  "hub refused the device's credentials: check device_id and device_key "
-                  "(device %s; %s)",
-                  cfg_.deviceId.c_str(), error.c_str());
-              credentialsLogged_ = true;
-            }
-            return scheduleReconnect(true);
-          }
-          LOG_WARN("control channel: %s", error.c_str());
-          return scheduleReconnect();
-        }
-        LOG_INFO("online: control channel to %s:%u open", hub_.host.c_str(), hub_.port);
-        backoff_.up(std::chrono::steady_clock::now());
-        credentialsLogged_ = false;
-        setTcpKeepalive(ws->fd());
-        control_ = std::move(ws);
-        control_->setCallbacks(this);
-        control_->enableKeepalive(cfg_.keepalive, cfg_.keepaliveTimeout);
-        control_->start();
-      });
+bool Agent::onChannelFailed(const std::string& error) {
+  if (error.find("HTTP 401") != std::string::npos) {
+    if (!credentialsLogged_) {
+      LOG_ERROR(
+          "hub refused the device's credentials: check device_id and device_key "
+          "(device %s; %s)",
+          cfg_.deviceId.c_str(), error.c_str());
+      credentialsLogged_ = true;
+    }
+    return true;
+  }
+  LOG_WARN("control channel: %s", error.c_str());
+  return false;
 }
 
-void Agent::scheduleReconnect(bool credentialsRefused) {
-  if (stopping_) return;
-  // Full jitter keeps a fleet from reconnecting in lockstep after a hub restart, and waits stay
-  // short after the loss of a healthy channel (hubclient/backoff.h). Refused credentials will
-  // not fix themselves quickly: retry at the slowest pace.
-  milliseconds delay = credentialsRefused ? cfg_.reconnectMax
-                                          : backoff_.next(std::chrono::steady_clock::now(), rng_);
-  reconnect_.arm(delay);
+void Agent::onChannelUp(WsConnection& ws) {
+  LOG_INFO("online: control channel to %s:%u open", hub_.host.c_str(), hub_.port);
+  credentialsLogged_ = false;
+  setTcpKeepalive(ws.fd());
+}
+
+void Agent::onReconnectIn(milliseconds delay) {
   LOG_INFO("reconnecting in %lld ms", static_cast<long long>(delay.count()));
 }
 
-void Agent::onWsData(evbuffer*) { LOG_WARN("control channel: unexpected binary data ignored"); }
-
-void Agent::onWsClosed(uint16_t code, const std::string& reason) {
-  LOG_WARN("control channel closed (%u %s); %zu open streams continue on their own connections",
-           code, reason.c_str(), pumps_.size());
-  backoff_.down(std::chrono::steady_clock::now());
-  loop_.deferDelete(std::move(control_));
-  scheduleReconnect();
+void Agent::onChannelData(evbuffer*) {
+  LOG_WARN("control channel: unexpected binary data ignored");
 }
 
-void Agent::onWsText(std::string message) {
+void Agent::onChannelDown(uint16_t code, const std::string& reason) {
+  LOG_WARN("control channel closed (%u %s); %zu open streams continue on their own connections",
+           code, reason.c_str(), pumps_.size());
+}
+
+void Agent::onChannelText(std::string message) {
   std::string id;
   auto req = proto::parseStreamRequest(message, &id);
   if (!req && req.fault == proto::Fault::OtherType) {
@@ -496,7 +449,8 @@ void Agent::onWsText(std::string message) {
 
 void Agent::answer(const std::string& streamId, bool accept, const std::string& code,
                    const std::string& reason) {
-  if (!control_) return;
+  WsConnection* control = control_.channel();
+  if (!control) return;
   proto::StreamResponse msg;
   msg.streamId = streamId;
   msg.accept = accept;
@@ -505,7 +459,7 @@ void Agent::answer(const std::string& streamId, bool accept, const std::string& 
     msg.codeText = code;
     msg.reason = proto::truncateUtf8(reason, proto::kMaxReason);
   }
-  control_->sendText(proto::toText(msg));
+  control->sendText(proto::toText(msg));
 }
 
 void Agent::endPending(PendingStream* p) {

@@ -5,7 +5,6 @@
 #include <chrono>
 #include <map>
 #include <memory>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -15,7 +14,7 @@
 #include "common/protocol.h"
 #include "common/ws_conn.h"
 #include "forwarder/pump.h"
-#include "hubclient/backoff.h"
+#include "hubclient/channel.h"
 #include "hubclient/hub_client.h"
 #include "hubclient/warm_pool.h"
 
@@ -41,13 +40,13 @@ inline constexpr const char* kHubStreamFailed = proto::name(proto::Reject::HubSt
 // socket option failed.
 bool setTcpKeepalive(evutil_socket_t fd);
 
-class Agent : private WsConnection::Callbacks {
+class Agent : private hubclient::ReconnectingChannel::Events {
  public:
   Agent(Loop& loop, config::AgentConfig cfg);
   ~Agent() override;
   bool start(std::string& err);
   void shutdown();
-  bool online() const { return control_ != nullptr; }
+  bool online() const { return control_.channel() != nullptr; }
   // Replaces the allow-list (SIGHUP); streams already open are kept. On an entry that does not
   // compile (allow_list.h) the current list stays and `err` says why.
   bool setAllowList(std::vector<config::AllowRule> allow, std::string& err);
@@ -57,11 +56,13 @@ class Agent : private WsConnection::Callbacks {
 
  private:
   friend class PendingStream;
-  void connect();
-  void scheduleReconnect(bool credentialsRefused = false);
-  void onWsData(evbuffer*) override;
-  void onWsText(std::string message) override;
-  void onWsClosed(uint16_t code, const std::string& reason) override;
+  // hubclient::ReconnectingChannel::Events: the control channel.
+  void onChannelUp(WsConnection& ws) override;
+  bool onChannelFailed(const std::string& error) override;
+  void onChannelDown(uint16_t code, const std::string& reason) override;
+  void onChannelText(std::string message) override;
+  void onChannelData(evbuffer*) override;
+  void onReconnectIn(std::chrono::milliseconds delay) override;
   void answer(const std::string& streamId, bool accept, const std::string& code,
               const std::string& reason);
   void endPending(PendingStream* p);
@@ -74,17 +75,12 @@ class Agent : private WsConnection::Callbacks {
   SslCtxPtr ssl_;
   hubclient::HubTarget hub_;
   WsLimits limits_;
-  hubclient::ExchangePtr connecting_;
   // Warm TLS connections for the device side of streams (started once the channel is up).
   std::unique_ptr<hubclient::WarmPool> pool_;
-  std::unique_ptr<WsConnection> control_;
-  Timer reconnect_;
-  hubclient::Backoff backoff_;      // reconnect waits (hubclient/backoff.h)
+  hubclient::ReconnectingChannel control_;
   bool credentialsLogged_ = false;  // the 401 explanation is logged once per streak
-  std::mt19937_64 rng_;
-  bool stopping_ = false;
-  std::vector<Rule> rules_;  // cfg_.allow compiled
-  EvDnsBasePtr targetDns_;   // when cfg_.nameservers are set
+  std::vector<Rule> rules_;         // cfg_.allow compiled
+  EvDnsBasePtr targetDns_;          // when cfg_.nameservers are set
   std::map<PendingStream*, std::unique_ptr<PendingStream>> pending_;
   std::map<StreamPump*, std::unique_ptr<StreamPump>> pumps_;
 };

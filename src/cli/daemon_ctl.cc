@@ -1,66 +1,29 @@
-// The daemon's control API from the command line: one blocking HTTP exchange over the Unix
-// socket per command, then the answer printed as a table, as lines, or as the JSON received.
+// The daemon's control API from the command line: one blocking exchange over the control
+// socket per command (hubclient/rest_client.h), then the answer printed as a table, as lines, or as
+// the JSON received.
 #include "cli/daemon_ctl.h"
 
-#include <poll.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <ctime>
 #include <optional>
 
 #include "cli/format.h"
-#ifdef _WIN32
-#include "common/local_pipe.h"
-#endif
 #include "common/config.h"
-#include "common/http.h"
 #include "common/net.h"
 #include "common/time_text.h"
-#include "daemon/control_api.h"
+#include "hubclient/rest_client.h"
 
 namespace ds::cli {
 
 using json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
 
 namespace {
-
-constexpr size_t kMaxAnswer = 16 * 1024 * 1024;
 
 int fail(const std::string& msg, int code = 1) {
   std::fprintf(stderr, "devstreams: %s\n", msg.c_str());
   return code;
-}
-
-// Closes the socket on every path out of controlRequest.
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) evutil_closesocket(fd);
-  }
-};
-
-// Waits until `fd` is ready for `events` or the deadline passes; false on timeout or error.
-bool waitFor(int fd, short events, Clock::time_point deadline) {
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) return false;
-    pollfd p{static_cast<decltype(pollfd::fd)>(fd), events, 0};
-    int r = ::poll(&p, 1, static_cast<int>(left.count()));
-    if (r > 0) return true;
-    if (r < 0 && errno != EINTR) return false;
-  }
-}
-
-std::string seconds(std::chrono::milliseconds d) {
-  return std::to_string((d.count() + 999) / 1000) + "s";
 }
 
 std::string dash(const std::string& s) { return s.empty() ? "-" : s; }
@@ -99,109 +62,13 @@ bool hasArray(const json& doc, const char* key) {
 bool controlRequest(const std::string& socketPath, const std::string& method,
                     const std::string& target, const std::string& body, ControlAnswer& out,
                     std::string& err, std::chrono::milliseconds timeout) {
-  const std::string hint = " (is devstreamsd running?)";
-  Clock::time_point deadline = Clock::now() + timeout;
-#ifdef _WIN32
-  // A named pipe, reached through a socket that a bridge copies to and from (local_pipe.h).
-  std::string pipeErr;
-  Fd s{
-      static_cast<int>(localpipe::connect(socketPath, static_cast<int>(timeout.count()), pipeErr))};
-  if (s.fd < 0) {
-    err = "cannot connect to " + socketPath + ": " + pipeErr + hint;
+  hubclient::RestResult result;
+  if (!hubclient::callLocal(socketPath, {method, target, body, "", "", false}, result, err,
+                            timeout)) {
     return false;
   }
-#else
-  sockaddr_un sun{};
-  sun.sun_family = AF_UNIX;
-  if (socketPath.empty() || socketPath.size() >= sizeof sun.sun_path) {
-    err = "invalid control socket path '" + socketPath + "'";
-    return false;
-  }
-  std::memcpy(sun.sun_path, socketPath.data(), socketPath.size());
-  Fd s{::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)};
-  if (s.fd < 0) {
-    err = std::string("socket: ") + std::strerror(errno);
-    return false;
-  }
-  if (::connect(s.fd, reinterpret_cast<sockaddr*>(&sun), sizeof sun) != 0) {
-    // A Unix socket whose backlog is full answers EAGAIN; anything else is final.
-    bool busy = errno == EAGAIN || errno == EINPROGRESS;
-    err = "cannot connect to " + socketPath + ": " +
-          (busy ? std::string("the daemon is too busy") : std::strerror(errno)) + hint;
-    return false;
-  }
-#endif
-
-  std::string request = method + " " + target +
-                        " HTTP/1.1\r\nHost: localhost\r\nUser-Agent: devstreams/0.1\r\n"
-                        "Accept: application/json\r\nConnection: close\r\n";
-  if (!body.empty() || method == "POST" || method == "PUT") {
-    request +=
-        "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
-  }
-  request += "\r\n" + body;
-  size_t off = 0;
-  while (off < request.size()) {
-    ssize_t n = ::send(s.fd, request.data() + off, request.size() - off, MSG_NOSIGNAL);
-    if (n > 0) {
-      off += static_cast<size_t>(n);
-    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-      if (!waitFor(s.fd, POLLOUT, deadline)) {
-        err =
-            "devstreamsd at " + socketPath + " did not take the request within " + seconds(timeout);
-        return false;
-      }
-    } else {
-      err = "sending to devstreamsd at " + socketPath + " failed: " + std::strerror(errno);
-      return false;
-    }
-  }
-
-  std::string raw;
-  char buf[16384];
-  for (;;) {
-    ssize_t n = ::recv(s.fd, buf, sizeof buf, 0);
-    if (n > 0) {
-      raw.append(buf, static_cast<size_t>(n));
-      if (raw.size() > kMaxAnswer) {
-        err = "the answer of devstreamsd at " + socketPath + " is larger than 16 MiB";
-        return false;
-      }
-    } else if (n == 0 || (errno == ECONNRESET && !raw.empty())) {
-      break;  // the end, or a reset after the answer came: parse what arrived
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-      if (!waitFor(s.fd, POLLIN, deadline)) {
-        err = "no answer from devstreamsd at " + socketPath + " within " + seconds(timeout);
-        return false;
-      }
-    } else {
-      err = "reading from devstreamsd at " + socketPath + " failed: " + std::strerror(errno);
-      return false;
-    }
-  }
-
-  std::string_view rest = raw;
-  http::Response head;
-  for (;;) {
-    http::ParseResult r = http::parseResponse(rest, head);
-    if (r.status != http::ParseStatus::Done) {
-      err = raw.empty()
-                ? "devstreamsd at " + socketPath + " closed the connection without an answer"
-                : "bad answer from devstreamsd at " + socketPath;
-      return false;
-    }
-    rest.remove_prefix(r.consumed);
-    if (head.status >= 200) break;  // skip interim answers (100 Continue)
-  }
-  bool valid = true;
-  std::optional<uint64_t> length = http::contentLength(head.headers, &valid);
-  if (!valid || (length && rest.size() < *length)) {
-    err = "incomplete answer from devstreamsd at " + socketPath;
-    return false;
-  }
-  if (length) rest = rest.substr(0, *length);
-  out.status = head.status;
-  out.body = std::string(rest);
+  out.status = result.status;
+  out.body = std::move(result.body);
   return true;
 }
 
@@ -327,7 +194,7 @@ std::string formatForward(const json& f) {
 
 DaemonCtl::DaemonCtl(CLI::App& app) {
   const char* env = std::getenv("DEVSTREAMS_CONTROL");
-  control_ = env && *env ? env : daemon::defaultControlSocket();
+  control_ = env && *env ? env : hubclient::defaultControlSocket();
   auto set = [this](Command c) { return [this, c] { command_ = c; }; };
   auto common = [this](CLI::App* sub) {
     sub->add_flag("--json", json_, "print the daemon's answer as JSON");

@@ -22,12 +22,14 @@
 #include "common/event.h"
 #include "common/http_exchange.h"
 #include "common/log.h"
+#include "common/net.h"
 #include "common/platform.h"
 #include "common/sas.h"
 #include "common/time_text.h"
 #include "common/tls.h"
 #include "daemon/settings.h"
 #include "hubclient/hub_client.h"
+#include "hubclient/rest_client.h"
 
 namespace ds::cli {
 
@@ -35,7 +37,6 @@ using json = nlohmann::json;
 
 namespace {
 
-constexpr int64_t kTokenLifetime = 3600;
 constexpr auto kRequestTimeout = std::chrono::seconds(30);
 constexpr const char* kDeviceIdRule =
     "1..128 characters of A-Z a-z 0-9 - . % _ * ? ! ( ) , : = @ $ '";
@@ -56,64 +57,27 @@ struct Reply {
   json doc;  // the parsed body; discarded when the body is not JSON
 };
 
+// The hub's REST API through the one REST client (hubclient/rest_client.h), which also honours
+// HTTPS_PROXY and NO_PROXY.
 class HubApi {
  public:
-  explicit HubApi(const config::DaemonConfig& cfg) : cfg_(cfg) {}
+  explicit HubApi(const config::DaemonConfig& cfg) : cfg_(cfg), client_(cfg.policy, cfg.key) {}
 
   bool init(std::string& err) {
-    ctx_ = tls::clientContext(cfg_.ca, err);
-    if (!ctx_) return false;
-    return hubclient::makeTarget(cfg_.hubUrl, cfg_.serverName, cfg_.hubHostname, ctx_.get(),
-                                 target_, err);
+    return client_.init({cfg_.hubUrl, cfg_.serverName, cfg_.hubHostname, cfg_.ca, ""}, err);
   }
 
-  const hubclient::HubTarget& target() const { return target_; }
+  const hubclient::HubTarget& target() const { return client_.target(); }
 
-  // One request; false with `err` set when no HTTP response was read.
+  // One request; false with `err` set when no HTTP response was read or it was not a 2xx.
   bool call(const std::string& method, const std::string& path, const json* body, Reply& out,
             std::string& err) {
-    std::optional<std::string> auth =
-        sas::makeToken(target_.resourceHost, cfg_.key,
-                       static_cast<int64_t>(std::time(nullptr)) + kTokenLifetime, cfg_.policy);
-    if (!auth) {
-      err = "cannot sign a token with the configured key";
+    hubclient::RestResult result;
+    if (!client_.call({method, path, body ? body->dump() : "", "", "", false}, result, err,
+                      kRequestTimeout)) {
       return false;
     }
-    std::string req = method + " " + path + " HTTP/1.1\r\nHost: " + hostHeader() +
-                      "\r\nAuthorization: " + *auth +
-                      "\r\nUser-Agent: devstreams/0.1\r\nAccept: application/json\r\n";
-    std::string payload = body ? body->dump() : "";
-    if (body) req += "Content-Type: application/json\r\n";
-    if (body || method == "POST" || method == "PUT") {
-      req += "Content-Length: " + std::to_string(payload.size()) + "\r\n";
-    }
-    req += "Connection: close\r\n\r\n" + payload;
-
-    BufferEventPtr bev = tls::newClient(loop_, target_.ssl, target_.serverName);
-    if (!bev) {
-      err = "cannot create a TLS connection: " + tls::lastError();
-      return false;
-    }
-    bool finished = false;
-    HttpResult result;
-    auto ex = std::make_unique<HttpExchange>(loop_, std::move(bev), target_.host, target_.port,
-                                             std::move(req), kRequestTimeout, [&](HttpResult&& r) {
-                                               result = std::move(r);
-                                               finished = true;
-                                               loop_.stop();
-                                             });
-    ex->start();
-    loop_.run();
-    ex.reset();
-    if (!finished) {
-      err = "cannot reach the hub at " + endpoint() + ": no answer";
-      return false;
-    }
-    if (!result.ok()) {
-      err = "cannot reach the hub at " + endpoint() + ": " + result.error;
-      return false;
-    }
-    out.status = result.response.status;
+    out.status = result.status;
     out.body = std::move(result.body);
     out.doc = json::parse(out.body, nullptr, false);
     if (out.doc.is_discarded()) out.doc = json();
@@ -125,12 +89,6 @@ class HubApi {
   }
 
  private:
-  std::string hostHeader() const {
-    bool v6 = target_.host.find(':') != std::string::npos;
-    return (v6 ? "[" + target_.host + "]" : target_.host) + ":" + std::to_string(target_.port);
-  }
-  std::string endpoint() const { return hostHeader(); }
-
   static std::string hubMessage(const Reply& r) {
     if (r.doc.is_object()) {
       auto text = [&](const char* k) {
@@ -144,9 +102,7 @@ class HubApi {
   }
 
   const config::DaemonConfig& cfg_;
-  Loop loop_;
-  SslCtxPtr ctx_;
-  hubclient::HubTarget target_;
+  hubclient::HubRestClient client_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -502,9 +458,7 @@ int HubAdmin::run() {
         return 0;
       }
       auto target = [](const json& s) {
-        std::string host = str(s, "host");
-        bool v6 = host.find(':') != std::string::npos;
-        return (v6 ? "[" + host + "]" : host) + ":" + std::to_string(num(s, "port"));
+        return net::formatHostPort(str(s, "host"), static_cast<uint16_t>(num(s, "port")));
       };
       auto bytes = [](const json& s) {
         return humanBytes(static_cast<uint64_t>(num(s, "bytes_to_device"))) + "/" +

@@ -1,4 +1,5 @@
-// The control API's transport: the socket file, one bounded HTTP/1.1 exchange per connection.
+// The control API's transport: the socket file, and one bounded HTTP/1.1 exchange per connection
+// through common/http_server.h, answered in JSON.
 #include "daemon/control_api.h"
 
 #ifndef _WIN32
@@ -21,24 +22,12 @@
 
 #include "common/guard.h"
 #include "common/http.h"
-#include "common/http_exchange.h"
+#include "common/http_server.h"
 #include "common/log.h"
 
 namespace ds::daemon {
 
 using json = nlohmann::json;
-
-#ifndef _WIN32  // control_api_win.cc
-std::string defaultControlSocket() {
-  const char* xdg = std::getenv("XDG_RUNTIME_DIR");
-  if (xdg && xdg[0] == '/') {
-    std::string dir = xdg;
-    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-    return dir + "/devstreams/daemon.sock";
-  }
-  return "/run/devstreams/daemon.sock";
-}
-#endif
 
 ApiResponse apiError(int status, std::string code, std::string message) {
   ApiResponse r;
@@ -85,6 +74,8 @@ const char* errorCode(int status) {
       return "uri_too_long";
     case 431:
       return "header_too_large";
+    case 501:
+      return "not_implemented";
     case 505:
       return "http_version_not_supported";
     default:
@@ -141,175 +132,62 @@ bool makeDirs(const std::string& dir, mode_t mode, gid_t gid, std::string& err) 
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
-// Conn: one accepted connection, from the first byte to the answer.
+// The HTTP side: each connection is one common/http_server session, answered in JSON.
 
-class ControlApi::Conn : public std::enable_shared_from_this<Conn> {
- public:
-  Conn(ControlApi& api, BufferEventPtr bev)
-      : api_(&api), bev_(std::move(bev)), timer_(api.loop_, [this] { onTimeout(); }) {}
-
-  void start() {
-    bufferevent_setcb(bev_.get(), &Conn::onRead, nullptr, &Conn::onEvent, this);
-    bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
-    timer_.arm(api_->limits_.readTimeout);
+void ControlApi::send(HttpServerSession& s, const ApiResponse& r) {
+  if (r.status == 204) {
+    s.respond(204, "", "");
+  } else {
+    // Invalid UTF-8 from a peer (a device id, a hub message) must not throw here.
+    std::string body = r.body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+    s.respond(r.status, "application/json", body);
   }
+  LOG_DEBUG("control: %s %s -> %d", s.request().method.c_str(), s.request().target.c_str(),
+            r.status);
+}
 
-  // Writes the answer and hands the connection to the loop for its last flush.
-  void send(const ApiResponse& r) {
-    if (!api_ || !bev_ || answered_) return;
-    answered_ = true;
-    timer_.cancel();
-    std::string out;
-    if (r.status == 204) {
-      out = http::formatResponseHead(204, {{"Connection", "close"}});
-    } else {
-      // Invalid UTF-8 from a peer (a device id, a hub message) must not throw here.
-      std::string body = r.body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
-      out = httpResponse(r.status, "application/json", body);
-    }
-    bufferevent_write(bev_.get(), out.data(), out.size());
-    LOG_DEBUG("control: %s %s -> %d", req_.method.c_str(), req_.target.c_str(), r.status);
-    bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
-    ControlApi* api = api_;
-    api_ = nullptr;
-    api->loop_.closeAfterFlush(std::move(bev_));
-    api->endConn(this);
+void ControlApi::onRequest(HttpServerSession& s) {
+  const http::Request& req = s.request();
+  std::string_view target = req.target;
+  size_t q = target.find('?');
+  std::optional<std::string> path = decodePath(target.substr(0, q));
+  if (target.empty() || target[0] != '/' || !path) return onRefused(s, 400, "bad request target");
+  ApiRequest request;
+  request.method = req.method;
+  request.path = std::move(*path);
+  if (q != std::string_view::npos) request.query = std::string(target.substr(q + 1));
+  request.body = s.body();
+  s.waitForAnswer(nullptr);
+  Respond respond = [pending = s.pending()](const ApiResponse& r) {
+    if (HttpServerSession* session = pending.session()) send(*session, r);
+  };
+  // The handler belongs to the daemon; a throw must not take the loop down with it.
+  try {
+    handler_(request, std::move(respond));
+  } catch (const std::exception& e) {
+    LOG_ERROR("control: %s %s: %s", request.method.c_str(), request.path.c_str(), e.what());
+    send(s, apiError(500, "internal_error", e.what()));
   }
+}
 
-  // The ControlApi is going away: drop the connection without an answer.
-  void detach() {
-    api_ = nullptr;
-    timer_.cancel();
-    bev_.reset();
-  }
-
- private:
-  static void onRead(bufferevent*, void* arg) {
-    auto* self = static_cast<Conn*>(arg);
-    guarded(
-        "control API", [&] { self->parse(); }, [&] { self->gone(); });
-  }
-
-  static void onEvent(bufferevent*, short what, void* arg) {
-    auto* self = static_cast<Conn*>(arg);
-    guarded(
-        "control API",
-        [&] {
-          if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))) return;
-          if (self->dispatched_ && !(what & BEV_EVENT_ERROR)) {
-            // A client may half-close after its request; the answer can still be delivered.
-            bufferevent_disable(self->bev_.get(), EV_READ);
-            return;
-          }
-          self->gone();
-        },
-        [&] { self->gone(); });
-  }
-
-  void gone() {
-    ControlApi* api = api_;
-    detach();
-    if (api) api->endConn(this);
-  }
-
-  void onTimeout() {
-    if (dispatched_) {
-      send(apiError(504, "timeout", "no answer in time"));
-    } else {
-      send(apiError(408, "timeout", "request not complete in time"));
-    }
-  }
-
-  void fail(int status, std::string message) {
+void ControlApi::onRefused(HttpServerSession& s, int status, std::string_view reason) {
+  std::string message(reason);
+  if (status == 408) {
+    message = "request not complete in time";
+  } else if (status == 504) {
+    message = "no answer in time";
+  } else {
     LOG_INFO("control: bad request: %s", message.c_str());
-    send(apiError(status, errorCode(status), std::move(message)));
   }
+  send(s, apiError(status, errorCode(status), std::move(message)));
+}
 
-  void parse() {
-    if (!bev_) return;
-    evbuffer* in = bufferevent_get_input(bev_.get());
-    if (dispatched_) {
-      // One request per connection: whatever follows it is ignored.
-      evbuffer_drain(in, evbuffer_get_length(in));
-      return;
-    }
-    const ControlApiLimits& limits = api_->limits_;
-    if (!haveHead_) {
-      http::Limits hl;
-      hl.maxHeadBytes = limits.maxHeadBytes;
-      if (!headReady(in, hl.maxHeadBytes, gate_)) return;
-      size_t len = std::min<size_t>(evbuffer_get_length(in), hl.maxHeadBytes + 4);
-      const char* p = reinterpret_cast<const char*>(evbuffer_pullup(in, static_cast<ssize_t>(len)));
-      http::ParseResult r = http::parseRequest(std::string_view(p, len), req_, hl);
-      if (r.status == http::ParseStatus::NeedMore) return;
-      if (r.status == http::ParseStatus::Invalid) return fail(r.httpStatus, r.error);
-      evbuffer_drain(in, r.consumed);
-      haveHead_ = true;
-      if (req_.headers.find("Transfer-Encoding")) {
-        return fail(400, "Transfer-Encoding is not supported; send a Content-Length");
-      }
-      bool valid = true;
-      bodyLen_ = http::contentLength(req_.headers, &valid).value_or(0);
-      if (!valid) return fail(400, "invalid Content-Length");
-      if (bodyLen_ > limits.maxBodyBytes) return fail(413, "request body too large");
-      std::string_view target = req_.target;
-      size_t q = target.find('?');
-      std::optional<std::string> path = decodePath(target.substr(0, q));
-      if (target.empty() || target[0] != '/' || !path) {
-        return fail(400, "bad request target");
-      }
-      request_.method = req_.method;
-      request_.path = std::move(*path);
-      if (q != std::string_view::npos) request_.query = std::string(target.substr(q + 1));
-      if (bodyLen_ > 0 && req_.headers.hasToken("Expect", "100-continue")) {
-        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-        bufferevent_write(bev_.get(), kContinue.data(), kContinue.size());
-      }
-    }
-    if (evbuffer_get_length(in) < bodyLen_) return;
-    request_.body.resize(bodyLen_);
-    evbuffer_remove(in, request_.body.data(), bodyLen_);
-    evbuffer_drain(in, evbuffer_get_length(in));
-    dispatched_ = true;
-    timer_.arm(limits.answerTimeout);
-    dispatch();
-  }
-
-  void dispatch() {
-    std::weak_ptr<Conn> weak = weak_from_this();
-    Respond respond = [weak](const ApiResponse& r) {
-      if (auto c = weak.lock()) c->send(r);
-    };
-    // The handler belongs to the daemon; a throw must not take the loop down with it.
-    try {
-      api_->handler_(request_, std::move(respond));
-    } catch (const std::exception& e) {
-      LOG_ERROR("control: %s %s: %s", request_.method.c_str(), request_.path.c_str(), e.what());
-      send(apiError(500, "internal_error", e.what()));
-    }
-  }
-
-  ControlApi* api_;
-  BufferEventPtr bev_;
-  Timer timer_;
-  http::Request req_;
-  ApiRequest request_;
-  bool haveHead_ = false;
-  HeadGate gate_;  // when to parse the head (headReady)
-  bool dispatched_ = false;
-  bool answered_ = false;
-  uint64_t bodyLen_ = 0;
-};
-
-namespace {
-// Keeps a connection alive until the running callback has returned.
-struct ConnHolder : Deletable {
-  explicit ConnHolder(std::shared_ptr<void> c) : conn(std::move(c)) {}
-  std::shared_ptr<void> conn;
-};
-}  // namespace
-
-// ---------------------------------------------------------------------------------------------
+void ControlApi::onEnd(HttpServerSession& s) {
+  auto it = conns_.find(&s);
+  if (it == conns_.end()) return;
+  loop_.deferDelete(std::move(it->second));
+  conns_.erase(it);
+}
 
 ControlApi::ControlApi(Loop& loop, std::string path, std::string group, Handler handler)
     : loop_(loop), path_(std::move(path)), group_(std::move(group)), handler_(std::move(handler)) {}
@@ -317,10 +195,7 @@ ControlApi::ControlApi(Loop& loop, std::string path, std::string group, Handler 
 ControlApi::~ControlApi() {
   resume_.reset();
   listener_.reset();
-  for (auto& [raw, conn] : conns_) {
-    conn->detach();
-    loop_.deferDelete(std::make_unique<ConnHolder>(std::move(conn)));
-  }
+  // Connections are dropped without an answer; a Respond kept by the handler then does nothing.
   conns_.clear();
   if (bound_) removeSocketFile();
 }
@@ -447,9 +322,17 @@ void ControlApi::onAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, v
     evutil_closesocket(fd);
     return;
   }
-  auto conn = std::make_shared<Conn>(*self, std::move(bev));
-  Conn* raw = conn.get();
-  self->conns_.emplace(raw, std::move(conn));
+  HttpServerOptions o;
+  o.maxHeadBytes = self->limits_.maxHeadBytes;
+  o.maxBodyBytes = self->limits_.maxBodyBytes;
+  o.requestTimeout = self->limits_.readTimeout;
+  o.answerTimeout = self->limits_.answerTimeout;
+  // A client may half-close after its request; the answer can still be delivered.
+  o.answerAfterHalfClose = true;
+  auto session = std::make_unique<HttpServerSession>(
+      self->loop_, std::move(bev), o, static_cast<HttpServerSession::Handler&>(*self));
+  HttpServerSession* raw = session.get();
+  self->conns_.emplace(raw, std::move(session));
   raw->start();
 }
 
@@ -459,13 +342,6 @@ void ControlApi::onAcceptError(evconnlistener*, void* arg) {
   // Out of descriptors, for example: retrying at once would spin.
   evconnlistener_disable(self->listener_.get());
   self->resume_->arm(std::chrono::seconds(1));
-}
-
-void ControlApi::endConn(Conn* c) {
-  auto it = conns_.find(c);
-  if (it == conns_.end()) return;
-  loop_.deferDelete(std::make_unique<ConnHolder>(std::move(it->second)));
-  conns_.erase(it);
 }
 
 }  // namespace ds::daemon

@@ -1,6 +1,7 @@
 // The daemon's local control API: HTTP/1.1 over a Unix domain socket, one request per connection
-// (Connection: close), JSON bodies. This file holds the transport only (socket file, limits,
-// request parsing, response writing); what the paths mean is the handler's business.
+// (Connection: close), JSON bodies, served by common/http_server.h. This file holds the transport
+// only (socket file, limits, request target, JSON answers); what the paths mean is the handler's
+// business (control_handlers.cc).
 #pragma once
 
 #include <sys/types.h>
@@ -14,12 +15,13 @@
 #include <string>
 
 #include "common/event.h"
+#include "common/http_server.h"
+#include "hubclient/rest_client.h"
 
 namespace ds::daemon {
 
-// $XDG_RUNTIME_DIR/devstreams/daemon.sock when XDG_RUNTIME_DIR is set (and absolute), else
-// /run/devstreams/daemon.sock. Shared by the daemon's configuration and the CLI.
-std::string defaultControlSocket();
+// Where the control API listens by default (hubclient/rest_client.h, shared with its clients).
+using hubclient::defaultControlSocket;
 
 struct ApiRequest {
   std::string method;
@@ -45,7 +47,7 @@ struct ControlApiLimits {
   size_t maxConnections = 64;                      // further connections are closed
 };
 
-class ControlApi {
+class ControlApi : private HttpServerSession::Handler {
  public:
   // Answers a request. May be called later (from any loop callback) and at most once; further
   // calls, calls after the client went away and calls after the ControlApi is gone do nothing.
@@ -54,7 +56,7 @@ class ControlApi {
 
   ControlApi(Loop& loop, std::string path, std::string group, Handler handler);
   // Closes the listener and every connection, and removes the socket file it created.
-  ~ControlApi();
+  ~ControlApi() override;
   ControlApi(const ControlApi&) = delete;
   ControlApi& operator=(const ControlApi&) = delete;
 
@@ -72,13 +74,14 @@ class ControlApi {
   size_t connections() const { return conns_.size(); }
 
  private:
-  class Conn;
-  friend class Conn;
-
   static void onAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg);
   static void onAcceptError(evconnlistener*, void* arg);
-  void endConn(Conn* c);
   void removeSocketFile();
+  static void send(HttpServerSession& s, const ApiResponse& r);
+  // HttpServerSession::Handler
+  void onRequest(HttpServerSession& s) override;
+  void onRefused(HttpServerSession& s, int status, std::string_view reason) override;
+  void onEnd(HttpServerSession& s) override;
 
   Loop& loop_;
   std::string path_;
@@ -90,7 +93,7 @@ class ControlApi {
   bool bound_ = false;             // the socket file is ours to remove
   dev_t dev_ = 0;
   ino_t ino_ = 0;
-  std::map<Conn*, std::shared_ptr<Conn>> conns_;
+  std::map<HttpServerSession*, std::unique_ptr<HttpServerSession>> conns_;
   std::shared_ptr<void> platform_;  // Windows: the named pipe server (control_api_win.cc)
 };
 

@@ -10,8 +10,6 @@
 
 namespace ds::daemon {
 
-std::string defaultControlSocket() { return "\\\\.\\pipe\\devstreamsd"; }
-
 namespace {
 struct PipeListener {
   std::unique_ptr<localpipe::Server> server;

@@ -1,8 +1,9 @@
 // devstreamsd: the service-side daemon. One client port speaking SOCKS5, SOCKS4a and HTTP proxy
 // (socks/proxy_session.h) that maps "NAME<suffix>" and aliases to devices, port forwards (from
 // the configuration and added at runtime), optional direct connections for other destinations,
-// and the control API on a Unix socket (daemon/control_api.h). Each device connection becomes a
-// stream opened through the hub's warm service channel (hubclient/stream_opener.h).
+// and the control API on a Unix socket (daemon/control_api.h, handlers in control_handlers.cc).
+// Each client is a Connection (daemon/connection.h); one to a device becomes a stream opened
+// through the hub's warm service channel (hubclient/stream_opener.h).
 #pragma once
 
 #include <chrono>
@@ -15,6 +16,7 @@
 
 #include "common/acceptor.h"
 #include "common/event.h"
+#include "daemon/connection.h"
 #include "daemon/control_api.h"
 #include "daemon/settings.h"
 #include "hubclient/hub_client.h"
@@ -49,7 +51,7 @@ Destination resolveDestination(const config::DaemonConfig& cfg, const std::strin
 // The PAC file served at /proxy.pac: the suffix and the aliases through `proxyHostPort`.
 std::string pacFor(const config::DaemonConfig& cfg, const std::string& proxyHostPort);
 
-class Daemon : public socks::ProxySession::Handler {
+class Daemon : private ConnectionOwner {
  public:
   Daemon(Loop& loop, config::DaemonConfig cfg);
   ~Daemon() override;
@@ -59,25 +61,37 @@ class Daemon : public socks::ProxySession::Handler {
   // What `devstreams status` shows (also the service status line).
   nlohmann::json status() const { return statusJson(); }
 
-  class Conn;
-  struct ForwardListener;
+  // A forward's listener: from the configuration or added through the control API.
+  struct ForwardListener {
+    config::Forward fwd;  // listen holds the bound port
+    bool fromConfig = false;
+    uint64_t connections = 0;
+    std::unique_ptr<Acceptor> acceptor;
+  };
 
  private:
-  friend class Conn;
-
+  ConnectionOwner& owner() { return *this; }
   void onClientAccept(evutil_socket_t fd, Admission::Ticket ticket);
   void onForwardAccept(ForwardListener* fl, evutil_socket_t fd, Admission::Ticket ticket);
-  void onProxyConnect(socks::ProxySession* s, const socks::Target& target) override;
-  void onProxyDone(socks::ProxySession* s) override;
-  void endConn(Conn* c);
+
+  // ConnectionOwner
+  Loop& loop() override { return loop_; }
+  size_t highWatermark() const override { return cfg_.highWatermark; }
+  hubclient::StreamOpener* opener() override { return opener_.get(); }
+  void onConnectRequest(Connection* c, socks::ProxySession* s,
+                        const socks::Target& target) override;
+  void onUpstreamOpen() override { ++streamsTotal_; }
+  void onConnectionFailed() override { ++failuresTotal_; }
+  void onConnectionEnd(Connection* c) override;
 
   // Forwards: binds one; false with an HTTP-ish status (409 in use, 400 bad) and message.
   bool addForward(const config::Forward& f, bool fromConfig, int& status, std::string& err,
                   nlohmann::json* out);
   nlohmann::json forwardJson(const ForwardListener& f) const;
 
-  // The control API.
+  // The control API (control_handlers.cc).
   void handleApi(const ApiRequest& req, const ControlApi::Respond& respond);
+  void handleForwards(const ApiRequest& req, const ControlApi::Respond& respond);
   nlohmann::json statusJson() const;
   nlohmann::json streamsJson() const;
   void fetchDevices(const ControlApi::Respond& respond);
@@ -94,13 +108,8 @@ class Daemon : public socks::ProxySession::Handler {
   uint16_t socksPort_ = 0;
   std::vector<std::unique_ptr<ForwardListener>> forwards_;
   std::unique_ptr<ControlApi> api_;
-  std::map<socks::ProxySession*, std::unique_ptr<socks::ProxySession>> sessions_;
-  std::map<socks::ProxySession*, Conn*> connOf_;
-  // Admission tickets of client connections: a proxy session's (by session) or a forwarded
-  // connection's (by Conn id); dropped when the connection ends.
-  std::map<const void*, Admission::Ticket> sessionTickets_;
-  std::map<uint64_t, Admission::Ticket> forwardTickets_;
-  std::map<uint64_t, std::unique_ptr<Conn>> conns_;
+  // Every client connection, negotiating or streaming.
+  std::map<Connection*, std::unique_ptr<Connection>> conns_;
   std::map<uint64_t, hubclient::ExchangePtr> queries_;  // GET /api/v1/devices in flight
   uint64_t nextConn_ = 1, nextQuery_ = 1;
   uint64_t streamsTotal_ = 0, failuresTotal_ = 0;

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "common/log.h"
+#include "common/net.h"
 #include "common/sas.h"
 
 namespace ds::hub {
@@ -58,10 +59,7 @@ Stream::~Stream() {
 
 std::string Stream::targetText() const {
   if (!target_.socketPath.empty()) return "unix:" + target_.socketPath;
-  if (target_.host.find(':') != std::string::npos) {
-    return "[" + target_.host + "]:" + std::to_string(target_.port);
-  }
-  return target_.host + ":" + std::to_string(target_.port);
+  return net::formatHostPort(target_.host, target_.port);
 }
 
 nlohmann::json Stream::describe() const {

@@ -11,6 +11,7 @@
 #include "common/sas.h"
 #include "common/tls.h"
 #include "common/ws_frame.h"
+#include "hubclient/rest_client.h"
 
 namespace ds::hubclient {
 
@@ -18,21 +19,9 @@ namespace {
 
 constexpr int64_t kTokenLifetime = 3600;
 
-std::string hostHeader(const HubTarget& t) {
-  bool v6 = t.host.find(':') != std::string::npos;
-  return (v6 ? "[" + t.host + "]" : t.host) + ":" + std::to_string(t.port);
-}
-
 std::string deviceToken(const HubTarget& t, const std::string& id, const std::string& key) {
   return sas::makeToken(t.resourceHost + "/devices/" + id, key, std::time(nullptr) + kTokenLifetime)
       .value_or("");
-}
-
-// The path of a URL ("wss://h:p/a/b" -> "/a/b").
-std::string urlPath(const std::string& url) {
-  size_t scheme = url.find("://");
-  size_t slash = url.find('/', scheme == std::string::npos ? 0 : scheme + 3);
-  return slash == std::string::npos ? "/" : url.substr(slash);
 }
 
 // Strict percent-decoding for URL user info: %XX in either hex case, '+' stays '+' (unlike
@@ -97,20 +86,12 @@ bool noProxyEntryMatches(std::string_view entry, const std::string& host) {
   return host.size() > e.size() && host.ends_with(e) && host[host.size() - e.size() - 1] == '.';
 }
 
-HttpProxy exchangeProxy(const ProxyTarget& p) {
-  HttpProxy out{p.host, p.port, {}};
-  if (!p.user.empty() || !p.password.empty()) {
-    out.authorization = "Basic " + sas::base64Encode(p.user + ":" + p.password);
-  }
-  return out;
-}
-
 ExchangePtr upgrade(Loop& loop, const HubTarget& t, const std::string& path,
                     const std::string& authorization, const WsLimits& limits,
                     std::chrono::milliseconds timeout, WsDone done) {
   std::string key = ws::randomHandshakeKey();
   std::string req = wshs::clientRequest(
-      hostHeader(t), path, key, {"Authorization: " + authorization, "User-Agent: devstreams/0.1"});
+      authority(t), path, key, {"Authorization: " + authorization, "User-Agent: devstreams/0.1"});
   BufferEventPtr bev = tls::newClient(loop, t.ssl, t.serverName);
   if (!bev) {
     done(nullptr, "cannot create TLS connection");
@@ -137,6 +118,16 @@ ExchangePtr upgrade(Loop& loop, const HubTarget& t, const std::string& path,
 }
 
 }  // namespace
+
+HttpProxy exchangeProxy(const ProxyTarget& p) {
+  HttpProxy out{p.host, p.port, {}};
+  if (!p.user.empty() || !p.password.empty()) {
+    out.authorization = "Basic " + sas::base64Encode(p.user + ":" + p.password);
+  }
+  return out;
+}
+
+std::string authority(const HubTarget& t) { return net::formatHostPort(t.host, t.port); }
 
 bool parseProxyUrl(std::string_view url, ProxyTarget& out, std::string& err) {
   // Messages never repeat the URL: it may hold a password.
@@ -227,46 +218,36 @@ ExchangePtr initiateStream(Loop& loop, const HubTarget& hub, const std::string& 
                            const std::string& key, const std::string& device,
                            const std::string& host, uint16_t port,
                            std::chrono::milliseconds timeout,
-                           std::function<void(InitiateResult&&)> done) {
-  std::string body = proto::toText(proto::InitiateBody{port, host});
-  std::string auth = serviceToken(hub, policy, key);
-  std::string req =
-      "POST /api/v1/devices/" + sas::urlEncode(device) +
-      "/streams HTTP/1.1\r\nHost: " + hostHeader(hub) + "\r\nAuthorization: " + auth +
-      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-      "\r\nConnection: close\r\n\r\n" + body;
-  BufferEventPtr bev = tls::newClient(loop, hub.ssl, hub.serverName);
-  if (!bev) {
-    done(InitiateResult{0, "tls", "cannot create TLS connection", {}});
-    return nullptr;
-  }
-  auto ex = std::make_unique<HttpExchange>(
-      loop, std::move(bev), hub.host, hub.port, std::move(req), timeout,
-      [done = std::move(done)](HttpResult&& r) {
-        InitiateResult out;
-        if (!r.ok()) {
-          out.code = "hub_unreachable";
-          out.message = r.error;
-          return done(std::move(out));
-        }
-        out.status = r.response.status;
-        auto a = proto::parseAnswerBody(out.status, r.body);
-        if (!a) {
-          out.status = 0;
-          out.code = "bad_response";
-          out.message = "hub answered " + std::to_string(r.response.status) + ": " + a.error;
-          return done(std::move(out));
-        }
-        if (out.status == 200) {
-          out.grant = {a->grant.streamId, a->grant.url, a->grant.token};
-        } else {
-          out.code = a->error;
-          out.message = a->message;
-        }
-        done(std::move(out));
-      });
-  if (hub.proxy.enabled()) ex->viaProxy(exchangeProxy(hub.proxy));
-  ex->start();
+                           const std::function<void(InitiateResult&&)>& done) {
+  RestRequest req;
+  req.method = "POST";
+  req.target = "/api/v1/devices/" + sas::urlEncode(device) + "/streams";
+  req.body = proto::toText(proto::InitiateBody{port, host});
+  req.authorization = serviceToken(hub, policy, key);
+  auto ex = callHub(loop, hub, req, timeout, [done](RestResult&& r) {
+    InitiateResult out;
+    if (!r.ok()) {
+      out.code = "hub_unreachable";
+      out.message = r.error;
+      return done(std::move(out));
+    }
+    out.status = r.status;
+    auto a = proto::parseAnswerBody(out.status, r.body);
+    if (!a) {
+      out.status = 0;
+      out.code = "bad_response";
+      out.message = "hub answered " + std::to_string(r.status) + ": " + a.error;
+      return done(std::move(out));
+    }
+    if (out.status == 200) {
+      out.grant = {a->grant.streamId, a->grant.url, a->grant.token};
+    } else {
+      out.code = a->error;
+      out.message = a->message;
+    }
+    done(std::move(out));
+  });
+  if (!ex) done(InitiateResult{0, "tls", "cannot create TLS connection", {}});
   return ex;
 }
 
@@ -274,16 +255,16 @@ ExchangePtr openStream(Loop& loop, const HubTarget& hub, const std::string& url,
                        const std::string& token, const WsLimits& limits,
                        std::chrono::milliseconds timeout, WsDone done) {
   HubTarget t = hub;
-  auto parsed = net::parseUrl(url.substr(0, url.find('/', url.find("://") + 3)));
+  auto parsed = net::splitUrl(url);
   if (!parsed) {
     done(nullptr, "hub gave an invalid stream URL");
     return nullptr;
   }
   // A streaming endpoint on another host is verified under its own name.
-  if (parsed->host != hub.host) t.serverName = parsed->host;
-  t.host = parsed->host;
-  t.port = parsed->port;
-  return upgrade(loop, t, urlPath(url), "Bearer " + token, limits, timeout, std::move(done));
+  if (parsed->url.host != hub.host) t.serverName = parsed->url.host;
+  t.host = parsed->url.host;
+  t.port = parsed->url.port;
+  return upgrade(loop, t, parsed->path, "Bearer " + token, limits, timeout, std::move(done));
 }
 
 std::string serviceToken(const HubTarget& hub, const std::string& policy, const std::string& key) {

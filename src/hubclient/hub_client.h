@@ -45,6 +45,11 @@ struct HubTarget {
   ProxyTarget proxy;         // when enabled, every connection is tunnelled through it
 };
 
+// "host:port" of the target ("[v6]:port"): its Host value.
+std::string authority(const HubTarget& t);
+// The exchange's form of a proxy (Basic credentials encoded).
+HttpProxy exchangeProxy(const ProxyTarget& p);
+
 struct StreamGrant {
   std::string streamId, url, token;
 };
@@ -64,7 +69,7 @@ ExchangePtr initiateStream(Loop& loop, const HubTarget& hub, const std::string& 
                            const std::string& key, const std::string& device,
                            const std::string& host, uint16_t port,
                            std::chrono::milliseconds timeout,
-                           std::function<void(InitiateResult&&)> done);
+                           const std::function<void(InitiateResult&&)>& done);
 
 // Opens one side of a stream at the streaming endpoint `url` with its one-time token.
 ExchangePtr openStream(Loop& loop, const HubTarget& hub, const std::string& url,

@@ -161,73 +161,54 @@ StreamOpener::StreamOpener(Loop& loop, const HubTarget& hub, Options opts)
       hub_(hub),
       opts_(std::move(opts)),
       pool_(loop, hub, opts_.pool),
-      reconnect_(loop, [this] { connect(); }),
-      backoff_({opts_.reconnectMin, opts_.reconnectMax}),
-      rng_(std::random_device{}()),
+      channel_(
+          loop, {opts_.keepalive, opts_.keepaliveTimeout, opts_.reconnectMin, opts_.reconnectMax},
+          [this](WsDone done) {
+            return openServiceControl(loop_, hub_, opts_.policy, opts_.key, opts_.limits,
+                                      opts_.connectTimeout, std::move(done));
+          },
+          *this),
       since_(std::chrono::system_clock::now()) {}
 
 StreamOpener::~StreamOpener() {
   for (auto& [id, o] : opens_) o->cancel();
-  if (connecting_) connecting_->cancel();
-  if (channel_) {
-    channel_->setCallbacks(nullptr);
-    channel_->close(ws::close_code::GoingAway, "daemon shutting down");
-  }
+  channel_.closeQuietly(ws::close_code::GoingAway, "daemon shutting down");
 }
 
 void StreamOpener::start() {
   if (started_) return;
   started_ = true;
   pool_.start();
-  connect();
+  channel_.start();
 }
 
-void StreamOpener::connect() {
-  if (channel_ || connecting_) return;
-  connecting_ = openServiceControl(
-      loop_, hub_, opts_.policy, opts_.key, opts_.limits, opts_.connectTimeout,
-      [this](std::unique_ptr<WsConnection> ws, const std::string& error) {
-        if (connecting_) loop_.deferDelete(std::move(connecting_));
-        if (!ws) {
-          bool refused = error.find("HTTP 401") != std::string::npos ||
-                         error.find("HTTP 403") != std::string::npos;
-          if (lastError_ != error) {
-            LOG_WARN("hub service channel: %s", error.c_str());
-          }
-          // An HTTP answer (401, 503...) comes from the hub; anything else says it is away.
-          answered_ = error.rfind("HTTP ", 0) == 0;
-          if (!answered_) setReachable(false, error);
-          if (!reachable_) lastError_ = error;  // `since` stays the moment it went down
-          return scheduleReconnect(refused);
-        }
-        LOG_INFO("hub service channel to %s:%u open", hub_.host.c_str(), hub_.port);
-        backoff_.up(SteadyClock::now());
-        answered_ = false;
-        channel_ = std::move(ws);
-        setReachable(true, "");
-        channel_->setCallbacks(this);
-        channel_->enableKeepalive(opts_.keepalive, opts_.keepaliveTimeout);
-        channel_->start();
-      });
+bool StreamOpener::onChannelFailed(const std::string& error) {
+  bool refused =
+      error.find("HTTP 401") != std::string::npos || error.find("HTTP 403") != std::string::npos;
+  if (lastError_ != error) {
+    LOG_WARN("hub service channel: %s", error.c_str());
+  }
+  // An HTTP answer (401, 503...) comes from the hub; anything else says it is away.
+  answered_ = error.rfind("HTTP ", 0) == 0;
+  if (!answered_) setReachable(false, error);
+  if (!reachable_) lastError_ = error;  // `since` stays the moment it went down
+  // Refused credentials will not fix themselves quickly: those retry at the slowest pace.
+  return refused;
 }
 
-void StreamOpener::scheduleReconnect(bool slow) {
-  // Full jitter spreads a fleet of daemons after a hub restart; refused credentials will not
-  // fix themselves quickly, so those retry at the slowest pace.
-  milliseconds delay = slow ? opts_.reconnectMax : backoff_.next(SteadyClock::now(), rng_);
-  reconnect_.arm(delay);
+void StreamOpener::onChannelUp(WsConnection&) {
+  LOG_INFO("hub service channel to %s:%u open", hub_.host.c_str(), hub_.port);
+  answered_ = false;
+  setReachable(true, "");
 }
 
 void StreamOpener::onHubContact(bool answered, const std::string& error) {
-  if (channel_) return;  // the channel is the better witness
+  if (channel_.channel()) return;  // the channel is the better witness
   if (!answered) return setReachable(false, error.empty() ? "hub unreachable" : error);
   setReachable(true, "");
   // The hub is back before the channel's next attempt: redial now rather than after the wait
   // (not when the hub itself refused the channel: that waits for the backoff).
-  if (!connecting_ && started_ && !answered_ && reconnect_.armed()) {
-    reconnect_.cancel();
-    connect();
-  }
+  if (started_ && !answered_) channel_.redialNow();
 }
 
 void StreamOpener::setReachable(bool up, const std::string& error) {
@@ -236,13 +217,13 @@ void StreamOpener::setReachable(bool up, const std::string& error) {
   lastError_ = up ? "" : error;
 }
 
-void StreamOpener::onWsData(evbuffer*) {
+void StreamOpener::onChannelData(evbuffer*) {
   LOG_WARN("hub service channel: unexpected binary data");
-  channel_->close(ws::close_code::Unsupported, "binary data on the service channel");
-  onWsClosed(ws::close_code::Unsupported, "binary data from the hub");
+  channel_.drop(ws::close_code::Unsupported, "binary data on the service channel",
+                "binary data from the hub");
 }
 
-void StreamOpener::onWsText(std::string message) {
+void StreamOpener::onChannelText(std::string message) {
   std::optional<proto::RequestId> id;
   auto answer = proto::parseServiceResponse(message, &id);
   const int64_t* n = id ? std::get_if<int64_t>(&*id) : nullptr;
@@ -255,16 +236,10 @@ void StreamOpener::onWsText(std::string message) {
   it->second->onChannelAnswer(answer);
 }
 
-void StreamOpener::onWsClosed(uint16_t code, const std::string& reason) {
-  if (!channel_) return;
+void StreamOpener::onChannelDown(uint16_t code, const std::string& reason) {
   std::string why = "service channel closed (" + std::to_string(code) +
                     (reason.empty() ? "" : " " + reason) + ")";
   LOG_WARN("hub %s; reconnecting", why.c_str());
-  channel_->setCallbacks(nullptr);
-  loop_.deferDelete(std::move(channel_));
-  // Backoff starts over only after a channel that lived: a hub (or a middlebox) that accepts
-  // the upgrade and drops the channel at once is not redialled in a tight loop.
-  backoff_.down(SteadyClock::now());
   setReachable(false, why);
   // Requests in flight on the lost channel were cancelled by the hub: ask again by POST.
   std::vector<Open*> lost;
@@ -272,12 +247,12 @@ void StreamOpener::onWsClosed(uint16_t code, const std::string& reason) {
     if (o->stage() == Open::Stage::OnChannel) lost.push_back(o.get());
   }
   for (Open* o : lost) o->channelLost();
-  scheduleReconnect(false);
 }
 
 bool StreamOpener::sendRequest(Open* o) {
-  if (!channel_ || !channel_->open()) return false;
-  channel_->sendText(o->request());
+  WsConnection* channel = channel_.channel();
+  if (!channel || !channel->open()) return false;
+  channel->sendText(o->request());
   o->sentOnChannel();
   ++viaChannel_;
   return true;

@@ -10,12 +10,11 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <random>
 #include <string>
 
 #include "common/event.h"
 #include "common/ws_conn.h"
-#include "hubclient/backoff.h"
+#include "hubclient/channel.h"
 #include "hubclient/hub_client.h"
 #include "hubclient/warm_pool.h"
 
@@ -26,7 +25,7 @@ struct OpenResult {
   std::string code, message, streamId;  // the hub's error code and message; the stream on 200
 };
 
-class StreamOpener : private WsConnection::Callbacks {
+class StreamOpener : private ReconnectingChannel::Events {
  public:
   struct Options {
     std::string policy, key;  // service policy with `connect`
@@ -60,7 +59,7 @@ class StreamOpener : private WsConnection::Callbacks {
   void cancel(uint64_t id);
 
   // The service channel is open.
-  bool connected() const { return channel_ != nullptr; }
+  bool connected() const { return channel_.channel() != nullptr; }
   // The hub's state, for `devstreams status`: reachable while the channel is open, and also while
   // it is down but the hub answered a request since (opens fall back to the POST endpoint, so
   // streams work; the channel is redialled at once). `lastError` is empty while reachable;
@@ -79,14 +78,15 @@ class StreamOpener : private WsConnection::Callbacks {
 
  private:
   friend class Open;
-  void connect();
-  void scheduleReconnect(bool slow);
   // Outcome of a request that did not use the channel: `answered` when the hub answered at all.
   void onHubContact(bool answered, const std::string& error);
   void setReachable(bool up, const std::string& error);
-  void onWsData(evbuffer*) override;
-  void onWsText(std::string message) override;
-  void onWsClosed(uint16_t code, const std::string& reason) override;
+  // ReconnectingChannel::Events
+  void onChannelUp(WsConnection& ws) override;
+  bool onChannelFailed(const std::string& error) override;
+  void onChannelDown(uint16_t code, const std::string& reason) override;
+  void onChannelText(std::string message) override;
+  void onChannelData(evbuffer*) override;
   bool sendRequest(Open* o);
   void endOpen(Open* o);
 
@@ -94,11 +94,7 @@ class StreamOpener : private WsConnection::Callbacks {
   HubTarget hub_;
   Options opts_;
   WarmPool pool_;
-  ExchangePtr connecting_;
-  std::unique_ptr<WsConnection> channel_;
-  Timer reconnect_;
-  Backoff backoff_;
-  std::mt19937_64 rng_;
+  ReconnectingChannel channel_;
   bool started_ = false;
   bool reachable_ = false;
   bool answered_ = false;  // the last failed channel attempt got an HTTP answer (a refusal)

@@ -202,10 +202,22 @@ TEST_F(ControlApiTest, DeliversTheBody) {
 
 TEST_F(ControlApiTest, ExpectContinueGetsAnInterimAnswer) {
   startServer();
-  Answer a =
-      exchange("POST /v1/forwards HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n{}");
+  int fd = connectTo(path_);
+  ASSERT_GE(fd, 0);
+  writeAll(fd, "POST /v1/forwards HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+  // The client waits for the interim answer before it sends the body.
+  std::string raw;
+  const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+  test::runUntil(loop_, timedOut_, [&] {
+    readSome(fd, raw);
+    return raw.size() >= kContinue.size();
+  });
+  EXPECT_EQ(raw, kContinue);
+  writeAll(fd, "{}");
+  test::runUntil(loop_, timedOut_, [&] { return readSome(fd, raw); });
+  ::close(fd);
+  Answer a = parseAnswer(std::move(raw));
   EXPECT_EQ(a.status, 200);
-  EXPECT_EQ(a.raw.rfind("HTTP/1.1 100 Continue\r\n\r\n", 0), 0u) << a.raw;
   ASSERT_EQ(requests_.size(), 1u);
   EXPECT_EQ(requests_[0].body, "{}");
 }
@@ -259,7 +271,8 @@ TEST_F(ControlApiTest, BadRequestsGetJsonErrorsAndNeverReachTheHandler) {
       {"NUL escape", "GET /v1/a%00 HTTP/1.1\r\n\r\n", 400},
       {"absolute form", "GET http://localhost/v1/status HTTP/1.1\r\n\r\n", 400},
       {"asterisk", "OPTIONS * HTTP/1.1\r\n\r\n", 400},
-      {"chunked", "POST /v1/forwards HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+      // Chunked bodies are not implemented (common/http_server.h).
+      {"chunked", "POST /v1/forwards HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501},
       {"bad length", "POST /v1/forwards HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", 400},
       {"conflicting lengths",
        "POST /v1/forwards HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400},

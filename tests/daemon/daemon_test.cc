@@ -8,6 +8,8 @@
 #include <cctype>
 #include <string>
 
+#include "daemon/control_handlers.h"
+
 namespace ds::daemon {
 namespace {
 
@@ -184,6 +186,49 @@ TEST(PacFor, NamesSuffixAliasesAndTheProxy) {
   EXPECT_NE(pac.find("ssh.lab"), std::string::npos);
   EXPECT_NE(pac.find("SOCKS5 127.0.0.1:1080"), std::string::npos);
   EXPECT_NE(pac.find("DIRECT"), std::string::npos);
+}
+
+// The body of POST /v1/forwards: a total parse, each refusal with its own code.
+TEST(ForwardBody, ParsesOrNamesTheFault) {
+  struct Case {
+    const char* body;
+    const char* error;  // "" when it parses
+  };
+  const Case cases[] = {
+      {R"({"listen":"127.0.0.1:2222","device":"dev01","port":22})", ""},
+      {R"({"listen":"[::1]:0","device":"dev01","port":65535})", ""},
+      {"", "bad_request"},
+      {"[]", "bad_request"},
+      {"not json", "bad_request"},
+      {R"({"device":"dev01","port":22})", "bad_request"},
+      {R"({"listen":2222,"device":"dev01","port":22})", "bad_request"},
+      {R"({"listen":"127.0.0.1:2222","device":7,"port":22})", "bad_request"},
+      {R"({"listen":"127.0.0.1:2222","device":"dev01","port":"22"})", "bad_request"},
+      {R"({"listen":"127.0.0.1:2222","device":"dev01","port":-1})", "bad_request"},
+      {R"({"listen":"127.0.0.1:2222","device":"dev01","port":2.5})", "bad_request"},
+      {R"({"listen":"127.0.0.1","device":"dev01","port":22})", "bad_listen"},
+      {R"({"listen":"127.0.0.1:2222","device":"bad id","port":22})", "bad_device_id"},
+      {R"({"listen":"127.0.0.1:2222","device":"dev01","port":0})", "bad_port"},
+      {R"({"listen":"127.0.0.1:2222","device":"dev01","port":65536})", "bad_port"},
+      {R"({"listen":"0.0.0.0:2222","device":"dev01","port":22})", "not_loopback"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.body);
+    auto r = parseForwardBody(c.body);
+    if (*c.error == '\0') {
+      ASSERT_TRUE(std::holds_alternative<config::Forward>(r));
+      EXPECT_EQ(std::get<config::Forward>(r).device, "dev01");
+      continue;
+    }
+    ASSERT_TRUE(std::holds_alternative<ApiResponse>(r));
+    const ApiResponse& a = std::get<ApiResponse>(r);
+    EXPECT_EQ(a.status, 400);
+    EXPECT_EQ(a.body["error"], c.error);
+  }
+  auto ok = parseForwardBody(R"({"listen":"127.0.0.1:2222","device":"dev01","port":22})");
+  const config::Forward& f = std::get<config::Forward>(ok);
+  EXPECT_EQ(f.listen.toString(), "127.0.0.1:2222");
+  EXPECT_EQ(f.port, 22);
 }
 
 }  // namespace

@@ -1,13 +1,17 @@
 // Hub connections through an HTTP proxy: the proxy URL parser, the choice of proxy from the
 // environment (HTTPS_PROXY, NO_PROXY), and the CONNECT step of real exchanges on loopback
 // against an in-process fake proxy and an in-process TLS server that plays the hub.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -21,6 +25,7 @@
 #include "common/pki.h"
 #include "common/sas.h"
 #include "common/tls.h"
+#include "hubclient/fake_hub.h"
 #include "hubclient/hub_client.h"
 
 namespace ds::hubclient {
@@ -260,57 +265,7 @@ std::string readHead(bufferevent* bev, http::Request& req, size_t& consumed) {
   return "";
 }
 
-// A TLS server playing the hub: answers a POST with a stream grant and a WebSocket upgrade
-// with 101. Records the request lines it saw.
-class FakeHub {
- public:
-  FakeHub(Loop& loop, SSL_CTX* ctx) : loop_(loop), ctx_(ctx) {
-    std::string err;
-    listener_ = listenTcp(loop, "127.0.0.1", 0, &FakeHub::onAccept, this, port_, err);
-    EXPECT_TRUE(listener_) << err;
-  }
-  uint16_t port() const { return port_; }
-  std::vector<std::string> requests;
-
- private:
-  struct Conn {
-    FakeHub* hub;
-    BufferEventPtr bev;
-  };
-  static void onAccept(evconnlistener*, evutil_socket_t fd, sockaddr*, int, void* arg) {
-    auto* self = static_cast<FakeHub*>(arg);
-    auto c = std::make_unique<Conn>(Conn{self, tls::acceptSocket(self->loop_, self->ctx_, fd)});
-    bufferevent_setcb(c->bev.get(), &FakeHub::onRead, nullptr, nullptr, c.get());
-    bufferevent_enable(c->bev.get(), EV_READ | EV_WRITE);
-    self->conns_.push_back(std::move(c));
-  }
-  static void onRead(bufferevent* bev, void* arg) {
-    auto* c = static_cast<Conn*>(arg);
-    http::Request req;
-    size_t consumed = 0;
-    if (!readHead(bev, req, consumed).empty()) return;
-    evbuffer* in = bufferevent_get_input(bev);
-    uint64_t bodyLen = http::contentLength(req.headers).value_or(0);
-    if (evbuffer_get_length(in) < consumed + bodyLen) return;
-    evbuffer_drain(in, consumed + bodyLen);
-    c->hub->requests.push_back(req.method + " " + req.target);
-    std::string out;
-    if (const std::string* key = req.headers.find("Sec-WebSocket-Key")) {
-      out = wshs::serverResponse(*key);
-    } else {
-      json grant = {
-          {"stream_id", "s1"}, {"url", "wss://127.0.0.1:1/api/v1/streams/s1"}, {"token", "t1"}};
-      out = httpResponse(200, "application/json", grant.dump());
-    }
-    bufferevent_write(bev, out.data(), out.size());
-  }
-
-  Loop& loop_;
-  SSL_CTX* ctx_;
-  ListenerPtr listener_;
-  uint16_t port_ = 0;
-  std::vector<std::unique_ptr<Conn>> conns_;
-};
+using FakeHub = test::FakeHub;  // fake_hub.h
 
 // An HTTP proxy that reads one CONNECT head per connection and then either answers with fixed
 // bytes (and closes), says nothing, or answers 200 and relays to 127.0.0.1:relayPort.
@@ -592,6 +547,67 @@ TEST_F(ProxyConnect, TlsIsStillVerifiedThroughTheTunnel) {
   InitiateResult r = initiate();
   EXPECT_EQ(r.status, 0);
   EXPECT_NE(r.message.find("certificate"), std::string::npos) << r.message;
+  EXPECT_TRUE(hub_->requests.empty());
+}
+
+}  // namespace
+}  // namespace ds::hubclient
+
+namespace ds::hubclient {
+namespace {
+
+// `devstreams hub ...` reaches the hub through the one REST client: HTTPS_PROXY applies to it as
+// it does to the daemon and the agent, and NO_PROXY keeps it direct.
+class CliThroughProxy : public ProxyConnect {
+ protected:
+  // Runs `devstreams hub -c <config> device list` with `env` while the loop serves the fake hub
+  // and proxy; its exit code.
+  int runCli(const std::vector<std::string>& env) {
+    std::string config = *dir_ + "/cli.yaml";
+    {
+      std::ofstream f(config);
+      f << "daemon:\n  hub_url: https://127.0.0.1:" << hub_->port() << "\n  ca: " << files_->caCert
+        << "\n  server_name: localhost\n  policy: service\n  key: " << sas::randomKey() << "\n";
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+      for (const char* v : {"HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"}) unsetenv(v);
+      for (const std::string& e : env) putenv(const_cast<char*>(e.c_str()));
+      int null = open("/dev/null", O_RDWR);
+      dup2(null, 0);
+      dup2(null, 1);
+      execl(DS_CLI_BIN, DS_CLI_BIN, "hub", "-c", config.c_str(), "device", "list",
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    EXPECT_GT(pid, 0);
+    int status = -1;
+    EXPECT_TRUE(runUntil(
+        loop_, [&] { return waitpid(pid, &status, WNOHANG) == pid; }, 30s));
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+};
+
+TEST_F(CliThroughProxy, HubCommandsTakeTheProxyFromTheEnvironment) {
+  proxy_->mode = FakeProxy::Mode::Relay;
+  proxy_->relayPort = hub_->port();
+  std::string proxyUrl = "http://127.0.0.1:" + std::to_string(proxy_->port());
+  EXPECT_EQ(runCli({"HTTPS_PROXY=" + proxyUrl}), 0);
+  ASSERT_EQ(proxy_->seen.size(), 1u);
+  EXPECT_EQ(proxy_->seen[0].method, "CONNECT");
+  EXPECT_EQ(proxy_->seen[0].target, hubAuthority());
+  ASSERT_EQ(hub_->requests.size(), 1u);
+  EXPECT_EQ(hub_->requests[0], "GET /api/v1/devices");
+
+  // NO_PROXY covering the hub: straight to it.
+  EXPECT_EQ(runCli({"https_proxy=" + proxyUrl, "NO_PROXY=localhost,127.0.0.1"}), 0);
+  EXPECT_EQ(proxy_->seen.size(), 1u);
+  EXPECT_EQ(hub_->requests.size(), 2u);
+}
+
+TEST_F(CliThroughProxy, MalformedProxyIsAnErrorWithoutContactingTheHub) {
+  EXPECT_EQ(runCli({"HTTPS_PROXY=https://proxy.corp:3128"}), 1);
+  EXPECT_TRUE(proxy_->seen.empty());
   EXPECT_TRUE(hub_->requests.empty());
 }
 
