@@ -9,6 +9,7 @@
 #include <string>
 
 #include "daemon/control_handlers.h"
+#include "daemon/device_name.h"
 
 namespace ds::daemon {
 namespace {
@@ -246,6 +247,34 @@ TEST(ForwardTarget, NamesTheForwardAndKeepsHostOrSocket) {
   EXPECT_EQ(t.socketPath, "/run/pg.sock");
   EXPECT_EQ(t.name, "forward [::1]:5432");
   EXPECT_EQ(describe(t), "dev01:unix:/run/pg.sock");
+}
+
+// Scheme names end in the suffix, so the PAC file's one domain rule sends them to the proxy:
+// the rule's domain is read back and applied as dnsDomainIs() does (the host ends with it).
+TEST(PacFor, SchemeNamesGoThroughTheProxy) {
+  config::DaemonConfig c;
+  c.suffix = ".Hub";
+  std::string pac = pacFor(c, "127.0.0.1:1080");
+  const std::string rule = "if (dnsDomainIs(h, \"";
+  size_t at = pac.find(rule);
+  ASSERT_NE(at, std::string::npos) << pac;
+  at += rule.size();
+  std::string domain = pac.substr(at, pac.find('"', at) - at);
+  EXPECT_EQ(domain, ".hub");
+  EXPECT_EQ(pac.find("dnsDomainIs", at), std::string::npos);  // the only rule of its kind
+  auto proxied = [&](const std::string& host) { return host.ends_with(domain); };
+  for (const char* host : {"", "192.168.1.10", "fd00::1", "nas.lan"}) {
+    // The PAC file lower-cases the host before matching; deviceName() writes lower case already.
+    std::string name = deviceName("dev01", host, ".hub");
+    SCOPED_TRACE(name);
+    EXPECT_TRUE(proxied(name));
+    // And the proxy takes it to dev01.
+    Destination d = resolveDestination(c, name, AddressType::Domain, 80);
+    EXPECT_EQ(d.kind, Kind::Device);
+    EXPECT_EQ(d.device, "dev01");
+  }
+  EXPECT_TRUE(proxied("camera.via.dev01.hub"));
+  EXPECT_FALSE(proxied("dev01.hub.example.com"));
 }
 
 TEST(PacFor, NamesSuffixAliasesAndTheProxy) {
