@@ -244,6 +244,8 @@ TEST(ExampleConfig, ShowsEveryDaemonKey) {
                             "forwards:",
                             "device:",
                             "port:",
+                            "host:",
+                            "unix:",
                             "handshake_timeout:",
                             "high_watermark:"});
 }
