@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "common/protocol.h"
 #include "common/tls.h"
 #include "hubclient/fake_hub.h"
 #include "hubclient/stream_opener.h"
@@ -118,6 +119,22 @@ TEST_F(StreamRequestTest, OpenerSendsTheSameFieldsByPostAndOnTheChannel) {
   EXPECT_EQ(sent["user"], "alice");
   EXPECT_EQ(sent["name"], "cam.lab");
   opener.cancel(third);
+}
+
+// The name is for the audit log only: a long one is cut to the protocol's bound, not refused.
+TEST_F(StreamRequestTest, LongNamesAreCut) {
+  StreamOpener::Options o;
+  o.policy = "service";
+  o.key = "a2V5";
+  o.pool.idle = 0;
+  o.pool.busy = 0;
+  StreamOpener opener(loop_, target_, o);
+  StreamTarget t = kToLanHost;
+  t.name = std::string(200, 'n');
+  uint64_t id = opener.open(t, [](std::unique_ptr<WsConnection>, OpenResult) {});
+  ASSERT_TRUE(until([&] { return !postBody().empty(); }));
+  EXPECT_EQ(json::parse(postBody())["name"], std::string(proto::kMaxName, 'n'));
+  opener.cancel(id);
 }
 
 }  // namespace
