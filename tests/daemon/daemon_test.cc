@@ -8,6 +8,7 @@
 #include <cctype>
 #include <string>
 
+#include "common/net.h"
 #include "daemon/control_handlers.h"
 #include "daemon/device_name.h"
 
@@ -238,18 +239,29 @@ TEST(ResolveDestination, AliasesCarryHostOrSocketAndTheirName) {
   EXPECT_EQ(d.name, "db.lab");
 }
 
+// A forward on `listen` to `port` (or `socketPath`) on `host` as dev01 sees it.
+config::Forward forwardOn(const std::string& listen, uint16_t port, const std::string& host,
+                          const std::string& socketPath = "") {
+  config::Forward f;
+  f.listen = *net::parseEndpoint(listen);
+  f.device = "dev01";
+  f.port = port;
+  f.host = host;
+  f.socketPath = socketPath;
+  return f;
+}
+
 TEST(ForwardTarget, NamesTheForwardAndKeepsHostOrSocket) {
-  config::Forward f{{"127.0.0.1", 8080}, "dev01", 80, "192.168.1.10"};
-  hubclient::StreamTarget t = forwardTarget(f);
+  hubclient::StreamTarget t = forwardTarget(forwardOn("127.0.0.1:8080", 80, "192.168.1.10"));
   EXPECT_EQ(t.device, "dev01");
   EXPECT_EQ(t.host, "192.168.1.10");
   EXPECT_EQ(t.port, 80);
   EXPECT_EQ(t.name, "forward 127.0.0.1:8080");
   EXPECT_EQ(describe(t), "192.168.1.10:80 via dev01");
-  t = forwardTarget(config::Forward{{"127.0.0.1", 2222}, "dev01", 22});
+  t = forwardTarget(forwardOn("127.0.0.1:2222", 22, ""));
   EXPECT_EQ(t.host, "127.0.0.1");
   EXPECT_EQ(describe(t), "dev01:22");
-  t = forwardTarget(config::Forward{{"::1", 5432}, "dev01", 0, "", "/run/pg.sock"});
+  t = forwardTarget(forwardOn("[::1]:5432", 0, "", "/run/pg.sock"));
   EXPECT_EQ(t.socketPath, "/run/pg.sock");
   EXPECT_EQ(t.name, "forward [::1]:5432");
   EXPECT_EQ(describe(t), "dev01:unix:/run/pg.sock");
