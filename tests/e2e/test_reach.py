@@ -10,12 +10,10 @@ proxy user alice) and refuse the others; a Unix socket is reached through an ali
 The hub's audit and the agent's log name the caller."""
 
 import http.server
-import json
 import os
 import shutil
 import socket
 import socketserver
-import subprocess
 import tempfile
 import threading
 import time
@@ -23,7 +21,7 @@ import unittest
 
 from harness import (Stack, StackTest, recv_all, run_chromium, sas_token, socks5_connect,
                      wait_until)
-from test_daemon import NO_PROXY_ENV, curl
+from test_daemon import curl
 from test_hub import https
 
 ALICE = ("alice", "alice-secret")
@@ -274,17 +272,26 @@ class Callers(ReachTest):
 
     def test_policy_outside_its_device_set_is_refused_at_the_hub(self):
         agent_before = len(self.stack.log("agent"))
+        forbidden_before = self.forbidden_count()
         code, s = self.acme.connect("dev01.hub", self.stack.http_port)
         self.assertEqual(code, 0x02)
         wait_until(lambda: "may not reach device 'dev01'" in self.stack.log("daemon-acme"), 10,
                    "the hub's reason in the acme daemon's log")
-        self.assertIn("forbidden", self.stack.log("daemon-acme"))
-        r = https(self.stack, "GET", "/metrics")
-        self.assertIn('devstreams_rejects_total{reason="forbidden"} 1', r.body.decode(), r)
+        self.assertIn("403 forbidden policy 'acme'", self.stack.log("daemon-acme"))
+        self.assertEqual(self.forbidden_count(), forbidden_before + 1)
         # The device never saw the request; the same request by another policy reaches it.
         self.assertNotIn("request for", self.agent_log_since(agent_before))
         self.stack.assert_serves()
         self.assertIn("request for", self.agent_log_since(agent_before))
+
+    def forbidden_count(self):
+        """The hub's count of stream requests refused with `forbidden`."""
+        r = https(self.stack, "GET", "/metrics")
+        self.assertEqual(r.status, 200, r)
+        for line in r.body.decode().splitlines():
+            if line.startswith('devstreams_rejects_total{reason="forbidden"} '):
+                return float(line.split()[-1])
+        return 0.0
 
     def test_from_policy_admits_ops_and_refuses_service(self):
         before = self.ops_web.requests
