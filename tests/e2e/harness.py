@@ -257,7 +257,8 @@ def run_chromium(url, *flags, timeout=90):
 
 
 class DeviceWeb:
-    """A threaded HTTP server on the device side, in this process, recording what it sees.
+    """A threaded HTTP server on the device side (on `address`, 127.0.0.1 by default), in this
+    process, recording what it sees.
       /page.html  20 <img> of /r/0.gif../r/19.gif and a script writing "loaded N/20"
       /r/N.gif    a 1x1 GIF, answered after `delay` seconds (so that the 20 overlap)
       /echo       the request line, headers and body as JSON
@@ -275,7 +276,7 @@ window.addEventListener("load", () => {
 </script></body></html>
 """)
 
-    def __init__(self, delay=0.1):
+    def __init__(self, delay=0.1, address="127.0.0.1"):
         import http.server
 
         web = self
@@ -327,8 +328,11 @@ window.addEventListener("load", () => {
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        class Server(http.server.ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            daemon_threads = True
+
+        self.server = Server((address, 0), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()

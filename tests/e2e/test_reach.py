@@ -9,7 +9,6 @@ rules with `from: [ops]` and `from: ["ops/alice"]` admit the daemon of policy op
 proxy user alice) and refuse the others; a Unix socket is reached through an alias with `unix:`.
 The hub's audit and the agent's log name the caller."""
 
-import http.server
 import os
 import shutil
 import socket
@@ -19,78 +18,15 @@ import threading
 import time
 import unittest
 
-from harness import (Stack, StackTest, recv_all, run_chromium, sas_token, socks5_connect,
-                     wait_until)
+from harness import (DeviceWeb, Stack, StackTest, recv_all, run_chromium, sas_token,
+                     socks5_connect, wait_until)
+from test_allow_list import Target
 from test_daemon import curl
 from test_hub import https
 
 ALICE = ("alice", "alice-secret")
 BOB = ("bob", "bob-secret")
 STREAM_LINE = r"stream [0-9a-f]{32}:"  # an agent log line about a stream
-
-
-class Web:
-    """An HTTP server on one address that answers "hello from ADDRESS" and counts requests."""
-
-    def __init__(self, address, port=0):
-        web = self
-        self.address = address
-        self.requests = 0
-        self.lock = threading.Lock()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                with web.lock:
-                    web.requests += 1
-                body = (f"<html><body><h1 id='greeting'>hello from {web.address}</h1>"
-                        "</body></html>\n").encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html")
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
-
-        class Server(http.server.ThreadingHTTPServer):
-            address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
-            daemon_threads = True
-
-        self.server = Server((address, port), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class Listener:
-    """A TCP listener that only counts the connections it accepts (and closes them)."""
-
-    def __init__(self, address, port):
-        self.accepted = 0
-        self.srv = socket.socket()
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind((address, port))
-        self.srv.listen(16)
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.srv.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            conn.close()
-
-    def close(self):
-        self.srv.close()
 
 
 class UnixLineServer:
@@ -159,15 +95,15 @@ class ReachTest(StackTest):
 
     @classmethod
     def _peers(cls):
-        cls.lan = Web("127.0.0.2")
+        cls.lan = DeviceWeb(address="127.0.0.2")
         cls.peers.append(cls.lan)
-        cls.outside = Listener("127.0.0.3", cls.lan.port)  # same port, outside the rule
+        cls.outside = Target("127.0.0.3", cls.lan.port)  # same port, outside the rule
         cls.peers.append(cls.outside)
-        cls.v6 = Web("::1")
+        cls.v6 = DeviceWeb(address="::1")
         cls.peers.append(cls.v6)
-        cls.ops_web = Web("127.0.0.1")
+        cls.ops_web = DeviceWeb()
         cls.peers.append(cls.ops_web)
-        cls.alice_web = Web("127.0.0.1")
+        cls.alice_web = DeviceWeb()
         cls.peers.append(cls.alice_web)
         cls.sock = UnixLineServer(os.path.join(cls.tmp, "app.sock"))
         cls.peers.append(cls.sock)
@@ -207,17 +143,17 @@ class Lan(ReachTest):
     """127.0.0.2 and ::1 as hosts on dev01's network; 127.0.0.3 outside the rule."""
 
     def test_curl_reaches_127_0_0_2_by_the_via_scheme(self):
-        before = self.lan.requests
+        before = self.lan.count("/")
         r = curl("--socks5-hostname", self.proxy,
                  f"http://127.0.0.2.via.dev01.hub:{self.lan.port}/")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("hello from 127.0.0.2", r.stdout)
-        self.assertEqual(self.lan.requests, before + 1)
+        self.assertIn("hello from web", r.stdout)
+        self.assertEqual(self.lan.count("/"), before + 1)
         # The HTTP proxy front knows the scheme too.
         r = curl("--proxy", f"http://{self.proxy}",
                  f"http://127.0.0.2.via.dev01.hub:{self.lan.port}/")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("hello from 127.0.0.2", r.stdout)
+        self.assertIn("hello from web", r.stdout)
 
     def test_ssh_reaches_127_0_0_2_by_the_via_scheme(self):
         r = self.stack.ssh("echo $SSH_CONNECTION", host="127.0.0.2.via.dev01.hub")
@@ -234,22 +170,24 @@ class Lan(ReachTest):
     def _chromium(self, flag):
         if not shutil.which("chromium"):  # a missing peer fails the test: never a skip
             self.fail("chromium is not installed (scripts/setup.sh --tests installs it)")
-        before = self.lan.requests
+        before = self.lan.count("/")
         r = run_chromium(f"http://127.0.0.2.via.dev01.hub:{self.lan.port}/", flag)
-        self.assertIn(b"hello from 127.0.0.2", r.stdout, r.stderr[-3000:])
-        self.assertGreater(self.lan.requests, before)
+        self.assertIn(b"hello from web", r.stdout, r.stderr[-3000:])
+        self.assertGreater(self.lan.count("/"), before)
 
     def test_curl_reaches_ipv6_loopback_as_0__1(self):
-        before = self.v6.requests
+        before = self.v6.count("/")
         r = curl("--socks5-hostname", self.proxy, f"http://0--1.via.dev01.hub:{self.v6.port}/")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("hello from ::1", r.stdout)
-        self.assertEqual(self.v6.requests, before + 1)
+        self.assertIn("hello from web", r.stdout)
+        self.assertEqual(self.v6.count("/"), before + 1)
 
     def test_alias_with_host(self):
+        before = self.lan.count("/")
         r = curl("--socks5-hostname", self.proxy, "http://lanweb:1/")  # the alias names the port
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("hello from 127.0.0.2", r.stdout)
+        self.assertIn("hello from web", r.stdout)
+        self.assertEqual(self.lan.count("/"), before + 1)
 
     def test_outside_the_subnet_rule_gives_0x02_and_no_connection(self):
         code, s = socks5_connect(self.stack.socks_port, "127.0.0.3.via.dev01.hub", self.lan.port)
@@ -260,11 +198,11 @@ class Lan(ReachTest):
         code, _ = socks5_connect(self.stack.socks_port, "dev01.hub", self.lan.port)
         self.assertEqual(code, 0x02)
         time.sleep(0.5)  # a connection the agent had made would have been accepted by now
-        self.assertEqual(self.outside.accepted, 0)
+        self.assertEqual(self.outside.connections, 0)
         r = curl("--socks5-hostname", self.proxy,
                  f"http://127.0.0.3.via.dev01.hub:{self.lan.port}/")
         self.assertNotEqual(r.returncode, 0)
-        self.assertEqual(self.outside.accepted, 0)
+        self.assertEqual(self.outside.connections, 0)
         self.stack.assert_serves()
 
 
@@ -296,30 +234,30 @@ class Callers(ReachTest):
         return 0.0
 
     def test_from_policy_admits_ops_and_refuses_service(self):
-        before = self.ops_web.requests
+        before = self.ops_web.count("/")
         code, s = self.ops.connect("dev01.hub", self.ops_web.port, *ALICE)
         self.assertEqual(code, 0)
-        self.assertIn(b"hello from 127.0.0.1", exchange(s))
+        self.assertIn(b"hello from web", exchange(s))
         code, s = self.ops.connect("dev01.hub", self.ops_web.port, *BOB)
         self.assertEqual(code, 0)  # `from: [ops]`: every user of the policy
-        self.assertIn(b"hello from 127.0.0.1", exchange(s))
-        self.assertEqual(self.ops_web.requests, before + 2)
+        self.assertIn(b"hello from web", exchange(s))
+        self.assertEqual(self.ops_web.count("/"), before + 2)
         code, _ = self.stack.connect("dev01.hub", self.ops_web.port)  # policy service
         self.assertEqual(code, 0x02)
         code, _ = self.acme.connect("dev01.hub", self.ops_web.port)  # refused at the hub already
         self.assertEqual(code, 0x02)
-        self.assertEqual(self.ops_web.requests, before + 2)
+        self.assertEqual(self.ops_web.count("/"), before + 2)
 
     def test_from_policy_user_admits_only_alice(self):
-        before = self.alice_web.requests
+        before = self.alice_web.count("/")
         code, s = self.ops.connect("dev01.hub", self.alice_web.port, *ALICE)
         self.assertEqual(code, 0)
-        self.assertIn(b"hello from 127.0.0.1", exchange(s))
+        self.assertIn(b"hello from web", exchange(s))
         code, _ = self.ops.connect("dev01.hub", self.alice_web.port, *BOB)
         self.assertEqual(code, 0x02)
         code, _ = self.stack.connect("dev01.hub", self.alice_web.port)
         self.assertEqual(code, 0x02)
-        self.assertEqual(self.alice_web.requests, before + 1)
+        self.assertEqual(self.alice_web.count("/"), before + 1)
         # Rules for everyone still admit every caller.
         code, s = self.ops.connect("dev01.hub", self.stack.http_port, *BOB)
         self.assertEqual(code, 0)
