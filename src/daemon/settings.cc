@@ -1,14 +1,50 @@
 // Reading the daemon's settings.
 #include "daemon/settings.h"
 
+#include <algorithm>
 #include <cctype>
 #include <utility>
 
+#include "common/protocol.h"
 #include "common/yaml_reader.h"
 
 namespace ds::config {
 
 using namespace yaml;  // the readers of values are this file's vocabulary
+
+bool isValidTargetHost(std::string_view host) {
+  return host.size() <= proto::kMaxHost && (net::isValidHostName(host) || net::isValidIpv6(host));
+}
+
+bool isValidSocketPath(std::string_view path) {
+  return !path.empty() && path.front() == '/' && path.size() <= proto::kMaxSocketPath &&
+         std::none_of(path.begin(), path.end(),
+                      [](unsigned char c) { return c < 0x20 || c == 0x7f; });
+}
+
+namespace {
+
+// `host:` and `unix:` of an alias or a forward (at most one of them).
+void readTarget(const Context& ctx, const Mapping& m, std::string& host, std::string& socketPath) {
+  const Value* h = m.find("host");
+  const Value* u = m.find("unix");
+  if (h && u) ctx.fail(u->mark, "`unix:` goes without `host:`");
+  if (h) {
+    host = nonEmpty(ctx, *h);
+    if (!isValidTargetHost(host)) {
+      ctx.fail(h->mark, "invalid host " + inQuotes(host) + " (a name, IPv4 or IPv6 address)");
+    }
+  }
+  if (u) {
+    socketPath = nonEmpty(ctx, *u);
+    if (!isValidSocketPath(socketPath)) {
+      ctx.fail(u->mark, "invalid unix " + inQuotes(socketPath) +
+                            " (an absolute socket path of at most 107 bytes)");
+    }
+  }
+}
+
+}  // namespace
 
 DaemonConfig parseDaemon(std::string_view text, const std::string& file) {
   Context ctx(file);
@@ -97,9 +133,13 @@ DaemonConfig parseDaemon(std::string_view text, const std::string& file) {
       for (const Alias& prev : c.aliases) {
         if (prev.name == a.name) ctx.fail(name.mark, "duplicate alias " + inQuotes(a.name));
       }
-      Mapping am(ctx, valueOf(kv.second, name.mark), {"device", "port"});
+      Mapping am(ctx, valueOf(kv.second, name.mark), {"device", "port", "host", "unix"});
       a.device = deviceId(ctx, am.require("device"));
       readIf(ctx, am, "port", a.port, port);
+      readTarget(ctx, am, a.host, a.socketPath);
+      if (!a.socketPath.empty() && a.port != 0) {
+        ctx.fail(am.find("port")->mark, "`unix:` goes without `port:`");
+      }
       c.aliases.push_back(std::move(a));
     }
   }
@@ -118,12 +158,17 @@ DaemonConfig parseDaemon(std::string_view text, const std::string& file) {
   if (const Value* v = m.find("control_group")) c.controlGroup = nonEmpty(ctx, *v);
   if (const Value* v = m.find("forwards")) {
     for (const Value& item : sequence(ctx, *v)) {
-      Mapping f(ctx, item, {"listen", "device", "port"});
+      Mapping f(ctx, item, {"listen", "device", "port", "host", "unix"});
       Forward fw;
       const Value& listen = f.require("listen");
       fw.listen = endpoint(ctx, listen);
       fw.device = deviceId(ctx, f.require("device"));
-      fw.port = port(ctx, f.require("port"));
+      readTarget(ctx, f, fw.host, fw.socketPath);
+      if (fw.socketPath.empty()) {
+        fw.port = port(ctx, f.require("port"));
+      } else if (const Value* p = f.find("port")) {
+        ctx.fail(p->mark, "`unix:` goes without `port:`");
+      }
       // Port 0 asks for an ephemeral port, which never collides.
       for (const Forward& prev : c.forwards) {
         if (fw.listen.port != 0 && prev.listen == fw.listen) {

@@ -279,10 +279,10 @@ TEST(ExampleConfig, LoadsForTheAgentWithDefaults) {
 
 // Every key the agent's loader knows is shown in the example, commented out or not.
 TEST(ExampleConfig, ShowsEveryAgentKey) {
-  test::expectExampleShows(
-      {"log_level:", "hub_url:", "ca:", "server_name:", "hub_hostname:", "device_id:",
-       "device_key:", "allow:", "proxy:", "connect_timeout:", "reconnect_min:", "reconnect_max:",
-       "keepalive:", "keepalive_timeout:", "max_streams:", "high_watermark:"});
+  test::expectExampleShows({"log_level:", "hub_url:", "ca:", "server_name:", "hub_hostname:",
+                            "device_id:", "device_key:", "allow:", "proxy:", "connect_timeout:",
+                            "reconnect_min:", "reconnect_max:", "keepalive:", "keepalive_timeout:",
+                            "max_streams:", "high_watermark:", "unix:/", "to:", "from:"});
 }
 
 }  // namespace
