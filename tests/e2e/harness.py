@@ -518,8 +518,8 @@ class Stack:
     with XDG_RUNTIME_DIR in the stack's folder too, so nothing of it lands in the real runtime
     folder. A stack that fails to start stops what it started and raises.
 
-    The agent's allow-list holds the stack's own targets and `allow_extra`: a port (on
-    127.0.0.1), a rule string ("127.0.0.2/32:80", "unix:/path"; "{ssh}" and "{http}" stand for
+    The agent's allow-list holds the stack's own targets and `allow_extra`: a port or port
+    range ("8000-8100", on 127.0.0.1), a rule string ("127.0.0.2/32:80", "unix:/path"; "{ssh}" and "{http}" stand for
     the stack's own ports) or a mapping ({"to": rule,
     "from": [callers]}). `policies` adds service policies to the registry seed, each a mapping
     with `name`, `permissions` and optionally `devices` (keys are made: `policy_keys[name]`);
@@ -558,7 +558,7 @@ class Stack:
         if self.ssh_port:
             allow.append(f"127.0.0.1:{self.ssh_port}")
         named = {"http": self.http_port, "ssh": self.ssh_port}  # "{ssh}" in a rule: the port
-        allow += [f"127.0.0.1:{p}" if isinstance(p, int) else p.format(**named)
+        allow += [p.format(**named) if isinstance(p, str) and ":" in p else f"127.0.0.1:{p}"
                   for p in allow_extra if not isinstance(p, dict)]
         env = dict(os.environ, DS_HUB_PORT=str(self.hub_port), DS_SOCKS_PORT=str(self.socks_port),
                    DS_ALLOW=",".join(allow), DS_HANDSHAKE_TIMEOUT=handshake, DS_LOG_LEVEL="debug",
