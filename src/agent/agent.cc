@@ -72,6 +72,7 @@ class Agent::PendingStream : public Deletable {
   PendingStream(Agent& agent, const proto::StreamRequest& req)
       : agent_(agent),
         id_(req.streamId),
+        logId_(printable(req.streamId)),
         requested_(req.host),
         socketPath_(req.socketPath),
         caller_(req.caller),
@@ -151,7 +152,7 @@ class Agent::PendingStream : public Deletable {
         if (a && std::find(out.begin(), out.end(), *a) == out.end()) out.push_back(*a);
       }
       if (result != 0) {
-        LOG_DEBUG("stream %s: resolving %s: %s", self->id_.c_str(), name.c_str(),
+        LOG_DEBUG("stream %s: resolving %s: %s", self->logId_.c_str(), name.c_str(),
                   evutil_gai_strerror(result));
         if (!self->host_.isAddress && name == self->host_.name) self->lookupError_ = result;
       }
@@ -189,7 +190,7 @@ class Agent::PendingStream : public Deletable {
       by += (by.empty() ? "" : ", ") + ("address " + a.address.toString()) + " by rule " +
             a.rule->text;
     }
-    LOG_INFO("stream %s: %s allowed: %s (%s)", id_.c_str(), shown_.c_str(), by.c_str(),
+    LOG_INFO("stream %s: %s allowed: %s (%s)", logId_.c_str(), shown_.c_str(), by.c_str(),
              who_.c_str());
     connectNext();
   }
@@ -207,7 +208,7 @@ class Agent::PendingStream : public Deletable {
     decided_ = true;
     const Rule* rule = socketRule(agent_.rules_, socketPath_, &caller_);
     if (!rule) return notAllowed();
-    LOG_INFO("stream %s: %s allowed: by rule %s (%s)", id_.c_str(), shown_.c_str(),
+    LOG_INFO("stream %s: %s allowed: by rule %s (%s)", logId_.c_str(), shown_.c_str(),
              rule->text.c_str(), who_.c_str());
 #ifdef _WIN32
     // No socket rule compiles on Windows (settings.cc), so this is not reached.
@@ -316,7 +317,7 @@ class Agent::PendingStream : public Deletable {
       lastCode_ = reject::kUnreachable;
       lastReason_ = "cannot connect to " + current_ + ": " + o.detail;
     }
-    LOG_DEBUG("stream %s: %s", id_.c_str(), lastReason_.c_str());
+    LOG_DEBUG("stream %s: %s", logId_.c_str(), lastReason_.c_str());
     connectNext();
   }
 
@@ -327,9 +328,9 @@ class Agent::PendingStream : public Deletable {
           agent_.loop_.deferDelete(std::move(side_));
           if (!ws) return fail(reject::kHubStreamFailed, "streaming endpoint: " + error);
           setTcpKeepalive(ws->fd());
-          LOG_INFO("stream %s: connected to %s", id_.c_str(), current_.c_str());
+          LOG_INFO("stream %s: connected to %s", logId_.c_str(), current_.c_str());
           agent_.answer(id_, true, "", "");
-          std::string id = id_;
+          std::string id = logId_;
           std::string who = who_;
           // The pump lives on its own WebSocket: losing the control channel does not end it.
           auto pump = std::make_unique<StreamPump>(
@@ -355,7 +356,7 @@ class Agent::PendingStream : public Deletable {
     connecting_ = false;
     if (connector_) agent_.loop_.deferDelete(std::move(connector_));
     timer_.cancel();
-    LOG_INFO("stream %s: rejected (%s): %s (%s)", id_.c_str(), code.c_str(), reason.c_str(),
+    LOG_INFO("stream %s: rejected (%s): %s (%s)", logId_.c_str(), code.c_str(), reason.c_str(),
              who_.c_str());
     agent_.answer(id_, false, code, reason);
     agent_.endPending(this);
@@ -363,6 +364,7 @@ class Agent::PendingStream : public Deletable {
 
   Agent& agent_;
   std::string id_;
+  std::string logId_;       // id_ fit for a log line
   std::string requested_;   // the host as the request spelled it (untrusted)
   std::string socketPath_;  // a Unix socket target instead of host:port (untrusted)
   proto::Caller caller_;    // as the hub vouches for it; empty policy: none sent

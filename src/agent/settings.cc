@@ -125,7 +125,8 @@ std::string AllowRule::toString() const {
     s = net::formatHostPort(host, portMin);
     if (portMax != portMin) s += "-" + std::to_string(portMax);
   }
-  for (size_t i = 0; i < from.size(); ++i) s += (i ? ", " : " from ") + from[i];
+  for (size_t i = 0; i < from.size(); ++i) s += (i ? ", " : " from [") + from[i];
+  if (!from.empty()) s += "]";
   return s;
 }
 

@@ -121,7 +121,7 @@ TEST(AllowRuleTest, UnixSocketPaths) {
   EXPECT_EQ(parseAllowRule("unix:/" + std::string(107, 'a')), std::nullopt);  // sun_path
   AllowRule r{"127.0.0.1", 22, 22};
   r.from = {"ops", "support/alice"};
-  EXPECT_EQ(r.toString(), "127.0.0.1:22 from ops, support/alice");
+  EXPECT_EQ(r.toString(), "127.0.0.1:22 from [ops, support/alice]");
 }
 
 TEST(AllowRuleTest, Callers) {

@@ -267,7 +267,7 @@ TEST(CompileRules, SocketsAndCallersFromTheConfiguration) {
   EXPECT_EQ((*rs)[0].text, "unix:/run/app.sock");
   EXPECT_EQ((*rs)[1].kind, Rule::Kind::Address);
   EXPECT_THAT((*rs)[1].from, ::testing::ElementsAre("ops", "support/alice"));
-  EXPECT_EQ((*rs)[1].text, "127.0.0.1:22 from ops, support/alice");
+  EXPECT_EQ((*rs)[1].text, "127.0.0.1:22 from [ops, support/alice]");
   EXPECT_EQ((*rs)[2].kind, Rule::Kind::Socket);
   EXPECT_THAT((*rs)[2].from, ::testing::ElementsAre("ops"));
   // A socket rule covers no TCP port, not even 0.
