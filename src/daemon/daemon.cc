@@ -4,7 +4,6 @@
 
 #include <netinet/in.h>
 
-#include <algorithm>
 #include <cctype>
 #include <vector>
 
@@ -49,17 +48,6 @@ socks::Reply replyFor(int status, const std::string& code) {
   if (status == 504) return Reply::TtlExpired;          // handshake timeout
   if (status == 502) return Reply::HostUnreachable;     // the device could not connect
   return Reply::GeneralFailure;                         // 401, 429, anything unexpected
-}
-
-std::string deviceFromHost(const std::string& host, const std::string& suffix) {
-  if (host.size() <= suffix.size()) return {};
-  auto tail = host.substr(host.size() - suffix.size());
-  if (!std::equal(
-          tail.begin(), tail.end(), suffix.begin(), suffix.end(),
-          [](unsigned char a, unsigned char b) { return std::tolower(a) == std::tolower(b); })) {
-    return {};
-  }
-  return host.substr(0, host.size() - suffix.size());
 }
 
 Destination resolveDestination(const config::DaemonConfig& cfg, const std::string& host,

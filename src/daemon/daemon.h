@@ -28,9 +28,6 @@ namespace ds::daemon {
 // How a failed stream initiation is reported to a SOCKS client.
 socks::Reply replyFor(int httpStatus, const std::string& code);
 
-// "dev01.hub" -> "dev01" for suffix ".hub" (case-insensitive suffix); empty when not ours.
-std::string deviceFromHost(const std::string& host, const std::string& suffix);
-
 // Where a client's destination leads.
 struct Destination {
   enum class Kind { Device, Direct, Refused };

@@ -93,9 +93,12 @@ DaemonConfig parseDaemon(std::string_view text, const std::string& file) {
       User user;
       const Value& name = u.require("name");
       user.name = nonEmpty(ctx, name);
-      // RFC 1929 carries each in one length byte; Basic auth cannot carry ':' in the name.
-      if (user.name.size() > 255 || user.name.find(':') != std::string::npos) {
-        ctx.fail(name.mark, "user name must be 1..255 bytes without ':'");
+      // Basic auth cannot carry ':' in the name; the name goes with stream requests as `user`,
+      // which the protocol bounds (RFC 1929 alone would allow 255 bytes).
+      if (user.name.size() > proto::kMaxId || user.name.find(':') != std::string::npos ||
+          !std::none_of(user.name.begin(), user.name.end(),
+                        [](unsigned char c) { return c < 0x20 || c == 0x7f; })) {
+        ctx.fail(name.mark, "user name must be 1..128 bytes without ':' or control characters");
       }
       const Value& password = u.require("password");
       user.password = nonEmpty(ctx, password);

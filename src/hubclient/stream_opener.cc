@@ -258,7 +258,9 @@ bool StreamOpener::sendRequest(Open* o) {
 
 uint64_t StreamOpener::open(const StreamTarget& target, Done done) {
   uint64_t id = nextId_++;
-  auto o = std::make_unique<Open>(*this, id, target, std::move(done));
+  StreamTarget t = target;
+  t.name = proto::truncateUtf8(t.name, proto::kMaxName);  // audit only: cut, never refused
+  auto o = std::make_unique<Open>(*this, id, std::move(t), std::move(done));
   Open* raw = o.get();
   opens_.emplace(id, std::move(o));
   raw->start();

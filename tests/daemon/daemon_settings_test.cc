@@ -137,7 +137,10 @@ TEST_F(DaemonConfigTest, DaemonUsersAliasesAndListenErrors) {
   EXPECT_NO_THROW(loadDaemon(write("c.yaml", kDaemonMin + "  socks_listen: 127.0.0.2:1080\n")));
   EXPECT_NO_THROW(loadDaemon(write("c.yaml", kDaemonMin + "  socks_listen: localhost:1080\n")));
   EXPECT_EQ(daemonError(kDaemonMin + "  users:\n    - {name: 'a:b', password: x}\n"),
-            at(7, 14) + "user name must be 1..255 bytes without ':'");
+            at(7, 14) + "user name must be 1..128 bytes without ':' or control characters");
+  EXPECT_EQ(daemonError(kDaemonMin + "  users:\n    - {name: " + std::string(129, 'a') +
+                        ", password: x}\n"),
+            at(7, 14) + "user name must be 1..128 bytes without ':' or control characters");
   EXPECT_EQ(daemonError(kDaemonMin + "  users:\n    - {name: a, password: ''}\n"),
             at(7, 27) + "must not be empty");
   EXPECT_EQ(daemonError(kDaemonMin + "  users:\n    - {name: a}\n"),

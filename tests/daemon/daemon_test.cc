@@ -73,10 +73,17 @@ INSTANTIATE_TEST_SUITE_P(
       return name + "_" + std::to_string(info.index);
     });
 
+// The device part of a plain NAME<suffix> (parseDeviceName); "" when the name is none.
+std::string deviceFromHost(const std::string& host, const std::string& suffix) {
+  NameResult r = parseDeviceName(host, suffix);
+  return r.name && r.name->host.empty() ? r.name->device : "";
+}
+
 TEST(DeviceFromHost, StripsTheSuffix) {
   EXPECT_EQ(deviceFromHost("dev01.hub", ".hub"), "dev01");
   EXPECT_EQ(deviceFromHost("d.hub", ".hub"), "d");
   EXPECT_EQ(deviceFromHost("a.b.hub", ".hub"), "a.b");
+  EXPECT_EQ(deviceFromHost("dev01.hub.", ".hub"), "dev01");  // an absolute name
 }
 
 TEST(DeviceFromHost, SuffixIsCaseInsensitiveAndNameKeepsItsCase) {
@@ -94,7 +101,6 @@ TEST(DeviceFromHost, NothingBeforeTheSuffixIsNotADevice) {
 TEST(DeviceFromHost, OtherHostsAreNotDevices) {
   EXPECT_EQ(deviceFromHost("example.com", ".hub"), "");
   EXPECT_EQ(deviceFromHost("dev01hub", ".hub"), "");
-  EXPECT_EQ(deviceFromHost("dev01.hub.", ".hub"), "");
   EXPECT_EQ(deviceFromHost("dev01.hubx", ".hub"), "");
   EXPECT_EQ(deviceFromHost("dev01.xhub", ".hub"), "");
 }
@@ -110,7 +116,7 @@ TEST(DeviceFromHost, BytesAboveAsciiDoNotMatchTheSuffix) {
       "dev01.h\xC3\xBC"
       "b";  // "dev01.hüb"
   EXPECT_EQ(deviceFromHost(umlaut, ".hub"), "");
-  EXPECT_EQ(deviceFromHost("d\xC3\xA9v.hub", ".hub"), "d\xC3\xA9v");
+  EXPECT_EQ(deviceFromHost("d\xC3\xA9v.hub", ".hub"), "");  // no device id
 }
 
 config::DaemonConfig withAliases(bool direct) {

@@ -20,6 +20,7 @@
 #include "common/pki.h"
 #include "common/tls.h"
 #include "common/ws_conn.h"
+#include "hubclient/hub_client.h"
 
 namespace ds::test {
 
@@ -135,5 +136,17 @@ class FakeHub {
   uint16_t port_ = 0;
   std::vector<std::unique_ptr<Conn>> conns_;
 };
+
+// How the hub client reaches `hub`: loopback, its certificate verified as "localhost" with `ssl`
+// (a client context trusting fakeHubFiles()).
+inline hubclient::HubTarget targetOf(const FakeHub& hub, SSL_CTX* ssl) {
+  hubclient::HubTarget t;
+  t.host = "127.0.0.1";
+  t.port = hub.port();
+  t.serverName = "localhost";
+  t.resourceHost = "localhost";
+  t.ssl = ssl;
+  return t;
+}
 
 }  // namespace ds::test

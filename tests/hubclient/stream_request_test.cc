@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "common/protocol.h"
 #include "common/tls.h"
 #include "hubclient/fake_hub.h"
 #include "hubclient/stream_opener.h"
@@ -23,15 +24,21 @@ class StreamRequestTest : public ::testing::Test {
     std::string err;
     clientCtx_ = tls::clientContext(test::fakeHubFiles().caCert, err);
     ASSERT_TRUE(clientCtx_) << err;
-    target_.host = "127.0.0.1";
-    target_.port = hub_.port();
-    target_.serverName = "localhost";
-    target_.resourceHost = "localhost";
-    target_.ssl = clientCtx_.get();
+    target_ = test::targetOf(hub_, clientCtx_.get());
     safety_.arm(10s);
   }
 
   bool until(const std::function<bool()>& pred) { return test::runUntil(loop_, timedOut_, pred); }
+
+  // An opener without warm connections (the fake hub's grants lead nowhere).
+  static StreamOpener::Options options() {
+    StreamOpener::Options o;
+    o.policy = "service";
+    o.key = "a2V5";
+    o.pool.idle = 0;
+    o.pool.busy = 0;
+    return o;
+  }
 
   // The body of the first POST the hub saw; "" before one came.
   std::string postBody() const {
@@ -82,12 +89,7 @@ TEST_F(StreamRequestTest, PostBodyOfASocketHasNoHostOrPort) {
 
 // Before its channel is up the opener posts; then the same request goes on the channel.
 TEST_F(StreamRequestTest, OpenerSendsTheSameFieldsByPostAndOnTheChannel) {
-  StreamOpener::Options o;
-  o.policy = "service";
-  o.key = "a2V5";
-  o.pool.idle = 0;
-  o.pool.busy = 0;
-  StreamOpener opener(loop_, target_, o);
+  StreamOpener opener(loop_, target_, options());
   opener.start();
   uint64_t first = opener.open(kToLanHost, [](std::unique_ptr<WsConnection>, OpenResult) {});
   ASSERT_TRUE(until([&] { return !postBody().empty(); }));
@@ -118,6 +120,17 @@ TEST_F(StreamRequestTest, OpenerSendsTheSameFieldsByPostAndOnTheChannel) {
   EXPECT_EQ(sent["user"], "alice");
   EXPECT_EQ(sent["name"], "cam.lab");
   opener.cancel(third);
+}
+
+// The name is for the audit log only: a long one is cut to the protocol's bound, not refused.
+TEST_F(StreamRequestTest, LongNamesAreCut) {
+  StreamOpener opener(loop_, target_, options());
+  StreamTarget t = kToLanHost;
+  t.name = std::string(200, 'n');
+  uint64_t id = opener.open(t, [](std::unique_ptr<WsConnection>, OpenResult) {});
+  ASSERT_TRUE(until([&] { return !postBody().empty(); }));
+  EXPECT_EQ(json::parse(postBody())["name"], std::string(proto::kMaxName, 'n'));
+  opener.cancel(id);
 }
 
 }  // namespace
