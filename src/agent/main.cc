@@ -1,11 +1,11 @@
 // devstreams-agent: command line and start-up.
-#include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
 
 #include "agent/agent.h"
 #include "common/log.h"
 #include "common/platform.h"
+#include "common/program.h"
 #include "common/service.h"
 #include "common/service_notify.h"
 
@@ -36,25 +36,20 @@ void onSighup(evutil_socket_t, short, void* arg) {
 
 int runAgent(int argc, char** argv) {
   CLI::App app{"devstreams-agent: device side of devstreams"};
-  std::string configPath = ds::platform::defaultConfigFile("agent.yaml");
-  app.add_option("-c,--config", configPath, "configuration file (section 'agent')");
-  bool check = false;
-  app.add_flag("--check", check, "validate the configuration and exit");
+  ds::program::CommandLine cl{ds::platform::defaultConfigFile("agent.yaml")};
+  ds::program::addOptions(app, cl, "agent");
   CLI11_PARSE(app, argc, argv);
+  const std::string& configPath = cl.configPath;
 
   ds::setLogProgram("devstreams-agent");
-  ds::config::AgentConfig cfg;
-  try {
-    cfg = ds::config::loadAgent(configPath);
-  } catch (const ds::config::Error& e) {
-    ds::service::startError(e.what());
-    return 2;
-  }
+  auto loaded = ds::program::loadConfig(configPath, &ds::config::loadAgent);
+  if (!loaded) return 2;
+  ds::config::AgentConfig& cfg = *loaded;
   if (std::string err; !ds::agent::compileRules(cfg.allow, err)) {
     std::fprintf(stderr, "devstreams-agent: %s: %s\n", configPath.c_str(), err.c_str());
     return 2;
   }
-  if (check) {
+  if (cl.check) {
     std::printf("%s: ok (device %s, %zu allowed targets)\n", configPath.c_str(),
                 cfg.deviceId.c_str(), cfg.allow.size());
     return 0;
@@ -77,19 +72,12 @@ int runAgent(int argc, char** argv) {
                                                    (online ? " online, " : " connecting to hub, ") +
                                                    ds::service::countOf(agent.streams(), "stream")};
   });
-  loop.onSignals([&](int sig) {
-    LOG_INFO("signal %d: shutting down", sig);
-    notifier.stopping("shutting down");
-    agent.shutdown();
-    loop.stopWhenFlushed();
-  });
 #ifdef SIGHUP  // Windows has none: the service is restarted to reload
   SighupContext hup{configPath, &agent};
   ds::EventPtr sighup(evsignal_new(loop.base(), SIGHUP, &onSighup, &hup));
   event_add(sighup.get(), nullptr);
 #endif
-  ds::service::reportRunning();  // after onSignals: a stop request now ends the loop
-  loop.run();
+  ds::program::runUntilSignal(loop, notifier, [&] { agent.shutdown(); });
   return 0;
 }
 

@@ -1,10 +1,10 @@
 // devstreamsd: command line and start-up.
-#include <CLI/CLI.hpp>
 #include <cstdio>
 
 #include "common/json_fields.h"
 #include "common/log.h"
 #include "common/platform.h"
+#include "common/program.h"
 #include "common/service.h"
 #include "common/service_notify.h"
 #include "daemon/daemon.h"
@@ -13,21 +13,16 @@ namespace {
 
 int runDaemon(int argc, char** argv) {
   CLI::App app{"devstreamsd: SOCKS5 and port forwards to devices through a devstreams hub"};
-  std::string configPath = ds::platform::defaultConfigFile("devstreams.yaml");
-  app.add_option("-c,--config", configPath, "configuration file (section 'daemon')");
-  bool check = false;
-  app.add_flag("--check", check, "validate the configuration and exit");
+  ds::program::CommandLine cl{ds::platform::defaultConfigFile("devstreams.yaml")};
+  ds::program::addOptions(app, cl, "daemon");
   CLI11_PARSE(app, argc, argv);
+  const std::string& configPath = cl.configPath;
 
   ds::setLogProgram("devstreamsd");
-  ds::config::DaemonConfig cfg;
-  try {
-    cfg = ds::config::loadDaemon(configPath);
-  } catch (const ds::config::Error& e) {
-    ds::service::startError(e.what());
-    return 2;
-  }
-  if (check) {
+  auto loaded = ds::program::loadConfig(configPath, &ds::config::loadDaemon);
+  if (!loaded) return 2;
+  ds::config::DaemonConfig& cfg = *loaded;
+  if (cl.check) {
     std::printf("%s: ok (SOCKS on %s, %zu forwards)\n", configPath.c_str(),
                 cfg.socksListen.toString().c_str(), cfg.forwards.size());
     return 0;
@@ -58,14 +53,7 @@ int runDaemon(int argc, char** argv) {
                               hub + ", " + ds::service::countOf(streams, "stream") + ", proxy on " +
                                   ds::stringField(st, "listen")};
   });
-  loop.onSignals([&](int sig) {
-    LOG_INFO("signal %d: shutting down", sig);
-    notifier.stopping("shutting down");
-    daemon.shutdown();
-    loop.stopWhenFlushed();
-  });
-  ds::service::reportRunning();  // after onSignals: a stop request now ends the loop
-  loop.run();
+  ds::program::runUntilSignal(loop, notifier, [&] { daemon.shutdown(); });
   return 0;
 }
 

@@ -1,31 +1,29 @@
 // devstreams-hub: command line and start-up.
-#include <CLI/CLI.hpp>
 #include <cstdio>
 
 #include "common/log.h"
-#include "common/service_notify.h"
+#include "common/program.h"
 #include "hub/hub.h"
 #include "hub/settings.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int runHub(int argc, char** argv) {
   CLI::App app{"devstreams-hub: main and streaming endpoint of devstreams"};
-  std::string configPath = "/etc/devstreams/hub.yaml";
-  app.add_option("-c,--config", configPath, "configuration file (section 'hub')");
-  bool check = false;
-  app.add_flag("--check", check, "validate the configuration and exit");
+  ds::program::CommandLine cl{"/etc/devstreams/hub.yaml"};
+  ds::program::addOptions(app, cl, "hub");
   CLI11_PARSE(app, argc, argv);
 
   ds::setLogProgram("devstreams-hub");
-  ds::config::HubConfig cfg;
-  try {
-    cfg = ds::config::loadHub(configPath);
+  auto loaded = ds::program::loadConfig(cl.configPath, [](const std::string& path) {
+    ds::config::HubConfig cfg = ds::config::loadHub(path);
     if (!cfg.bootstrapRegistry.empty()) ds::config::loadRegistrySeed(cfg.bootstrapRegistry);
-  } catch (const ds::config::Error& e) {
-    std::fprintf(stderr, "devstreams-hub: %s\n", e.what());
-    return 2;
-  }
-  if (check) {
-    std::printf("%s: ok\n", configPath.c_str());
+    return cfg;
+  });
+  if (!loaded) return 2;
+  ds::config::HubConfig& cfg = *loaded;
+  if (cl.check) {
+    std::printf("%s: ok\n", cl.configPath.c_str());
     return 0;
   }
   ds::setLogLevel(static_cast<ds::Level>(cfg.logLevel));
@@ -34,7 +32,7 @@ int main(int argc, char** argv) {
   ds::hub::Hub hub(loop, cfg);
   std::string err;
   if (!hub.start(err)) {
-    std::fprintf(stderr, "devstreams-hub: %s\n", err.c_str());
+    ds::service::startError(err);
     return 1;
   }
   LOG_INFO("listening on %s:%u, registry %s", cfg.listen.host.c_str(), hub.port(),
@@ -45,12 +43,11 @@ int main(int argc, char** argv) {
         true, "listening on " + where + ", " + ds::service::countOf(hub.devicesOnline(), "device") +
                   " online, " + ds::service::countOf(hub.streamCount(), "stream")};
   });
-  loop.onSignals([&](int sig) {
-    LOG_INFO("signal %d: shutting down", sig);
-    notifier.stopping("shutting down");
-    hub.shutdown();
-    loop.stopWhenFlushed();
-  });
-  loop.run();
+  ds::program::runUntilSignal(loop, notifier, [&] { hub.shutdown(); });
   return 0;
 }
+
+}  // namespace
+
+// The hub is Linux-only: service::run names the program for start-up errors and runs runHub.
+int main(int argc, char** argv) { return ds::service::run("devstreams-hub", argc, argv, &runHub); }

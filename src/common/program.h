@@ -1,0 +1,58 @@
+// The start-up and shut-down every long-running program (hub, agent, daemon) shares: its command
+// line (-c/--config, --check), reading its configuration file, and running its loop until
+// SIGINT or SIGTERM. Each program's main() keeps only what is its own. Header-only: CLI11 is
+// linked by the programs, not by ds_common.
+#pragma once
+
+#include <CLI/CLI.hpp>  // header-only; only the programs include this file
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "common/config.h"
+#include "common/event.h"
+#include "common/log.h"
+#include "common/service.h"
+#include "common/service_notify.h"
+
+namespace ds::program {
+
+struct CommandLine {
+  std::string configPath;
+  bool check = false;
+};
+
+// Adds -c/--config (the file's section `section`) and --check to `app`.
+inline void addOptions(CLI::App& app, CommandLine& cl, const std::string& section) {
+  app.add_option("-c,--config", cl.configPath, "configuration file (section '" + section + "')");
+  app.add_flag("--check", cl.check, "validate the configuration and exit");
+}
+
+// Reads the configuration with `load(path)`. A config::Error (file:line:column) is reported as
+// a start-up error (service::startError) and gives nullopt: the program then exits with 2.
+template <class Load>
+auto loadConfig(const std::string& path, Load load) -> std::optional<decltype(load(path))> {
+  try {
+    return load(path);
+  } catch (const config::Error& e) {
+    service::startError(e.what());
+    return std::nullopt;
+  }
+}
+
+// Runs `loop` until SIGINT or SIGTERM, which log the signal, tell the service manager the
+// program is stopping, call `shutdown` and end the loop once its output is flushed. The program
+// is reported running once the signals are set (a stop request then ends the loop).
+inline void runUntilSignal(Loop& loop, service::Notifier& notifier,
+                           const std::function<void()>& shutdown) {
+  loop.onSignals([&loop, &notifier, shutdown](int sig) {
+    LOG_INFO("signal %d: shutting down", sig);
+    notifier.stopping("shutting down");
+    shutdown();
+    loop.stopWhenFlushed();
+  });
+  service::reportRunning();  // after onSignals: a stop request now ends the loop
+  loop.run();
+}
+
+}  // namespace ds::program
