@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "common/handle.h"
+#include "common/tls.h"
 
 namespace ds::pki {
 namespace {
@@ -37,29 +38,10 @@ using ds::FreeWith;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 
-using X509Ptr = std::unique_ptr<X509, FreeWith<X509_free>>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, FreeWith<EVP_PKEY_free>>;
-using BioPtr = std::unique_ptr<BIO, FreeWith<BIO_free>>;
 using StorePtr = std::unique_ptr<X509_STORE, FreeWith<X509_STORE_free>>;
 using StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, FreeWith<X509_STORE_CTX_free>>;
-using ExtPtr = std::unique_ptr<X509_EXTENSION, FreeWith<X509_EXTENSION_free>>;
-using BnPtr = std::unique_ptr<BIGNUM, FreeWith<BN_free>>;
-using CtxPtr = std::unique_ptr<SSL_CTX, FreeWith<SSL_CTX_free>>;
-using SslPtr = std::unique_ptr<SSL, FreeWith<SSL_free>>;
 
 const std::vector<std::string> kNames = {"localhost", "127.0.0.1", "::1"};
-
-std::string errors() {
-  std::string out;
-  unsigned long e;
-  while ((e = ERR_get_error()) != 0) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    out += buf;
-    out += "; ";
-  }
-  return out;
-}
 
 X509Ptr readCert(const std::string& path) {
   BioPtr bio(BIO_new_file(path.c_str(), "r"));
@@ -112,7 +94,7 @@ bool chainVerifies(const std::string& caPath, const std::string& certPath, std::
   StoreCtxPtr ctx(X509_STORE_CTX_new());
   if (!ca || !cert || !store || !ctx || X509_STORE_add_cert(store.get(), ca.get()) != 1 ||
       X509_STORE_CTX_init(ctx.get(), store.get(), cert.get(), nullptr) != 1) {
-    why = "setup: " + errors();
+    why = "setup: " + tls::opensslErrors();
     return false;
   }
   X509_STORE_CTX_set_purpose(ctx.get(), X509_PURPOSE_SSL_SERVER);
@@ -144,10 +126,10 @@ std::string opensslCliFingerprint(const std::string& path) {
 // ca.crt and expects `host`, over a BIO pair, then sends one message across.
 bool handshake(const HubFiles& f, const std::string& host, std::string& why,
                long* clientVerify = nullptr) {
-  CtxPtr sctx(SSL_CTX_new(TLS_server_method()));
-  CtxPtr cctx(SSL_CTX_new(TLS_client_method()));
+  SslCtxPtr sctx(SSL_CTX_new(TLS_server_method()));
+  SslCtxPtr cctx(SSL_CTX_new(TLS_client_method()));
   if (!sctx || !cctx) {
-    why = "SSL_CTX_new: " + errors();
+    why = "SSL_CTX_new: " + tls::opensslErrors();
     return false;
   }
   SSL_CTX_set_min_proto_version(sctx.get(), TLS1_3_VERSION);
@@ -155,11 +137,11 @@ bool handshake(const HubFiles& f, const std::string& host, std::string& why,
   if (SSL_CTX_use_certificate_chain_file(sctx.get(), f.cert.c_str()) != 1 ||
       SSL_CTX_use_PrivateKey_file(sctx.get(), f.key.c_str(), SSL_FILETYPE_PEM) != 1 ||
       SSL_CTX_check_private_key(sctx.get()) != 1) {
-    why = "server credentials: " + errors();
+    why = "server credentials: " + tls::opensslErrors();
     return false;
   }
   if (SSL_CTX_load_verify_locations(cctx.get(), f.caCert.c_str(), nullptr) != 1) {
-    why = "client trust: " + errors();
+    why = "client trust: " + tls::opensslErrors();
     return false;
   }
   SSL_CTX_set_verify(cctx.get(), SSL_VERIFY_PEER, nullptr);
@@ -169,14 +151,14 @@ bool handshake(const HubFiles& f, const std::string& host, std::string& why,
   BIO* cb = nullptr;
   BIO* sb = nullptr;
   if (!client || !server || BIO_new_bio_pair(&cb, 0, &sb, 0) != 1) {
-    why = "SSL_new/BIO pair: " + errors();
+    why = "SSL_new/BIO pair: " + tls::opensslErrors();
     return false;
   }
   SSL_set_bio(client.get(), cb, cb);  // each SSL now owns its end
   SSL_set_bio(server.get(), sb, sb);
   SSL_set_tlsext_host_name(client.get(), host.c_str());
   if (SSL_set1_host(client.get(), host.c_str()) != 1) {
-    why = "SSL_set1_host: " + errors();
+    why = "SSL_set1_host: " + tls::opensslErrors();
     return false;
   }
   SSL_set_connect_state(client.get());
@@ -192,7 +174,7 @@ bool handshake(const HubFiles& f, const std::string& host, std::string& why,
     }
     int e = SSL_get_error(ssl, r);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return true;
-    why = std::string(side) + " handshake failed: " + errors();
+    why = std::string(side) + " handshake failed: " + tls::opensslErrors();
     return false;
   };
   for (int i = 0; i < 50 && !(clientDone && serverDone); ++i) {
@@ -212,7 +194,7 @@ bool handshake(const HubFiles& f, const std::string& host, std::string& why,
   char buf[16] = {};
   if (SSL_write(client.get(), msg, 4) != 4 || SSL_read(server.get(), buf, sizeof buf) != 4 ||
       std::string(buf) != "ping") {
-    why = "application data: " + errors();
+    why = "application data: " + tls::opensslErrors();
     return false;
   }
   return true;
