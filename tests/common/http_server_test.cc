@@ -16,17 +16,14 @@
 #include <string_view>
 #include <vector>
 
+#include "support/bytes.h"
 #include "support/raw_peer.h"
 #include "support/run_loop.h"
 
 namespace ds {
 namespace {
 
-size_t kernelReadable(int fd) {
-  int n = 0;
-  ::ioctl(fd, FIONREAD, &n);
-  return static_cast<size_t>(n);
-}
+using test::kernelReadable;
 
 // One parsed answer from the front of `bytes` (removed from it); status 0 when incomplete.
 struct Answer {

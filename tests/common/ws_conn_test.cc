@@ -24,11 +24,17 @@
 
 #include "common/ws_frame.h"
 #include "mocks/ws_callbacks.h"
+#include "support/bytes.h"
 #include "support/raw_peer.h"
 #include "support/run_loop.h"
 
 namespace ds {
 namespace {
+
+using test::appendAll;
+using test::kernelReadable;
+using test::randomBytes;
+using test::writable;
 
 using ::testing::_;
 using ::testing::NiceMock;
@@ -38,13 +44,6 @@ using ws::Opcode;
 namespace cc = ws::close_code;
 
 constexpr std::array<uint8_t, 4> kKey = {0x11, 0x5a, 0xc3, 0x7e};
-
-std::string randomBytes(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(rng());
-  return s;
-}
 
 // One frame as a peer would send it: masked (client to server) or not (server to client).
 std::string frame(Opcode op, std::string_view payload, bool fin = true, bool masked = true) {
@@ -98,25 +97,7 @@ uint16_t closeCodeOf(const Frame& f) {
                                static_cast<uint8_t>(f.payload[1]));
 }
 
-bool writable(int fd) {
-  pollfd p{fd, POLLOUT, 0};
-  return ::poll(&p, 1, 0) == 1 && (p.revents & POLLOUT) != 0;
-}
-
-size_t kernelReadable(int fd) {
-  int n = 0;
-  ::ioctl(fd, FIONREAD, &n);
-  return static_cast<size_t>(n);
-}
-
 using test::RawPeer;
-
-void appendAll(std::string& to, evbuffer* from) {
-  size_t n = evbuffer_get_length(from);
-  size_t old = to.size();
-  to.resize(old + n);
-  evbuffer_remove(from, to.data() + old, n);
-}
 
 class WsConnTest : public ::testing::Test {
  protected:

@@ -18,23 +18,15 @@
 #include <random>
 #include <string>
 
+#include "support/bytes.h"
 #include "support/run_loop.h"
 #include "support/tcp_pair.h"
 
 namespace ds {
 namespace {
 
-std::string randomBytes(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(rng());
-  return s;
-}
-
-bool writable(int fd) {
-  pollfd p{fd, POLLOUT, 0};
-  return ::poll(&p, 1, 0) == 1 && (p.revents & POLLOUT) != 0;
-}
+using test::randomBytes;
+using test::writable;
 
 class TcpRelayTest : public ::testing::Test {
  protected:
@@ -59,16 +51,7 @@ class TcpRelayTest : public ::testing::Test {
   // Turns the loop until `done` holds. The test's own sockets are not in the loop, so it never
   // blocks in it: a turn that finds nothing to do waits briefly on the test's sockets instead.
   bool drive(const std::function<bool()>& done) {
-    while (!done()) {
-      if (timedOut_) {
-        ADD_FAILURE() << "safety stop: the awaited condition never came";
-        return false;
-      }
-      event_base_loop(loop_.base(), EVLOOP_NONBLOCK);
-      pollfd p[2] = {{client_, POLLIN, 0}, {target_, POLLIN, 0}};
-      ::poll(p, 2, 1);
-    }
-    return true;
+    return test::driveAround(loop_, timedOut_, {client_, target_}, done);
   }
 
   // Writes all of `data` to `from`, half-closes it and reads `to` until EOF, turning the loop

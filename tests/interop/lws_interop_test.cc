@@ -31,10 +31,13 @@
 #include "hub/settings.h"
 #include "hubclient/hub_client.h"
 #include "lws_peer.h"
+#include "support/bytes.h"
 #include "test_pki.h"
 
 namespace ds {
 namespace {
+
+using test::randomBytes;
 
 using interop::Conn;
 using interop::LwsPeer;
@@ -77,13 +80,6 @@ void runFor(Loop& loop, std::chrono::milliseconds d) {
       loop, [&] { return std::chrono::steady_clock::now() >= until; }, d + 1s);
 }
 
-std::string randomBytes(size_t n, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(gen() & 0xff);
-  return s;
-}
-
 // Valid UTF-8 of exactly `n` bytes with one- to four-byte sequences throughout.
 std::string utf8Text(size_t n) {
   static const std::string kPattern = "devstreams h\xc3\xa9llo \xe2\x9c\x93 \xf0\x9f\x9a\x80 ";
@@ -116,12 +112,7 @@ struct Collector : WsConnection::Callbacks {
   uint16_t code = 0;
   std::string reason;
 
-  void onWsData(evbuffer* payload) override {
-    size_t n = evbuffer_get_length(payload);
-    size_t old = bin.size();
-    bin.resize(old + n);
-    evbuffer_remove(payload, bin.data() + old, n);
-  }
+  void onWsData(evbuffer* payload) override { test::appendAll(bin, payload); }
   void onWsText(std::string message) override { texts.push_back(std::move(message)); }
   void onWsClosed(uint16_t c, const std::string& r) override {
     closed = true;
