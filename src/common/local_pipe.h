@@ -18,14 +18,16 @@ bool isPipeName(const std::string& name);
 // returns a blocking socket whose peer is bridged to the pipe; -1 with `err` set.
 intptr_t connect(const std::string& name, int timeoutMs, std::string& err);
 
-// Serves the pipe `name`: only the current user, SYSTEM and Administrators may open it, and
-// remote clients are refused. Every client becomes a socket handed to `onClient` on the thread
+// Serves the pipe `name`: only the current user, SYSTEM and Administrators may open it (and
+// the members of `group`, a local or domain group name, when not empty), and remote clients
+// are refused. Every client becomes a socket handed to `onClient` on the thread
 // that calls poll(). The first instance is created with FILE_FLAG_FIRST_PIPE_INSTANCE, so a
 // name that another process already serves is an error ("in use").
 class Server {
  public:
   ~Server();  // stops accepting; connections already bridged run to their end
-  static std::unique_ptr<Server> start(const std::string& name, std::string& err);
+  static std::unique_ptr<Server> start(const std::string& name, const std::string& group,
+                                       std::string& err);
   // The socket to watch for readability; then call takeClients().
   intptr_t notifySocket() const { return notifyRead_; }
   // Calls `onClient` with each client socket accepted since the last call.

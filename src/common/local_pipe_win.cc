@@ -99,9 +99,33 @@ intptr_t bridge(HANDLE pipe, bool server) {
   return pair[1];
 }
 
-// The DACL: full access for the current user, SYSTEM and Administrators only.
-std::string pipeSddl() {
-  return "D:P(A;;GA;;;" + platform::currentUserSid() + ")(A;;GA;;;SY)(A;;GA;;;BA)";
+// The DACL: full access for the current user, SYSTEM and Administrators; read and write for
+// the members of `group` when one is given (its SID as text).
+std::string pipeSddl(const std::string& groupSid) {
+  std::string sddl = "D:P(A;;GA;;;" + platform::currentUserSid() + ")(A;;GA;;;SY)(A;;GA;;;BA)";
+  if (!groupSid.empty()) sddl += "(A;;GRGW;;;" + groupSid + ")";
+  return sddl;
+}
+
+// The SID of a local or domain group (or user) `name` as text; empty with `err` set.
+std::string accountSid(const std::string& name, std::string& err) {
+  BYTE sid[SECURITY_MAX_SID_SIZE];
+  DWORD sidLen = sizeof sid;
+  char domain[256];
+  DWORD domainLen = sizeof domain;
+  SID_NAME_USE use;
+  if (!LookupAccountNameA(nullptr, name.c_str(), sid, &sidLen, domain, &domainLen, &use)) {
+    err = "no group or account '" + name + "' on this machine (" + winError(GetLastError()) + ")";
+    return {};
+  }
+  char* text = nullptr;
+  if (!ConvertSidToStringSidA(sid, &text)) {
+    err = "cannot read the SID of '" + name + "': " + winError(GetLastError());
+    return {};
+  }
+  std::string out = text;
+  LocalFree(text);
+  return out;
 }
 
 }  // namespace
@@ -154,7 +178,8 @@ struct Server::Impl {
   }
 };
 
-std::unique_ptr<Server> Server::start(const std::string& name, std::string& err) {
+std::unique_ptr<Server> Server::start(const std::string& name, const std::string& group,
+                                      std::string& err) {
   if (!isPipeName(name)) {
     err = "on Windows control_socket is a pipe name like \\\\.\\pipe\\devstreamsd, not '" + name +
           "'";
@@ -164,7 +189,15 @@ std::unique_ptr<Server> Server::start(const std::string& name, std::string& err)
   s->impl_ = std::make_unique<Impl>();
   Impl& i = *s->impl_;
   i.name = name;
-  i.sddl = pipeSddl();
+  std::string groupSid;
+  if (!group.empty()) {
+    groupSid = accountSid(group, err);
+    if (groupSid.empty()) {
+      err = "control_group: " + err;
+      return nullptr;
+    }
+  }
+  i.sddl = pipeSddl(groupSid);
   if (!ConvertStringSecurityDescriptorToSecurityDescriptorA(i.sddl.c_str(), SDDL_REVISION_1, &i.sd,
                                                             nullptr)) {
     err = "cannot build the pipe's ACL: " + winError(GetLastError());

@@ -20,14 +20,8 @@ struct PipeListener {
 void ControlApi::removeSocketFile() {}
 
 bool ControlApi::start(std::string& err) {
-  if (!group_.empty()) {
-    err =
-        "control_group is not supported on Windows (the pipe admits the daemon's user, SYSTEM "
-        "and Administrators)";
-    return false;
-  }
   auto pipe = std::make_shared<PipeListener>();
-  pipe->server = localpipe::Server::start(path_, err);
+  pipe->server = localpipe::Server::start(path_, group_, err);
   if (!pipe->server) {
     err = "cannot serve the control pipe " + path_ + ": " + err;
     return false;

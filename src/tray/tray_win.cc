@@ -211,8 +211,8 @@ class Tray : public Desktop {
                    job.poll = pollDaemon(job.pipe);
                    if (!job.poll.status.reached && win::pipeRefusesUs(job.pipe)) {
                      job.poll.status.error = "devstreamsd runs, but its pipe " + job.pipe +
-                                             " refuses this user: run the tray as an "
-                                             "Administrator (docs/tray.md, Windows)";
+                                             " refuses this user: add the user to its "
+                                             "control_group (docs/tray.md, Windows)";
                    }
                  });
   }
