@@ -54,30 +54,25 @@ int runAgent(int argc, char** argv) {
                 cfg.deviceId.c_str(), cfg.allow.size());
     return 0;
   }
-  ds::setLogLevel(static_cast<ds::Level>(cfg.logLevel));
   ds::Loop loop;
-  ds::agent::Agent agent(loop, cfg);
-  std::string err;
-  if (!agent.start(err)) {
-    ds::service::startError(err);
-    return 1;
-  }
+  auto agent = ds::program::start<ds::agent::Agent>(loop, cfg);
+  if (!agent) return 1;
   // Ready once the hub link is up, or once the first attempt has had its connect_timeout: a
   // service that waits for an unreachable hub is running as configured, and says so.
   auto started = std::chrono::steady_clock::now();
   ds::service::Notifier notifier(loop, [&] {
-    bool online = agent.online();
+    bool online = agent->online();
     bool tried = std::chrono::steady_clock::now() - started >= cfg.connectTimeout;
-    return ds::service::State{online || tried, cfg.deviceId +
-                                                   (online ? " online, " : " connecting to hub, ") +
-                                                   ds::service::countOf(agent.streams(), "stream")};
+    return ds::service::State{online || tried,
+                              cfg.deviceId + (online ? " online, " : " connecting to hub, ") +
+                                  ds::service::countOf(agent->streams(), "stream")};
   });
 #ifdef SIGHUP  // Windows has none: the service is restarted to reload
-  SighupContext hup{configPath, &agent};
+  SighupContext hup{configPath, agent.get()};
   ds::EventPtr sighup(evsignal_new(loop.base(), SIGHUP, &onSighup, &hup));
   event_add(sighup.get(), nullptr);
 #endif
-  ds::program::runUntilSignal(loop, notifier, [&] { agent.shutdown(); });
+  ds::program::runUntilSignal(loop, notifier, [&] { agent->shutdown(); });
   return 0;
 }
 

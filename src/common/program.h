@@ -6,6 +6,7 @@
 
 #include <CLI/CLI.hpp>  // header-only; only the programs include this file
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -38,6 +39,21 @@ auto loadConfig(const std::string& path, Load load) -> std::optional<decltype(lo
     service::startError(e.what());
     return std::nullopt;
   }
+}
+
+// Sets the log level the configuration asks for and starts the program's object,
+// `Program(loop, cfg)` and its start(); null after reporting a start-up error (the program then
+// exits with 1).
+template <class Program, class Config>
+std::unique_ptr<Program> start(Loop& loop, const Config& cfg) {
+  setLogLevel(static_cast<Level>(cfg.logLevel));
+  auto program = std::make_unique<Program>(loop, cfg);
+  std::string err;
+  if (!program->start(err)) {
+    service::startError(err);
+    return nullptr;
+  }
+  return program;
 }
 
 // Runs `loop` until SIGINT or SIGTERM, which log the signal, tell the service manager the

@@ -27,19 +27,14 @@ int runDaemon(int argc, char** argv) {
                 cfg.socksListen.toString().c_str(), cfg.forwards.size());
     return 0;
   }
-  ds::setLogLevel(static_cast<ds::Level>(cfg.logLevel));
   ds::Loop loop;
-  ds::daemon::Daemon daemon(loop, cfg);
-  std::string err;
-  if (!daemon.start(err)) {
-    ds::service::startError(err);
-    return 1;
-  }
+  auto daemon = ds::program::start<ds::daemon::Daemon>(loop, cfg);
+  if (!daemon) return 1;
   // Ready once the hub's service channel is up, or once its first attempt has had the
   // opener's connect bound: the proxy answers either way (SOCKS errors while the hub is away).
   auto started = std::chrono::steady_clock::now();
   ds::service::Notifier notifier(loop, [&] {
-    const nlohmann::json st = daemon.status();
+    const nlohmann::json st = daemon->status();
     const nlohmann::json& hubState = st.contains("hub") ? st["hub"] : st;
     bool connected = ds::boolField(hubState, "connected", false);
     bool tried = std::chrono::steady_clock::now() - started >=
@@ -53,7 +48,7 @@ int runDaemon(int argc, char** argv) {
                               hub + ", " + ds::service::countOf(streams, "stream") + ", proxy on " +
                                   ds::stringField(st, "listen")};
   });
-  ds::program::runUntilSignal(loop, notifier, [&] { daemon.shutdown(); });
+  ds::program::runUntilSignal(loop, notifier, [&] { daemon->shutdown(); });
   return 0;
 }
 

@@ -26,24 +26,19 @@ int runHub(int argc, char** argv) {
     std::printf("%s: ok\n", cl.configPath.c_str());
     return 0;
   }
-  ds::setLogLevel(static_cast<ds::Level>(cfg.logLevel));
-
   ds::Loop loop;
-  ds::hub::Hub hub(loop, cfg);
-  std::string err;
-  if (!hub.start(err)) {
-    ds::service::startError(err);
-    return 1;
-  }
-  LOG_INFO("listening on %s:%u, registry %s", cfg.listen.host.c_str(), hub.port(),
+  auto hub = ds::program::start<ds::hub::Hub>(loop, cfg);
+  if (!hub) return 1;
+  LOG_INFO("listening on %s:%u, registry %s", cfg.listen.host.c_str(), hub->port(),
            cfg.registry.c_str());
-  std::string where = cfg.listen.host + ":" + std::to_string(hub.port());
+  std::string where = cfg.listen.host + ":" + std::to_string(hub->port());
   ds::service::Notifier notifier(loop, [&] {
-    return ds::service::State{
-        true, "listening on " + where + ", " + ds::service::countOf(hub.devicesOnline(), "device") +
-                  " online, " + ds::service::countOf(hub.streamCount(), "stream")};
+    return ds::service::State{true, "listening on " + where + ", " +
+                                        ds::service::countOf(hub->devicesOnline(), "device") +
+                                        " online, " +
+                                        ds::service::countOf(hub->streamCount(), "stream")};
   });
-  ds::program::runUntilSignal(loop, notifier, [&] { hub.shutdown(); });
+  ds::program::runUntilSignal(loop, notifier, [&] { hub->shutdown(); });
   return 0;
 }
 
