@@ -11,6 +11,7 @@
 
 #include "fuzz_check.h"
 #include "socks/socks4.h"
+#include "socks_prefixes.h"
 
 namespace {
 
@@ -42,33 +43,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   ParseResult full = parseSocks4Request(msg.data(), msg.size(), req);
   checkShape(full, size);
 
-  // Prefixes from exactly sized copies, so ASan sees any read past len.
-  const size_t end = std::min(size, kMaxSocks4RequestSize);
-  bool sawInvalid = false;
-  for (size_t n = 0; n <= end; ++n) {
-    std::vector<uint8_t> exact(data, data + n);
-    Socks4Request scratch{};
-    ParseResult r = parseSocks4Request(exact.data(), n, scratch);
-    checkShape(r, n);
-    if (full.status == ParseStatus::Done) {
-      if (n < full.consumed) {
-        FUZZ_CHECK(r.status == ParseStatus::NeedMore);
-      } else {
-        FUZZ_CHECK(r.status == ParseStatus::Done && r.consumed == full.consumed);
-      }
-    } else if (full.status == ParseStatus::NeedMore) {
-      FUZZ_CHECK(r.status == ParseStatus::NeedMore);
-    } else {
-      if (sawInvalid) FUZZ_CHECK(r.status == ParseStatus::Invalid);
-      FUZZ_CHECK(r.status != ParseStatus::Done);
-      if (r.status == ParseStatus::Invalid) {
-        FUZZ_CHECK(r.reply == full.reply && std::strcmp(r.error, full.error) == 0);
-        sawInvalid = true;
-      }
-    }
-  }
-  if (full.status == ParseStatus::Invalid) FUZZ_CHECK(sawInvalid);
-  if (full.status == ParseStatus::NeedMore) FUZZ_CHECK(size < kMaxSocks4RequestSize);
+  checkPrefixes<Socks4Request>(parseSocks4Request, data, size, full, kMaxSocks4RequestSize,
+                               checkShape);
   if (full.status != ParseStatus::Done) return 0;
 
   FUZZ_CHECK(data[0] == kSocks4Version);

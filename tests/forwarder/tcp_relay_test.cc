@@ -74,28 +74,35 @@ class TcpRelayTest : public ::testing::Test {
     });
     return got;
   }
-  // Reads from `fd` until EOF while turning the loop.
-  std::string readToEof(int fd) {
-    std::string got;
+  // Reads from `fd` into `got` while turning the loop, until `done(n)` holds for a read's result.
+  void readUntil(int fd, std::string& got, const std::function<bool(ssize_t)>& done) {
     char buf[65536];
     drive([&] {
       ssize_t n = ::read(fd, buf, sizeof buf);
       if (n > 0) got.append(buf, static_cast<size_t>(n));
-      return n == 0;
+      return done(n);
     });
+  }
+  // Reads from `fd` until EOF while turning the loop.
+  std::string readToEof(int fd) {
+    std::string got;
+    readUntil(fd, got, [](ssize_t n) { return n == 0; });
     return got;
   }
   // Reads from `fd` until its connection ends: true for a reset, false for a FIN.
   bool readToEnd(int fd, std::string& got) {
-    char buf[65536];
     bool reset = false;
-    drive([&] {
-      ssize_t n = ::read(fd, buf, sizeof buf);
-      if (n > 0) got.append(buf, static_cast<size_t>(n));
+    readUntil(fd, got, [&](ssize_t n) {
       reset = n < 0 && errno == ECONNRESET;
       return n == 0 || reset;
     });
     return reset;
+  }
+  // Reads from `fd` until exactly `size` bytes have come.
+  std::string readBytes(int fd, size_t size) {
+    std::string got;
+    readUntil(fd, got, [&](ssize_t) { return got.size() == size; });
+    return got;
   }
   static void resetSocket(int fd) {
     linger l{1, 0};
@@ -142,13 +149,7 @@ TEST_F(TcpRelayTest, FailingTargetResetsTheClientAfterWhatItSent) {
   relay_->start();
   ASSERT_EQ(::write(target_, "last words", 10), 10);
   // Let the bytes reach the client side before the reset.
-  std::string got;
-  char buf[64];
-  drive([&] {
-    ssize_t n = ::read(client_, buf, sizeof buf);
-    if (n > 0) got.append(buf, static_cast<size_t>(n));
-    return got.size() == 10;
-  });
+  std::string got = readBytes(client_, 10);
   resetSocket(target_);
   target_ = ::dup(client_);  // keeps TearDown's close balanced
   std::string rest;
@@ -160,13 +161,7 @@ TEST_F(TcpRelayTest, FailingTargetResetsTheClientAfterWhatItSent) {
 TEST_F(TcpRelayTest, FailingClientResetsTheTarget) {
   relay_->start();
   ASSERT_EQ(::write(client_, "partial upload", 14), 14);
-  std::string got;
-  char buf[64];
-  drive([&] {
-    ssize_t n = ::read(target_, buf, sizeof buf);
-    if (n > 0) got.append(buf, static_cast<size_t>(n));
-    return got.size() == 14;
-  });
+  std::string got = readBytes(target_, 14);
   resetSocket(client_);
   client_ = ::dup(target_);
   std::string rest;
@@ -202,13 +197,7 @@ TEST_F(TcpRelayTest, TargetThatDoesNotReadStopsTheClient) {
   EXPECT_FALSE(writable(client_)) << "client still writable after " << written << " bytes";
   EXPECT_LT(written, 256u << 20);
   // Reading at the target lets everything through.
-  std::string got;
-  char buf[65536];
-  drive([&] {
-    ssize_t n = ::read(target_, buf, sizeof buf);
-    if (n > 0) got.append(buf, static_cast<size_t>(n));
-    return got.size() == written;
-  });
+  readBytes(target_, written);
   EXPECT_EQ(relay_->bytesToTarget(), written);
 }
 
