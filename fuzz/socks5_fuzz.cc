@@ -22,31 +22,9 @@ namespace {
 
 using namespace ds::socks;
 
-void checkShape(const ParseResult& r, size_t size) {
-  FUZZ_CHECK(r.consumed <= size);
-  switch (r.status) {
-    case ParseStatus::Done:
-      FUZZ_CHECK(r.consumed > 0);
-      FUZZ_CHECK(r.error == nullptr);
-      break;
-    case ParseStatus::NeedMore:
-      FUZZ_CHECK(r.consumed == 0);
-      FUZZ_CHECK(r.error == nullptr);
-      break;
-    case ParseStatus::Invalid:
-      FUZZ_CHECK(r.consumed == 0);
-      FUZZ_CHECK(r.error != nullptr && r.error[0] != '\0');
-      FUZZ_CHECK(replyName(r.reply) != nullptr);
-      FUZZ_CHECK(r.reply != Reply::Succeeded);
-      break;
-  }
-}
-
 ParseResult fuzzGreeting(const uint8_t* data, size_t size) {
   Greeting g;
-  ParseResult r = parseGreeting(data, size, g);
-  checkShape(r, size);
-  checkPrefixes<Greeting>(parseGreeting, data, size, r, kMaxGreetingSize, checkShape);
+  ParseResult r = parseChecked(parseGreeting, data, size, g, kMaxGreetingSize, checkShape);
   if (r.status == ParseStatus::Done) {
     FUZZ_CHECK(data[0] == kSocksVersion);
     FUZZ_CHECK(data[1] != 0);
@@ -75,9 +53,7 @@ void checkIPv6Text(const uint8_t* addr, const std::string& host) {
 
 ParseResult fuzzRequest(const uint8_t* data, size_t size) {
   Request req{};
-  ParseResult r = parseRequest(data, size, req);
-  checkShape(r, size);
-  checkPrefixes<Request>(parseRequest, data, size, r, kMaxRequestSize, checkShape);
+  ParseResult r = parseChecked(parseRequest, data, size, req, kMaxRequestSize, checkShape);
   if (r.status != ParseStatus::Done) return r;
 
   FUZZ_CHECK(data[0] == kSocksVersion && data[2] == 0);
@@ -119,9 +95,7 @@ ParseResult fuzzRequest(const uint8_t* data, size_t size) {
 
 ParseResult fuzzUserPass(const uint8_t* data, size_t size) {
   UserPass up;
-  ParseResult r = parseUserPass(data, size, up);
-  checkShape(r, size);
-  checkPrefixes<UserPass>(parseUserPass, data, size, r, kMaxUserPassSize, checkShape);
+  ParseResult r = parseChecked(parseUserPass, data, size, up, kMaxUserPassSize, checkShape);
   if (r.status == ParseStatus::Done) {
     FUZZ_CHECK(data[0] == kUserPassVersion);
     FUZZ_CHECK(up.user.size() == data[1]);

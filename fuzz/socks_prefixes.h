@@ -19,6 +19,27 @@ inline bool sameResult(const ParseResult& a, const ParseResult& b) {
   return a.reply == b.reply && std::strcmp(a.error, b.error) == 0;
 }
 
+// What every result of a SOCKS parser on `size` bytes satisfies, whatever the input.
+inline void checkShape(const ParseResult& r, size_t size) {
+  FUZZ_CHECK(r.consumed <= size);
+  switch (r.status) {
+    case ParseStatus::Done:
+      FUZZ_CHECK(r.consumed > 0);
+      FUZZ_CHECK(r.error == nullptr);
+      break;
+    case ParseStatus::NeedMore:
+      FUZZ_CHECK(r.consumed == 0);
+      FUZZ_CHECK(r.error == nullptr);
+      break;
+    case ParseStatus::Invalid:
+      FUZZ_CHECK(r.consumed == 0);
+      FUZZ_CHECK(r.error != nullptr && r.error[0] != '\0');
+      FUZZ_CHECK(replyName(r.reply) != nullptr);
+      FUZZ_CHECK(r.reply != Reply::Succeeded);
+      break;
+  }
+}
+
 // Re-parses every prefix from an exactly sized copy, so a read past len shows up under ASan
 // even when the fuzzer's buffer is longer. Prefixes longer than `limit` (the largest message)
 // cannot change the verdict and are skipped to keep long inputs fast. `checkShape(r, n)` checks
@@ -57,6 +78,16 @@ void checkPrefixes(Parse parse, const uint8_t* data, size_t size, const ParseRes
   // No message is longer than `limit`, so by then every verdict has been reached.
   if (full.status == ParseStatus::Invalid) FUZZ_CHECK(sawInvalid);
   if (full.status == ParseStatus::NeedMore) FUZZ_CHECK(size < limit);
+}
+
+// Parses `data` into `out`, then checks the result's shape and every prefix against it.
+template <typename Out, typename Parse, typename CheckShape>
+ParseResult parseChecked(Parse parse, const uint8_t* data, size_t size, Out& out, size_t limit,
+                         CheckShape checkShape) {
+  ParseResult r = parse(data, size, out);
+  checkShape(r, size);
+  checkPrefixes<Out>(parse, data, size, r, limit, checkShape);
+  return r;
 }
 
 }  // namespace ds::socks
