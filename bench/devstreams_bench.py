@@ -431,6 +431,15 @@ def phase_throughput(setups, port, size, rounds, problems, log):
     return out
 
 
+def open_echoed(setup, port, byte, timeout):
+    """Opens a stream through `setup` and checks that one byte comes back; the open socket."""
+    s = setup.open(port, timeout=timeout)
+    s.sendall(byte)
+    if s.recv(1) != byte:
+        raise OSError("bad echo")
+    return s
+
+
 def phase_setup(setups, port, count, problems, log):
     lat = {s.key: [] for s in setups}
     fails = {s.key: 0 for s in setups}
@@ -442,11 +451,7 @@ def phase_setup(setups, port, count, problems, log):
             for _ in range(n):
                 t0 = time.perf_counter()
                 try:
-                    s = st.open(port, timeout=30)
-                    s.sendall(b"x")
-                    if s.recv(1) != b"x":
-                        raise OSError("bad echo")
-                    s.close()
+                    open_echoed(st, port, b"x", 30).close()
                 except (OSError, EOFError):
                     fails[st.key] += 1
                     continue
@@ -477,11 +482,7 @@ def phase_concurrency(setup, port, n, stack_pids, problems, log):
         mine = []
         for _ in range(k):
             try:
-                s = setup.open(port, timeout=60)
-                s.sendall(b"o")
-                if s.recv(1) != b"o":
-                    raise OSError("bad echo")
-                mine.append(s)
+                mine.append(open_echoed(setup, port, b"o", 60))
             except (OSError, EOFError):
                 with lock:
                     fails[0] += 1
@@ -542,11 +543,7 @@ def rate_worker(setup, port, seconds, threads, q):
     def loop(i):
         while time.monotonic() < deadline:
             try:
-                s = setup.open(port, timeout=30)
-                s.sendall(b"r")
-                if s.recv(1) != b"r":
-                    raise OSError("bad echo")
-                s.close()
+                open_echoed(setup, port, b"r", 30).close()
                 ok[i] += 1
             except (OSError, EOFError):
                 bad[i] += 1
