@@ -25,6 +25,7 @@
 #include "common/ws_frame.h"
 #include "mocks/ws_callbacks.h"
 #include "support/bytes.h"
+#include "support/loop_test.h"
 #include "support/raw_peer.h"
 #include "support/run_loop.h"
 
@@ -99,36 +100,21 @@ uint16_t closeCodeOf(const Frame& f) {
 
 using test::RawPeer;
 
-class WsConnTest : public ::testing::Test {
+class WsConnTest : public test::LoopTest {
  protected:
-  WsConnTest()
-      : guard_(loop_, [this] {
-          timedOut_ = true;
-          event_base_loopbreak(loop_.base());
-        }) {
-    std::signal(SIGPIPE, SIG_IGN);
+  WsConnTest() {
     int fds[2];
     EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
     evutil_make_socket_nonblocking(fds[0]);
     evutil_make_socket_nonblocking(fds[1]);
     ourFd_ = fds[0];
     peerFd_ = fds[1];
-    // Only ends a test that would otherwise hang; firing is a failure.
-    guard_.arm(std::chrono::seconds(60));
   }
 
   ~WsConnTest() override {
     if (ourFd_ >= 0) ::close(ourFd_);
     if (peerFd_ >= 0) ::close(peerFd_);
   }
-
-  // Runs the loop until `done` holds; false (and a test failure) when the safety stop fired.
-  bool runUntil(const std::function<bool()>& done) {
-    return test::runUntil(loop_, timedOut_, done);
-  }
-
-  // A few non-blocking loop turns, for checking that something does NOT happen.
-  void spin(int turns = 20) { test::spin(loop_, turns); }
 
   std::unique_ptr<WsConnection> makeOurs(Role role, const WsLimits& limits = {}) {
     int fd = ourFd_;
@@ -172,9 +158,6 @@ class WsConnTest : public ::testing::Test {
 
   void bigTransfer(Role ourRole);
 
-  Loop loop_;
-  Timer guard_;
-  bool timedOut_ = false;
   int ourFd_ = -1;    // owned until a bufferevent takes it
   int peerFd_ = -1;   // likewise
   int ourSock_ = -1;  // our end, for kernel-level checks (not owned)
