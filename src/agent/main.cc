@@ -35,15 +35,13 @@ void onSighup(evutil_socket_t, short, void* arg) {
 #endif
 
 int runAgent(int argc, char** argv) {
-  CLI::App app{"devstreams-agent: device side of devstreams"};
-  ds::program::CommandLine cl{ds::platform::defaultConfigFile("agent.yaml")};
-  ds::program::addOptions(app, cl, "agent");
-  CLI11_PARSE(app, argc, argv);
+  ds::program::CommandLine cl;
+  int exitCode = 0;
+  auto loaded = ds::program::startUp({"devstreams-agent", "device side of devstreams",
+                                      ds::platform::defaultConfigFile("agent.yaml"), "agent"},
+                                     argc, argv, cl, &ds::config::loadAgent, exitCode);
+  if (!loaded) return exitCode;
   const std::string& configPath = cl.configPath;
-
-  ds::setLogProgram("devstreams-agent");
-  auto loaded = ds::program::loadConfig(configPath, &ds::config::loadAgent);
-  if (!loaded) return 2;
   ds::config::AgentConfig& cfg = *loaded;
   if (std::string err; !ds::agent::compileRules(cfg.allow, err)) {
     std::fprintf(stderr, "devstreams-agent: %s: %s\n", configPath.c_str(), err.c_str());

@@ -56,6 +56,35 @@ std::unique_ptr<Program> start(Loop& loop, const Config& cfg) {
   return program;
 }
 
+// Who the program is, for its command line and its messages.
+struct Identity {
+  const char* name;         // "devstreams-agent"
+  const char* description;  // the line --help shows after the name
+  std::string defaultConfig;
+  const char* section;  // of the configuration file
+};
+
+// Parses the command line into `cl` and reads the configuration with `load` (as loadConfig()).
+// Without a configuration, `exitCode` says how the program ends now: 0 after --help, CLI11's
+// code for a bad command line, 2 for a bad configuration.
+template <class Load>
+auto startUp(const Identity& who, int argc, char** argv, CommandLine& cl, Load load, int& exitCode)
+    -> std::optional<decltype(load(cl.configPath))> {
+  CLI::App app{std::string(who.name) + ": " + who.description};
+  cl.configPath = who.defaultConfig;
+  addOptions(app, cl, who.section);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    exitCode = app.exit(e);
+    return std::nullopt;
+  }
+  setLogProgram(who.name);
+  auto cfg = loadConfig(cl.configPath, load);
+  if (!cfg) exitCode = 2;
+  return cfg;
+}
+
 // Runs `loop` until SIGINT or SIGTERM, which log the signal, tell the service manager the
 // program is stopping, call `shutdown` and end the loop once its output is flushed. The program
 // is reported running once the signals are set (a stop request then ends the loop).

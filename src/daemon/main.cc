@@ -12,15 +12,14 @@
 namespace {
 
 int runDaemon(int argc, char** argv) {
-  CLI::App app{"devstreamsd: SOCKS5 and port forwards to devices through a devstreams hub"};
-  ds::program::CommandLine cl{ds::platform::defaultConfigFile("devstreams.yaml")};
-  ds::program::addOptions(app, cl, "daemon");
-  CLI11_PARSE(app, argc, argv);
+  ds::program::CommandLine cl;
+  int exitCode = 0;
+  auto loaded = ds::program::startUp(
+      {"devstreamsd", "SOCKS5 and port forwards to devices through a devstreams hub",
+       ds::platform::defaultConfigFile("devstreams.yaml"), "daemon"},
+      argc, argv, cl, &ds::config::loadDaemon, exitCode);
+  if (!loaded) return exitCode;
   const std::string& configPath = cl.configPath;
-
-  ds::setLogProgram("devstreamsd");
-  auto loaded = ds::program::loadConfig(configPath, &ds::config::loadDaemon);
-  if (!loaded) return 2;
   ds::config::DaemonConfig& cfg = *loaded;
   if (cl.check) {
     std::printf("%s: ok (SOCKS on %s, %zu forwards)\n", configPath.c_str(),

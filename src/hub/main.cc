@@ -9,18 +9,19 @@
 namespace {
 
 int runHub(int argc, char** argv) {
-  CLI::App app{"devstreams-hub: main and streaming endpoint of devstreams"};
-  ds::program::CommandLine cl{"/etc/devstreams/hub.yaml"};
-  ds::program::addOptions(app, cl, "hub");
-  CLI11_PARSE(app, argc, argv);
-
-  ds::setLogProgram("devstreams-hub");
-  auto loaded = ds::program::loadConfig(cl.configPath, [](const std::string& path) {
-    ds::config::HubConfig cfg = ds::config::loadHub(path);
-    if (!cfg.bootstrapRegistry.empty()) ds::config::loadRegistrySeed(cfg.bootstrapRegistry);
-    return cfg;
-  });
-  if (!loaded) return 2;
+  ds::program::CommandLine cl;
+  int exitCode = 0;
+  auto loaded = ds::program::startUp(
+      {"devstreams-hub", "main and streaming endpoint of devstreams", "/etc/devstreams/hub.yaml",
+       "hub"},
+      argc, argv, cl,
+      [](const std::string& path) {
+        ds::config::HubConfig cfg = ds::config::loadHub(path);
+        if (!cfg.bootstrapRegistry.empty()) ds::config::loadRegistrySeed(cfg.bootstrapRegistry);
+        return cfg;
+      },
+      exitCode);
+  if (!loaded) return exitCode;
   ds::config::HubConfig& cfg = *loaded;
   if (cl.check) {
     std::printf("%s: ok\n", cl.configPath.c_str());
