@@ -431,6 +431,20 @@ def phase_throughput(setups, port, size, rounds, problems, log):
     return out
 
 
+def run_threads(target, arg_lists):
+    """Runs target(*args) on one thread per entry of arg_lists and waits for all of them."""
+    ts = [threading.Thread(target=target, args=args) for args in arg_lists]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
+
+def split_work(n, threads):
+    """n items over `threads` workers as evenly as possible: one args tuple per worker."""
+    return [(n // threads + (i < n % threads),) for i in range(threads)]
+
+
 def open_echoed(setup, port, byte, timeout):
     """Opens a stream through `setup` and checks that one byte comes back; the open socket."""
     s = setup.open(port, timeout=timeout)
@@ -489,12 +503,7 @@ def phase_concurrency(setup, port, n, stack_pids, problems, log):
         with lock:
             socks.extend(mine)
 
-    ts = [threading.Thread(target=opener, args=(n // threads + (i < n % threads),))
-          for i in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    run_threads(opener, split_work(n, threads))
     open_s = time.perf_counter() - t0
     time.sleep(0.5)
     rss = {k: rss_kib(p) for k, p in stack_pids.items()}
@@ -548,11 +557,7 @@ def rate_worker(setup, port, seconds, threads, q):
             except (OSError, EOFError):
                 bad[i] += 1
 
-    ts = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    run_threads(loop, [(i,) for i in range(threads)])
     q.put((sum(ok), sum(bad)))
 
 
@@ -780,12 +785,7 @@ def phase_hold(setup, port, n, seconds, interval, stack_pids, problems, log, nro
                 socks.extend(mine)
 
         threads = 32
-        ts = [threading.Thread(target=opener, args=(n // threads + (i < n % threads),))
-              for i in range(threads)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
+        run_threads(opener, split_work(n, threads))
         held = {"fds": {k: fd_count(p) for k, p in stack_pids.items()},
                 "rss_kib": {k: rss_kib(p) for k, p in stack_pids.items()}}
         echoes = echo_fail = 0
