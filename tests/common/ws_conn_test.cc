@@ -134,9 +134,9 @@ class WsConnTest : public test::LoopTest {
     peerFd_ = -1;
   }
 
-  // A server connection under test with a raw client in front of it.
-  void startServerWithRawClient(const WsLimits& limits = {}) {
-    conn_ = makeOurs(Role::Server, limits);
+  // A connection under test in `role` with a raw peer in front of it.
+  void startWithRawPeer(Role role, const WsLimits& limits = {}) {
+    conn_ = makeOurs(role, limits);
     attachRaw();
     conn_->start();
   }
@@ -157,6 +157,7 @@ class WsConnTest : public test::LoopTest {
   }
 
   void bigTransfer(Role ourRole);
+  void expectOneMessageOfThreeFrames(Role role, size_t size, uint32_t seed);
 
   int ourFd_ = -1;    // owned until a bufferevent takes it
   int peerFd_ = -1;   // likewise
@@ -213,42 +214,33 @@ void expectOneFragmentedMessage(const std::vector<Frame>& frames, const std::str
   EXPECT_TRUE(joined == data);
 }
 
-TEST_F(WsConnTest, SendBinaryFramesFormOneMessage) {
+// `size` random bytes sent through a connection in `role` with 1000-byte frames reach the raw
+// peer as one message of three frames (masked when we are the client).
+void WsConnTest::expectOneMessageOfThreeFrames(Role role, size_t size, uint32_t seed) {
   WsLimits limits;
   limits.maxSendFrame = 1000;
-  conn_ = makeOurs(Role::Server, limits);
-  attachRaw();
-  conn_->start();
+  startWithRawPeer(role, limits);
   EvBufferPtr buf(evbuffer_new());
-  std::string data = randomBytes(2500, 2);
+  std::string data = randomBytes(size, seed);
   evbuffer_add(buf.get(), data.data(), data.size());
   conn_->sendBinary(buf.get());
-  ASSERT_TRUE(runUntil([&] { return parseFrames(raw_.in, false).size() >= 3; }));
-  auto frames = parseFrames(raw_.in, false);
+  const bool masked = role == Role::Client;
+  ASSERT_TRUE(runUntil([&] { return parseFrames(raw_.in, masked).size() >= 3; }));
+  auto frames = parseFrames(raw_.in, masked);
   EXPECT_EQ(frames.size(), 3u);
   expectOneFragmentedMessage(frames, data, 1000);
+}
+
+TEST_F(WsConnTest, SendBinaryFramesFormOneMessage) {
+  expectOneMessageOfThreeFrames(Role::Server, 2500, 2);
 }
 
 TEST_F(WsConnTest, ClientSendBinaryFramesFormOneMaskedMessage) {
-  WsLimits limits;
-  limits.maxSendFrame = 1000;
-  conn_ = makeOurs(Role::Client, limits);
-  attachRaw();
-  conn_->start();
-  EvBufferPtr buf(evbuffer_new());
-  std::string data = randomBytes(3000, 6);
-  evbuffer_add(buf.get(), data.data(), data.size());
-  conn_->sendBinary(buf.get());
-  ASSERT_TRUE(runUntil([&] { return parseFrames(raw_.in, true).size() >= 3; }));
-  auto frames = parseFrames(raw_.in, true);
-  EXPECT_EQ(frames.size(), 3u);
-  expectOneFragmentedMessage(frames, data, 1000);
+  expectOneMessageOfThreeFrames(Role::Client, 3000, 6);
 }
 
 TEST_F(WsConnTest, EmptySendBinarySendsAnEmptyMessage) {
-  conn_ = makeOurs(Role::Server);
-  attachRaw();
-  conn_->start();
+  startWithRawPeer(Role::Server);
   EvBufferPtr buf(evbuffer_new());
   conn_->sendBinary(buf.get());
   ASSERT_TRUE(runUntil([&] { return !parseFrames(raw_.in, false).empty(); }));
@@ -260,9 +252,7 @@ TEST_F(WsConnTest, EmptySendBinarySendsAnEmptyMessage) {
 }
 
 TEST_F(WsConnTest, ClientMasksWhatItSends) {
-  conn_ = makeOurs(Role::Client);
-  attachRaw();
-  conn_->start();
+  startWithRawPeer(Role::Client);
   conn_->sendText("hello");
   ASSERT_TRUE(runUntil([&] { return !parseFrames(raw_.in, /*fromClient=*/true).empty(); }));
   auto frames = parseFrames(raw_.in, true);
@@ -272,7 +262,7 @@ TEST_F(WsConnTest, ClientMasksWhatItSends) {
 }
 
 TEST_F(WsConnTest, FragmentedTextIsReassembled) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   std::string text;
   EXPECT_CALL(cb_, onWsText(_)).WillOnce([&](std::string m) { text = std::move(m); });
   // A ping between fragments is allowed and answered without disturbing the message.
@@ -289,7 +279,7 @@ TEST_F(WsConnTest, FragmentedTextIsReassembled) {
 }
 
 TEST_F(WsConnTest, SplitUtf8CharacterAcrossFramesFedByteByByte) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   std::vector<std::string> texts;
   EXPECT_CALL(cb_, onWsText(_)).Times(2).WillRepeatedly([&](std::string m) {
     texts.push_back(std::move(m));
@@ -315,7 +305,7 @@ TEST_F(WsConnTest, SplitUtf8CharacterAcrossFramesFedByteByByte) {
 }
 
 TEST_F(WsConnTest, BinaryFedByteByByteArrivesIntact) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   std::string got;
   EXPECT_CALL(cb_, onWsData(_)).WillRepeatedly([&](evbuffer* b) { appendAll(got, b); });
   const std::string data = randomBytes(300, 3);
@@ -330,7 +320,7 @@ TEST_F(WsConnTest, BinaryFedByteByByteArrivesIntact) {
 }
 
 TEST_F(WsConnTest, PingIsAnsweredWithPongCarryingTheSamePayload) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   const std::string payload("\x00\x01ping\xff", 7);
   raw_.write(frame(Opcode::Ping, payload));
   ASSERT_TRUE(runUntil([&] { return !parseFrames(raw_.in, false).empty(); }));
@@ -343,9 +333,7 @@ TEST_F(WsConnTest, PingIsAnsweredWithPongCarryingTheSamePayload) {
 }
 
 TEST_F(WsConnTest, ClientAnswersPingWithMaskedPong) {
-  conn_ = makeOurs(Role::Client);
-  attachRaw();
-  conn_->start();
+  startWithRawPeer(Role::Client);
   raw_.write(frame(Opcode::Ping, "abc", true, /*masked=*/false));
   ASSERT_TRUE(runUntil([&] { return !parseFrames(raw_.in, true).empty(); }));
   auto frames = parseFrames(raw_.in, true);
@@ -354,7 +342,7 @@ TEST_F(WsConnTest, ClientAnswersPingWithMaskedPong) {
 }
 
 TEST_F(WsConnTest, PeerCloseIsReportedAndEchoed) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(1000, "bye")).WillOnce([&] { closed = true; });
   raw_.write(closeFrame(1000, "bye"));
@@ -369,7 +357,7 @@ TEST_F(WsConnTest, PeerCloseIsReportedAndEchoed) {
 }
 
 TEST_F(WsConnTest, EmptyCloseIsReportedAs1005AndEchoedEmpty) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(cc::NoStatus, "")).WillOnce([&] { closed = true; });
   raw_.write(frame(Opcode::Close, ""));
@@ -381,7 +369,7 @@ TEST_F(WsConnTest, EmptyCloseIsReportedAs1005AndEchoedEmpty) {
 }
 
 TEST_F(WsConnTest, CloseFrameFollowedByEofReportsThePeersCode) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(1001, "away")).WillOnce([&] { closed = true; });
   std::string wire = closeFrame(1001, "away");
@@ -391,7 +379,7 @@ TEST_F(WsConnTest, CloseFrameFollowedByEofReportsThePeersCode) {
 }
 
 TEST_F(WsConnTest, InvalidClosePayloadIsProtocolError) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(cc::ProtocolError, _)).WillOnce([&] { closed = true; });
   raw_.write(frame(Opcode::Close, std::string("\x03", 1)));  // a 1-byte close payload
@@ -402,7 +390,7 @@ TEST_F(WsConnTest, InvalidClosePayloadIsProtocolError) {
 TEST_F(WsConnTest, FrameOverMaxFrameIsClosedWith1009) {
   WsLimits limits;
   limits.maxFrame = 1000;
-  startServerWithRawClient(limits);
+  startWithRawPeer(Role::Server, limits);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(cc::TooBig, _)).WillOnce([&] { closed = true; });
   raw_.write(frame(Opcode::Binary, std::string(1001, 'x')));
@@ -414,7 +402,7 @@ TEST_F(WsConnTest, FrameOverMaxFrameIsClosedWith1009) {
 TEST_F(WsConnTest, FrameAtMaxFrameIsAccepted) {
   WsLimits limits;
   limits.maxFrame = 1000;
-  startServerWithRawClient(limits);
+  startWithRawPeer(Role::Server, limits);
   std::string got;
   EXPECT_CALL(cb_, onWsData(_)).WillRepeatedly([&](evbuffer* b) { appendAll(got, b); });
   raw_.write(frame(Opcode::Binary, std::string(1000, 'x')));
@@ -425,7 +413,7 @@ TEST_F(WsConnTest, FrameAtMaxFrameIsAccepted) {
 TEST_F(WsConnTest, TextMessageOverMaxMessageIsClosedWith1009) {
   WsLimits limits;
   limits.maxMessage = 10;
-  startServerWithRawClient(limits);
+  startWithRawPeer(Role::Server, limits);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(cc::TooBig, _)).WillOnce([&] { closed = true; });
   raw_.write(frame(Opcode::Text, "123456", false) + frame(Opcode::Continuation, "78901", true));
@@ -434,7 +422,7 @@ TEST_F(WsConnTest, TextMessageOverMaxMessageIsClosedWith1009) {
 }
 
 TEST_F(WsConnTest, UnmaskedFrameToServerIsProtocolError) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(cc::ProtocolError, _)).WillOnce([&] { closed = true; });
   raw_.write(frame(Opcode::Binary, "data", true, /*masked=*/false));
@@ -443,9 +431,7 @@ TEST_F(WsConnTest, UnmaskedFrameToServerIsProtocolError) {
 }
 
 TEST_F(WsConnTest, MaskedFrameToClientIsProtocolError) {
-  conn_ = makeOurs(Role::Client);
-  attachRaw();
-  conn_->start();
+  startWithRawPeer(Role::Client);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(cc::ProtocolError, _)).WillOnce([&] { closed = true; });
   raw_.write(frame(Opcode::Binary, "data", true, /*masked=*/true));
@@ -454,7 +440,7 @@ TEST_F(WsConnTest, MaskedFrameToClientIsProtocolError) {
 }
 
 TEST_F(WsConnTest, InvalidUtf8TextIs1007) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(cc::InvalidData, _)).WillOnce([&] { closed = true; });
   raw_.write(frame(Opcode::Text, "ok \xC3\x28 not"));
@@ -463,7 +449,7 @@ TEST_F(WsConnTest, InvalidUtf8TextIs1007) {
 }
 
 TEST_F(WsConnTest, TextEndingInsideACodePointIs1007) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(cc::InvalidData, _)).WillOnce([&] { closed = true; });
   raw_.write(frame(Opcode::Text, "abc\xE2\x82", false) + frame(Opcode::Continuation, "", true));
@@ -472,7 +458,7 @@ TEST_F(WsConnTest, TextEndingInsideACodePointIs1007) {
 }
 
 TEST_F(WsConnTest, ContinuationWithoutStartIsProtocolError) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(cc::ProtocolError, _)).WillOnce([&] { closed = true; });
   raw_.write(frame(Opcode::Continuation, "orphan", true));
@@ -481,7 +467,7 @@ TEST_F(WsConnTest, ContinuationWithoutStartIsProtocolError) {
 }
 
 TEST_F(WsConnTest, NewMessageInsideFragmentedMessageIsProtocolError) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(cc::ProtocolError, _)).WillOnce([&] { closed = true; });
   raw_.write(frame(Opcode::Text, "a", false) + frame(Opcode::Text, "b", true));
@@ -490,7 +476,7 @@ TEST_F(WsConnTest, NewMessageInsideFragmentedMessageIsProtocolError) {
 }
 
 TEST_F(WsConnTest, TransportEofWithoutCloseIs1006) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(cc::Abnormal, _)).WillOnce([&] { closed = true; });
   ::shutdown(raw_.fd(), SHUT_WR);
@@ -502,7 +488,7 @@ TEST_F(WsConnTest, TransportEofWithoutCloseIs1006) {
 }
 
 TEST_F(WsConnTest, DataBeforeEofIsDeliveredThen1006) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   std::string got;
   bool closed = false;
   {
@@ -518,7 +504,7 @@ TEST_F(WsConnTest, DataBeforeEofIsDeliveredThen1006) {
 }
 
 TEST_F(WsConnTest, LocalCloseSendsCloseFrameAndHalfCloses) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   // Whatever ws_conn.h promises after close(), the code and reason must go out on the wire.
   EXPECT_CALL(cb_, onWsClosed(_, _)).Times(::testing::AtMost(1));
   conn_->close(1001, "going away");
@@ -534,7 +520,7 @@ TEST_F(WsConnTest, LocalCloseSendsCloseFrameAndHalfCloses) {
 // close() reports nothing (StrictMock: no onWsClosed), and the owner may free the connection at
 // once: the close frame still goes out and the transport lingers until the peer answers.
 TEST_F(WsConnTest, LocalCloseReportsNothingAndSurvivesImmediateFree) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   conn_->close(1000, "done");
   conn_.reset();
   ASSERT_TRUE(runUntil([&] { return raw_.eof; }));
@@ -552,7 +538,7 @@ TEST_F(WsConnTest, LocalCloseReportsNothingAndSurvivesImmediateFree) {
 }
 
 TEST_F(WsConnTest, SendsAfterCloseAreDropped) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(1000, _)).WillOnce([&] { closed = true; });
   raw_.write(closeFrame(1000, ""));
@@ -620,7 +606,7 @@ TEST_F(WsConnTest, NoDrainedCallbackWithoutCrossingTheWatermark) {
 }
 
 TEST_F(WsConnTest, PauseReadingHoldsBufferedFramesUntilResume) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   std::string got;
   int calls = 0;
   EXPECT_CALL(cb_, onWsData(_)).WillRepeatedly([&](evbuffer* b) {
@@ -638,7 +624,7 @@ TEST_F(WsConnTest, PauseReadingHoldsBufferedFramesUntilResume) {
 }
 
 TEST_F(WsConnTest, PauseReadingLeavesNewInputInTheSocket) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   conn_->pauseReading();
   std::string got;
   std::string text;
