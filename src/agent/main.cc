@@ -12,26 +12,36 @@
 namespace {
 
 #ifdef SIGHUP
-struct SighupContext {
-  std::string path;
-  ds::agent::Agent* agent;
-};
-
 // SIGHUP re-reads the configuration file and replaces the allow-list; on any error the old list
 // stays and the error (file:line:column) is logged. Streams already open are not touched.
-void onSighup(evutil_socket_t, short, void* arg) {
-  auto* ctx = static_cast<SighupContext*>(arg);
-  LOG_INFO("SIGHUP: reloading the allow-list from %s", ctx->path.c_str());
-  try {
-    ds::config::AgentConfig fresh = ds::config::loadAgent(ctx->path);
-    std::string err;
-    if (!ctx->agent->setAllowList(std::move(fresh.allow), err)) {
-      LOG_ERROR("reload failed, keeping the current allow-list: %s", err.c_str());
-    }
-  } catch (const ds::config::Error& e) {
-    LOG_ERROR("reload failed, keeping the current allow-list: %s", e.what());
+class Reloader {
+ public:
+  Reloader(ds::Loop& loop, std::string path, ds::agent::Agent& agent)
+      : path_(std::move(path)),
+        agent_(agent),
+        event_(evsignal_new(loop.base(), SIGHUP, &Reloader::onSighup, this)) {
+    event_add(event_.get(), nullptr);
   }
-}
+
+ private:
+  static void onSighup(evutil_socket_t, short, void* arg) {
+    auto* self = static_cast<Reloader*>(arg);
+    LOG_INFO("SIGHUP: reloading the allow-list from %s", self->path_.c_str());
+    try {
+      ds::config::AgentConfig fresh = ds::config::loadAgent(self->path_);
+      std::string err;
+      if (!self->agent_.setAllowList(std::move(fresh.allow), err)) {
+        LOG_ERROR("reload failed, keeping the current allow-list: %s", err.c_str());
+      }
+    } catch (const ds::config::Error& e) {
+      LOG_ERROR("reload failed, keeping the current allow-list: %s", e.what());
+    }
+  }
+
+  std::string path_;
+  ds::agent::Agent& agent_;
+  ds::EventPtr event_;
+};
 #endif
 
 int runAgent(int argc, char** argv) {
@@ -52,26 +62,25 @@ int runAgent(int argc, char** argv) {
                 cfg.deviceId.c_str(), cfg.allow.size());
     return 0;
   }
-  ds::Loop loop;
-  auto agent = ds::program::start<ds::agent::Agent>(loop, cfg);
-  if (!agent) return 1;
-  // Ready once the hub link is up, or once the first attempt has had its connect_timeout: a
-  // service that waits for an unreachable hub is running as configured, and says so.
-  auto started = std::chrono::steady_clock::now();
-  ds::service::Notifier notifier(loop, [&] {
-    bool online = agent->online();
-    bool tried = std::chrono::steady_clock::now() - started >= cfg.connectTimeout;
-    return ds::service::State{online || tried,
-                              cfg.deviceId + (online ? " online, " : " connecting to hub, ") +
-                                  ds::service::countOf(agent->streams(), "stream")};
-  });
-#ifdef SIGHUP  // Windows has none: the service is restarted to reload
-  SighupContext hup{configPath, agent.get()};
-  ds::EventPtr sighup(evsignal_new(loop.base(), SIGHUP, &onSighup, &hup));
-  event_add(sighup.get(), nullptr);
+  return ds::program::run<ds::agent::Agent>(
+      cfg,
+      [&](ds::Loop& loop, ds::agent::Agent& agent) {
+#ifdef SIGHUP
+        return std::make_unique<Reloader>(loop, configPath, agent);
+#else  // Windows has none: the service is restarted to reload
+        (void)loop, (void)agent;
+        return nullptr;
 #endif
-  ds::program::runUntilSignal(loop, notifier, [&] { agent->shutdown(); });
-  return 0;
+      },
+      // Ready once the hub link is up, or once the first attempt has had its connect_timeout: a
+      // service that waits for an unreachable hub is running as configured, and says so.
+      [&](ds::agent::Agent& agent, auto sinceStart) {
+        bool online = agent.online();
+        bool tried = sinceStart >= cfg.connectTimeout;
+        return ds::service::State{online || tried,
+                                  cfg.deviceId + (online ? " online, " : " connecting to hub, ") +
+                                      ds::service::countOf(agent.streams(), "stream")};
+      });
 }
 
 }  // namespace

@@ -100,4 +100,21 @@ inline void runUntilSignal(Loop& loop, service::Notifier& notifier,
   loop.run();
 }
 
+// Starts `Program(loop, cfg)` and runs it until SIGINT or SIGTERM; the exit code (1 when it
+// did not start). Once it started, `onStarted(loop, program)` adds what the program needs beyond
+// that (what it returns is kept until the loop ends); `status(program, sinceStart)` is the
+// service::State the service manager is told.
+template <class Program, class Config, class OnStarted, class Status>
+int run(const Config& cfg, OnStarted onStarted, Status status) {
+  Loop loop;
+  auto program = start<Program>(loop, cfg);
+  if (!program) return 1;
+  [[maybe_unused]] auto added = onStarted(loop, *program);
+  const auto started = std::chrono::steady_clock::now();
+  service::Notifier notifier(
+      loop, [&] { return status(*program, std::chrono::steady_clock::now() - started); });
+  runUntilSignal(loop, notifier, [&] { program->shutdown(); });
+  return 0;
+}
+
 }  // namespace ds::program

@@ -26,29 +26,24 @@ int runDaemon(int argc, char** argv) {
                 cfg.socksListen.toString().c_str(), cfg.forwards.size());
     return 0;
   }
-  ds::Loop loop;
-  auto daemon = ds::program::start<ds::daemon::Daemon>(loop, cfg);
-  if (!daemon) return 1;
-  // Ready once the hub's service channel is up, or once its first attempt has had the
-  // opener's connect bound: the proxy answers either way (SOCKS errors while the hub is away).
-  auto started = std::chrono::steady_clock::now();
-  ds::service::Notifier notifier(loop, [&] {
-    const nlohmann::json st = daemon->status();
-    const nlohmann::json& hubState = st.contains("hub") ? st["hub"] : st;
-    bool connected = ds::boolField(hubState, "connected", false);
-    bool tried = std::chrono::steady_clock::now() - started >=
-                 ds::hubclient::StreamOpener::Options{}.connectTimeout;
-    std::string hub =
-        connected ? "hub connected" : "hub: " + ds::stringField(hubState, "last_error", "?");
-    size_t streams = st.contains("streams") && st["streams"].is_number_unsigned()
-                         ? st["streams"].get<size_t>()
-                         : 0;
-    return ds::service::State{connected || tried,
-                              hub + ", " + ds::service::countOf(streams, "stream") + ", proxy on " +
-                                  ds::stringField(st, "listen")};
-  });
-  ds::program::runUntilSignal(loop, notifier, [&] { daemon->shutdown(); });
-  return 0;
+  return ds::program::run<ds::daemon::Daemon>(
+      cfg, [](ds::Loop&, ds::daemon::Daemon&) { return nullptr; },
+      // Ready once the hub's service channel is up, or once its first attempt has had the
+      // opener's connect bound: the proxy answers either way (SOCKS errors while the hub is away).
+      [](ds::daemon::Daemon& daemon, auto sinceStart) {
+        const nlohmann::json st = daemon.status();
+        const nlohmann::json& hubState = st.contains("hub") ? st["hub"] : st;
+        bool connected = ds::boolField(hubState, "connected", false);
+        bool tried = sinceStart >= ds::hubclient::StreamOpener::Options{}.connectTimeout;
+        std::string hub =
+            connected ? "hub connected" : "hub: " + ds::stringField(hubState, "last_error", "?");
+        size_t streams = st.contains("streams") && st["streams"].is_number_unsigned()
+                             ? st["streams"].get<size_t>()
+                             : 0;
+        return ds::service::State{connected || tried,
+                                  hub + ", " + ds::service::countOf(streams, "stream") +
+                                      ", proxy on " + ds::stringField(st, "listen")};
+      });
 }
 
 }  // namespace

@@ -27,20 +27,19 @@ int runHub(int argc, char** argv) {
     std::printf("%s: ok\n", cl.configPath.c_str());
     return 0;
   }
-  ds::Loop loop;
-  auto hub = ds::program::start<ds::hub::Hub>(loop, cfg);
-  if (!hub) return 1;
-  LOG_INFO("listening on %s:%u, registry %s", cfg.listen.host.c_str(), hub->port(),
-           cfg.registry.c_str());
-  std::string where = cfg.listen.host + ":" + std::to_string(hub->port());
-  ds::service::Notifier notifier(loop, [&] {
-    return ds::service::State{true, "listening on " + where + ", " +
-                                        ds::service::countOf(hub->devicesOnline(), "device") +
-                                        " online, " +
-                                        ds::service::countOf(hub->streamCount(), "stream")};
-  });
-  ds::program::runUntilSignal(loop, notifier, [&] { hub->shutdown(); });
-  return 0;
+  return ds::program::run<ds::hub::Hub>(
+      cfg,
+      [&](ds::Loop&, ds::hub::Hub& hub) {
+        LOG_INFO("listening on %s:%u, registry %s", cfg.listen.host.c_str(), hub.port(),
+                 cfg.registry.c_str());
+        return nullptr;
+      },
+      [&](ds::hub::Hub& hub, auto) {
+        return ds::service::State{
+            true, "listening on " + cfg.listen.host + ":" + std::to_string(hub.port()) + ", " +
+                      ds::service::countOf(hub.devicesOnline(), "device") + " online, " +
+                      ds::service::countOf(hub.streamCount(), "stream")};
+      });
 }
 
 }  // namespace
