@@ -221,6 +221,13 @@ class PkiTest : public ::testing::Test {
     EXPECT_TRUE(ensureHubCertificates(dir_, names, r, err)) << err;
     return r;
   }
+  // ensureHubCertificates() must refuse: its error.
+  std::string refusal() {
+    BootstrapResult r;
+    std::string err;
+    EXPECT_FALSE(ensureHubCertificates(dir_, kNames, r, err));
+    return err;
+  }
 
   std::string root_, dir_;
   HubFiles files_;
@@ -476,9 +483,7 @@ TEST_F(PkiTest, CorruptCaCertificateIsAnErrorNamingTheFile) {
     std::ofstream out(files_.caCert, std::ios::trunc);
     out << "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n";
   }
-  BootstrapResult r;
-  std::string err;
-  EXPECT_FALSE(ensureHubCertificates(dir_, kNames, r, err));
+  std::string err = refusal();
   EXPECT_THAT(err, HasSubstr(files_.caCert));
   EXPECT_EQ(slurp(files_.caKey), caKeyPem);  // the CA is left alone
 
@@ -491,9 +496,7 @@ TEST_F(PkiTest, UnreadableCaCertificateIsAnErrorNamingTheFile) {
   if (::geteuid() == 0) GTEST_SKIP() << "root reads files regardless of their mode";
   ensure();
   ASSERT_EQ(::chmod(files_.caCert.c_str(), 0), 0);
-  BootstrapResult r;
-  std::string err;
-  EXPECT_FALSE(ensureHubCertificates(dir_, kNames, r, err));
+  std::string err = refusal();
   EXPECT_THAT(err, HasSubstr(files_.caCert));
   EXPECT_THAT(err, HasSubstr("ermission"));
 }
@@ -502,18 +505,14 @@ TEST_F(PkiTest, CaCertificatePathThatIsNotAFileIsAnError) {
   ensure();
   ASSERT_EQ(::unlink(files_.caCert.c_str()), 0);
   ASSERT_EQ(::mkdir(files_.caCert.c_str(), 0700), 0);
-  BootstrapResult r;
-  std::string err;
-  EXPECT_FALSE(ensureHubCertificates(dir_, kNames, r, err));
+  std::string err = refusal();
   EXPECT_THAT(err, HasSubstr(files_.caCert));
 }
 
 TEST_F(PkiTest, EmptyServerCertificateIsAnErrorNamingTheFile) {
   ensure();
   { std::ofstream out(files_.cert, std::ios::trunc); }
-  BootstrapResult r;
-  std::string err;
-  EXPECT_FALSE(ensureHubCertificates(dir_, kNames, r, err));
+  std::string err = refusal();
   EXPECT_THAT(err, HasSubstr(files_.cert));
 }
 
@@ -521,9 +520,7 @@ TEST_F(PkiTest, LoneCaKeyIsNeverReplaced) {
   ensure();
   std::string caKeyPem = slurp(files_.caKey);
   ASSERT_EQ(::unlink(files_.caCert.c_str()), 0);
-  BootstrapResult r;
-  std::string err;
-  EXPECT_FALSE(ensureHubCertificates(dir_, kNames, r, err));
+  std::string err = refusal();
   EXPECT_THAT(err, HasSubstr(files_.caCert));
   EXPECT_EQ(slurp(files_.caKey), caKeyPem);
   EXPECT_FALSE(std::filesystem::exists(files_.caCert));
@@ -533,9 +530,7 @@ TEST_F(PkiTest, CaKeyNotMatchingTheCertificateIsAnError) {
   ensure();
   std::filesystem::copy_file(files_.key, files_.caKey,
                              std::filesystem::copy_options::overwrite_existing);
-  BootstrapResult r;
-  std::string err;
-  EXPECT_FALSE(ensureHubCertificates(dir_, kNames, r, err));
+  std::string err = refusal();
   EXPECT_THAT(err, HasSubstr(files_.caKey));
 }
 
