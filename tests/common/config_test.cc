@@ -77,28 +77,27 @@ TEST(ParseLogLevel, Table) {
 }
 
 TEST(IsValidDeviceId, Table) {
-  EXPECT_TRUE(isValidDeviceId("dev01"));
-  EXPECT_TRUE(isValidDeviceId("a"));
-  EXPECT_TRUE(isValidDeviceId("-.%_*?!(),:=@$'"));
-  EXPECT_TRUE(isValidDeviceId(std::string(128, 'x')));
-  EXPECT_FALSE(isValidDeviceId(std::string(129, 'x')));
-  EXPECT_FALSE(isValidDeviceId(""));
-  EXPECT_FALSE(isValidDeviceId("dev 01"));
-  EXPECT_FALSE(isValidDeviceId("dev/01"));
-  EXPECT_FALSE(isValidDeviceId("dev#01"));
-  EXPECT_FALSE(isValidDeviceId("dev+01"));
-  EXPECT_FALSE(isValidDeviceId("d\xc3\xa9v"));
-  EXPECT_FALSE(isValidDeviceId(std::string("a\0b", 3)));
+  for (const std::string& ok : {std::string("dev01"), std::string("a"),
+                                std::string("-.%_*?!(),:=@$'"), std::string(128, 'x')}) {
+    EXPECT_TRUE(isValidDeviceId(ok)) << ok;
+  }
+  for (const std::string& bad :
+       {std::string(129, 'x'), std::string(), std::string("dev 01"), std::string("dev/01"),
+        std::string("dev#01"), std::string("dev+01"), std::string("d\xc3\xa9v"),
+        std::string("a\0b", 3)}) {
+    EXPECT_FALSE(isValidDeviceId(bad)) << bad;
+  }
 }
 
 TEST(IsValidPolicyName, Table) {
-  EXPECT_TRUE(isValidPolicyName("service"));
-  EXPECT_TRUE(isValidPolicyName("iothub_owner-2.x"));
-  EXPECT_TRUE(isValidPolicyName(std::string(64, 'p')));
-  EXPECT_FALSE(isValidPolicyName(std::string(65, 'p')));
-  EXPECT_FALSE(isValidPolicyName(""));
-  EXPECT_FALSE(isValidPolicyName("a b"));
-  EXPECT_FALSE(isValidPolicyName("a&b"));
+  for (const std::string& ok :
+       {std::string("service"), std::string("iothub_owner-2.x"), std::string(64, 'p')}) {
+    EXPECT_TRUE(isValidPolicyName(ok)) << ok;
+  }
+  for (const std::string& bad :
+       {std::string(65, 'p'), std::string(), std::string("a b"), std::string("a&b")}) {
+    EXPECT_FALSE(isValidPolicyName(bad)) << bad;
+  }
 }
 
 TEST(IsValidKey, Table) {
