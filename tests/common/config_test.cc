@@ -64,13 +64,11 @@ TEST(ParseSize, Table) {
 }
 
 TEST(ParseLogLevel, Table) {
-  EXPECT_EQ(parseLogLevel("debug"), LogLevel::Debug);
-  EXPECT_EQ(parseLogLevel("info"), LogLevel::Info);
-  EXPECT_EQ(parseLogLevel("warn"), LogLevel::Warn);
-  EXPECT_EQ(parseLogLevel("error"), LogLevel::Error);
-  EXPECT_EQ(parseLogLevel("INFO"), std::nullopt);
-  EXPECT_EQ(parseLogLevel("warning"), std::nullopt);
-  EXPECT_EQ(parseLogLevel(""), std::nullopt);
+  const std::pair<std::string_view, std::optional<LogLevel>> cases[] = {
+      {"debug", LogLevel::Debug}, {"info", LogLevel::Info}, {"warn", LogLevel::Warn},
+      {"error", LogLevel::Error}, {"INFO", std::nullopt},   {"warning", std::nullopt},
+      {"", std::nullopt}};
+  for (const auto& [in, out] : cases) EXPECT_EQ(parseLogLevel(in), out) << in;
   for (auto l : {LogLevel::Debug, LogLevel::Info, LogLevel::Warn, LogLevel::Error}) {
     EXPECT_EQ(parseLogLevel(toString(l)), l);
   }
