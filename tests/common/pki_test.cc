@@ -29,6 +29,7 @@
 
 #include "common/handle.h"
 #include "common/tls.h"
+#include "support/temp_dir.h"
 
 namespace ds::pki {
 namespace {
@@ -202,17 +203,11 @@ bool handshake(const HubFiles& f, const std::string& host, std::string& why,
 
 class PkiTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/ds_pki_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
-    dir_ = root_ + "/state/pki";  // does not exist yet
-    files_ = hubFiles(dir_);
-  }
+  void SetUp() override { files_ = hubFiles(dir_); }
   void TearDown() override {
+    // A test may leave the CA certificate without permissions; the directory still goes.
     std::error_code ec;
     std::filesystem::permissions(files_.caCert, std::filesystem::perms::owner_all, ec);
-    std::filesystem::remove_all(root_, ec);
   }
 
   BootstrapResult ensure(const std::vector<std::string>& names = kNames) {
@@ -229,7 +224,8 @@ class PkiTest : public ::testing::Test {
     return err;
   }
 
-  std::string root_, dir_;
+  test::TempDir root_{"ds_pki_test"};
+  std::string dir_ = root_ / "state/pki";  // does not exist yet
   HubFiles files_;
 };
 
@@ -452,10 +448,10 @@ TEST_F(PkiTest, Tls13HandshakeWithTheHubCertificate) {
 TEST_F(PkiTest, HandshakeFailsAgainstAnotherHubsCa) {
   ensure();
   // A second hub in another folder has its own CA; its ca.crt must not vouch for this hub.
-  HubFiles other = hubFiles(root_ + "/other");
+  HubFiles other = hubFiles(root_ / "other");
   BootstrapResult r;
   std::string err;
-  ASSERT_TRUE(ensureHubCertificates(root_ + "/other", kNames, r, err)) << err;
+  ASSERT_TRUE(ensureHubCertificates(root_ / "other", kNames, r, err)) << err;
   HubFiles mixed = files_;
   mixed.caCert = other.caCert;
   std::string why;
