@@ -8,6 +8,8 @@
 # env:   DS_HUB_PORT (8443) DS_SOCKS_PORT (1080) DS_DEVICE (dev01)
 #        DS_ALLOW ("127.0.0.1:22,127.0.0.1:8080": the agent's allow-list)
 #        DS_HANDSHAKE_TIMEOUT (60s) DS_LOG_LEVEL (info)
+#        DS_POLICY_DEVICES ("": the service policy reaches every device; else comma-separated
+#        device ids or globs)
 set -euo pipefail
 dir=${1:?usage: init-state.sh DIR}
 hub_port=${DS_HUB_PORT:-8443}
@@ -16,6 +18,7 @@ device=${DS_DEVICE:-dev01}
 allow=${DS_ALLOW:-127.0.0.1:22,127.0.0.1:8080}
 handshake=${DS_HANDSHAKE_TIMEOUT:-60s}
 log_level=${DS_LOG_LEVEL:-info}
+policy_devices=${DS_POLICY_DEVICES:-}
 
 if [ -f "$dir/hub.yaml" ]; then
   echo "init-state: $dir already holds a state; keeping it"
@@ -29,6 +32,11 @@ umask 077
 device_key=$(openssl rand -base64 32)
 service_key=$(openssl rand -base64 32)
 
+devices_yaml=""
+if [ -n "$policy_devices" ]; then
+  IFS=',' read -ra patterns <<<"$policy_devices"
+  devices_yaml="    devices: [$(printf '"%s", ' "${patterns[@]}" | sed 's/, $//')]"$'\n'
+fi
 cat > bootstrap.yaml <<YAML
 # Devices and service policies imported into the hub's registry when it is first created.
 devices:
@@ -39,6 +47,7 @@ policies:
     key: "$service_key"
     permissions: [connect, registry-read, registry-write]
 YAML
+printf '%s' "$devices_yaml" >>bootstrap.yaml
 
 cat > hub.yaml <<YAML
 log_level: $log_level

@@ -5,6 +5,10 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#ifndef _WIN32
+#include <sys/un.h>
+#include <unistd.h>
+#endif
 
 #include <algorithm>
 #include <cerrno>
@@ -43,21 +47,39 @@ std::string target(const std::string& host, uint16_t port) {
 // At most this many addresses of one name are tried (a bounded answer to a hostile resolver).
 constexpr size_t kMaxAddresses = 16;
 
+// Who asks for what, for the log lines of a stream: "caller ops, user alice (asserted),
+// target 127.0.0.1:22, name 'ssh'". Peer-supplied text goes through printable().
+std::string describe(const proto::StreamRequest& req) {
+  std::string s = "caller " + (req.caller.policy.empty() ? std::string("(none)")
+                                                         : printable(req.caller.policy));
+  if (!req.caller.user.empty()) s += ", user " + printable(req.caller.user) + " (asserted)";
+  s += ", target ";
+  s += req.socketPath.empty() ? printable(target(req.host, req.port))
+                              : "unix:" + printable(req.socketPath);
+  if (!req.name.empty()) s += ", name '" + printable(req.name) + "'";
+  return s;
+}
+
 }  // namespace
 
 // A stream request being served: the host checked (allow_list.h), the requested name and the
-// rules' names each resolved once, the allow-list decided on the resulting addresses, a connect
-// to each allowed address in turn (never by name), the streaming endpoint, then the answer.
+// rules' names each resolved once, the allow-list decided on the resulting addresses for the
+// request's caller, a connect to each allowed address in turn (never by name), the streaming
+// endpoint, then the answer. A Unix socket target is decided by its path alone and connected
+// at once.
 class Agent::PendingStream : public Deletable {
  public:
-  PendingStream(Agent& agent, std::string id, std::string host, uint16_t port, std::string url,
-                std::string token)
+  PendingStream(Agent& agent, const proto::StreamRequest& req)
       : agent_(agent),
-        id_(std::move(id)),
-        requested_(std::move(host)),
-        port_(port),
-        url_(std::move(url)),
-        token_(std::move(token)),
+        id_(req.streamId),
+        logId_(printable(req.streamId)),
+        requested_(req.host),
+        socketPath_(req.socketPath),
+        caller_(req.caller),
+        who_(describe(req)),
+        port_(req.port),
+        url_(req.url),
+        token_(req.token),
         timer_(agent.loop_, [this] { onTimeout(); }) {}
 
   ~PendingStream() override {
@@ -71,6 +93,7 @@ class Agent::PendingStream : public Deletable {
 
   void start() {
     timer_.arm(agent_.cfg_.connectTimeout);
+    if (!socketPath_.empty()) return startSocket();
     std::string why;
     auto host = parseHost(requested_, why);
     if (!host) {
@@ -80,11 +103,10 @@ class Agent::PendingStream : public Deletable {
     host_ = *host;
     shown_ = target(host_.toString(), port_);
     const auto& rules = agent_.rules_;
-    if (std::none_of(rules.begin(), rules.end(),
-                     [this](const Rule& r) { return r.coversPort(port_); })) {
+    if (!anyRuleFor(rules, port_, &caller_)) {
       return notAllowed();
     }
-    std::vector<std::string> names = namesToResolve(rules, host_, port_);
+    std::vector<std::string> names = namesToResolve(rules, host_, port_, &caller_);
     starting_ = true;
     for (const std::string& name : names) {
       auto* l = new Lookup{this, nullptr, name};
@@ -130,7 +152,7 @@ class Agent::PendingStream : public Deletable {
         if (a && std::find(out.begin(), out.end(), *a) == out.end()) out.push_back(*a);
       }
       if (result != 0) {
-        LOG_DEBUG("stream %s: resolving %s: %s", self->id_.c_str(), name.c_str(),
+        LOG_DEBUG("stream %s: resolving %s: %s", self->logId_.c_str(), name.c_str(),
                   evutil_gai_strerror(result));
         if (!self->host_.isAddress && name == self->host_.name) self->lookupError_ = result;
       }
@@ -152,7 +174,7 @@ class Agent::PendingStream : public Deletable {
                         (lookupError_ ? evutil_gai_strerror(lookupError_) : "no address"));
       }
     }
-    allowed_ = allowedAddresses(agent_.rules_, port_, candidates, resolved_);
+    allowed_ = allowedAddresses(agent_.rules_, port_, candidates, resolved_, &caller_);
     if (allowed_.empty()) {
       std::string addresses;
       if (!host_.isAddress) {
@@ -163,16 +185,85 @@ class Agent::PendingStream : public Deletable {
       }
       return notAllowed(addresses);
     }
+    std::string by;
     for (const Allowed& a : allowed_) {
-      LOG_INFO("stream %s: %s allowed: address %s by rule %s", id_.c_str(), shown_.c_str(),
-               a.address.toString().c_str(), a.rule->text.c_str());
+      by += (by.empty() ? "" : ", ") + ("address " + a.address.toString()) + " by rule " +
+            a.rule->text;
     }
+    LOG_INFO("stream %s: %s allowed: %s (%s)", logId_.c_str(), shown_.c_str(), by.c_str(),
+             who_.c_str());
     connectNext();
   }
 
+  // The same reason whether no rule covers the target or the rules that do admit other callers:
+  // a refusal does not tell who else may connect.
   void notAllowed(const std::string& addresses = "") {
     fail(reject::kPortNotAllowed, shown_ + addresses + " is not in the device's allow-list");
   }
+
+  // A Unix socket target: a rule naming the path and admitting the caller, then a connect.
+  void startSocket() {
+    shown_ = "unix:" + printable(socketPath_);
+    current_ = shown_;
+    decided_ = true;
+    const Rule* rule = socketRule(agent_.rules_, socketPath_, &caller_);
+    if (!rule) return notAllowed();
+    LOG_INFO("stream %s: %s allowed: by rule %s (%s)", logId_.c_str(), shown_.c_str(),
+             rule->text.c_str(), who_.c_str());
+#ifdef _WIN32
+    // No socket rule compiles on Windows (settings.cc), so this is not reached.
+    fail(reject::kUnreachable, "Unix socket targets are not supported on this device");
+#else
+    connectSocket();
+#endif
+  }
+
+#ifndef _WIN32
+  // A non-blocking connect to a local stream socket completes or fails at once (Linux), so the
+  // outcome is known here; the socket then takes the TCP targets' path (bufferevent and pump).
+  void connectSocket() {
+    sockaddr_un sa{};
+    sa.sun_family = AF_UNIX;
+    if (socketPath_.size() >= sizeof sa.sun_path) {
+      return fail(reject::kUnreachable, shown_ + ": path too long");
+    }
+    std::memcpy(sa.sun_path, socketPath_.data(), socketPath_.size());
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      int e = errno;
+      return fail(reject::kUnreachable, "cannot create a socket: " + std::string(strerror(e)));
+    }
+    if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+      int e = errno;
+      close(fd);
+      switch (e) {
+        case ENOENT:
+        case ENOTDIR:
+          return fail(reject::kConnectionRefused, "no socket at " + shown_);
+        case ECONNREFUSED:
+          return fail(reject::kConnectionRefused, "connection to " + shown_ + " refused");
+        case EAGAIN:
+          return fail(reject::kConnectionRefused,
+                      shown_ + " accepts no more connections (listen queue full)");
+        case EACCES:
+        case EPERM:
+          // The device's own permissions refuse the agent: a decision of the device.
+          return fail(reject::kPortNotAllowed, "the agent may not open " + shown_);
+        default:
+          return fail(reject::kUnreachable,
+                      "cannot connect to " + shown_ + ": " + std::string(strerror(e)));
+      }
+    }
+    BufferEventPtr bev = newSocketBufferEvent(agent_.loop_, fd);
+    if (!bev) {
+      close(fd);
+      return fail(reject::kUnreachable, "internal error");
+    }
+    timer_.cancel();
+    tcp_ = std::move(bev);
+    openStream();
+  }
+#endif
 
   void onTimeout() {
     if (connecting_) {
@@ -226,7 +317,7 @@ class Agent::PendingStream : public Deletable {
       lastCode_ = reject::kUnreachable;
       lastReason_ = "cannot connect to " + current_ + ": " + o.detail;
     }
-    LOG_DEBUG("stream %s: %s", id_.c_str(), lastReason_.c_str());
+    LOG_DEBUG("stream %s: %s", logId_.c_str(), lastReason_.c_str());
     connectNext();
   }
 
@@ -237,17 +328,18 @@ class Agent::PendingStream : public Deletable {
           agent_.loop_.deferDelete(std::move(side_));
           if (!ws) return fail(reject::kHubStreamFailed, "streaming endpoint: " + error);
           setTcpKeepalive(ws->fd());
-          LOG_INFO("stream %s: connected to %s", id_.c_str(), current_.c_str());
+          LOG_INFO("stream %s: connected to %s", logId_.c_str(), current_.c_str());
           agent_.answer(id_, true, "", "");
-          std::string id = id_;
+          std::string id = logId_;
+          std::string who = who_;
           // The pump lives on its own WebSocket: losing the control channel does not end it.
           auto pump = std::make_unique<StreamPump>(
               agent_.loop_, std::move(tcp_), std::move(ws), agent_.cfg_.highWatermark,
-              [agent = &agent_, id](StreamPump* p, const std::string& why) {
-                LOG_INFO("stream %s: %s (%llu bytes to the service, %llu to the target)",
+              [agent = &agent_, id, who](StreamPump* p, const std::string& why) {
+                LOG_INFO("stream %s: %s (%llu bytes to the service, %llu to the target; %s)",
                          id.c_str(), why.c_str(),
                          static_cast<unsigned long long>(p->bytesToStream()),
-                         static_cast<unsigned long long>(p->bytesFromStream()));
+                         static_cast<unsigned long long>(p->bytesFromStream()), who.c_str());
                 agent->endPump(p);
               });
           StreamPump* raw = pump.get();
@@ -264,14 +356,19 @@ class Agent::PendingStream : public Deletable {
     connecting_ = false;
     if (connector_) agent_.loop_.deferDelete(std::move(connector_));
     timer_.cancel();
-    LOG_INFO("stream %s: rejected (%s): %s", id_.c_str(), code.c_str(), reason.c_str());
+    LOG_INFO("stream %s: rejected (%s): %s (%s)", logId_.c_str(), code.c_str(), reason.c_str(),
+             who_.c_str());
     agent_.answer(id_, false, code, reason);
     agent_.endPending(this);
   }
 
   Agent& agent_;
   std::string id_;
-  std::string requested_;  // the host as the request spelled it (untrusted)
+  std::string logId_;       // id_ fit for a log line
+  std::string requested_;   // the host as the request spelled it (untrusted)
+  std::string socketPath_;  // a Unix socket target instead of host:port (untrusted)
+  proto::Caller caller_;    // as the hub vouches for it; empty policy: none sent
+  std::string who_;         // describe(): for log lines
   Host host_;
   std::string shown_;    // host_:port_ for messages
   std::string current_;  // the address:port being connected
@@ -419,7 +516,7 @@ void Agent::onChannelText(std::string message) {
   if (!req && req.fault == proto::Fault::Host) {
     LOG_INFO("stream %s: rejected (%s): %s", printable(id).c_str(), reject::kBadHost,
              req.error.c_str());
-    return answer(id, false, reject::kBadHost, "host is not a string");
+    return answer(id, false, reject::kBadHost, "not a valid host or socket path");
   }
   if (!req && req.fault == proto::Fault::Port) {
     LOG_INFO("stream %s: rejected (%s): %s", printable(id).c_str(), reject::kPortNotAllowed,
@@ -430,18 +527,16 @@ void Agent::onChannelText(std::string message) {
     LOG_WARN("control channel: malformed message ignored: %s", req.error.c_str());
     return;
   }
-  const std::string& host = req->host;
-  LOG_INFO("stream %s: request for %s:%u", printable(req->streamId).c_str(),
-           printable(host).c_str(), req->port);
+  std::string who = describe(*req);
+  LOG_DEBUG("stream %s: request (%s)", printable(req->streamId).c_str(), who.c_str());
   if (streams() >= cfg_.maxStreams) {
     std::string why =
         "the device serves its maximum of " + std::to_string(cfg_.maxStreams) + " streams";
-    LOG_WARN("stream %s: rejected (%s): %s", printable(req->streamId).c_str(),
-             reject::kTooManyStreams, why.c_str());
+    LOG_WARN("stream %s: rejected (%s): %s (%s)", printable(req->streamId).c_str(),
+             reject::kTooManyStreams, why.c_str(), who.c_str());
     return answer(req->streamId, false, reject::kTooManyStreams, why);
   }
-  auto p =
-      std::make_unique<PendingStream>(*this, req->streamId, host, req->port, req->url, req->token);
+  auto p = std::make_unique<PendingStream>(*this, *req);
   PendingStream* raw = p.get();
   pending_.emplace(raw, std::move(p));
   raw->start();

@@ -256,7 +256,19 @@ std::optional<std::vector<Rule>> compileRules(const std::vector<config::AllowRul
     Rule c;
     c.portMin = r.portMin;
     c.portMax = r.portMax;
+    c.from = r.from;
     c.text = r.toString();
+    if (!r.path.empty()) {
+      if (r.path.front() != '/') {
+        err = "allow-list entry " + printable(c.text) + ": a socket path must be absolute";
+        return std::nullopt;
+      }
+      c.kind = Rule::Kind::Socket;
+      c.path = r.path;
+      c.portMin = c.portMax = 0;
+      out.push_back(std::move(c));
+      continue;
+    }
     std::string_view host = r.host;
     auto slash = host.find('/');
     std::string why;
@@ -308,6 +320,12 @@ bool Rule::admits(const proto::Caller* caller) const {
     if (slash == std::string::npos) return f == caller->policy;
     return std::string_view(f).substr(0, slash) == caller->policy && !caller->user.empty() &&
            std::string_view(f).substr(slash + 1) == caller->user;
+  });
+}
+
+bool anyRuleFor(const std::vector<Rule>& rules, uint16_t port, const proto::Caller* caller) {
+  return std::any_of(rules.begin(), rules.end(), [&](const Rule& r) {
+    return r.kind != Rule::Kind::Socket && r.coversPort(port) && r.admits(caller);
   });
 }
 

@@ -99,6 +99,10 @@ std::optional<std::vector<Rule>> compileRules(const std::vector<config::AllowRul
 std::vector<std::string> namesToResolve(const std::vector<Rule>& rules, const Host& host,
                                         uint16_t port, const proto::Caller* caller = nullptr);
 
+// Whether a TCP rule for `port` admits `caller`: when none does, a request is refused before any
+// name is resolved.
+bool anyRuleFor(const std::vector<Rule>& rules, uint16_t port, const proto::Caller* caller);
+
 // The rule that admits `caller` to the Unix socket `path`, or null.
 const Rule* socketRule(const std::vector<Rule>& rules, std::string_view path,
                        const proto::Caller* caller);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <string>
 
+#include "common/protocol.h"
 #include "common/yaml_reader.h"
 
 namespace ds::config {
@@ -19,20 +20,65 @@ namespace {
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
 bool isAlpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 
-AllowRule allowRule(const Context& ctx, const Value& v) {
+constexpr const char* kRuleSyntax = "(expected host:port, host:first-last or unix:/absolute/path)";
+
+AllowRule ruleText(const Context& ctx, const Value& v) {
   const std::string& s = scalar(ctx, v, "an allow-list entry");
   auto r = parseAllowRule(s);
-  if (!r) {
-    ctx.fail(v.mark, "invalid allow-list entry " + inQuotes(s) +
-                         " (expected host:port or host:first-last)");
+  if (!r) ctx.fail(v.mark, "invalid allow-list entry " + inQuotes(s) + " " + kRuleSyntax);
+#ifdef _WIN32
+  if (!r->path.empty()) {
+    ctx.fail(v.mark, "allow-list entry " + inQuotes(s) +
+                         ": Unix socket targets are not supported on Windows");
   }
+#endif
   return *r;
+}
+
+// A string, or the mapping {to: <string>, from: [callers]}.
+AllowRule allowRule(const Context& ctx, const Value& v) {
+  if (!v.node.IsMap()) return ruleText(ctx, v);
+  Mapping m(ctx, v, {"to", "from"});
+  AllowRule r = ruleText(ctx, m.require("to"));
+  const Value& from = m.require("from");
+  for (const Value& item : sequence(ctx, from)) {
+    const std::string& who = scalar(ctx, item, "a caller");
+    if (!isValidCaller(who)) {
+      ctx.fail(item.mark,
+               "invalid caller " + inQuotes(who) + " (expected a policy name or policy/user)");
+    }
+    if (std::find(r.from.begin(), r.from.end(), who) == r.from.end()) r.from.push_back(who);
+  }
+  // An empty list would read as "everyone": say so instead of guessing.
+  if (r.from.empty()) {
+    ctx.fail(from.mark, "'from' names no caller (leave it out to admit every caller)");
+  }
+  return r;
 }
 
 }  // namespace
 
+bool isValidCaller(std::string_view s) {
+  auto slash = s.find('/');
+  if (!isValidPolicyName(s.substr(0, slash))) return false;
+  if (slash == std::string_view::npos) return true;
+  std::string_view user = s.substr(slash + 1);
+  return !user.empty() && user.size() <= 255 && std::all_of(user.begin(), user.end(), [](char c) {
+    return c >= 0x20 && c < 0x7f && c != ':';
+  });
+}
+
 std::optional<AllowRule> parseAllowRule(std::string_view s) {
   AllowRule r;
+  if (s.starts_with("unix:/")) {
+    std::string_view p = s.substr(5);
+    if (p.size() > proto::kMaxSocketPath ||
+        !std::all_of(p.begin(), p.end(), [](char c) { return c > 0x20 && c < 0x7f; })) {
+      return std::nullopt;
+    }
+    r.path = p;
+    return r;
+  }
   // A network, "192.168.1.0/24:80" or "[fd00::/8]:80": the prefix length stays with the host.
   std::string prefix, cut;
   if (auto slash = s.find('/'); slash != std::string_view::npos) {
@@ -65,15 +111,22 @@ std::optional<AllowRule> parseAllowRule(std::string_view s) {
 }
 
 bool AllowRule::matches(std::string_view h, uint16_t port) const {
-  if (port < portMin || port > portMax || h.size() != host.size()) return false;
+  if (!path.empty() || port < portMin || port > portMax || h.size() != host.size()) return false;
   return std::equal(h.begin(), h.end(), host.begin(), [](char a, char b) {
     return (isAlpha(a) ? (a | 0x20) : a) == (isAlpha(b) ? (b | 0x20) : b);
   });
 }
 
 std::string AllowRule::toString() const {
-  std::string s = net::formatHostPort(host, portMin);
-  if (portMax != portMin) s += "-" + std::to_string(portMax);
+  std::string s;
+  if (!path.empty()) {
+    s = "unix:" + path;
+  } else {
+    s = net::formatHostPort(host, portMin);
+    if (portMax != portMin) s += "-" + std::to_string(portMax);
+  }
+  for (size_t i = 0; i < from.size(); ++i) s += (i ? ", " : " from [") + from[i];
+  if (!from.empty()) s += "]";
   return s;
 }
 

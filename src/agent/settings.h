@@ -15,20 +15,32 @@
 namespace ds::config {
 
 // One entry of an agent's allow-list: a host (name or address, IPv6 without brackets; an address
-// may carry a prefix length, "192.168.1.0/24") and a port or an inclusive port range. Written
-// "127.0.0.1:22", "localhost:8000-8100", "[::1]:22", "192.168.1.0/24:80". The agent compiles and
-// matches rules on addresses (src/agent/allow_list.h).
+// may carry a prefix length, "192.168.1.0/24") and a port or an inclusive port range, or a Unix
+// socket. Written "127.0.0.1:22", "localhost:8000-8100", "[::1]:22", "192.168.1.0/24:80",
+// "unix:/run/app.sock", or as a mapping that names the callers it admits:
+// `{to: "127.0.0.1:22", from: [ops, "support/alice"]}`. The agent compiles and matches rules on
+// addresses (src/agent/allow_list.h).
 struct AllowRule {
   std::string host;
   uint16_t portMin = 0, portMax = 0;
+  std::string path{};  // a Unix socket (absolute); then host is empty and the ports 0
+  // The callers admitted: a policy name ("ops") or a policy and the user its daemon asserted
+  // ("support/alice"); empty: every caller.
+  std::vector<std::string> from{};
   // The host compared as text (names case-insensitively) and the port within the range.
   bool matches(std::string_view host, uint16_t port) const;
   std::string toString() const;
   friend bool operator==(const AllowRule&, const AllowRule&) = default;
 };
 
-// "host:port" or "host:first-last" (1 <= first <= last <= 65535); host may be "address/prefix".
+// "host:port" or "host:first-last" (1 <= first <= last <= 65535); host may be "address/prefix";
+// or "unix:" and an absolute path (at most proto::kMaxSocketPath bytes of printable ASCII
+// without spaces).
 std::optional<AllowRule> parseAllowRule(std::string_view s);
+
+// Whether `s` may stand in a rule's `from`: a policy name (isValidPolicyName) alone, or followed
+// by '/' and a user name of 1..255 printable ASCII bytes without ':'.
+bool isValidCaller(std::string_view s);
 
 struct AgentConfig {
   std::string hubUrl;       // "wss://host[:port]" (https accepted too), required

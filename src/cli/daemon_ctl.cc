@@ -175,18 +175,39 @@ std::string formatDevices(const json& answer) {
   return formatTable({"DEVICE", "ONLINE", "ENABLED", "LAST-SEEN"}, rows);
 }
 
+namespace {
+
+// A forward's host on the device's network ("127.0.0.1" when the answer names none) or its
+// Unix socket as "unix:PATH".
+std::string forwardHost(const json& f) {
+  if (std::string path = str(f, "unix"); !path.empty()) return "unix:" + path;
+  std::string host = str(f, "host");
+  return host.empty() ? "127.0.0.1" : host;
+}
+
+}  // namespace
+
 std::string formatForwards(const json& answer) {
   std::vector<std::vector<std::string>> rows;
   for (const json& f : items(answer, "forwards")) {
-    rows.push_back({dash(str(f, "listen")), dash(str(f, "device")), count(f, "port"),
-                    dash(str(f, "origin")), count(f, "connections")});
+    bool socket = !str(f, "unix").empty();
+    rows.push_back({dash(str(f, "listen")), dash(str(f, "device")), forwardHost(f),
+                    socket ? "-" : count(f, "port"), dash(str(f, "origin")),
+                    count(f, "connections")});
   }
-  return formatTable({"LISTEN", "DEVICE", "PORT", "ORIGIN", "CONNECTIONS"}, rows);
+  return formatTable({"LISTEN", "DEVICE", "HOST", "PORT", "ORIGIN", "CONNECTIONS"}, rows);
 }
 
 std::string formatForward(const json& f) {
-  return "forward " + dash(str(f, "listen")) + " -> " + dash(str(f, "device")) + ":" +
-         count(f, "port") + "\n";
+  std::string to = dash(str(f, "device")) + ":" + count(f, "port");
+  std::string host = forwardHost(f);
+  if (host.starts_with("unix:")) {
+    to = dash(str(f, "device")) + ":" + host;
+  } else if (host != "127.0.0.1") {
+    to = net::formatHostPort(host, static_cast<uint16_t>(num(f, "port"))) + " via " +
+         dash(str(f, "device"));
+  }
+  return "forward " + dash(str(f, "listen")) + " -> " + to + "\n";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -227,7 +248,15 @@ DaemonCtl::DaemonCtl(CLI::App& app) {
   add->add_option("listen", listen_, "local address; port 0 picks a free port")
       ->type_name("HOST:PORT")
       ->required();
-  add->add_option("target", target_, "device and port")->type_name("DEVICE:PORT")->required();
+  add->add_option("target", target_, "device and port (DEVICE alone with --unix)")
+      ->type_name("DEVICE:PORT")
+      ->required();
+  auto* host = add->add_option("--host", host_,
+                               "a host on the device's network instead of its loopback, e.g. "
+                               "192.168.1.10");
+  add->add_option("--unix", unix_, "a Unix socket on the device instead of a port")
+      ->type_name("PATH")
+      ->excludes(host);
   common(add);
   add->callback(set(Command::ForwardAdd));
 
@@ -273,15 +302,28 @@ int DaemonCtl::run() {
                         listen_ + "'",
                     2);
       }
-      std::string device;
-      uint16_t port = 0;
-      if (!parseDeviceTarget(target_, device, port)) {
-        return fail("forward add: expected DEVICE:PORT (e.g. dev01:22), got '" + target_ + "'", 2);
+      json request{{"listen", listen_}};
+      if (!unix_.empty()) {
+        if (!config::isValidDeviceId(target_)) {
+          return fail(
+              "forward add: with --unix, expected DEVICE (e.g. dev01), got '" + target_ + "'", 2);
+        }
+        request["device"] = target_;
+        request["unix"] = unix_;
+      } else {
+        std::string device;
+        uint16_t port = 0;
+        if (!parseDeviceTarget(target_, device, port)) {
+          return fail("forward add: expected DEVICE:PORT (e.g. dev01:22), got '" + target_ + "'",
+                      2);
+        }
+        request["device"] = device;
+        request["port"] = port;
+        if (!host_.empty()) request["host"] = host_;
       }
       method = "POST";
       target = "/v1/forwards";
-      body = json{{"listen", listen_}, {"device", device}, {"port", port}}.dump(
-          -1, ' ', false, json::error_handler_t::replace);
+      body = request.dump(-1, ' ', false, json::error_handler_t::replace);
       what = "forward add";
       break;
     }

@@ -65,6 +65,7 @@ class DaemonCtl {
   bool json_ = false;
   std::string listen_;
   std::string target_;
+  std::string host_, unix_;  // forward add --host, --unix
 };
 
 }  // namespace ds::cli

@@ -302,7 +302,9 @@ int main(int argc, char** argv) {
   app.add_option("--socks", socksAddr, "the daemon's SOCKS5 endpoint (env DEVSTREAMS_SOCKS)");
 
   auto* connect = app.add_subcommand(
-      "connect", "stdio tunnel to HOST:PORT (HOST is DEVICE.hub), for ssh ProxyCommand");
+      "connect",
+      "stdio tunnel to HOST:PORT (DEVICE.hub, or HOST.via.DEVICE.hub for a host on the "
+      "device's network), for ssh ProxyCommand");
   std::string host;
   uint16_t port = 0;
   connect->add_option("host", host, "device address, e.g. dev01.hub")->required();

@@ -40,11 +40,9 @@ Reply replyForConnect(ConnectResult r) {
 // A stream to a device: asked for through the stream opener, then pumped.
 class DeviceStream : public Upstream {
  public:
-  DeviceStream(Connection& c, const std::string& device, uint16_t port)
-      : c_(c), what_(device + ":" + std::to_string(port)) {
+  DeviceStream(Connection& c, const hubclient::StreamTarget& t) : c_(c), what_(describe(t)) {
     openId_ = c_.owner().opener()->open(
-        device, "127.0.0.1", port,
-        [this](std::unique_ptr<WsConnection> ws, const hubclient::OpenResult& r) {
+        t, [this](std::unique_ptr<WsConnection> ws, const hubclient::OpenResult& r) {
           openId_ = 0;
           onOpen(std::move(ws), r);
         });
@@ -148,6 +146,12 @@ class DirectConnection : public Upstream {
 
 }  // namespace
 
+std::string describe(const hubclient::StreamTarget& t) {
+  if (!t.socketPath.empty()) return t.device + ":unix:" + t.socketPath;
+  if (t.host.empty() || t.host == "127.0.0.1") return t.device + ":" + std::to_string(t.port);
+  return net::formatHostPort(t.host, t.port) + " via " + t.device;
+}
+
 Connection::Connection(ConnectionOwner& owner, BufferEventPtr client,
                        const socks::ProxyOptions& options, Admission::Ticket ticket)
     : owner_(owner), ticket_(std::move(ticket)) {
@@ -204,9 +208,12 @@ void Connection::begin(uint64_t id, std::string device, uint16_t port) {
   started_ = Clock::now();
 }
 
-void Connection::openDevice(uint64_t id, const std::string& device, uint16_t port) {
-  begin(id, device, port);
-  upstream_ = std::make_unique<DeviceStream>(*this, device, port);
+void Connection::openDevice(uint64_t id, const hubclient::StreamTarget& target) {
+  begin(id, target.device, target.port);
+  host_ = target.socketPath.empty() ? target.host : "";
+  socketPath_ = target.socketPath;
+  name_ = target.name;
+  upstream_ = std::make_unique<DeviceStream>(*this, target);
 }
 
 void Connection::openDirect(uint64_t id, const std::string& host, uint16_t port) {
@@ -253,17 +260,21 @@ void Connection::close(const std::string& why) {
 json Connection::toJson() const {
   double age = std::chrono::duration<double>(Clock::now() - started_).count();
   bool isOpen = open();
-  return json{{"id", id_},
-              {"device", device_},
-              {"port", port_},
-              {"target", target_},
-              {"client", peer_},
-              {"via", via_},
-              {"state", isOpen ? "open" : "opening"},
-              {"stream_id", upstream_ ? upstream_->streamId() : ""},
-              {"bytes_to_device", upstream_ ? upstream_->bytesUp() : 0},
-              {"bytes_from_device", upstream_ ? upstream_->bytesDown() : 0},
-              {"age_seconds", static_cast<double>(static_cast<int64_t>(age * 10)) / 10}};
+  json j{{"id", id_},
+         {"device", device_},
+         {"port", port_},
+         {"target", target_},
+         {"client", peer_},
+         {"via", via_},
+         {"state", isOpen ? "open" : "opening"},
+         {"stream_id", upstream_ ? upstream_->streamId() : ""},
+         {"bytes_to_device", upstream_ ? upstream_->bytesUp() : 0},
+         {"bytes_from_device", upstream_ ? upstream_->bytesDown() : 0},
+         {"age_seconds", static_cast<double>(static_cast<int64_t>(age * 10)) / 10}};
+  if (!host_.empty()) j["host"] = host_;
+  if (!socketPath_.empty()) j["unix"] = socketPath_;
+  if (!name_.empty()) j["name"] = name_;
+  return j;
 }
 
 }  // namespace ds::daemon

@@ -16,6 +16,7 @@
 #include "common/acceptor.h"
 #include "common/event.h"
 #include "forwarder/gate.h"
+#include "hubclient/hub_client.h"
 #include "socks/proxy_session.h"
 
 namespace ds::hubclient {
@@ -25,6 +26,10 @@ class StreamOpener;
 namespace ds::daemon {
 
 class Connection;
+
+// A device stream's target for logs and listings: "dev01:22", "192.168.1.10:80 via dev01",
+// "dev01:unix:/run/app.sock".
+std::string describe(const hubclient::StreamTarget& t);
 
 // What a connection needs of the daemon.
 class ConnectionOwner {
@@ -62,7 +67,7 @@ class Connection : public Deletable, private socks::ProxySession::Handler {
   // A client of the proxy port; the session starts negotiating at once.
   Connection(ConnectionOwner& owner, BufferEventPtr client, const socks::ProxyOptions& options,
              Admission::Ticket ticket);
-  // A connection accepted on a forward; `target` is "device:port" for the listing.
+  // A connection accepted on a forward; `target` is what it leads to, for the listing.
   Connection(ConnectionOwner& owner, BufferEventPtr client, std::string peer, std::string target,
              Admission::Ticket ticket);
   ~Connection() override;
@@ -70,7 +75,7 @@ class Connection : public Deletable, private socks::ProxySession::Handler {
   Connection& operator=(const Connection&) = delete;
 
   // The destination is known. `id` is the connection's number in the control API.
-  void openDevice(uint64_t id, const std::string& device, uint16_t port);
+  void openDevice(uint64_t id, const hubclient::StreamTarget& target);
   void openDirect(uint64_t id, const std::string& host, uint16_t port);
 
   // Shutdown: a client still negotiating is refused; an upstream is closed or, while opening,
@@ -112,6 +117,7 @@ class Connection : public Deletable, private socks::ProxySession::Handler {
   uint64_t id_ = 0;
   std::string peer_, via_, target_, device_;
   uint16_t port_ = 0;
+  std::string host_, socketPath_, name_;  // a device stream's target on the device
   std::chrono::steady_clock::time_point started_;
   UpstreamGate gate_;
   std::unique_ptr<Upstream> upstream_;

@@ -36,13 +36,22 @@ const std::string* stringAt(const json& body, const char* key) {
 
 std::variant<config::Forward, ApiResponse> parseForwardBody(std::string_view text) {
   json body = json::parse(text, nullptr, false);
-  const char* shape = R"(body must be {"listen": "host:port", "device": str, "port": 1..65535})";
+  const char* shape =
+      R"(body must be {"listen": "host:port", "device": str, "port": 1..65535, "host": str})"
+      R"( or {"listen": "host:port", "device": str, "unix": "/path"})";
   if (!body.is_object()) return apiError(400, "bad_request", shape);
   const std::string* listenText = stringAt(body, "listen");
   const std::string* device = stringAt(body, "device");
   auto portAt = body.find("port");
   const uint64_t* port = portAt == body.end() ? nullptr : portAt->get_ptr<const uint64_t*>();
-  if (!listenText || !device || !port) return apiError(400, "bad_request", shape);
+  const std::string* host = stringAt(body, "host");
+  const std::string* socketPath = stringAt(body, "unix");
+  if ((body.contains("host") && !host) || (body.contains("unix") && !socketPath)) {
+    return apiError(400, "bad_request", shape);
+  }
+  // A Unix socket goes without port and host; host:port needs the port.
+  bool shapeOk = socketPath ? !body.contains("port") && !host : port != nullptr;
+  if (!listenText || !device || !shapeOk) return apiError(400, "bad_request", shape);
   config::Forward f;
   auto listen = net::parseEndpoint(*listenText);
   if (!listen) {
@@ -53,8 +62,22 @@ std::variant<config::Forward, ApiResponse> parseForwardBody(std::string_view tex
   if (!config::isValidDeviceId(f.device)) {
     return apiError(400, "bad_device_id", "invalid device id '" + f.device + "'");
   }
-  if (*port == 0 || *port > 65535) return apiError(400, "bad_port", "port must be 1..65535");
-  f.port = static_cast<uint16_t>(*port);
+  if (socketPath) {
+    if (!config::isValidSocketPath(*socketPath)) {
+      return apiError(400, "bad_unix", "unix must be an absolute socket path of at most 107 bytes");
+    }
+    f.socketPath = *socketPath;
+  } else {
+    if (*port == 0 || *port > 65535) return apiError(400, "bad_port", "port must be 1..65535");
+    f.port = static_cast<uint16_t>(*port);
+  }
+  if (host) {
+    if (!config::isValidTargetHost(*host)) {
+      return apiError(400, "bad_host",
+                      "invalid host '" + *host + "' (a name, IPv4 or IPv6 address)");
+    }
+    f.host = *host;
+  }
   // Forwarded connections are not authenticated: runtime forwards stay on this machine.
   if (!net::isLoopbackHost(f.listen.host)) {
     return apiError(400, "not_loopback",

@@ -4,7 +4,6 @@
 
 #include <netinet/in.h>
 
-#include <algorithm>
 #include <cctype>
 #include <vector>
 
@@ -12,6 +11,7 @@
 #include "common/net.h"
 #include "common/protocol.h"
 #include "common/service_notify.h"
+#include "daemon/device_name.h"
 #include "hubclient/rest_client.h"
 #include "socks/http_proxy.h"
 
@@ -26,6 +26,8 @@ namespace {
 AdmissionLimits clientLimits(const config::DaemonConfig& cfg) {
   return {cfg.maxClients, cfg.maxClientsPerAddress};
 }
+
+constexpr const char* kLoopback = "127.0.0.1";
 
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -48,17 +50,6 @@ socks::Reply replyFor(int status, const std::string& code) {
   return Reply::GeneralFailure;                         // 401, 429, anything unexpected
 }
 
-std::string deviceFromHost(const std::string& host, const std::string& suffix) {
-  if (host.size() <= suffix.size()) return {};
-  auto tail = host.substr(host.size() - suffix.size());
-  if (!std::equal(
-          tail.begin(), tail.end(), suffix.begin(), suffix.end(),
-          [](unsigned char a, unsigned char b) { return std::tolower(a) == std::tolower(b); })) {
-    return {};
-  }
-  return host.substr(0, host.size() - suffix.size());
-}
-
 Destination resolveDestination(const config::DaemonConfig& cfg, const std::string& host,
                                socks::AddressType type, uint16_t port) {
   Destination d;
@@ -71,19 +62,27 @@ Destination resolveDestination(const config::DaemonConfig& cfg, const std::strin
       if (a.name == key) {
         d.kind = Destination::Kind::Device;
         d.device = a.device;
-        if (a.port != 0) d.port = a.port;
+        d.host = a.host.empty() ? kLoopback : a.host;
+        d.socketPath = a.socketPath;
+        d.name = a.name;
+        if (!a.socketPath.empty()) {
+          d.port = 0;
+        } else if (a.port != 0) {
+          d.port = a.port;
+        }
         return d;
       }
     }
-    std::string device = deviceFromHost(name, cfg.suffix);
-    if (!device.empty()) {
-      if (!config::isValidDeviceId(device)) {
-        d.reply = Reply::HostUnreachable;
-        d.why = "'" + device + "' is not a valid device id";
-        return d;
-      }
+    NameResult n = parseDeviceName(name, cfg.suffix);
+    if (n.name) {
       d.kind = Destination::Kind::Device;
-      d.device = device;
+      d.device = std::move(n.name->device);
+      d.host = n.name->host.empty() ? kLoopback : std::move(n.name->host);
+      return d;
+    }
+    if (n.fault != NameFault::NotADevice) {
+      d.reply = Reply::HostUnreachable;
+      d.why = n.why;
       return d;
     }
   }
@@ -217,19 +216,35 @@ bool Daemon::addForward(const config::Forward& f, bool fromConfig, int& status, 
     return false;
   }
   fl->fwd.listen.port = port;
-  LOG_INFO("forward %s -> %s:%u%s", fl->fwd.listen.toString().c_str(), f.device.c_str(), f.port,
-           fromConfig ? "" : " (added at runtime)");
+  LOG_INFO("forward %s -> %s%s", fl->fwd.listen.toString().c_str(),
+           describe(forwardTarget(fl->fwd)).c_str(), fromConfig ? "" : " (added at runtime)");
   if (out) *out = forwardJson(*fl);
   forwards_.push_back(std::move(fl));
   return true;
 }
 
 json Daemon::forwardJson(const ForwardListener& f) const {
-  return json{{"listen", f.fwd.listen.toString()},
-              {"device", f.fwd.device},
-              {"port", f.fwd.port},
-              {"origin", f.fromConfig ? "config" : "runtime"},
-              {"connections", f.connections}};
+  json j{{"listen", f.fwd.listen.toString()},
+         {"device", f.fwd.device},
+         {"port", f.fwd.port},
+         {"origin", f.fromConfig ? "config" : "runtime"},
+         {"connections", f.connections}};
+  if (!f.fwd.socketPath.empty()) {
+    j["unix"] = f.fwd.socketPath;
+  } else {
+    j["host"] = f.fwd.host.empty() ? kLoopback : f.fwd.host;
+  }
+  return j;
+}
+
+hubclient::StreamTarget forwardTarget(const config::Forward& f) {
+  hubclient::StreamTarget t;
+  t.device = f.device;
+  if (!f.host.empty()) t.host = f.host;
+  t.port = f.port;
+  t.socketPath = f.socketPath;
+  t.name = "forward " + f.listen.toString();
+  return t;
 }
 
 void Daemon::onClientAccept(evutil_socket_t fd, Admission::Ticket ticket) {
@@ -244,12 +259,12 @@ void Daemon::onForwardAccept(ForwardListener* fl, evutil_socket_t fd, Admission:
   net::setNoDelay(fd);
   if (!opener_) return (void)evutil_closesocket(fd);  // shutting down
   ++fl->connections;
+  hubclient::StreamTarget target = forwardTarget(fl->fwd);
   auto c = std::make_unique<Connection>(owner(), newSocketBufferEvent(loop_, fd), peerName(fd),
-                                        fl->fwd.device + ":" + std::to_string(fl->fwd.port),
-                                        std::move(ticket));
+                                        describe(target), std::move(ticket));
   Connection* raw = c.get();
   conns_.emplace(raw, std::move(c));
-  raw->openDevice(nextConn_++, fl->fwd.device, fl->fwd.port);
+  raw->openDevice(nextConn_++, target);
 }
 
 void Daemon::onConnectRequest(Connection* c, socks::ProxySession* s, const socks::Target& t) {
@@ -262,7 +277,8 @@ void Daemon::onConnectRequest(Connection* c, socks::ProxySession* s, const socks
     return s->reject(dest.reply);
   }
   if (dest.kind == Destination::Kind::Device) {
-    c->openDevice(nextConn_++, dest.device, dest.port);
+    c->openDevice(nextConn_++, hubclient::StreamTarget{dest.device, dest.host, dest.port,
+                                                       dest.socketPath, t.user, dest.name});
   } else {
     c->openDirect(nextConn_++, dest.host, dest.port);
   }

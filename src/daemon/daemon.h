@@ -28,25 +28,31 @@ namespace ds::daemon {
 // How a failed stream initiation is reported to a SOCKS client.
 socks::Reply replyFor(int httpStatus, const std::string& code);
 
-// "dev01.hub" -> "dev01" for suffix ".hub" (case-insensitive suffix); empty when not ours.
-std::string deviceFromHost(const std::string& host, const std::string& suffix);
-
 // Where a client's destination leads.
 struct Destination {
   enum class Kind { Device, Direct, Refused };
   Kind kind = Kind::Refused;
-  std::string device;                             // Device
-  std::string host;                               // Direct: the host to connect to
+  std::string device;  // Device
+  // Direct: the host to connect to; Device: the host as the device sees it ("127.0.0.1" for
+  // its loopback), unless socketPath names a Unix socket on the device.
+  std::string host;
+  std::string socketPath;                         // Device
+  std::string name;                               // Device through an alias: the alias
   uint16_t port = 0;                              // Device and Direct
   socks::Reply reply = socks::Reply::NotAllowed;  // Refused
   std::string why;                                // Refused: for the log line
 };
 
-// Aliases first (exact name, case-insensitive, one trailing dot ignored), then NAME<suffix>;
-// anything else is Direct when the configuration allows it, else refused with 0x02. A name
-// under the suffix that is not a valid device id is refused with 0x04 (no such host).
+// Aliases first (exact name, case-insensitive, one trailing dot ignored), then the scheme of
+// daemon/device_name.h: NAME<suffix> (the device's loopback) and HOST.via.NAME<suffix> (HOST as
+// the device sees it); anything else is Direct when the configuration allows it, else refused
+// with 0x02. A name under the suffix whose device or host part is not valid is refused with
+// 0x04 (no such host).
 Destination resolveDestination(const config::DaemonConfig& cfg, const std::string& host,
                                socks::AddressType type, uint16_t port);
+
+// The stream a connection to forward `f` asks for (named "forward LISTEN" for the audit log).
+hubclient::StreamTarget forwardTarget(const config::Forward& f);
 
 // The PAC file served at /proxy.pac: the suffix and the aliases through `proxyHostPort`.
 std::string pacFor(const config::DaemonConfig& cfg, const std::string& proxyHostPort);

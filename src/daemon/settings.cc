@@ -1,14 +1,50 @@
 // Reading the daemon's settings.
 #include "daemon/settings.h"
 
+#include <algorithm>
 #include <cctype>
 #include <utility>
 
+#include "common/protocol.h"
 #include "common/yaml_reader.h"
 
 namespace ds::config {
 
 using namespace yaml;  // the readers of values are this file's vocabulary
+
+bool isValidTargetHost(std::string_view host) {
+  return host.size() <= proto::kMaxHost && (net::isValidHostName(host) || net::isValidIpv6(host));
+}
+
+bool isValidSocketPath(std::string_view path) {
+  return !path.empty() && path.front() == '/' && path.size() <= proto::kMaxSocketPath &&
+         std::none_of(path.begin(), path.end(),
+                      [](unsigned char c) { return c < 0x20 || c == 0x7f; });
+}
+
+namespace {
+
+// `host:` and `unix:` of an alias or a forward (at most one of them).
+void readTarget(const Context& ctx, const Mapping& m, std::string& host, std::string& socketPath) {
+  const Value* h = m.find("host");
+  const Value* u = m.find("unix");
+  if (h && u) ctx.fail(u->mark, "`unix:` goes without `host:`");
+  if (h) {
+    host = nonEmpty(ctx, *h);
+    if (!isValidTargetHost(host)) {
+      ctx.fail(h->mark, "invalid host " + inQuotes(host) + " (a name, IPv4 or IPv6 address)");
+    }
+  }
+  if (u) {
+    socketPath = nonEmpty(ctx, *u);
+    if (!isValidSocketPath(socketPath)) {
+      ctx.fail(u->mark, "invalid unix " + inQuotes(socketPath) +
+                            " (an absolute socket path of at most 107 bytes)");
+    }
+  }
+}
+
+}  // namespace
 
 DaemonConfig parseDaemon(std::string_view text, const std::string& file) {
   Context ctx(file);
@@ -57,9 +93,12 @@ DaemonConfig parseDaemon(std::string_view text, const std::string& file) {
       User user;
       const Value& name = u.require("name");
       user.name = nonEmpty(ctx, name);
-      // RFC 1929 carries each in one length byte; Basic auth cannot carry ':' in the name.
-      if (user.name.size() > 255 || user.name.find(':') != std::string::npos) {
-        ctx.fail(name.mark, "user name must be 1..255 bytes without ':'");
+      // Basic auth cannot carry ':' in the name; the name goes with stream requests as `user`,
+      // which the protocol bounds (RFC 1929 alone would allow 255 bytes).
+      if (user.name.size() > proto::kMaxId || user.name.find(':') != std::string::npos ||
+          !std::none_of(user.name.begin(), user.name.end(),
+                        [](unsigned char c) { return c < 0x20 || c == 0x7f; })) {
+        ctx.fail(name.mark, "user name must be 1..128 bytes without ':' or control characters");
       }
       const Value& password = u.require("password");
       user.password = nonEmpty(ctx, password);
@@ -97,9 +136,13 @@ DaemonConfig parseDaemon(std::string_view text, const std::string& file) {
       for (const Alias& prev : c.aliases) {
         if (prev.name == a.name) ctx.fail(name.mark, "duplicate alias " + inQuotes(a.name));
       }
-      Mapping am(ctx, valueOf(kv.second, name.mark), {"device", "port"});
+      Mapping am(ctx, valueOf(kv.second, name.mark), {"device", "port", "host", "unix"});
       a.device = deviceId(ctx, am.require("device"));
       readIf(ctx, am, "port", a.port, port);
+      readTarget(ctx, am, a.host, a.socketPath);
+      if (!a.socketPath.empty() && a.port != 0) {
+        ctx.fail(am.find("port")->mark, "`unix:` goes without `port:`");
+      }
       c.aliases.push_back(std::move(a));
     }
   }
@@ -118,12 +161,17 @@ DaemonConfig parseDaemon(std::string_view text, const std::string& file) {
   if (const Value* v = m.find("control_group")) c.controlGroup = nonEmpty(ctx, *v);
   if (const Value* v = m.find("forwards")) {
     for (const Value& item : sequence(ctx, *v)) {
-      Mapping f(ctx, item, {"listen", "device", "port"});
+      Mapping f(ctx, item, {"listen", "device", "port", "host", "unix"});
       Forward fw;
       const Value& listen = f.require("listen");
       fw.listen = endpoint(ctx, listen);
       fw.device = deviceId(ctx, f.require("device"));
-      fw.port = port(ctx, f.require("port"));
+      readTarget(ctx, f, fw.host, fw.socketPath);
+      if (fw.socketPath.empty()) {
+        fw.port = port(ctx, f.require("port"));
+      } else if (const Value* p = f.find("port")) {
+        ctx.fail(p->mark, "`unix:` goes without `port:`");
+      }
       // Port 0 asks for an ephemeral port, which never collides.
       for (const Forward& prev : c.forwards) {
         if (fw.listen.port != 0 && prev.listen == fw.listen) {

@@ -15,10 +15,14 @@
 
 namespace ds::config {
 
+// A port forward: connections to `listen` become streams to port (or the Unix socket) on host
+// as `device` sees it.
 struct Forward {
   net::Endpoint listen;
   std::string device;
-  uint16_t port = 0;
+  uint16_t port = 0;         // 0 with socketPath
+  std::string host{};        // on the device's network; empty: its loopback (127.0.0.1)
+  std::string socketPath{};  // a Unix socket on the device instead of host:port
   friend bool operator==(const Forward&, const Forward&) = default;
 };
 
@@ -28,11 +32,14 @@ struct User {
   friend bool operator==(const User&, const User&) = default;
 };
 
-// An extra name for a device: "web.lab" -> dev01, port 8080 (0: the port the client asked for).
+// An extra name for a device: "web.lab" -> dev01, port 8080 (0: the port the client asked for),
+// host 192.168.1.10 (empty: the device's loopback) or a Unix socket on it (the port ignored).
 struct Alias {
   std::string name;  // lower case
   std::string device;
   uint16_t port = 0;
+  std::string host{};
+  std::string socketPath{};
   friend bool operator==(const Alias&, const Alias&) = default;
 };
 
@@ -57,6 +64,11 @@ struct DaemonConfig {
   uint64_t maxClientsPerAddress = 2048;  // from one source address
   LogLevel logLevel = LogLevel::Info;
 };
+
+// A host on a device's network: a DNS name, an IPv4 or an IPv6 address (without brackets).
+bool isValidTargetHost(std::string_view host);
+// A Unix socket on a device: an absolute path of at most 107 bytes without control characters.
+bool isValidSocketPath(std::string_view path);
 
 // Read and validate `path` (throws Error). Relative paths inside are resolved against the
 // directory of `path`. Only the `daemon:` section is validated, so that a mistake in another

@@ -25,7 +25,7 @@ std::unique_ptr<Registry> openRegistry(const config::HubConfig& cfg, std::string
     }
   }
   for (const auto& p : seed.policies) {
-    DbResult r = registry->addPolicy({p.name, p.key, p.permissions});
+    DbResult r = registry->addPolicy({p.name, p.key, p.permissions, p.devices});
     if (r != DbResult::Ok) {
       err = cfg.bootstrapRegistry + ": policy " + p.name + ": " + dbResultName(r);
       return nullptr;

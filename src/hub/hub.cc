@@ -197,20 +197,19 @@ void Hub::disconnectDevice(const std::string& id, uint16_t code, const std::stri
 void Hub::onServiceGone(ServiceChannel& c) { deferErase(loop_, services_, &c); }
 
 void Hub::onStreamEnded(Stream& st) {
-  recordStream(st);
+  recordStream(st.audit());
   if (deferErase(loop_, streams_, st.id())) updateStreamGauges();
 }
 
-void Hub::recordStream(const Stream& st) {
-  AuditRecord a = st.audit();
+void Hub::recordStream(const AuditRecord& a) {
   metrics_
       .counter("devstreams_streams_total", "Streams ended, by outcome", {{"outcome", a.outcome}})
       .inc();
   LOG_INFO(
-      "audit stream=%s policy=%s device=%s target=%s:%u bytes_to_device=%llu "
+      "audit stream=%s policy=%s user=%s device=%s target=%s:%u name=\"%s\" bytes_to_device=%llu "
       "bytes_from_device=%llu duration_ms=%lld outcome=%s reason=\"%s\"",
-      a.streamId.c_str(), a.policy.c_str(), a.device.c_str(), a.host.c_str(), a.port,
-      static_cast<unsigned long long>(a.bytesToDevice),
+      a.streamId.c_str(), a.policy.c_str(), a.user.c_str(), a.device.c_str(), a.host.c_str(),
+      a.port, a.name.c_str(), static_cast<unsigned long long>(a.bytesToDevice),
       static_cast<unsigned long long>(a.bytesFromDevice),
       static_cast<long long>(a.endMs - a.startMs), a.outcome.c_str(), a.reason.c_str());
   if (registry_->addAudit(a) != DbResult::Ok) {
@@ -488,8 +487,9 @@ Stream* Hub::initiate(const PolicyRecord& policy, const std::string& deviceId,
   }
   // Before the device is looked up: a policy learns nothing of devices outside its set.
   if (!policy.reaches(deviceId)) {
-    reject(answer, Reject::Forbidden,
-           "policy '" + policy.name + "' may not reach device '" + deviceId + "'");
+    std::string why = "policy '" + policy.name + "' may not reach device '" + deviceId + "'";
+    recordStream(Stream::refusedAudit(policy.name, deviceId, body, why));
+    reject(answer, Reject::Forbidden, why);
     return nullptr;
   }
   std::optional<DeviceRecord> dev = registry_->device(deviceId);

@@ -85,7 +85,8 @@ class Hub : private Session::Owner,
   bool metricsAllowed(Session& s);
   // Ok only for a token that also expires within max_token_lifetime.
   sas::Verdict checkLifetime(const sas::Token& tok, sas::Verdict v) const;
-  void recordStream(const Stream& st);
+  // The audit record of a stream that ended or was refused before it began: log, metrics, table.
+  void recordStream(const AuditRecord& a);
   size_t pendingStreams() const;
   void updateStreamGauges();
   void countReject(proto::Reject r);

@@ -132,7 +132,7 @@ RegistrySeed parseRegistrySeed(std::string_view text, const std::string& file) {
   }
   if (const Value* v = top.find("policies")) {
     for (const Value& item : sequence(ctx, *v)) {
-      Mapping p(ctx, item, {"name", "key", "permissions"});
+      Mapping p(ctx, item, {"name", "key", "permissions", "devices"});
       RegistrySeed::Policy pol;
       const Value& name = p.require("name");
       pol.name = nonEmpty(ctx, name);
@@ -153,6 +153,22 @@ RegistrySeed parseRegistrySeed(std::string_view text, const std::string& file) {
           ctx.fail(perm.mark, "duplicate permission " + inQuotes(s));
         }
         pol.permissions.push_back(std::move(s));
+      }
+      if (const Value* devices = p.find("devices")) {
+        for (const Value& dev : sequence(ctx, *devices)) {
+          std::string pattern = nonEmpty(ctx, dev);
+          if (!isValidDeviceId(pattern)) {
+            ctx.fail(dev.mark, "invalid device pattern " + inQuotes(pattern) +
+                                   " (a device id, '*' and '?' matching any characters)");
+          }
+          if (std::find(pol.devices.begin(), pol.devices.end(), pattern) != pol.devices.end()) {
+            ctx.fail(dev.mark, "duplicate device pattern " + inQuotes(pattern));
+          }
+          pol.devices.push_back(std::move(pattern));
+        }
+        if (pol.devices.empty()) {
+          ctx.fail(devices->mark, "devices must name at least one device (leave it out for all)");
+        }
       }
       r.policies.push_back(std::move(pol));
     }

@@ -61,6 +61,8 @@ struct RegistrySeed {
     std::string name, key;
     std::vector<std::string>
         permissions;  // each one of "connect", "registry-read", "registry-write"
+    // The devices the policy's streams may reach: ids or globs ('*', '?'); empty: every device.
+    std::vector<std::string> devices;
   };
   std::vector<Device> devices;
   std::vector<Policy> policies;

@@ -79,20 +79,27 @@ nlohmann::json Stream::describe() const {
 }
 
 AuditRecord Stream::audit() const {
-  AuditRecord a;
+  AuditRecord a = refusedAudit(policy_, device_, target_, life_.reason());
   a.streamId = id_;
-  a.policy = policy_;
-  a.device = device_;
-  a.host = target_.socketPath.empty() ? target_.host : "unix:" + target_.socketPath;
-  a.port = target_.port;
-  a.user = target_.user;
-  a.name = target_.name;
   a.startMs = startMs_;
-  a.endMs = unixMillis();
   a.bytesToDevice = bytes(Side::Service);
   a.bytesFromDevice = bytes(Side::Device);
   a.outcome = outcomeName(life_.outcome());
-  a.reason = life_.reason();
+  return a;
+}
+
+AuditRecord Stream::refusedAudit(const std::string& policy, const std::string& device,
+                                 const proto::InitiateBody& target, const std::string& reason) {
+  AuditRecord a;
+  a.policy = policy;
+  a.device = device;
+  a.host = target.socketPath.empty() ? target.host : "unix:" + target.socketPath;
+  a.port = target.port;
+  a.user = target.user;
+  a.name = target.name;
+  a.startMs = a.endMs = unixMillis();
+  a.outcome = outcomeName(Outcome::Rejected);
+  a.reason = reason;
   return a;
 }
 

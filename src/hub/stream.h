@@ -94,6 +94,9 @@ class Stream : public Deletable {
   // The stream for the admin API, and its audit record (ending now).
   nlohmann::json describe() const;
   AuditRecord audit() const;
+  // The audit record of a request refused before a stream existed (outcome "rejected").
+  static AuditRecord refusedAudit(const std::string& policy, const std::string& device,
+                                  const proto::InitiateBody& target, const std::string& reason);
 
   void setInitiator(Initiator who) { initiator_ = std::move(who); }
   // The initiator went away (its connection or channel closed) before the answer.

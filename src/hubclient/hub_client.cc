@@ -219,10 +219,18 @@ ExchangePtr initiateStream(Loop& loop, const HubTarget& hub, const std::string& 
                            const std::string& host, uint16_t port,
                            std::chrono::milliseconds timeout,
                            const std::function<void(InitiateResult&&)>& done) {
+  return initiateStream(loop, hub, policy, key, StreamTarget{device, host, port, "", "", ""},
+                        timeout, done);
+}
+
+ExchangePtr initiateStream(Loop& loop, const HubTarget& hub, const std::string& policy,
+                           const std::string& key, const StreamTarget& t,
+                           std::chrono::milliseconds timeout,
+                           const std::function<void(InitiateResult&&)>& done) {
   RestRequest req;
   req.method = "POST";
-  req.target = "/api/v1/devices/" + sas::urlEncode(device) + "/streams";
-  req.body = proto::toText(proto::InitiateBody{port, host});
+  req.target = "/api/v1/devices/" + sas::urlEncode(t.device) + "/streams";
+  req.body = proto::toText(proto::InitiateBody{t.port, t.host, t.socketPath, t.user, t.name});
   req.authorization = serviceToken(hub, policy, key);
   auto ex = callHub(loop, hub, req, timeout, [done](RestResult&& r) {
     InitiateResult out;

@@ -64,7 +64,22 @@ struct InitiateResult {
 using ExchangePtr = std::unique_ptr<HttpExchange>;
 using WsDone = std::function<void(std::unique_ptr<WsConnection> ws, std::string error)>;
 
-// Asks the hub for a stream to `device` (service policy SAS). `done` runs once.
+// What a stream is asked for: host:port, or a Unix socket, on `device`, and for whom.
+struct StreamTarget {
+  std::string device;
+  std::string host = "127.0.0.1";  // as the device resolves it
+  uint16_t port = 0;
+  std::string socketPath{};  // a Unix socket on the device instead of host:port
+  std::string user{};        // the proxy user the daemon authenticated; "" for none
+  std::string name{};        // the alias or forward the stream comes from, for the audit log
+};
+
+// Asks the hub for a stream to `t` (service policy SAS). `done` runs once.
+ExchangePtr initiateStream(Loop& loop, const HubTarget& hub, const std::string& policy,
+                           const std::string& key, const StreamTarget& t,
+                           std::chrono::milliseconds timeout,
+                           const std::function<void(InitiateResult&&)>& done);
+// The same for host:port on `device`, without user or name.
 ExchangePtr initiateStream(Loop& loop, const HubTarget& hub, const std::string& policy,
                            const std::string& key, const std::string& device,
                            const std::string& host, uint16_t port,

@@ -23,13 +23,10 @@ class StreamOpener::Open : public Deletable {
  public:
   enum class Stage { New, OnChannel, Post, Side };
 
-  Open(StreamOpener& owner, uint64_t id, std::string device, std::string host, uint16_t port,
-       Done done)
+  Open(StreamOpener& owner, uint64_t id, StreamTarget target, Done done)
       : owner_(owner),
         id_(id),
-        device_(std::move(device)),
-        host_(std::move(host)),
-        port_(port),
+        target_(std::move(target)),
         done_(std::move(done)),
         timer_(owner.loop_, [this] { onTimer(); }) {}
 
@@ -51,7 +48,9 @@ class StreamOpener::Open : public Deletable {
   Stage stage() const { return stage_; }
   uint64_t id() const { return id_; }
   std::string request() const {
-    return proto::toText(proto::ServiceRequest{static_cast<int64_t>(id_), device_, host_, port_});
+    return proto::toText(proto::ServiceRequest{static_cast<int64_t>(id_), target_.device,
+                                               target_.host, target_.port, target_.socketPath,
+                                               target_.user, target_.name});
   }
   void sentOnChannel() { stage_ = Stage::OnChannel; }
 
@@ -78,8 +77,8 @@ class StreamOpener::Open : public Deletable {
   void post() {
     stage_ = Stage::Post;
     ++owner_.viaPost_;
-    ex_ = initiateStream(owner_.loop_, owner_.hub_, owner_.opts_.policy, owner_.opts_.key, device_,
-                         host_, port_, left(), [this](InitiateResult&& r) {
+    ex_ = initiateStream(owner_.loop_, owner_.hub_, owner_.opts_.policy, owner_.opts_.key, target_,
+                         left(), [this](InitiateResult&& r) {
                            if (ex_) owner_.loop_.deferDelete(std::move(ex_));
                            // Refused credentials are an answer, but not a working hub.
                            owner_.onHubContact(r.status != 0 && r.status != 401 && r.status != 403,
@@ -143,8 +142,7 @@ class StreamOpener::Open : public Deletable {
 
   StreamOpener& owner_;
   uint64_t id_;
-  std::string device_, host_;
-  uint16_t port_;
+  StreamTarget target_;
   Done done_;
   Timer timer_;
   SteadyClock::time_point deadline_;
@@ -258,10 +256,11 @@ bool StreamOpener::sendRequest(Open* o) {
   return true;
 }
 
-uint64_t StreamOpener::open(const std::string& device, const std::string& host, uint16_t port,
-                            Done done) {
+uint64_t StreamOpener::open(const StreamTarget& target, Done done) {
   uint64_t id = nextId_++;
-  auto o = std::make_unique<Open>(*this, id, device, host, port, std::move(done));
+  StreamTarget t = target;
+  t.name = proto::truncateUtf8(t.name, proto::kMaxName);  // audit only: cut, never refused
+  auto o = std::make_unique<Open>(*this, id, std::move(t), std::move(done));
   Open* raw = o.get();
   opens_.emplace(id, std::move(o));
   raw->start();

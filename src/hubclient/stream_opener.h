@@ -51,10 +51,15 @@ class StreamOpener : private ReconnectingChannel::Events {
   void start();
 
   using Done = std::function<void(std::unique_ptr<WsConnection> ws, OpenResult r)>;
-  // Opens a stream to host:port on `device`. `done` runs exactly once (with the stream side's
-  // WebSocket on status 200, else null), never inside open(), unless cancelled; it is bounded by
-  // handshakeTimeout plus 5 s. Returns the id for cancel().
-  uint64_t open(const std::string& device, const std::string& host, uint16_t port, Done done);
+  // Opens a stream to `target` (its user and name go along for the device's log and the hub's
+  // audit). `done` runs exactly once (with the stream side's WebSocket on status 200, else
+  // null), never inside open(), unless cancelled; it is bounded by handshakeTimeout plus 5 s.
+  // Returns the id for cancel().
+  uint64_t open(const StreamTarget& target, Done done);
+  // The same for host:port on `device`.
+  uint64_t open(const std::string& device, const std::string& host, uint16_t port, Done done) {
+    return open(StreamTarget{device, host, port, "", "", ""}, std::move(done));
+  }
   // `done` of that open will not run; its resources are freed. Unknown ids are ignored.
   void cancel(uint64_t id);
 

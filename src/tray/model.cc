@@ -279,10 +279,11 @@ State readPoll(const Poll& poll) {
   doc = json::parse(poll.streams.body, nullptr, false);
   if (const json* list = listOf(poll.streams, doc, "streams", err)) {
     for (const auto& j : *list) {
-      s.streams.push_back(
-          Stream{str(j, "device"), static_cast<int>(number(j, "port")), str(j, "target"),
-                 str(j, "via"), static_cast<uint64_t>(number(j, "bytes_to_device")),
-                 static_cast<uint64_t>(number(j, "bytes_from_device")), number(j, "age_seconds")});
+      s.streams.push_back(Stream{str(j, "device"), static_cast<int>(number(j, "port")),
+                                 str(j, "target"), str(j, "via"),
+                                 static_cast<uint64_t>(number(j, "bytes_to_device")),
+                                 static_cast<uint64_t>(number(j, "bytes_from_device")),
+                                 number(j, "age_seconds"), str(j, "host"), str(j, "unix")});
     }
   } else {
     s.errors.push_back("streams: " + err);
@@ -291,15 +292,28 @@ State readPoll(const Poll& poll) {
   doc = json::parse(poll.forwards.body, nullptr, false);
   if (const json* list = listOf(poll.forwards, doc, "forwards", err)) {
     for (const auto& j : *list) {
-      s.forwards.push_back(Forward{str(j, "listen"), str(j, "device"),
-                                   static_cast<int>(number(j, "port")), str(j, "origin"),
-                                   static_cast<int64_t>(number(j, "connections"))});
+      s.forwards.push_back(Forward{
+          str(j, "listen"), str(j, "device"), static_cast<int>(number(j, "port")), str(j, "origin"),
+          static_cast<int64_t>(number(j, "connections")), str(j, "host"), str(j, "unix")});
     }
   } else {
     s.errors.push_back("forwards: " + err);
   }
   return s;
 }
+
+namespace {
+
+// Where a stream or forward leads: "dev01:22", "192.168.1.10:80 on dev01", "dev01:unix:/path".
+std::string targetOn(const std::string& device, const std::string& host, int port,
+                     const std::string& unixPath) {
+  if (!unixPath.empty()) return device + ":unix:" + unixPath;
+  if (host.empty() || host == "127.0.0.1") return device + ":" + std::to_string(port);
+  std::string h = host.find(':') == std::string::npos ? host : "[" + host + "]";
+  return h + ":" + std::to_string(port) + " on " + device;
+}
+
+}  // namespace
 
 std::string deviceHost(const State& state, const std::string& device) {
   return device + state.suffix;
@@ -322,7 +336,8 @@ std::string webUrl(const State& state, const std::string& device, int port) {
 }
 
 std::string sshConfigSnippet(const State& state, const std::string& device) {
-  return "Host " + deviceHost(state, device) + "\n    ProxyCommand devstreams --socks " +
+  std::string host = deviceHost(state, device);
+  return "Host " + host + " *.via." + host + "\n    ProxyCommand devstreams --socks " +
          proxyAddress(state) + " connect %h %p\n";
 }
 
@@ -401,8 +416,8 @@ Menu buildMenu(const State& s, const MenuOptions& o) {
 
     MenuItem streams = info("Streams: " + std::to_string(s.streams.size()) + " open");
     for (const auto& st : s.streams) {
-      std::string where =
-          st.device.empty() ? st.target + " (direct)" : st.device + ":" + std::to_string(st.port);
+      std::string where = st.device.empty() ? st.target + " (direct)"
+                                            : targetOn(st.device, st.host, st.port, st.unixPath);
       streams.children.push_back(info(where + " via " + st.via + ", " + bytes(st.toDevice) +
                                       " out, " + bytes(st.fromDevice) + " in, " +
                                       duration(static_cast<int64_t>(st.ageSeconds))));
@@ -411,8 +426,8 @@ Menu buildMenu(const State& s, const MenuOptions& o) {
     MenuItem forwards = info("Forwards: " + std::to_string(s.forwards.size()));
     for (const auto& f : s.forwards) {
       MenuItem fw =
-          info(f.listen + " -> " + f.device + ":" + std::to_string(f.port) + " (" + f.origin +
-               ", " + plural(f.connections, "connection", "connections") + ")");
+          info(f.listen + " -> " + targetOn(f.device, f.host, f.port, f.unixPath) + " (" +
+               f.origin + ", " + plural(f.connections, "connection", "connections") + ")");
       if (f.origin == "runtime") {
         fw.children.push_back(
             item("Remove this forward", {ActionKind::RemoveForward, "", 0, f.listen}));

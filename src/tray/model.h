@@ -54,6 +54,8 @@ struct Stream {
   uint64_t toDevice = 0;
   uint64_t fromDevice = 0;
   double ageSeconds = 0;
+  std::string host{};      // as the device sees it; empty or 127.0.0.1: its loopback
+  std::string unixPath{};  // a Unix socket on the device instead
 };
 
 struct Forward {
@@ -62,6 +64,8 @@ struct Forward {
   int port = 0;
   std::string origin;  // config or runtime
   int64_t connections = 0;
+  std::string host{};  // as in Stream
+  std::string unixPath{};
 };
 
 // The daemon as the last refresh saw it.
@@ -161,7 +165,8 @@ std::string deviceHost(const State& state, const std::string& device);  // "dev0
 std::string proxyAddress(const State& state);  // "127.0.0.1:1080" (a wildcard listen: loopback)
 std::string pacUrl(const State& state);        // "http://127.0.0.1:1080/proxy.pac"
 std::string webUrl(const State& state, const std::string& device, int port);
-// A ~/.ssh/config block that reaches `device` through the daemon with `devstreams connect`.
+// A ~/.ssh/config block that reaches `device`, and the hosts on its network by their scheme
+// names (HOST.via.DEVICE<suffix>), through the daemon with `devstreams connect`.
 std::string sshConfigSnippet(const State& state, const std::string& device);
 // The body of POST /v1/forwards for a loopback forward from `localPort` (0: any free port).
 std::string forwardBody(const std::string& device, int port, int localPort);

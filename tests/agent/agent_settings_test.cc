@@ -106,6 +106,82 @@ TEST(AllowRuleTest, MatchesHostAsTextAndPortInRange) {
   EXPECT_EQ((AllowRule{"::1", 22, 22}).toString(), "[::1]:22");
 }
 
+TEST(AllowRuleTest, UnixSocketPaths) {
+  AllowRule sock;
+  sock.path = "/run/app.sock";
+  EXPECT_EQ(parseAllowRule("unix:/run/app.sock"), sock);
+  EXPECT_EQ(sock.toString(), "unix:/run/app.sock");
+  EXPECT_FALSE(sock.matches("", 0));
+  // "unix" followed by a port is still a host named unix.
+  EXPECT_EQ(parseAllowRule("unix:22"), (AllowRule{"unix", 22, 22}));
+  for (const char* bad : {"unix:", "unix:run/app.sock", "unix:/a b", "unix:/a\tb", "unix:/\x7f"}) {
+    EXPECT_EQ(parseAllowRule(bad), std::nullopt) << bad;
+  }
+  EXPECT_TRUE(parseAllowRule("unix:/" + std::string(106, 'a')));
+  EXPECT_EQ(parseAllowRule("unix:/" + std::string(107, 'a')), std::nullopt);  // sun_path
+  AllowRule r{"127.0.0.1", 22, 22};
+  r.from = {"ops", "support/alice"};
+  EXPECT_EQ(r.toString(), "127.0.0.1:22 from [ops, support/alice]");
+}
+
+TEST(AllowRuleTest, Callers) {
+  for (const char* good : {"ops", "a.b_c-d", "support/alice", "ops/a b", "ops/alice@example.com"}) {
+    EXPECT_TRUE(isValidCaller(good)) << good;
+  }
+  for (const char* bad : {"", "/alice", "ops/", "o ps", "ops/a:b", "ops/\n", "ops*", "é"}) {
+    EXPECT_FALSE(isValidCaller(bad)) << bad;
+  }
+  EXPECT_TRUE(isValidCaller(std::string(64, 'p')));
+  EXPECT_FALSE(isValidCaller(std::string(65, 'p')));
+  EXPECT_TRUE(isValidCaller("p/" + std::string(255, 'u')));
+  EXPECT_FALSE(isValidCaller("p/" + std::string(256, 'u')));
+}
+
+TEST_F(AgentConfigTest, AgentAllowEntryForms) {
+  AgentConfig c =
+      loadAgent(write("c.yaml", kAgentMin + "  allow:\n"
+                                            "    - 127.0.0.1:22\n"
+                                            "    - unix:/run/app.sock\n"
+                                            "    - {to: '192.168.1.0/24:80', from: [ops]}\n"
+                                            "    - to: unix:/run/db.sock\n"
+                                            "      from: [ops, support/alice, ops]\n"));
+  AllowRule net{"192.168.1.0/24", 80, 80}, app, db;
+  net.from = {"ops"};
+  app.path = "/run/app.sock";
+  db.path = "/run/db.sock";
+  db.from = {"ops", "support/alice"};  // a repeated caller once
+  EXPECT_THAT(c.allow, ElementsAre(AllowRule{"127.0.0.1", 22, 22}, app, net, db));
+}
+
+TEST_F(AgentConfigTest, AgentAllowEntryErrors) {
+  EXPECT_EQ(agentError(kAgentMin + "  allow: ['unix:run/app.sock']\n"),
+            at(6, 11) +
+                "invalid allow-list entry 'unix:run/app.sock' (expected host:port, "
+                "host:first-last or unix:/absolute/path)");
+  EXPECT_EQ(agentError(kAgentMin + "  allow:\n    - {to: '127.0.0.1:22', form: [ops]}\n"),
+            at(7, 28) + "unknown key 'form' (did you mean 'from'?)");
+  EXPECT_EQ(agentError(kAgentMin + "  allow:\n    - {from: [ops]}\n"),
+            at(7, 7) + "missing required key 'to'");
+  EXPECT_EQ(agentError(kAgentMin + "  allow:\n    - {to: '127.0.0.1:22'}\n"),
+            at(7, 7) + "missing required key 'from'");
+  EXPECT_EQ(agentError(kAgentMin + "  allow:\n    - {to: '127.0.0.1:22', from: []}\n"),
+            at(7, 34) + "'from' names no caller (leave it out to admit every caller)");
+  EXPECT_EQ(agentError(kAgentMin + "  allow:\n    - {to: 'h:9-8', from: [ops]}\n"),
+            at(7, 12) +
+                "invalid allow-list entry 'h:9-8' (expected host:port, host:first-last or "
+                "unix:/absolute/path)");
+  EXPECT_EQ(agentError(kAgentMin + "  allow:\n    - {to: '127.0.0.1:22', from: [ops, 'o ps']}\n"),
+            at(7, 40) + "invalid caller 'o ps' (expected a policy name or policy/user)");
+  EXPECT_EQ(agentError(kAgentMin + "  allow:\n    - {to: '127.0.0.1:22', from: [ops/]}\n"),
+            at(7, 35) + "invalid caller 'ops/' (expected a policy name or policy/user)");
+  EXPECT_EQ(agentError(kAgentMin + "  allow:\n    - {to: '127.0.0.1:22', from: ops}\n"),
+            at(7, 34) + "expected a sequence");
+  EXPECT_EQ(agentError(kAgentMin + "  allow:\n    - {to: '127.0.0.1:22', from: [[ops]]}\n"),
+            at(7, 35) + "expected a caller");
+  EXPECT_EQ(agentError(kAgentMin + "  allow:\n    - {to: [a], from: [ops]}\n"),
+            at(7, 12) + "expected an allow-list entry");
+}
+
 TEST_F(AgentConfigTest, AgentEmptyAllowListAllowsNothing) {
   EXPECT_TRUE(loadAgent(write("c.yaml", kAgentMin + "  allow: []\n")).allow.empty());
   EXPECT_TRUE(loadAgent(write("c.yaml", kAgentMin + "  allow:\n")).allow.empty());
@@ -140,9 +216,13 @@ TEST_F(AgentConfigTest, BadValues) {
   EXPECT_EQ(agentError("agent:\n  hub_url: ws://h\n"),
             at(2, 12) + "unsupported URL scheme 'ws' (expected wss or https)");
   EXPECT_EQ(agentError(kAgentMin + "  allow: [1.2.3.4:22, 'nope']\n"),
-            at(6, 23) + "invalid allow-list entry 'nope' (expected host:port or host:first-last)");
+            at(6, 23) +
+                "invalid allow-list entry 'nope' (expected host:port, host:first-last or "
+                "unix:/absolute/path)");
   EXPECT_EQ(agentError(kAgentMin + "  allow: ['h:9-8']\n"),
-            at(6, 11) + "invalid allow-list entry 'h:9-8' (expected host:port or host:first-last)");
+            at(6, 11) +
+                "invalid allow-list entry 'h:9-8' (expected host:port, host:first-last or "
+                "unix:/absolute/path)");
   EXPECT_EQ(
       agentError(kAgentMin + "  proxy: socks5://p:1080\n"),
       at(6, 10) + "invalid proxy 'socks5://p:1080' (expected http://[user:password@]host[:port])");
@@ -199,10 +279,10 @@ TEST(ExampleConfig, LoadsForTheAgentWithDefaults) {
 
 // Every key the agent's loader knows is shown in the example, commented out or not.
 TEST(ExampleConfig, ShowsEveryAgentKey) {
-  test::expectExampleShows(
-      {"log_level:", "hub_url:", "ca:", "server_name:", "hub_hostname:", "device_id:",
-       "device_key:", "allow:", "proxy:", "connect_timeout:", "reconnect_min:", "reconnect_max:",
-       "keepalive:", "keepalive_timeout:", "max_streams:", "high_watermark:"});
+  test::expectExampleShows({"log_level:", "hub_url:", "ca:", "server_name:", "hub_hostname:",
+                            "device_id:", "device_key:", "allow:", "proxy:", "connect_timeout:",
+                            "reconnect_min:", "reconnect_max:", "keepalive:", "keepalive_timeout:",
+                            "max_streams:", "high_watermark:", "unix:/", "to:", "from:"});
 }
 
 }  // namespace

@@ -249,6 +249,60 @@ TEST(CompileRules, KindsAndRefusals) {
   EXPECT_THAT(compileError("[::ffff:10.0.0.0/64]:80"), HasSubstr("prefix"));
 }
 
+TEST(CompileRules, SocketsAndCallersFromTheConfiguration) {
+  auto c = config::parseAgent(
+      "agent:\n  hub_url: wss://hub.example\n  ca: ca.pem\n  device_id: dev01\n"
+      "  device_key: AAAAAAAAAAAAAAAAAAAAAA==\n"
+      "  allow:\n    - unix:/run/app.sock\n"
+      "    - {to: '127.0.0.1:22', from: [ops, support/alice]}\n"
+      "    - {to: 'unix:/run/db.sock', from: [ops]}\n",
+      "a.yaml");
+  std::string err;
+  auto rs = compileRules(c.allow, err);
+  ASSERT_TRUE(rs) << err;
+  ASSERT_EQ(rs->size(), 3u);
+  EXPECT_EQ((*rs)[0].kind, Rule::Kind::Socket);
+  EXPECT_EQ((*rs)[0].path, "/run/app.sock");
+  EXPECT_TRUE((*rs)[0].from.empty());
+  EXPECT_EQ((*rs)[0].text, "unix:/run/app.sock");
+  EXPECT_EQ((*rs)[1].kind, Rule::Kind::Address);
+  EXPECT_THAT((*rs)[1].from, ::testing::ElementsAre("ops", "support/alice"));
+  EXPECT_EQ((*rs)[1].text, "127.0.0.1:22 from [ops, support/alice]");
+  EXPECT_EQ((*rs)[2].kind, Rule::Kind::Socket);
+  EXPECT_THAT((*rs)[2].from, ::testing::ElementsAre("ops"));
+  // A socket rule covers no TCP port, not even 0.
+  EXPECT_FALSE((*rs)[0].coversPort(22));
+  proto::Caller ops{"ops", ""}, alice{"support", "alice"}, bob{"support", "bob"};
+  EXPECT_EQ(socketRule(*rs, "/run/app.sock", nullptr), &(*rs)[0]);
+  EXPECT_EQ(socketRule(*rs, "/run/db.sock", &ops), &(*rs)[2]);
+  EXPECT_EQ(socketRule(*rs, "/run/db.sock", &alice), nullptr);
+  EXPECT_EQ(socketRule(*rs, "/run/db.sock", nullptr), nullptr);
+  // The early check: a TCP rule for the port that the caller may use.
+  EXPECT_TRUE(anyRuleFor(*rs, 22, &ops));
+  EXPECT_TRUE(anyRuleFor(*rs, 22, &alice));
+  EXPECT_FALSE(anyRuleFor(*rs, 22, &bob));
+  EXPECT_FALSE(anyRuleFor(*rs, 22, nullptr));
+  EXPECT_FALSE(anyRuleFor(*rs, 0, &ops));
+  EXPECT_FALSE(anyRuleFor(*rs, 23, &ops));
+  // A relative path never compiles, whatever built the rule.
+  config::AllowRule relative;
+  relative.path = "run/app.sock";
+  EXPECT_FALSE(compileRules({relative}, err));
+  EXPECT_THAT(err, HasSubstr("must be absolute"));
+}
+
+TEST(AnyRuleFor, RulesForEveryoneAndForNamedCallers) {
+  auto rs = rules({"127.0.0.1:22", "10.0.0.0/8:80-90"});
+  rs[1].from = {"ops/alice"};
+  proto::Caller none{}, ops{"ops", ""}, alice{"ops", "alice"};
+  EXPECT_TRUE(anyRuleFor(rs, 22, nullptr));
+  EXPECT_TRUE(anyRuleFor(rs, 22, &none));
+  EXPECT_FALSE(anyRuleFor(rs, 80, &none));
+  EXPECT_FALSE(anyRuleFor(rs, 80, &ops));
+  EXPECT_TRUE(anyRuleFor(rs, 85, &alice));
+  EXPECT_FALSE(anyRuleFor(rs, 91, &alice));
+}
+
 using Resolved = std::map<std::string, std::vector<IpAddress>>;
 
 std::vector<std::string> allowed(const std::vector<Rule>& rs, uint16_t port,

@@ -178,10 +178,29 @@ TEST(Output, Forwards) {
     {"listen":"127.0.0.1:2222","device":"dev01","port":22,"origin":"config","connections":0},
     {"listen":"[::1]:8080","device":"web","port":80,"origin":"runtime","connections":3}]})");
   EXPECT_EQ(formatForwards(a),
-            "LISTEN          DEVICE  PORT  ORIGIN   CONNECTIONS\n"
-            "127.0.0.1:2222  dev01   22    config   0\n"
-            "[::1]:8080      web     80    runtime  3\n");
+            "LISTEN          DEVICE  HOST       PORT  ORIGIN   CONNECTIONS\n"
+            "127.0.0.1:2222  dev01   127.0.0.1  22    config   0\n"
+            "[::1]:8080      web     127.0.0.1  80    runtime  3\n");
   EXPECT_EQ(formatForward(a["forwards"][0]), "forward 127.0.0.1:2222 -> dev01:22\n");
+}
+
+TEST(Output, ForwardsToHostsAndSockets) {
+  json a = json::parse(R"({"forwards":[
+    {"listen":"127.0.0.1:8080","device":"dev01","port":80,"host":"192.168.1.10",
+     "origin":"runtime","connections":1},
+    {"listen":"127.0.0.1:8443","device":"dev01","port":443,"host":"fd00::1",
+     "origin":"config","connections":0},
+    {"listen":"127.0.0.1:5432","device":"dev01","port":0,"unix":"/run/pg.sock",
+     "origin":"config","connections":0}]})");
+  EXPECT_EQ(formatForwards(a),
+            "LISTEN          DEVICE  HOST               PORT  ORIGIN   CONNECTIONS\n"
+            "127.0.0.1:8080  dev01   192.168.1.10       80    runtime  1\n"
+            "127.0.0.1:8443  dev01   fd00::1            443   config   0\n"
+            "127.0.0.1:5432  dev01   unix:/run/pg.sock  -     config   0\n");
+  EXPECT_EQ(formatForward(a["forwards"][0]),
+            "forward 127.0.0.1:8080 -> 192.168.1.10:80 via dev01\n");
+  EXPECT_EQ(formatForward(a["forwards"][1]), "forward 127.0.0.1:8443 -> [fd00::1]:443 via dev01\n");
+  EXPECT_EQ(formatForward(a["forwards"][2]), "forward 127.0.0.1:5432 -> dev01:unix:/run/pg.sock\n");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -392,8 +411,8 @@ TEST_F(AgainstFakeDaemon, CliForwardList) {
   Run r = cli("forward list --control " + path_);
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(r.out,
-            "LISTEN          DEVICE  PORT  ORIGIN  CONNECTIONS\n"
-            "127.0.0.1:2222  dev01   22    config  0\n");
+            "LISTEN          DEVICE  HOST       PORT  ORIGIN  CONNECTIONS\n"
+            "127.0.0.1:2222  dev01   127.0.0.1  22    config  0\n");
 }
 
 TEST_F(AgainstFakeDaemon, CliForwardAddAndRemove) {
@@ -409,6 +428,30 @@ TEST_F(AgainstFakeDaemon, CliForwardAddAndRemove) {
             json({{"listen", "127.0.0.1:0"}, {"device", "dev01"}, {"port", 22}}));
   EXPECT_EQ(reqs[1].method, "DELETE");
   EXPECT_EQ(reqs[1].path, "/v1/forwards/[::1]:2222");
+}
+
+TEST_F(AgainstFakeDaemon, CliForwardAddWithHostOrUnix) {
+  Run r = cli("forward add 127.0.0.1:0 dev01:80 --host 192.168.1.10 --control " + path_);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "forward 127.0.0.1:40000 -> 192.168.1.10:80 via dev01\n");
+  r = cli("forward add 127.0.0.1:0 dev01 --unix /run/app.sock --control " + path_);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "forward 127.0.0.1:40000 -> dev01:unix:/run/app.sock\n");
+  auto reqs = rec_.all();
+  ASSERT_EQ(reqs.size(), 2u);
+  EXPECT_EQ(json::parse(reqs[0].body), json({{"listen", "127.0.0.1:0"},
+                                             {"device", "dev01"},
+                                             {"port", 80},
+                                             {"host", "192.168.1.10"}}));
+  EXPECT_EQ(json::parse(reqs[1].body),
+            json({{"listen", "127.0.0.1:0"}, {"device", "dev01"}, {"unix", "/run/app.sock"}}));
+  // Usage errors never reach the daemon.
+  r = cli("forward add 127.0.0.1:0 'dev 01' --unix /run/app.sock --control " + path_);
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("with --unix, expected DEVICE"), std::string::npos) << r.err;
+  r = cli("forward add 127.0.0.1:0 dev01 --unix /a --host h --control " + path_);
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(rec_.all().size(), 2u);
 }
 
 TEST_F(AgainstFakeDaemon, CliDaemonErrorsExit1WithTheirMessage) {

@@ -137,7 +137,10 @@ TEST_F(DaemonConfigTest, DaemonUsersAliasesAndListenErrors) {
   EXPECT_NO_THROW(loadDaemon(write("c.yaml", kDaemonMin + "  socks_listen: 127.0.0.2:1080\n")));
   EXPECT_NO_THROW(loadDaemon(write("c.yaml", kDaemonMin + "  socks_listen: localhost:1080\n")));
   EXPECT_EQ(daemonError(kDaemonMin + "  users:\n    - {name: 'a:b', password: x}\n"),
-            at(7, 14) + "user name must be 1..255 bytes without ':'");
+            at(7, 14) + "user name must be 1..128 bytes without ':' or control characters");
+  EXPECT_EQ(daemonError(kDaemonMin + "  users:\n    - {name: " + std::string(129, 'a') +
+                        ", password: x}\n"),
+            at(7, 14) + "user name must be 1..128 bytes without ':' or control characters");
   EXPECT_EQ(daemonError(kDaemonMin + "  users:\n    - {name: a, password: ''}\n"),
             at(7, 27) + "must not be empty");
   EXPECT_EQ(daemonError(kDaemonMin + "  users:\n    - {name: a}\n"),
@@ -160,6 +163,39 @@ TEST_F(DaemonConfigTest, DaemonUsersAliasesAndListenErrors) {
             at(6, 11) + "expected true or false, got 'maybe'");
   EXPECT_EQ(daemonError(kDaemonMin + "  control_socket: /" + std::string(120, 'x') + "\n"),
             at(6, 19) + "control_socket path is longer than 107 bytes");
+}
+
+TEST_F(DaemonConfigTest, AliasesAndForwardsTakeAHostOrASocket) {
+  DaemonConfig c = loadDaemon(write(
+      "c.yaml",
+      kDaemonMin + "  aliases:\n" + "    cam.lab: {device: dev01, host: 192.168.1.20, port: 80}\n" +
+          "    v6.lab: {device: dev01, host: 'fd00::1'}\n" +
+          "    db.lab: {device: dev01, unix: /run/postgresql/.s.PGSQL.5432}\n" + "  forwards:\n" +
+          "    - {listen: '127.0.0.1:8080', device: dev01, host: nas.lan, port: 80}\n" +
+          "    - {listen: '127.0.0.1:5432', device: dev01, unix: /run/pg.sock}\n"));
+  EXPECT_THAT(c.aliases,
+              ElementsAre(Alias{"cam.lab", "dev01", 80, "192.168.1.20"},
+                          Alias{"v6.lab", "dev01", 0, "fd00::1"},
+                          Alias{"db.lab", "dev01", 0, "", "/run/postgresql/.s.PGSQL.5432"}));
+  EXPECT_THAT(c.forwards,
+              ElementsAre(Forward{{"127.0.0.1", 8080}, "dev01", 80, "nas.lan"},
+                          Forward{{"127.0.0.1", 5432}, "dev01", 0, "", "/run/pg.sock"}));
+}
+
+TEST_F(DaemonConfigTest, HostAndSocketErrors) {
+  EXPECT_EQ(daemonError(kDaemonMin + "  aliases:\n    a.lab: {device: d, host: 'a b'}\n"),
+            at(7, 30) + "invalid host 'a b' (a name, IPv4 or IPv6 address)");
+  EXPECT_EQ(daemonError(kDaemonMin + "  aliases:\n    a.lab: {device: d, unix: run/a}\n"),
+            at(7, 30) + "invalid unix 'run/a' (an absolute socket path of at most 107 bytes)");
+  EXPECT_EQ(daemonError(kDaemonMin + "  aliases:\n    a.lab: {device: d, host: h, unix: /a}\n"),
+            at(7, 39) + "`unix:` goes without `host:`");
+  EXPECT_EQ(daemonError(kDaemonMin + "  aliases:\n    a.lab: {device: d, port: 1, unix: /a}\n"),
+            at(7, 30) + "`unix:` goes without `port:`");
+  EXPECT_EQ(daemonError(kDaemonMin + "  forwards:\n    - {listen: 'h:1', device: d, unix: /a, " +
+                        "port: 2}\n"),
+            at(7, 50) + "`unix:` goes without `port:`");
+  EXPECT_EQ(daemonError(kDaemonMin + "  forwards:\n    - {listen: 'h:1', device: d, host: h}\n"),
+            at(7, 7) + "missing required key 'port'");
 }
 
 TEST_F(DaemonConfigTest, MissingRequiredKeysPointAtTheSection) {
@@ -211,6 +247,8 @@ TEST(ExampleConfig, ShowsEveryDaemonKey) {
                             "forwards:",
                             "device:",
                             "port:",
+                            "host:",
+                            "unix:",
                             "handshake_timeout:",
                             "high_watermark:"});
 }

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "daemon/control_handlers.h"
+#include "daemon/device_name.h"
 
 namespace ds::daemon {
 namespace {
@@ -72,10 +73,17 @@ INSTANTIATE_TEST_SUITE_P(
       return name + "_" + std::to_string(info.index);
     });
 
+// The device part of a plain NAME<suffix> (parseDeviceName); "" when the name is none.
+std::string deviceFromHost(const std::string& host, const std::string& suffix) {
+  NameResult r = parseDeviceName(host, suffix);
+  return r.name && r.name->host.empty() ? r.name->device : "";
+}
+
 TEST(DeviceFromHost, StripsTheSuffix) {
   EXPECT_EQ(deviceFromHost("dev01.hub", ".hub"), "dev01");
   EXPECT_EQ(deviceFromHost("d.hub", ".hub"), "d");
   EXPECT_EQ(deviceFromHost("a.b.hub", ".hub"), "a.b");
+  EXPECT_EQ(deviceFromHost("dev01.hub.", ".hub"), "dev01");  // an absolute name
 }
 
 TEST(DeviceFromHost, SuffixIsCaseInsensitiveAndNameKeepsItsCase) {
@@ -93,7 +101,6 @@ TEST(DeviceFromHost, NothingBeforeTheSuffixIsNotADevice) {
 TEST(DeviceFromHost, OtherHostsAreNotDevices) {
   EXPECT_EQ(deviceFromHost("example.com", ".hub"), "");
   EXPECT_EQ(deviceFromHost("dev01hub", ".hub"), "");
-  EXPECT_EQ(deviceFromHost("dev01.hub.", ".hub"), "");
   EXPECT_EQ(deviceFromHost("dev01.hubx", ".hub"), "");
   EXPECT_EQ(deviceFromHost("dev01.xhub", ".hub"), "");
 }
@@ -109,7 +116,7 @@ TEST(DeviceFromHost, BytesAboveAsciiDoNotMatchTheSuffix) {
       "dev01.h\xC3\xBC"
       "b";  // "dev01.hüb"
   EXPECT_EQ(deviceFromHost(umlaut, ".hub"), "");
-  EXPECT_EQ(deviceFromHost("d\xC3\xA9v.hub", ".hub"), "d\xC3\xA9v");
+  EXPECT_EQ(deviceFromHost("d\xC3\xA9v.hub", ".hub"), "");  // no device id
 }
 
 config::DaemonConfig withAliases(bool direct) {
@@ -178,6 +185,104 @@ TEST(ResolveDestination, InvalidDeviceIdUnderTheSuffixIs0x04) {
   EXPECT_EQ(d.reply, socks::Reply::HostUnreachable);
 }
 
+// The naming scheme of daemon/device_name.h, as the proxy resolves it.
+TEST(ResolveDestination, SchemeNamesAHostAsTheDeviceSeesIt) {
+  struct Case {
+    const char* name;
+    const char* device;  // "" when refused with 0x04
+    const char* host;
+  };
+  const Case cases[] = {
+      {"dev01.hub", "dev01", "127.0.0.1"},
+      {"192.168.1.10.via.dev01.hub", "dev01", "192.168.1.10"},
+      {"192.168.1.10.VIA.Dev01.HUB.", "Dev01", "192.168.1.10"},
+      {"fd00--1.via.dev01.hub", "dev01", "fd00::1"},
+      {"nas.lan.via.dev01.hub", "dev01", "nas.lan"},
+      {"Camera.LAN.via.site.a.hub", "site.a", "camera.lan"},
+      {"via.dev01.hub", "", ""},            // no host before `via`
+      {"a b.via.dev01.hub", "", ""},        // no host name
+      {"10.0.0.1.via.bad id.hub", "", ""},  // no device id
+      {"a b.hub", "", ""},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    Destination d = resolveDestination(withAliases(true), c.name, AddressType::Domain, 80);
+    if (*c.device == '\0') {
+      EXPECT_EQ(d.kind, Kind::Refused);
+      EXPECT_EQ(d.reply, socks::Reply::HostUnreachable);
+      EXPECT_FALSE(d.why.empty());
+      continue;
+    }
+    EXPECT_EQ(d.kind, Kind::Device);
+    EXPECT_EQ(d.device, c.device);
+    EXPECT_EQ(d.host, c.host);
+    EXPECT_EQ(d.port, 80);
+    EXPECT_EQ(d.socketPath, "");
+    EXPECT_EQ(d.name, "");  // not from an alias
+  }
+}
+
+TEST(ResolveDestination, AliasesCarryHostOrSocketAndTheirName) {
+  config::DaemonConfig c;
+  c.aliases = {{"cam.lab", "dev01", 80, "192.168.1.20"},
+               {"db.lab", "dev01", 0, "", "/run/postgresql/.s.PGSQL.5432"}};
+  Destination d = resolveDestination(c, "cam.lab", AddressType::Domain, 8080);
+  EXPECT_EQ(d.kind, Kind::Device);
+  EXPECT_EQ(d.host, "192.168.1.20");
+  EXPECT_EQ(d.port, 80);
+  EXPECT_EQ(d.name, "cam.lab");
+  d = resolveDestination(c, "DB.lab", AddressType::Domain, 5432);
+  EXPECT_EQ(d.kind, Kind::Device);
+  EXPECT_EQ(d.socketPath, "/run/postgresql/.s.PGSQL.5432");
+  EXPECT_EQ(d.port, 0);  // the client's port is ignored
+  EXPECT_EQ(d.name, "db.lab");
+}
+
+TEST(ForwardTarget, NamesTheForwardAndKeepsHostOrSocket) {
+  config::Forward f{{"127.0.0.1", 8080}, "dev01", 80, "192.168.1.10"};
+  hubclient::StreamTarget t = forwardTarget(f);
+  EXPECT_EQ(t.device, "dev01");
+  EXPECT_EQ(t.host, "192.168.1.10");
+  EXPECT_EQ(t.port, 80);
+  EXPECT_EQ(t.name, "forward 127.0.0.1:8080");
+  EXPECT_EQ(describe(t), "192.168.1.10:80 via dev01");
+  t = forwardTarget(config::Forward{{"127.0.0.1", 2222}, "dev01", 22});
+  EXPECT_EQ(t.host, "127.0.0.1");
+  EXPECT_EQ(describe(t), "dev01:22");
+  t = forwardTarget(config::Forward{{"::1", 5432}, "dev01", 0, "", "/run/pg.sock"});
+  EXPECT_EQ(t.socketPath, "/run/pg.sock");
+  EXPECT_EQ(t.name, "forward [::1]:5432");
+  EXPECT_EQ(describe(t), "dev01:unix:/run/pg.sock");
+}
+
+// Scheme names end in the suffix, so the PAC file's one domain rule sends them to the proxy:
+// the rule's domain is read back and applied as dnsDomainIs() does (the host ends with it).
+TEST(PacFor, SchemeNamesGoThroughTheProxy) {
+  config::DaemonConfig c;
+  c.suffix = ".Hub";
+  std::string pac = pacFor(c, "127.0.0.1:1080");
+  const std::string rule = "if (dnsDomainIs(h, \"";
+  size_t at = pac.find(rule);
+  ASSERT_NE(at, std::string::npos) << pac;
+  at += rule.size();
+  std::string domain = pac.substr(at, pac.find('"', at) - at);
+  EXPECT_EQ(domain, ".hub");
+  EXPECT_EQ(pac.find("dnsDomainIs", at), std::string::npos);  // the only rule of its kind
+  auto proxied = [&](const std::string& host) { return host.ends_with(domain); };
+  for (const char* host : {"", "192.168.1.10", "fd00::1", "nas.lan"}) {
+    // The PAC file lower-cases the host before matching; deviceName() writes lower case already.
+    std::string name = deviceName("dev01", host, ".hub");
+    SCOPED_TRACE(name);
+    EXPECT_TRUE(proxied(name));
+    // And the proxy takes it to dev01.
+    Destination d = resolveDestination(c, name, AddressType::Domain, 80);
+    EXPECT_EQ(d.kind, Kind::Device);
+    EXPECT_EQ(d.device, "dev01");
+  }
+  EXPECT_TRUE(proxied("camera.via.dev01.hub"));
+  EXPECT_FALSE(proxied("dev01.hub.example.com"));
+}
+
 TEST(PacFor, NamesSuffixAliasesAndTheProxy) {
   std::string pac = pacFor(withAliases(false), "127.0.0.1:1080");
   EXPECT_NE(pac.find("FindProxyForURL"), std::string::npos);
@@ -211,6 +316,16 @@ TEST(ForwardBody, ParsesOrNamesTheFault) {
       {R"({"listen":"127.0.0.1:2222","device":"dev01","port":0})", "bad_port"},
       {R"({"listen":"127.0.0.1:2222","device":"dev01","port":65536})", "bad_port"},
       {R"({"listen":"0.0.0.0:2222","device":"dev01","port":22})", "not_loopback"},
+      {R"({"listen":"127.0.0.1:0","device":"dev01","port":80,"host":"192.168.1.10"})", ""},
+      {R"({"listen":"127.0.0.1:0","device":"dev01","port":80,"host":"fd00::1"})", ""},
+      {R"({"listen":"127.0.0.1:0","device":"dev01","unix":"/run/app.sock"})", ""},
+      {R"({"listen":"127.0.0.1:0","device":"dev01","port":80,"host":"a b"})", "bad_host"},
+      {R"({"listen":"127.0.0.1:0","device":"dev01","port":80,"host":""})", "bad_host"},
+      {R"({"listen":"127.0.0.1:0","device":"dev01","port":80,"host":7})", "bad_request"},
+      {R"({"listen":"127.0.0.1:0","device":"dev01","unix":"run/app.sock"})", "bad_unix"},
+      {R"({"listen":"127.0.0.1:0","device":"dev01","unix":"/a","port":80})", "bad_request"},
+      {R"({"listen":"127.0.0.1:0","device":"dev01","unix":"/a","host":"h"})", "bad_request"},
+      {R"({"listen":"127.0.0.1:0","device":"dev01","unix":null})", "bad_request"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.body);
@@ -229,6 +344,13 @@ TEST(ForwardBody, ParsesOrNamesTheFault) {
   const config::Forward& f = std::get<config::Forward>(ok);
   EXPECT_EQ(f.listen.toString(), "127.0.0.1:2222");
   EXPECT_EQ(f.port, 22);
+  EXPECT_EQ(f.host, "");
+  auto host = parseForwardBody(
+      R"({"listen":"127.0.0.1:0","device":"dev01","port":80,"host":"192.168.1.10"})");
+  EXPECT_EQ(std::get<config::Forward>(host).host, "192.168.1.10");
+  auto sock = parseForwardBody(R"({"listen":"127.0.0.1:0","device":"dev01","unix":"/run/a"})");
+  EXPECT_EQ(std::get<config::Forward>(sock).socketPath, "/run/a");
+  EXPECT_EQ(std::get<config::Forward>(sock).port, 0);
 }
 
 }  // namespace

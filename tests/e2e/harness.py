@@ -257,7 +257,8 @@ def run_chromium(url, *flags, timeout=90):
 
 
 class DeviceWeb:
-    """A threaded HTTP server on the device side, in this process, recording what it sees.
+    """A threaded HTTP server on the device side (on `address`, 127.0.0.1 by default), in this
+    process, recording what it sees.
       /page.html  20 <img> of /r/0.gif../r/19.gif and a script writing "loaded N/20"
       /r/N.gif    a 1x1 GIF, answered after `delay` seconds (so that the 20 overlap)
       /echo       the request line, headers and body as JSON
@@ -275,7 +276,7 @@ window.addEventListener("load", () => {
 </script></body></html>
 """)
 
-    def __init__(self, delay=0.1):
+    def __init__(self, delay=0.1, address="127.0.0.1"):
         import http.server
 
         web = self
@@ -327,8 +328,11 @@ window.addEventListener("load", () => {
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        class Server(http.server.ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            daemon_threads = True
+
+        self.server = Server((address, 0), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -489,32 +493,58 @@ class SinkSource(TcpServer):
             conn.close()
 
 
+class Daemon:
+    """A further devstreamsd of a stack, under a service policy of its own (Stack.add_daemon)."""
+
+    def __init__(self, name, socks_port, control_path, users):
+        self.name = name  # its log is `name`.log in the stack's folder
+        self.socks_port = socks_port
+        self.control_path = control_path
+        self.users = list(users)
+
+    def connect(self, host, port, user=None, password=None, timeout=30):
+        """SOCKS5 CONNECT, as `user` (RFC 1929) or without auth: (reply, socket or None)."""
+        return socks5_connect(self.socks_port, host, port, user, password, timeout=timeout)
+
+
 class Stack:
     """hub + agent + daemon from a fresh state folder, plus an HTTP server and sshd targets.
 
     Daemon options (written into the daemon section of daemon.yaml): `users` [(name, password)],
-    `aliases` {name: (device, port or None)}, `direct` bool, `control_socket` (default: a file
+    `aliases` {name: (device, port or None) or a mapping of the alias's keys (device, port,
+    host, unix)}, `direct` bool, `control_socket` (default: a file
     in the stack's folder, see `control_path`), `forwards` [(listen, device, port)] (port
     "http" or "ssh": the stack's own targets), `client_timeout` ("10s"). The daemon is started
     with XDG_RUNTIME_DIR in the stack's folder too, so nothing of it lands in the real runtime
-    folder. A stack that fails to start stops what it started and raises."""
+    folder. A stack that fails to start stops what it started and raises.
+
+    The agent's allow-list holds the stack's own targets and `allow_extra`: a port or port
+    range ("8000-8100", on 127.0.0.1), a rule string ("127.0.0.2/32:80", "unix:/path"; "{ssh}" and "{http}" stand for
+    the stack's own ports) or a mapping ({"to": rule,
+    "from": [callers]}). `policies` adds service policies to the registry seed, each a mapping
+    with `name`, `permissions` and optionally `devices` (keys are made: `policy_keys[name]`);
+    `service_devices` holds the stack's own policy "service" to a device set. `ssh_listen`: the
+    addresses the private sshd listens on. Further daemons under other policies: add_daemon()."""
 
     def __init__(self, allow_extra=(), handshake="60s", with_sshd=True, users=(), aliases=None,
-                 direct=None, control_socket=None, forwards=(), client_timeout=None):
+                 direct=None, control_socket=None, forwards=(), client_timeout=None, policies=(),
+                 service_devices=(), ssh_listen=("127.0.0.1",)):
         self.dir = tempfile.mkdtemp(prefix="devstreams-e2e-")
         self.procs = {}
         self.logs = {}
         self.exit_codes = {}
+        self.daemons = []  # the names of further daemons (add_daemon)
+        self.ssh_listen = list(ssh_listen)
         try:
             self._up(allow_extra, handshake, with_sshd, users, aliases, direct, control_socket,
-                     forwards, client_timeout)
+                     forwards, client_timeout, policies, service_devices)
         except BaseException:
             self.dump_logs()  # the reason is often in a log
             self.close()  # no programs left behind
             raise
 
     def _up(self, allow_extra, handshake, with_sshd, users, aliases, direct, control_socket,
-            forwards, client_timeout):
+            forwards, client_timeout, policies, service_devices):
         self.users = list(users)
         self.forwards = list(forwards)
         self.state = os.path.join(self.dir, "state")
@@ -527,12 +557,26 @@ class Stack:
         allow = [f"127.0.0.1:{self.http_port}", f"127.0.0.1:{self.closed_port}"]
         if self.ssh_port:
             allow.append(f"127.0.0.1:{self.ssh_port}")
-        allow += [f"127.0.0.1:{p}" for p in allow_extra]
+        named = {"http": self.http_port, "ssh": self.ssh_port}  # "{ssh}" in a rule: the port
+        allow += [p.format(**named) if isinstance(p, str) and ":" in p else f"127.0.0.1:{p}"
+                  for p in allow_extra if not isinstance(p, dict)]
         env = dict(os.environ, DS_HUB_PORT=str(self.hub_port), DS_SOCKS_PORT=str(self.socks_port),
-                   DS_ALLOW=",".join(allow), DS_HANDSHAKE_TIMEOUT=handshake, DS_LOG_LEVEL="debug")
+                   DS_ALLOW=",".join(allow), DS_HANDSHAKE_TIMEOUT=handshake, DS_LOG_LEVEL="debug",
+                   DS_POLICY_DEVICES=",".join(service_devices))
         subprocess.run(["bash", os.path.join(ROOT, "scripts", "init-state.sh"), self.state],
                        env=env, check=True, stdout=subprocess.DEVNULL)
+        # Mapping rules ({to, from}) hold commas: appended to the allow-list, the agent
+        # section's last key, as JSON (a valid YAML flow mapping).
+        with open(os.path.join(self.state, "agent.yaml"), "a") as f:
+            f.writelines(f"    - {json.dumps(p)}\n" for p in allow_extra if isinstance(p, dict))
+        self.policy_keys = {}
+        with open(os.path.join(self.state, "bootstrap.yaml"), "a") as f:  # `policies:` is last
+            for pol in policies:
+                key = base64.b64encode(os.urandom(32)).decode()
+                self.policy_keys[pol["name"]] = key
+                f.write(f"  - {json.dumps(dict(pol, key=key))}\n")
         self.registry = self._registry()
+        self.policy_keys["service"] = self.registry["service_key"]
         self._daemon_options(aliases, direct, client_timeout)
         www = os.path.join(self.dir, "www")
         os.makedirs(www)
@@ -557,7 +601,11 @@ class Stack:
             lines += [f"    - {{name: {q(n)}, password: {q(p)}}}" for n, p in self.users]
         if aliases:
             lines.append("  aliases:")
-            for name, (device, port) in aliases.items():
+            for name, alias in aliases.items():
+                if isinstance(alias, dict):
+                    lines.append(f"    {q(name)}: {q(alias)}")
+                    continue
+                device, port = alias
                 extra = f", port: {port}" if port else ""
                 lines.append(f"    {q(name)}: {{device: {q(device)}{extra}}}")
         if direct is not None:
@@ -589,6 +637,37 @@ class Stack:
         for listen, _, _ in self.forwards:
             port = int(listen.rsplit(":", 1)[1])
             wait_until(lambda: port_open(port), what=f"forward {listen}")
+
+    def add_daemon(self, name, policy, users=(), aliases=None):
+        """Starts a further devstreamsd (log `name`.log) under service policy `policy`, with
+        proxy `users` [(name, password)] and `aliases` {name: mapping of the alias's keys}, on a
+        SOCKS port and control socket of its own. Returns a Daemon."""
+        q = json.dumps
+        socks_port = free_port()
+        control = os.path.join(self.state, f"{name}.sock")
+        lines = ["log_level: debug", "daemon:",
+                 f"  hub_url: https://127.0.0.1:{self.hub_port}", "  ca: ca.crt",
+                 "  hub_hostname: localhost", f"  policy: {q(policy)}",
+                 f"  key: {q(self.policy_keys[policy])}", f"  socks_listen: 127.0.0.1:{socks_port}",
+                 "  suffix: .hub", f"  control_socket: {q(control)}"]
+        if users:
+            lines.append("  users:")
+            lines += [f"    - {{name: {q(n)}, password: {q(p)}}}" for n, p in users]
+        if aliases:
+            lines.append("  aliases:")
+            lines += [f"    {q(n)}: {q(a)}" for n, a in aliases.items()]
+        config = os.path.join(self.state, f"{name}.yaml")
+        with open(config, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        run = os.path.join(self.dir, f"run-{name}")
+        os.makedirs(run, mode=0o700, exist_ok=True)
+        p = self.start(name, [program("devstreamsd"), "-c", config],
+                       env=dict(os.environ, XDG_RUNTIME_DIR=run))
+        self.daemons.append(name)
+        wait_until(lambda: port_open(socks_port) or p.poll() is not None, what=f"{name} SOCKS port")
+        if p.poll() is not None:
+            raise RuntimeError(f"{name} exited at start:\n" + self.log(name)[-3000:])
+        return Daemon(name, socks_port, control, users)
 
     def _registry(self):
         with open(os.path.join(self.state, "bootstrap.yaml")) as f:
@@ -648,10 +727,10 @@ class Stack:
         shutil.copy(f"{d}/client_key.pub", f"{d}/authorized_keys")
         user = os.environ.get("USER") or subprocess.check_output(["id", "-un"], text=True).strip()
         self.ssh_user = user
+        listen = "".join(f"ListenAddress {a}\n" for a in self.ssh_listen)
         with open(f"{d}/sshd_config", "w") as f:
             f.write(f"""Port {self.ssh_port}
-ListenAddress 127.0.0.1
-HostKey {d}/ssh_host_ed25519_key
+{listen}HostKey {d}/ssh_host_ed25519_key
 PidFile {d}/sshd.pid
 AuthorizedKeysFile {d}/authorized_keys
 StrictModes no
@@ -668,12 +747,12 @@ Subsystem sftp internal-sftp
         self.start("sshd", [sshd, "-D", "-e", "-f", f"{d}/sshd_config"])
         wait_until(lambda: port_open(self.ssh_port), what="sshd")
 
-    def ssh(self, command, timeout=60):
+    def ssh(self, command, timeout=60, host="dev01.hub"):
         proxy = f"{program('devstreams')} --socks 127.0.0.1:{self.socks_port} connect %h %p"
         argv = ["ssh", "-F", "/dev/null", "-i", f"{self.dir}/client_key", "-o", "IdentitiesOnly=yes",
                 "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
                 "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", f"ProxyCommand={proxy}",
-                "-p", str(self.ssh_port), f"{self.ssh_user}@dev01.hub", command]
+                "-p", str(self.ssh_port), f"{self.ssh_user}@{host}", command]
         return subprocess.run(argv, capture_output=True, timeout=timeout)
 
     def cli(self, *args, timeout=30, control=None):
@@ -715,7 +794,7 @@ Subsystem sftp internal-sftp
         for name in list(self.procs):
             self.stop(name)
         found = []
-        for name in ("hub", "agent", "daemon"):
+        for name in ("hub", "agent", "daemon", *self.daemons):
             code = self.exit_codes.get(name)
             if code not in (None, 0):
                 found.append(f"{name} exited with {code} after SIGTERM")
@@ -736,7 +815,7 @@ Subsystem sftp internal-sftp
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def dump_logs(self):
-        for name in ("hub", "agent", "daemon"):
+        for name in ("hub", "agent", "daemon", *self.daemons):
             print(f"----- {name}.log -----")
             print(self.log(name)[-6000:])
 

@@ -369,7 +369,7 @@ class TrayScreenshot(StackTest):
 
         # The clipboard gets the SSH config snippet, then the PAC URL.
         self.click_device_item("Copy SSH config snippet")
-        snippet = (f"Host dev01.hub\n    ProxyCommand devstreams --socks "
+        snippet = (f"Host dev01.hub *.via.dev01.hub\n    ProxyCommand devstreams --socks "
                    f"127.0.0.1:{st.socks_port} connect %h %p\n")
         wait_until(lambda: self.clipboard() == snippet, 10, "snippet on the clipboard")
         d = self.tray.open_menu()

@@ -223,6 +223,16 @@ TEST_F(HubConfigTest, RegistryLoads) {
   EXPECT_EQ(r.policies[0].key, kKey2);
   EXPECT_THAT(r.policies[0].permissions, ElementsAre("connect", "registry-read"));
   EXPECT_TRUE(r.policies[1].permissions.empty());
+  EXPECT_TRUE(r.policies[0].devices.empty());  // no `devices:`: every device
+}
+
+TEST_F(HubConfigTest, RegistryPolicyDevices) {
+  RegistrySeed r = loadRegistrySeed(
+      write("r.yaml", std::string("policies:\n  - name: acme\n    key: ") + kKey +
+                          "\n    permissions: [connect]\n    devices: [\"acme-*\", dev01, "
+                          "\"lab-?\"]\n"));
+  ASSERT_EQ(r.policies.size(), 1u);
+  EXPECT_THAT(r.policies[0].devices, ElementsAre("acme-*", "dev01", "lab-?"));
 }
 
 TEST_F(HubConfigTest, EmptyRegistry) {
@@ -267,6 +277,18 @@ TEST_F(HubConfigTest, RegistryErrors) {
             regAt(2, 5) + "missing required key 'permissions'");
   EXPECT_EQ(registryError("policies:\n  - {name: 's p', key: " + k + ", permissions: []}\n"),
             regAt(2, 12) + "invalid policy name 's p'");
+  const std::string pol =
+      "policies:\n  - name: s\n    key: " + k + "\n    permissions: [connect]\n    devices: ";
+  EXPECT_EQ(
+      registryError(pol + "[dev01, 'dev 02']\n"),
+      regAt(5, 22) +
+          "invalid device pattern 'dev 02' (a device id, '*' and '?' matching any characters)");
+  EXPECT_EQ(registryError(pol + "[dev01, 'acme-*', 'acme-*']\n"),
+            regAt(5, 32) + "duplicate device pattern 'acme-*'");
+  EXPECT_EQ(registryError(pol + "[]\n"),
+            regAt(5, 14) + "devices must name at least one device (leave it out for all)");
+  EXPECT_EQ(registryError(pol + "dev01\n"), regAt(5, 14) + "expected a sequence");
+  EXPECT_EQ(registryError(pol + "['']\n"), regAt(5, 15) + "must not be empty");
 }
 
 TEST_F(HubConfigTest, HubStateDirectoryAndLimits) {
@@ -340,7 +362,9 @@ TEST(ExampleConfig, ShowsEveryHubKey) {
                             "keepalive:",
                             "max_frame:",
                             "max_message:",
-                            "high_watermark:"});
+                            "high_watermark:",
+                            "permissions:",
+                            "devices: ["});
 }
 
 }  // namespace

@@ -217,6 +217,17 @@ TEST_F(HubTest, APolicyReachesOnlyTheDevicesInItsSet) {
               "policy 'only1' may not reach device '" + std::string(device) + "'");
   }
   EXPECT_TRUE(control.texts.empty()) << "the device was asked for a stream out of the set";
+  // Each refusal is in the audit log, though no stream existed.
+  Call audit = send(request("GET", "/api/v1/streams", serviceToken("admin", adminKey_)));
+  ASSERT_EQ(audit.status(), 200);
+  json recent = audit.body()["recent"];
+  ASSERT_EQ(recent.size(), 2u);
+  for (const auto& r : recent) {
+    EXPECT_EQ(r["policy"], "only1");
+    EXPECT_EQ(r["outcome"], "rejected");
+    EXPECT_EQ(r["stream_id"], "");
+  }
+  EXPECT_EQ(recent[1]["device"], "dev02");
   // In the set (a glob) the request goes on to the device.
   Call in;
   start(in, request("POST", "/api/v1/devices/dev02/streams", serviceToken("fleet2", serviceKey_),

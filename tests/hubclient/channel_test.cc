@@ -43,11 +43,7 @@ class ChannelTest : public ::testing::Test {
     std::string err;
     clientCtx_ = tls::clientContext(test::fakeHubFiles().caCert, err);
     ASSERT_TRUE(clientCtx_) << err;
-    target_.host = "127.0.0.1";
-    target_.port = hub_.port();
-    target_.serverName = "localhost";
-    target_.resourceHost = "localhost";
-    target_.ssl = clientCtx_.get();
+    target_ = test::targetOf(hub_, clientCtx_.get());
     safety_.arm(10s);
   }
 

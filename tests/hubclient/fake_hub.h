@@ -1,7 +1,8 @@
 // A fake hub for hubclient unit tests: a real TLS server on loopback (certificates made once per
 // test program) that answers what the hub client asks. A POST gets a stream grant, GET
 // /api/v1/devices an empty list, an upgrade 101 (the channel's server side is then kept in
-// `channels`); `refuse` makes it answer every request with that status instead.
+// `channels`, the text it receives in `texts`); `refuse` makes it answer every request with that
+// status instead. Requests and their bodies are recorded.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -19,6 +20,7 @@
 #include "common/pki.h"
 #include "common/tls.h"
 #include "common/ws_conn.h"
+#include "hubclient/hub_client.h"
 
 namespace ds::test {
 
@@ -56,19 +58,23 @@ class FakeHub {
   uint16_t port() const { return port_; }
 
   std::vector<std::string> requests;  // "METHOD target" of each request seen
+  std::vector<std::string> bodies;    // the body of each request seen
+  std::vector<std::string> texts;     // text messages received on the channels
   int refuse = 0;                     // answer every request with this status (0: serve)
   std::vector<std::unique_ptr<WsConnection>> channels;  // upgraded connections, server side
   // Channels that ended (closed by either side).
   int channelsClosed() const { return sink_.closed; }
 
  private:
-  // The server side of channels: messages are dropped, closes counted.
+  // The server side of channels: text messages kept, data dropped, closes counted.
   struct Sink : WsConnection::Callbacks {
+    explicit Sink(FakeHub& hub) : hub(hub) {}
     void onWsData(evbuffer* payload) override {
       evbuffer_drain(payload, evbuffer_get_length(payload));
     }
-    void onWsText(std::string) override {}
+    void onWsText(std::string text) override { hub.texts.push_back(std::move(text)); }
     void onWsClosed(uint16_t, const std::string&) override { ++closed; }
+    FakeHub& hub;
     int closed = 0;
   };
 
@@ -93,9 +99,11 @@ class FakeHub {
     if (r.status != http::ParseStatus::Done) return;
     uint64_t bodyLen = http::contentLength(req.headers).value_or(0);
     if (len < r.consumed + bodyLen) return;
+    std::string body(p + r.consumed, bodyLen);
     evbuffer_drain(in, r.consumed + bodyLen);
     FakeHub* hub = c->hub;
     hub->requests.push_back(req.method + " " + req.target);
+    hub->bodies.push_back(std::move(body));
     std::string out;
     const std::string* key = req.headers.find("Sec-WebSocket-Key");
     if (hub->refuse != 0) {
@@ -121,12 +129,24 @@ class FakeHub {
   }
 
   Loop& loop_;
-  Sink sink_;
+  Sink sink_{*this};
   SslCtxPtr own_;
   SSL_CTX* ctx_;
   ListenerPtr listener_;
   uint16_t port_ = 0;
   std::vector<std::unique_ptr<Conn>> conns_;
 };
+
+// How the hub client reaches `hub`: loopback, its certificate verified as "localhost" with `ssl`
+// (a client context trusting fakeHubFiles()).
+inline hubclient::HubTarget targetOf(const FakeHub& hub, SSL_CTX* ssl) {
+  hubclient::HubTarget t;
+  t.host = "127.0.0.1";
+  t.port = hub.port();
+  t.serverName = "localhost";
+  t.resourceHost = "localhost";
+  t.ssl = ssl;
+  return t;
+}
 
 }  // namespace ds::test

@@ -149,7 +149,8 @@ TEST(BuildMenu, ConnectedShowsDevicesStreamsForwardsAndPac) {
   EXPECT_EQ(dev01->children[2].action,
             (Action{ActionKind::Browse, "dev01", 8080, "http://dev01.hub:8080/"}));
   EXPECT_EQ(dev01->children[4].action.text,
-            "Host dev01.hub\n    ProxyCommand devstreams --socks 127.0.0.1:1080 connect %h %p\n");
+            "Host dev01.hub *.via.dev01.hub\n"
+            "    ProxyCommand devstreams --socks 127.0.0.1:1080 connect %h %p\n");
   EXPECT_EQ(dev01->children[6].checked, false);
   EXPECT_EQ(find(m.items, "Copy PAC")->action,
             (Action{ActionKind::CopyText, "", 0, "http://127.0.0.1:1080/proxy.pac"}));
@@ -166,6 +167,31 @@ TEST(BuildMenu, ConnectedShowsDevicesStreamsForwardsAndPac) {
   ASSERT_EQ(forwards->children[1].children.size(), 1u);
   EXPECT_EQ(forwards->children[1].children[0].action,
             (Action{ActionKind::RemoveForward, "", 0, "127.0.0.1:5433"}));
+}
+
+// Streams and forwards to hosts on a device's network or to its Unix sockets say so.
+TEST(BuildMenu, HostsAndSocketsOnTheDevice) {
+  Poll p = fullPoll();
+  p.streams = ok(R"({"streams":[
+    {"id":1,"device":"dev01","port":80,"host":"192.168.1.10","via":"socks5",
+     "target":"192.168.1.10.via.dev01.hub:80"},
+    {"id":2,"device":"dev01","port":443,"host":"fd00::1","via":"http-connect"},
+    {"id":3,"device":"dev01","port":0,"unix":"/run/app.sock","via":"forward"}]})");
+  p.forwards = ok(R"({"forwards":[
+    {"listen":"127.0.0.1:8080","device":"dev01","port":80,"host":"192.168.1.10",
+     "origin":"runtime","connections":2},
+    {"listen":"127.0.0.1:5432","device":"dev01","port":0,"unix":"/run/pg.sock",
+     "origin":"config","connections":0}]})");
+  Menu m = buildMenu(readPoll(p), opts());
+  const MenuItem* streams = find(m.items, "Streams");
+  ASSERT_NE(streams, nullptr);
+  ASSERT_EQ(streams->children.size(), 3u);
+  EXPECT_TRUE(streams->children[0].label.starts_with("192.168.1.10:80 on dev01 via socks5"));
+  EXPECT_TRUE(streams->children[1].label.starts_with("[fd00::1]:443 on dev01 via http-connect"));
+  EXPECT_TRUE(streams->children[2].label.starts_with("dev01:unix:/run/app.sock via forward"));
+  EXPECT_THAT(labels(find(m.items, "Forwards")->children),
+              ElementsAre("127.0.0.1:8080 -> 192.168.1.10:80 on dev01 (runtime, 2 connections)",
+                          "127.0.0.1:5432 -> dev01:unix:/run/pg.sock (config, 0 connections)"));
 }
 
 TEST(BuildMenu, DaemonDownOffersToStartItAndItsLog) {
