@@ -431,6 +431,29 @@ def phase_throughput(setups, port, size, rounds, problems, log):
     return out
 
 
+def run_threads(target, arg_lists):
+    """Runs target(*args) on one thread per entry of arg_lists and waits for all of them."""
+    ts = [threading.Thread(target=target, args=args) for args in arg_lists]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
+
+def split_work(n, threads):
+    """n items over `threads` workers as evenly as possible: one args tuple per worker."""
+    return [(n // threads + (i < n % threads),) for i in range(threads)]
+
+
+def open_echoed(setup, port, byte, timeout):
+    """Opens a stream through `setup` and checks that one byte comes back; the open socket."""
+    s = setup.open(port, timeout=timeout)
+    s.sendall(byte)
+    if s.recv(1) != byte:
+        raise OSError("bad echo")
+    return s
+
+
 def phase_setup(setups, port, count, problems, log):
     lat = {s.key: [] for s in setups}
     fails = {s.key: 0 for s in setups}
@@ -442,11 +465,7 @@ def phase_setup(setups, port, count, problems, log):
             for _ in range(n):
                 t0 = time.perf_counter()
                 try:
-                    s = st.open(port, timeout=30)
-                    s.sendall(b"x")
-                    if s.recv(1) != b"x":
-                        raise OSError("bad echo")
-                    s.close()
+                    open_echoed(st, port, b"x", 30).close()
                 except (OSError, EOFError):
                     fails[st.key] += 1
                     continue
@@ -477,23 +496,14 @@ def phase_concurrency(setup, port, n, stack_pids, problems, log):
         mine = []
         for _ in range(k):
             try:
-                s = setup.open(port, timeout=60)
-                s.sendall(b"o")
-                if s.recv(1) != b"o":
-                    raise OSError("bad echo")
-                mine.append(s)
+                mine.append(open_echoed(setup, port, b"o", 60))
             except (OSError, EOFError):
                 with lock:
                     fails[0] += 1
         with lock:
             socks.extend(mine)
 
-    ts = [threading.Thread(target=opener, args=(n // threads + (i < n % threads),))
-          for i in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    run_threads(opener, split_work(n, threads))
     open_s = time.perf_counter() - t0
     time.sleep(0.5)
     rss = {k: rss_kib(p) for k, p in stack_pids.items()}
@@ -542,20 +552,12 @@ def rate_worker(setup, port, seconds, threads, q):
     def loop(i):
         while time.monotonic() < deadline:
             try:
-                s = setup.open(port, timeout=30)
-                s.sendall(b"r")
-                if s.recv(1) != b"r":
-                    raise OSError("bad echo")
-                s.close()
+                open_echoed(setup, port, b"r", 30).close()
                 ok[i] += 1
             except (OSError, EOFError):
                 bad[i] += 1
 
-    ts = [threading.Thread(target=loop, args=(i,)) for i in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    run_threads(loop, [(i,) for i in range(threads)])
     q.put((sum(ok), sum(bad)))
 
 
@@ -783,12 +785,7 @@ def phase_hold(setup, port, n, seconds, interval, stack_pids, problems, log, nro
                 socks.extend(mine)
 
         threads = 32
-        ts = [threading.Thread(target=opener, args=(n // threads + (i < n % threads),))
-              for i in range(threads)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
+        run_threads(opener, split_work(n, threads))
         held = {"fds": {k: fd_count(p) for k, p in stack_pids.items()},
                 "rss_kib": {k: rss_kib(p) for k, p in stack_pids.items()}}
         echoes = echo_fail = 0

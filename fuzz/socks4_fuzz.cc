@@ -11,26 +11,17 @@
 
 #include "fuzz_check.h"
 #include "socks/socks4.h"
+#include "socks_prefixes.h"
 
 namespace {
 
 using namespace ds::socks;
 
-void checkShape(const ParseResult& r, size_t size) {
-  FUZZ_CHECK(r.consumed <= size);
-  switch (r.status) {
-    case ParseStatus::Done:
-      FUZZ_CHECK(r.consumed >= 9 && r.consumed <= kMaxSocks4RequestSize);
-      FUZZ_CHECK(r.error == nullptr);
-      break;
-    case ParseStatus::NeedMore:
-      FUZZ_CHECK(r.consumed == 0 && r.error == nullptr);
-      break;
-    case ParseStatus::Invalid:
-      FUZZ_CHECK(r.consumed == 0);
-      FUZZ_CHECK(r.error != nullptr && r.error[0] != '\0');
-      FUZZ_CHECK(r.reply != Reply::Succeeded);
-      break;
+// A SOCKS4 request is at least 9 bytes: version, command, port, address and the user's NUL.
+void checkSocks4Shape(const ParseResult& r, size_t size) {
+  checkShape(r, size);
+  if (r.status == ParseStatus::Done) {
+    FUZZ_CHECK(r.consumed >= 9 && r.consumed <= kMaxSocks4RequestSize);
   }
 }
 
@@ -39,36 +30,8 @@ void checkShape(const ParseResult& r, size_t size) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<uint8_t> msg(data, data + size);
   Socks4Request req{};
-  ParseResult full = parseSocks4Request(msg.data(), msg.size(), req);
-  checkShape(full, size);
-
-  // Prefixes from exactly sized copies, so ASan sees any read past len.
-  const size_t end = std::min(size, kMaxSocks4RequestSize);
-  bool sawInvalid = false;
-  for (size_t n = 0; n <= end; ++n) {
-    std::vector<uint8_t> exact(data, data + n);
-    Socks4Request scratch{};
-    ParseResult r = parseSocks4Request(exact.data(), n, scratch);
-    checkShape(r, n);
-    if (full.status == ParseStatus::Done) {
-      if (n < full.consumed) {
-        FUZZ_CHECK(r.status == ParseStatus::NeedMore);
-      } else {
-        FUZZ_CHECK(r.status == ParseStatus::Done && r.consumed == full.consumed);
-      }
-    } else if (full.status == ParseStatus::NeedMore) {
-      FUZZ_CHECK(r.status == ParseStatus::NeedMore);
-    } else {
-      if (sawInvalid) FUZZ_CHECK(r.status == ParseStatus::Invalid);
-      FUZZ_CHECK(r.status != ParseStatus::Done);
-      if (r.status == ParseStatus::Invalid) {
-        FUZZ_CHECK(r.reply == full.reply && std::strcmp(r.error, full.error) == 0);
-        sawInvalid = true;
-      }
-    }
-  }
-  if (full.status == ParseStatus::Invalid) FUZZ_CHECK(sawInvalid);
-  if (full.status == ParseStatus::NeedMore) FUZZ_CHECK(size < kMaxSocks4RequestSize);
+  ParseResult full = parseChecked(parseSocks4Request, msg.data(), msg.size(), req,
+                                  kMaxSocks4RequestSize, checkSocks4Shape);
   if (full.status != ParseStatus::Done) return 0;
 
   FUZZ_CHECK(data[0] == kSocks4Version);

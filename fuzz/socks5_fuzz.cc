@@ -16,81 +16,15 @@
 
 #include "fuzz_check.h"
 #include "socks/socks5.h"
+#include "socks_prefixes.h"
 
 namespace {
 
 using namespace ds::socks;
 
-bool sameResult(const ParseResult& a, const ParseResult& b) {
-  if (a.status != b.status || a.consumed != b.consumed) return false;
-  if (a.status != ParseStatus::Invalid) return true;
-  return a.reply == b.reply && std::strcmp(a.error, b.error) == 0;
-}
-
-void checkShape(const ParseResult& r, size_t size) {
-  FUZZ_CHECK(r.consumed <= size);
-  switch (r.status) {
-    case ParseStatus::Done:
-      FUZZ_CHECK(r.consumed > 0);
-      FUZZ_CHECK(r.error == nullptr);
-      break;
-    case ParseStatus::NeedMore:
-      FUZZ_CHECK(r.consumed == 0);
-      FUZZ_CHECK(r.error == nullptr);
-      break;
-    case ParseStatus::Invalid:
-      FUZZ_CHECK(r.consumed == 0);
-      FUZZ_CHECK(r.error != nullptr && r.error[0] != '\0');
-      FUZZ_CHECK(replyName(r.reply) != nullptr);
-      FUZZ_CHECK(r.reply != Reply::Succeeded);
-      break;
-  }
-}
-
-// Re-parses every prefix from an exactly sized copy, so a read past len shows up under ASan
-// even when the fuzzer's buffer is longer. Prefixes longer than `limit` (the largest message)
-// cannot change the verdict and are skipped to keep long inputs fast.
-template <typename Out, typename Parse>
-void checkPrefixes(Parse parse, const uint8_t* data, size_t size, const ParseResult& full,
-                   size_t limit) {
-  const size_t end = std::min(size, limit);
-  bool sawInvalid = false;
-  for (size_t n = 0; n <= end; ++n) {
-    std::vector<uint8_t> exact(data, data + n);
-    Out scratch{};
-    ParseResult r = parse(exact.data(), n, scratch);
-    checkShape(r, n);
-    switch (full.status) {
-      case ParseStatus::Done:
-        if (n < full.consumed) {
-          FUZZ_CHECK(r.status == ParseStatus::NeedMore);
-        } else {
-          FUZZ_CHECK(sameResult(r, full));
-        }
-        break;
-      case ParseStatus::NeedMore:
-        FUZZ_CHECK(r.status == ParseStatus::NeedMore);
-        break;
-      case ParseStatus::Invalid:
-        if (sawInvalid) FUZZ_CHECK(r.status == ParseStatus::Invalid);
-        FUZZ_CHECK(r.status != ParseStatus::Done);
-        if (r.status == ParseStatus::Invalid) {
-          FUZZ_CHECK(sameResult(r, full));
-          sawInvalid = true;
-        }
-        break;
-    }
-  }
-  // No message is longer than `limit`, so by then every verdict has been reached.
-  if (full.status == ParseStatus::Invalid) FUZZ_CHECK(sawInvalid);
-  if (full.status == ParseStatus::NeedMore) FUZZ_CHECK(size < limit);
-}
-
 ParseResult fuzzGreeting(const uint8_t* data, size_t size) {
   Greeting g;
-  ParseResult r = parseGreeting(data, size, g);
-  checkShape(r, size);
-  checkPrefixes<Greeting>(parseGreeting, data, size, r, kMaxGreetingSize);
+  ParseResult r = parseChecked(parseGreeting, data, size, g, kMaxGreetingSize, checkShape);
   if (r.status == ParseStatus::Done) {
     FUZZ_CHECK(data[0] == kSocksVersion);
     FUZZ_CHECK(data[1] != 0);
@@ -119,9 +53,7 @@ void checkIPv6Text(const uint8_t* addr, const std::string& host) {
 
 ParseResult fuzzRequest(const uint8_t* data, size_t size) {
   Request req{};
-  ParseResult r = parseRequest(data, size, req);
-  checkShape(r, size);
-  checkPrefixes<Request>(parseRequest, data, size, r, kMaxRequestSize);
+  ParseResult r = parseChecked(parseRequest, data, size, req, kMaxRequestSize, checkShape);
   if (r.status != ParseStatus::Done) return r;
 
   FUZZ_CHECK(data[0] == kSocksVersion && data[2] == 0);
@@ -163,9 +95,7 @@ ParseResult fuzzRequest(const uint8_t* data, size_t size) {
 
 ParseResult fuzzUserPass(const uint8_t* data, size_t size) {
   UserPass up;
-  ParseResult r = parseUserPass(data, size, up);
-  checkShape(r, size);
-  checkPrefixes<UserPass>(parseUserPass, data, size, r, kMaxUserPassSize);
+  ParseResult r = parseChecked(parseUserPass, data, size, up, kMaxUserPassSize, checkShape);
   if (r.status == ParseStatus::Done) {
     FUZZ_CHECK(data[0] == kUserPassVersion);
     FUZZ_CHECK(up.user.size() == data[1]);

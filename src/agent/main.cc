@@ -1,96 +1,86 @@
 // devstreams-agent: command line and start-up.
-#include <CLI/CLI.hpp>
 #include <csignal>
 #include <cstdio>
 
 #include "agent/agent.h"
 #include "common/log.h"
 #include "common/platform.h"
+#include "common/program.h"
 #include "common/service.h"
 #include "common/service_notify.h"
 
 namespace {
 
 #ifdef SIGHUP
-struct SighupContext {
-  std::string path;
-  ds::agent::Agent* agent;
-};
-
 // SIGHUP re-reads the configuration file and replaces the allow-list; on any error the old list
 // stays and the error (file:line:column) is logged. Streams already open are not touched.
-void onSighup(evutil_socket_t, short, void* arg) {
-  auto* ctx = static_cast<SighupContext*>(arg);
-  LOG_INFO("SIGHUP: reloading the allow-list from %s", ctx->path.c_str());
-  try {
-    ds::config::AgentConfig fresh = ds::config::loadAgent(ctx->path);
-    std::string err;
-    if (!ctx->agent->setAllowList(std::move(fresh.allow), err)) {
-      LOG_ERROR("reload failed, keeping the current allow-list: %s", err.c_str());
-    }
-  } catch (const ds::config::Error& e) {
-    LOG_ERROR("reload failed, keeping the current allow-list: %s", e.what());
+class Reloader {
+ public:
+  Reloader(ds::Loop& loop, std::string path, ds::agent::Agent& agent)
+      : path_(std::move(path)),
+        agent_(agent),
+        event_(evsignal_new(loop.base(), SIGHUP, &Reloader::onSighup, this)) {
+    event_add(event_.get(), nullptr);
   }
-}
+
+ private:
+  static void onSighup(evutil_socket_t, short, void* arg) {
+    auto* self = static_cast<Reloader*>(arg);
+    LOG_INFO("SIGHUP: reloading the allow-list from %s", self->path_.c_str());
+    try {
+      ds::config::AgentConfig fresh = ds::config::loadAgent(self->path_);
+      std::string err;
+      if (!self->agent_.setAllowList(std::move(fresh.allow), err)) {
+        LOG_ERROR("reload failed, keeping the current allow-list: %s", err.c_str());
+      }
+    } catch (const ds::config::Error& e) {
+      LOG_ERROR("reload failed, keeping the current allow-list: %s", e.what());
+    }
+  }
+
+  std::string path_;
+  ds::agent::Agent& agent_;
+  ds::EventPtr event_;
+};
 #endif
 
 int runAgent(int argc, char** argv) {
-  CLI::App app{"devstreams-agent: device side of devstreams"};
-  std::string configPath = ds::platform::defaultConfigFile("agent.yaml");
-  app.add_option("-c,--config", configPath, "configuration file (section 'agent')");
-  bool check = false;
-  app.add_flag("--check", check, "validate the configuration and exit");
-  CLI11_PARSE(app, argc, argv);
-
-  ds::setLogProgram("devstreams-agent");
-  ds::config::AgentConfig cfg;
-  try {
-    cfg = ds::config::loadAgent(configPath);
-  } catch (const ds::config::Error& e) {
-    ds::service::startError(e.what());
-    return 2;
-  }
+  ds::program::CommandLine cl;
+  int exitCode = 0;
+  auto loaded = ds::program::startUp({"devstreams-agent", "device side of devstreams",
+                                      ds::platform::defaultConfigFile("agent.yaml"), "agent"},
+                                     argc, argv, cl, &ds::config::loadAgent, exitCode);
+  if (!loaded) return exitCode;
+  const std::string& configPath = cl.configPath;
+  ds::config::AgentConfig& cfg = *loaded;
   if (std::string err; !ds::agent::compileRules(cfg.allow, err)) {
     std::fprintf(stderr, "devstreams-agent: %s: %s\n", configPath.c_str(), err.c_str());
     return 2;
   }
-  if (check) {
+  if (cl.check) {
     std::printf("%s: ok (device %s, %zu allowed targets)\n", configPath.c_str(),
                 cfg.deviceId.c_str(), cfg.allow.size());
     return 0;
   }
-  ds::setLogLevel(static_cast<ds::Level>(cfg.logLevel));
-  ds::Loop loop;
-  ds::agent::Agent agent(loop, cfg);
-  std::string err;
-  if (!agent.start(err)) {
-    ds::service::startError(err);
-    return 1;
-  }
-  // Ready once the hub link is up, or once the first attempt has had its connect_timeout: a
-  // service that waits for an unreachable hub is running as configured, and says so.
-  auto started = std::chrono::steady_clock::now();
-  ds::service::Notifier notifier(loop, [&] {
-    bool online = agent.online();
-    bool tried = std::chrono::steady_clock::now() - started >= cfg.connectTimeout;
-    return ds::service::State{online || tried, cfg.deviceId +
-                                                   (online ? " online, " : " connecting to hub, ") +
-                                                   ds::service::countOf(agent.streams(), "stream")};
-  });
-  loop.onSignals([&](int sig) {
-    LOG_INFO("signal %d: shutting down", sig);
-    notifier.stopping("shutting down");
-    agent.shutdown();
-    loop.stopWhenFlushed();
-  });
-#ifdef SIGHUP  // Windows has none: the service is restarted to reload
-  SighupContext hup{configPath, &agent};
-  ds::EventPtr sighup(evsignal_new(loop.base(), SIGHUP, &onSighup, &hup));
-  event_add(sighup.get(), nullptr);
+  return ds::program::run<ds::agent::Agent>(
+      cfg,
+      [&](ds::Loop& loop, ds::agent::Agent& agent) {
+#ifdef SIGHUP
+        return std::make_unique<Reloader>(loop, configPath, agent);
+#else  // Windows has none: the service is restarted to reload
+        (void)loop, (void)agent;
+        return nullptr;
 #endif
-  ds::service::reportRunning();  // after onSignals: a stop request now ends the loop
-  loop.run();
-  return 0;
+      },
+      // Ready once the hub link is up, or once the first attempt has had its connect_timeout: a
+      // service that waits for an unreachable hub is running as configured, and says so.
+      [&](ds::agent::Agent& agent, auto sinceStart) {
+        bool online = agent.online();
+        bool tried = sinceStart >= cfg.connectTimeout;
+        return ds::service::State{online || tried,
+                                  cfg.deviceId + (online ? " online, " : " connecting to hub, ") +
+                                      ds::service::countOf(agent.streams(), "stream")};
+      });
 }
 
 }  // namespace

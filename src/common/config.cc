@@ -2,6 +2,7 @@
 #include "common/config.h"
 
 #include <algorithm>
+#include <initializer_list>
 #include <limits>
 #include <string>
 
@@ -49,51 +50,42 @@ std::string_view toString(LogLevel level) {
   return "info";
 }
 
-std::optional<std::chrono::milliseconds> parseDuration(std::string_view s) {
+namespace {
+
+struct Unit {
+  std::string_view name;
+  uint64_t factor;
+};
+
+// "<digits><unit>", the unit one of `units`: the number times the unit's factor, or nullopt for
+// any other unit and for a product above `max`.
+std::optional<uint64_t> parseScaled(std::string_view s, std::initializer_list<Unit> units,
+                                    uint64_t max) {
   size_t digits = 0;
   while (digits < s.size() && isDigit(s[digits])) ++digits;
   auto n = parseUnsigned(s.substr(0, digits));
   if (!n) return std::nullopt;
-  auto unit = s.substr(digits);
-  uint64_t factor;
-  if (unit.empty() || unit == "s") {
-    factor = 1000;
-  } else if (unit == "ms") {
-    factor = 1;
-  } else if (unit == "m") {
-    factor = uint64_t{60} * 1000;
-  } else if (unit == "h") {
-    factor = uint64_t{60} * 60 * 1000;
-  } else {
-    return std::nullopt;
-  }
+  auto unit = std::find_if(units.begin(), units.end(),
+                           [&](const Unit& u) { return u.name == s.substr(digits); });
+  if (unit == units.end() || *n > max / unit->factor) return std::nullopt;
+  return *n * unit->factor;
+}
+
+}  // namespace
+
+std::optional<std::chrono::milliseconds> parseDuration(std::string_view s) {
   // Capping at 2^31-1 seconds keeps every duration representable as a 32-bit count of seconds
   // and far from overflow when converted to finer clocks.
   constexpr uint64_t kMaxMs = uint64_t{std::numeric_limits<int32_t>::max()} * 1000;
-  if (*n > kMaxMs / factor) return std::nullopt;
-  return std::chrono::milliseconds(static_cast<int64_t>(*n * factor));
+  auto ms = parseScaled(
+      s, {{"", 1000}, {"s", 1000}, {"ms", 1}, {"m", 60 * 1000}, {"h", 60 * 60 * 1000}}, kMaxMs);
+  if (!ms) return std::nullopt;
+  return std::chrono::milliseconds(static_cast<int64_t>(*ms));
 }
 
 std::optional<uint64_t> parseSize(std::string_view s) {
-  size_t digits = 0;
-  while (digits < s.size() && isDigit(s[digits])) ++digits;
-  auto n = parseUnsigned(s.substr(0, digits));
-  if (!n) return std::nullopt;
-  auto unit = s.substr(digits);
-  unsigned shift;
-  if (unit.empty() || unit == "B") {
-    shift = 0;
-  } else if (unit == "KiB") {
-    shift = 10;
-  } else if (unit == "MiB") {
-    shift = 20;
-  } else if (unit == "GiB") {
-    shift = 30;
-  } else {
-    return std::nullopt;
-  }
-  if (*n > (std::numeric_limits<uint64_t>::max() >> shift)) return std::nullopt;
-  return *n << shift;
+  return parseScaled(s, {{"", 1}, {"B", 1}, {"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}},
+                     std::numeric_limits<uint64_t>::max());
 }
 
 bool isValidDeviceId(std::string_view id) {

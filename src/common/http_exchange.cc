@@ -83,35 +83,36 @@ void HttpExchange::startProxy() {
   }
 }
 
-void HttpExchange::onProxyRead(bufferevent*, void* arg) {
+template <class Body>
+void HttpExchange::guardedCall(void* arg, Body body) {
   auto* self = static_cast<HttpExchange*>(arg);
   guarded(
-      "hub request", [&] { self->parseProxyAnswer(); }, [&] { self->failWith("internal error"); });
+      "hub request", [&] { body(self); }, [&] { self->failWith("internal error"); });
+}
+
+void HttpExchange::onProxyRead(bufferevent*, void* arg) {
+  guardedCall(arg, [](HttpExchange* self) { self->parseProxyAnswer(); });
 }
 
 void HttpExchange::onProxyEvent(bufferevent* bev, short what, void* arg) {
-  auto* self = static_cast<HttpExchange*>(arg);
-  guarded(
-      "hub request",
-      [&] {
-        if (what & BEV_EVENT_CONNECTED) return setNoDelay(bev);
-        std::string proxy = authority(self->proxy_.host, self->proxy_.port);
-        if (what & BEV_EVENT_EOF) {
-          self->parseProxyAnswer();
-          if (self->tunnel_)
-            self->failWith("proxy " + proxy + " closed the connection before answering");
-          return;
-        }
-        int dnsErr = bufferevent_socket_get_dns_error(bev);
-        if (dnsErr) {
-          self->failWith("cannot resolve proxy " + self->proxy_.host + ": " +
-                         evutil_gai_strerror(dnsErr));
-        } else {
-          self->failWith("cannot connect to proxy " + proxy + ": " +
-                         evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-        }
-      },
-      [&] { self->failWith("internal error"); });
+  guardedCall(arg, [&](HttpExchange* self) {
+    if (what & BEV_EVENT_CONNECTED) return setNoDelay(bev);
+    std::string proxy = authority(self->proxy_.host, self->proxy_.port);
+    if (what & BEV_EVENT_EOF) {
+      self->parseProxyAnswer();
+      if (self->tunnel_)
+        self->failWith("proxy " + proxy + " closed the connection before answering");
+      return;
+    }
+    int dnsErr = bufferevent_socket_get_dns_error(bev);
+    if (dnsErr) {
+      self->failWith("cannot resolve proxy " + self->proxy_.host + ": " +
+                     evutil_gai_strerror(dnsErr));
+    } else {
+      self->failWith("cannot connect to proxy " + proxy + ": " +
+                     evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    }
+  });
 }
 
 void HttpExchange::parseProxyAnswer() {
@@ -176,33 +177,27 @@ void HttpExchange::cancel() {
 }
 
 void HttpExchange::onRead(bufferevent*, void* arg) {
-  auto* self = static_cast<HttpExchange*>(arg);
-  guarded(
-      "hub request", [&] { self->parse(); }, [&] { self->failWith("internal error"); });
+  guardedCall(arg, [](HttpExchange* self) { self->parse(); });
 }
 
 void HttpExchange::onEvent(bufferevent* bev, short what, void* arg) {
-  auto* self = static_cast<HttpExchange*>(arg);
-  guarded(
-      "hub request",
-      [&] {
-        if (what & BEV_EVENT_CONNECTED) return setNoDelay(bev);
-        if (what & BEV_EVENT_EOF) {
-          self->parse();
-          if (self->done_) self->failWith("connection closed before the response was complete");
-          return;
-        }
-        std::string err;
-        int dnsErr = tls::dnsError(bev);
-        if (dnsErr) {
-          err = std::string("cannot resolve: ") + evutil_gai_strerror(dnsErr);
-        } else {
-          err = tls::lastError(bev);
-          if (err.empty()) err = evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
-        }
-        self->failWith(err);
-      },
-      [&] { self->failWith("internal error"); });
+  guardedCall(arg, [&](HttpExchange* self) {
+    if (what & BEV_EVENT_CONNECTED) return setNoDelay(bev);
+    if (what & BEV_EVENT_EOF) {
+      self->parse();
+      if (self->done_) self->failWith("connection closed before the response was complete");
+      return;
+    }
+    std::string err;
+    int dnsErr = tls::dnsError(bev);
+    if (dnsErr) {
+      err = std::string("cannot resolve: ") + evutil_gai_strerror(dnsErr);
+    } else {
+      err = tls::lastError(bev);
+      if (err.empty()) err = evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR());
+    }
+    self->failWith(err);
+  });
 }
 
 void HttpExchange::parse() {

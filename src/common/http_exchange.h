@@ -52,6 +52,9 @@ class HttpExchange : public Deletable {
   static void onEvent(bufferevent*, short what, void* arg);
   static void onProxyRead(bufferevent*, void* arg);
   static void onProxyEvent(bufferevent*, short what, void* arg);
+  // Runs a callback's `body(exchange)` for the exchange `arg`; an exception fails the exchange.
+  template <class Body>
+  static void guardedCall(void* arg, Body body);
   void startProxy();
   void parseProxyAnswer();
   void startTls(evutil_socket_t fd);

@@ -17,28 +17,6 @@ namespace {
   std::abort();
 }
 
-bool isMetricName(std::string_view s) {
-  if (s.empty()) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
-              (i > 0 && c >= '0' && c <= '9');
-    if (!ok) return false;
-  }
-  return true;
-}
-
-bool isLabelName(std::string_view s) {
-  if (s.empty() || s.substr(0, 2) == "__") return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-              (i > 0 && c >= '0' && c <= '9');
-    if (!ok) return false;
-  }
-  return true;
-}
-
 std::vector<double> normalizeBounds(std::vector<double> bounds) {
   if (!bounds.empty() && bounds.back() == std::numeric_limits<double>::infinity()) {
     bounds.pop_back();
@@ -108,6 +86,28 @@ bool endsWith(std::string_view s, std::string_view suffix) {
 }
 
 }  // namespace
+
+bool isMetricName(std::string_view s) {
+  if (s.empty()) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
+              (i > 0 && c >= '0' && c <= '9');
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool isLabelName(std::string_view s) {
+  if (s.empty() || s.substr(0, 2) == "__") return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char c = s[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+              (i > 0 && c >= '0' && c <= '9');
+    if (!ok) return false;
+  }
+  return true;
+}
 
 std::string formatNumber(double v) {
   if (std::isnan(v)) return "NaN";

@@ -23,6 +23,11 @@ namespace ds::metrics {
 // names the same series.
 using Labels = std::vector<std::pair<std::string, std::string>>;
 
+// The exposition format's names: metric names [a-zA-Z_:][a-zA-Z0-9_:]*, label names
+// [a-zA-Z_][a-zA-Z0-9_]* not starting with "__".
+bool isMetricName(std::string_view s);
+bool isLabelName(std::string_view s);
+
 // The Content-Type of render()'s output.
 inline constexpr std::string_view kContentType = "text/plain; version=0.0.4; charset=utf-8";
 

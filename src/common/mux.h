@@ -38,7 +38,8 @@ enum class FrameType : uint8_t {
 inline constexpr size_t kHeaderLen = 8;  // type, flags, length (16 bits), stream id (32 bits)
 inline constexpr size_t kMaxPayload = 16384;
 inline constexpr uint32_t kMaxWindow = 0x7fffffff;  // credit never exceeds 2^31 - 1
-inline constexpr uint8_t kFlagAck = 0x1;            // on Ping: this is the answer
+inline constexpr uint32_t kMaxStreamId = 0x7fffffff;
+inline constexpr uint8_t kFlagAck = 0x1;  // on Ping: this is the answer
 
 // The request an Open carries: where the stream goes and on whose behalf (as in
 // proto::StreamRequest / proto::ServiceRequest). A field that does not apply is empty: `device`
@@ -100,6 +101,8 @@ void appendEof(std::string& out, uint32_t stream);
 void appendClose(std::string& out, uint32_t stream, uint16_t code, std::string_view reason);
 void appendWindow(std::string& out, uint32_t stream, uint32_t increment);
 void appendPing(std::string& out, uint64_t opaque, bool ack);
+// The payload length a frame header declares (reads its first 4 bytes).
+size_t payloadLength(const uint8_t* header);
 // Writes a Data header for `len` (<= kMaxPayload) payload bytes into `out` (kHeaderLen bytes).
 void writeDataHeader(uint8_t* out, uint32_t stream, size_t len);
 

@@ -29,13 +29,6 @@
 namespace ds::pki {
 namespace {
 
-using PkeyPtr = std::unique_ptr<EVP_PKEY, FreeWith<EVP_PKEY_free>>;
-using X509Ptr = std::unique_ptr<X509, FreeWith<X509_free>>;
-using ExtPtr = std::unique_ptr<X509_EXTENSION, FreeWith<X509_EXTENSION_free>>;
-using BioPtr = std::unique_ptr<BIO, FreeWith<BIO_free>>;
-using BnPtr = std::unique_ptr<BIGNUM, FreeWith<BN_free>>;
-using AsnIntPtr = std::unique_ptr<ASN1_INTEGER, FreeWith<ASN1_INTEGER_free>>;
-
 constexpr long kCaDays = 3650;
 constexpr long kCertDays = 825;
 constexpr long kRenewBeforeDays = 30;
@@ -206,7 +199,10 @@ bool writeFileAtomic(const std::string& path, const std::string& data, mode_t mo
 // Never prompts for a passphrase: the hub's keys are unencrypted.
 int noPassphrase(char*, int, int, void*) { return 0; }
 
-X509Ptr loadCert(const std::string& path, std::string& err) {
+// Reads one PEM object (`what`) from the file at `path` with `read` (PEM_read_bio_X509 and the
+// like). The file's bytes are wiped once read: a key's must not linger in freed memory.
+template <class Ptr, class Read>
+Ptr loadPem(const std::string& path, std::string& err, Read read, const char* what) {
   std::string pem;
   if (!readFile(path, pem, err)) return nullptr;
   BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
@@ -215,24 +211,18 @@ X509Ptr loadCert(const std::string& path, std::string& err) {
     return nullptr;
   }
   ERR_clear_error();
-  X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, noPassphrase, nullptr));
-  if (!cert) err = path + ": no PEM certificate (" + opensslError() + ")";
-  return cert;
+  Ptr object(read(bio.get(), nullptr, noPassphrase, nullptr));
+  OPENSSL_cleanse(pem.data(), pem.size());
+  if (!object) err = path + ": no " + what + " (" + opensslError() + ")";
+  return object;
+}
+
+X509Ptr loadCert(const std::string& path, std::string& err) {
+  return loadPem<X509Ptr>(path, err, PEM_read_bio_X509, "PEM certificate");
 }
 
 PkeyPtr loadKey(const std::string& path, std::string& err) {
-  std::string pem;
-  if (!readFile(path, pem, err)) return nullptr;
-  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  if (!bio) {
-    err = path + ": " + opensslError();
-    return nullptr;
-  }
-  ERR_clear_error();
-  PkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, noPassphrase, nullptr));
-  OPENSSL_cleanse(pem.data(), pem.size());
-  if (!key) err = path + ": no unencrypted PEM private key (" + opensslError() + ")";
-  return key;
+  return loadPem<PkeyPtr>(path, err, PEM_read_bio_PrivateKey, "unencrypted PEM private key");
 }
 
 std::optional<std::string> certPem(X509* cert) {

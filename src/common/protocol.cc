@@ -181,6 +181,14 @@ Parsed<T> fail(std::string err, Fault fault = Fault::Field) {
 // The fault of a refused envelope: bad JSON, or another message type.
 Fault envelopeFault(const json& j) { return j.is_object() ? Fault::OtherType : Fault::Syntax; }
 
+// Reads `text` into `j` as a JSON object of message type `type`; otherwise the refusal to return.
+template <class T>
+std::optional<Parsed<T>> envelope(std::string_view text, const char* type, json& j) {
+  std::string err;
+  if (parseObject(text, j, err) && typeIs(j, type, err)) return std::nullopt;
+  return fail<T>(err, envelopeFault(j));
+}
+
 }  // namespace
 
 Reject rejectFromName(std::string_view n) {
@@ -225,10 +233,8 @@ std::string truncateUtf8(std::string_view s, size_t max) {
 
 Parsed<StreamRequest> parseStreamRequest(std::string_view text, std::string* streamId) {
   json j;
+  if (auto refused = envelope<StreamRequest>(text, "stream_request", j)) return *refused;
   std::string err;
-  if (!parseObject(text, j, err) || !typeIs(j, "stream_request", err)) {
-    return fail<StreamRequest>(err, envelopeFault(j));
-  }
   StreamRequest m;
   auto sid = str(j, "stream_id", kMaxId, true, err);
   if (!sid || sid->empty()) return fail<StreamRequest>(err.empty() ? "empty \"stream_id\"" : err);
@@ -267,10 +273,8 @@ Parsed<StreamRequest> parseStreamRequest(std::string_view text, std::string* str
 
 Parsed<StreamResponse> parseStreamResponse(std::string_view text) {
   json j;
+  if (auto refused = envelope<StreamResponse>(text, "stream_response", j)) return *refused;
   std::string err;
-  if (!parseObject(text, j, err) || !typeIs(j, "stream_response", err)) {
-    return fail<StreamResponse>(err, envelopeFault(j));
-  }
   StreamResponse m;
   auto sid = str(j, "stream_id", kMaxId, true, err);
   if (!sid) return fail<StreamResponse>(err);
@@ -351,10 +355,7 @@ Parsed<Answer> answerFrom(int status, const json& j) {
 Parsed<ServiceResponse> parseServiceResponse(std::string_view text,
                                              std::optional<RequestId>* idOut) {
   json j;
-  std::string err;
-  if (!parseObject(text, j, err) || !typeIs(j, "stream_response", err)) {
-    return fail<ServiceResponse>(err, envelopeFault(j));
-  }
+  if (auto refused = envelope<ServiceResponse>(text, "stream_response", j)) return *refused;
   auto id = requestId(j);
   if (!id) return fail<ServiceResponse>("\"id\" must be a string or an integer");
   if (idOut) *idOut = id;

@@ -273,34 +273,41 @@ const char* verdictName(Verdict v) {
   return "unknown";
 }
 
-std::string randomKey(size_t bytes) {
+namespace {
+
+// `bytes` random bytes as `encode(data, size)` writes them; the raw bytes are wiped after.
+template <class Encode>
+std::string randomEncoded(size_t bytes, Encode encode) {
   std::vector<unsigned char> buf(bytes);
   fillRandom(buf);
-  std::string out = base64Encode(buf.data(), buf.size());
+  std::string out = encode(buf.data(), buf.size());
   OPENSSL_cleanse(buf.data(), buf.size());
   return out;
 }
 
-std::string randomToken(size_t bytes) {
-  std::vector<unsigned char> buf(bytes);
-  fillRandom(buf);
-  std::string out = base64UrlEncode(buf.data(), buf.size());
-  OPENSSL_cleanse(buf.data(), buf.size());
-  return out;
-}
-
-std::string randomHex(size_t bytes) {
-  std::vector<unsigned char> buf(bytes);
-  fillRandom(buf);
+std::string hexEncode(const unsigned char* data, size_t len) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out;
-  out.reserve(2 * bytes);
-  for (unsigned char c : buf) {
-    out += kDigits[c >> 4];
-    out += kDigits[c & 15];
+  out.reserve(2 * len);
+  for (size_t i = 0; i < len; ++i) {
+    out += kDigits[data[i] >> 4];
+    out += kDigits[data[i] & 15];
   }
   return out;
 }
+
+}  // namespace
+
+std::string randomKey(size_t bytes) {
+  return randomEncoded(bytes, [](const unsigned char* p, size_t n) { return base64Encode(p, n); });
+}
+
+std::string randomToken(size_t bytes) {
+  return randomEncoded(bytes,
+                       [](const unsigned char* p, size_t n) { return base64UrlEncode(p, n); });
+}
+
+std::string randomHex(size_t bytes) { return randomEncoded(bytes, hexEncode); }
 
 bool constantTimeEquals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;

@@ -2,9 +2,25 @@
 // the constructors of TLS bufferevents.
 #pragma once
 
+#include <openssl/bn.h>
+#include <openssl/x509.h>
+
 #include <string>
 
 #include "common/event.h"
+
+namespace ds {
+
+// Owners of the OpenSSL objects that certificates are built and read with (SSL_CTX and SSL are
+// in event.h).
+using PkeyPtr = std::unique_ptr<EVP_PKEY, FreeWith<EVP_PKEY_free>>;
+using X509Ptr = std::unique_ptr<X509, FreeWith<X509_free>>;
+using ExtPtr = std::unique_ptr<X509_EXTENSION, FreeWith<X509_EXTENSION_free>>;
+using BioPtr = std::unique_ptr<BIO, FreeWith<BIO_free>>;
+using BnPtr = std::unique_ptr<BIGNUM, FreeWith<BN_free>>;
+using AsnIntPtr = std::unique_ptr<ASN1_INTEGER, FreeWith<ASN1_INTEGER_free>>;
+
+}  // namespace ds
 
 namespace ds::tls {
 

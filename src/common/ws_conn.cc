@@ -2,6 +2,7 @@
 #include "common/ws_conn.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <vector>
 
@@ -29,6 +30,23 @@ void copyMasked(evbuffer* src, uint8_t* dst, size_t len, const std::array<uint8_
     done += piece;
     if (done == len) break;
   }
+}
+
+// Appends one frame of `len` payload bytes to `out` as one contiguous chain: TLS writes each
+// chain as its own records, so a separate header chain would cost a tiny record and a system
+// call per frame. A client masks (RFC 6455 5.3). `copy(dst, key)` writes the payload to `dst`,
+// masked with `*key` when key is not null: the payload costs one copy, masked or not.
+template <class Copy>
+void appendFrame(evbuffer* out, bool client, bool fin, ws::Opcode op, size_t len, Copy copy) {
+  evbuffer_iovec v;
+  evbuffer_reserve_space(out, static_cast<ev_ssize_t>(ws::kMaxHeaderLen + len), &v, 1);
+  auto* p = static_cast<uint8_t*>(v.iov_base);
+  std::array<uint8_t, 4> key{};
+  if (client) key = ws::randomMaskKey();
+  size_t h = ws::encodeHeader(p, fin, op, len, client ? key.data() : nullptr);
+  copy(p + h, client ? &key : nullptr);
+  v.iov_len = h + len;
+  evbuffer_commit_space(out, &v, 1);
 }
 
 }  // namespace
@@ -315,23 +333,15 @@ bool WsConnection::handleFrameEnd() {
 }
 
 void WsConnection::sendFrame(Opcode op, const void* data, size_t len) {
-  evbuffer* out = bufferevent_get_output(bev_.get());
-  // Header and payload in one contiguous chain: TLS writes each chain as its own records, so a
-  // separate header chain would cost a tiny record and a system call per frame.
-  evbuffer_iovec v;
-  evbuffer_reserve_space(out, static_cast<ev_ssize_t>(ws::kMaxHeaderLen + len), &v, 1);
-  auto* p = static_cast<uint8_t*>(v.iov_base);
-  size_t h;
-  if (role_ == Role::Client) {
-    auto key = ws::randomMaskKey();
-    h = ws::encodeHeader(p, true, op, len, key.data());
-    ws::maskCopy(p + h, static_cast<const uint8_t*>(data), len, key, 0);
-  } else {
-    h = ws::encodeHeader(p, true, op, len, nullptr);
-    if (len) std::memcpy(p + h, data, len);
-  }
-  v.iov_len = h + len;
-  evbuffer_commit_space(out, &v, 1);
+  const auto* bytes = static_cast<const uint8_t*>(data);
+  appendFrame(bufferevent_get_output(bev_.get()), role_ == Role::Client, true, op, len,
+              [&](uint8_t* dst, const std::array<uint8_t, 4>* key) {
+                if (key) {
+                  ws::maskCopy(dst, bytes, len, *key, 0);
+                } else if (len) {
+                  std::memcpy(dst, bytes, len);
+                }
+              });
 }
 
 void WsConnection::sendBinary(evbuffer* data) {
@@ -346,22 +356,15 @@ void WsConnection::sendBinary(evbuffer* data) {
   do {
     size_t len = total < limits_.maxSendFrame ? total : limits_.maxSendFrame;
     bool fin = len == total;
-    // One chain per frame (see sendFrame); the payload costs one copy, masked or not.
-    evbuffer_iovec v;
-    evbuffer_reserve_space(out, static_cast<ev_ssize_t>(ws::kMaxHeaderLen + len), &v, 1);
-    auto* p = static_cast<uint8_t*>(v.iov_base);
-    size_t h;
-    if (role_ == Role::Client) {
-      auto key = ws::randomMaskKey();
-      h = ws::encodeHeader(p, fin, op, len, key.data());
-      copyMasked(data, p + h, len, key, 0);
-    } else {
-      h = ws::encodeHeader(p, fin, op, len, nullptr);
-      evbuffer_copyout(data, p + h, len);
-    }
+    appendFrame(out, role_ == Role::Client, fin, op, len,
+                [&](uint8_t* dst, const std::array<uint8_t, 4>* key) {
+                  if (key) {
+                    copyMasked(data, dst, len, *key, 0);
+                  } else {
+                    evbuffer_copyout(data, dst, len);
+                  }
+                });
     evbuffer_drain(data, len);
-    v.iov_len = h + len;
-    evbuffer_commit_space(out, &v, 1);
     total -= len;
     op = Opcode::Continuation;
   } while (total > 0);

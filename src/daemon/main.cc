@@ -1,10 +1,10 @@
 // devstreamsd: command line and start-up.
-#include <CLI/CLI.hpp>
 #include <cstdio>
 
 #include "common/json_fields.h"
 #include "common/log.h"
 #include "common/platform.h"
+#include "common/program.h"
 #include "common/service.h"
 #include "common/service_notify.h"
 #include "daemon/daemon.h"
@@ -12,61 +12,38 @@
 namespace {
 
 int runDaemon(int argc, char** argv) {
-  CLI::App app{"devstreamsd: SOCKS5 and port forwards to devices through a devstreams hub"};
-  std::string configPath = ds::platform::defaultConfigFile("devstreams.yaml");
-  app.add_option("-c,--config", configPath, "configuration file (section 'daemon')");
-  bool check = false;
-  app.add_flag("--check", check, "validate the configuration and exit");
-  CLI11_PARSE(app, argc, argv);
-
-  ds::setLogProgram("devstreamsd");
-  ds::config::DaemonConfig cfg;
-  try {
-    cfg = ds::config::loadDaemon(configPath);
-  } catch (const ds::config::Error& e) {
-    ds::service::startError(e.what());
-    return 2;
-  }
-  if (check) {
+  ds::program::CommandLine cl;
+  int exitCode = 0;
+  auto loaded = ds::program::startUp(
+      {"devstreamsd", "SOCKS5 and port forwards to devices through a devstreams hub",
+       ds::platform::defaultConfigFile("devstreams.yaml"), "daemon"},
+      argc, argv, cl, &ds::config::loadDaemon, exitCode);
+  if (!loaded) return exitCode;
+  const std::string& configPath = cl.configPath;
+  ds::config::DaemonConfig& cfg = *loaded;
+  if (cl.check) {
     std::printf("%s: ok (SOCKS on %s, %zu forwards)\n", configPath.c_str(),
                 cfg.socksListen.toString().c_str(), cfg.forwards.size());
     return 0;
   }
-  ds::setLogLevel(static_cast<ds::Level>(cfg.logLevel));
-  ds::Loop loop;
-  ds::daemon::Daemon daemon(loop, cfg);
-  std::string err;
-  if (!daemon.start(err)) {
-    ds::service::startError(err);
-    return 1;
-  }
-  // Ready once the hub's service channel is up, or once its first attempt has had the
-  // opener's connect bound: the proxy answers either way (SOCKS errors while the hub is away).
-  auto started = std::chrono::steady_clock::now();
-  ds::service::Notifier notifier(loop, [&] {
-    const nlohmann::json st = daemon.status();
-    const nlohmann::json& hubState = st.contains("hub") ? st["hub"] : st;
-    bool connected = ds::boolField(hubState, "connected", false);
-    bool tried = std::chrono::steady_clock::now() - started >=
-                 ds::hubclient::StreamOpener::Options{}.connectTimeout;
-    std::string hub =
-        connected ? "hub connected" : "hub: " + ds::stringField(hubState, "last_error", "?");
-    size_t streams = st.contains("streams") && st["streams"].is_number_unsigned()
-                         ? st["streams"].get<size_t>()
-                         : 0;
-    return ds::service::State{connected || tried,
-                              hub + ", " + ds::service::countOf(streams, "stream") + ", proxy on " +
-                                  ds::stringField(st, "listen")};
-  });
-  loop.onSignals([&](int sig) {
-    LOG_INFO("signal %d: shutting down", sig);
-    notifier.stopping("shutting down");
-    daemon.shutdown();
-    loop.stopWhenFlushed();
-  });
-  ds::service::reportRunning();  // after onSignals: a stop request now ends the loop
-  loop.run();
-  return 0;
+  return ds::program::run<ds::daemon::Daemon>(
+      cfg, [](ds::Loop&, ds::daemon::Daemon&) { return nullptr; },
+      // Ready once the hub's service channel is up, or once its first attempt has had the
+      // opener's connect bound: the proxy answers either way (SOCKS errors while the hub is away).
+      [](ds::daemon::Daemon& daemon, auto sinceStart) {
+        const nlohmann::json st = daemon.status();
+        const nlohmann::json& hubState = st.contains("hub") ? st["hub"] : st;
+        bool connected = ds::boolField(hubState, "connected", false);
+        bool tried = sinceStart >= ds::hubclient::StreamOpener::Options{}.connectTimeout;
+        std::string hub =
+            connected ? "hub connected" : "hub: " + ds::stringField(hubState, "last_error", "?");
+        size_t streams = st.contains("streams") && st["streams"].is_number_unsigned()
+                             ? st["streams"].get<size_t>()
+                             : 0;
+        return ds::service::State{connected || tried,
+                                  hub + ", " + ds::service::countOf(streams, "stream") +
+                                      ", proxy on " + ds::stringField(st, "listen")};
+      });
 }
 
 }  // namespace

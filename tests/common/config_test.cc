@@ -64,41 +64,38 @@ TEST(ParseSize, Table) {
 }
 
 TEST(ParseLogLevel, Table) {
-  EXPECT_EQ(parseLogLevel("debug"), LogLevel::Debug);
-  EXPECT_EQ(parseLogLevel("info"), LogLevel::Info);
-  EXPECT_EQ(parseLogLevel("warn"), LogLevel::Warn);
-  EXPECT_EQ(parseLogLevel("error"), LogLevel::Error);
-  EXPECT_EQ(parseLogLevel("INFO"), std::nullopt);
-  EXPECT_EQ(parseLogLevel("warning"), std::nullopt);
-  EXPECT_EQ(parseLogLevel(""), std::nullopt);
+  const std::pair<std::string_view, std::optional<LogLevel>> cases[] = {
+      {"debug", LogLevel::Debug}, {"info", LogLevel::Info}, {"warn", LogLevel::Warn},
+      {"error", LogLevel::Error}, {"INFO", std::nullopt},   {"warning", std::nullopt},
+      {"", std::nullopt}};
+  for (const auto& [in, out] : cases) EXPECT_EQ(parseLogLevel(in), out) << in;
   for (auto l : {LogLevel::Debug, LogLevel::Info, LogLevel::Warn, LogLevel::Error}) {
     EXPECT_EQ(parseLogLevel(toString(l)), l);
   }
 }
 
 TEST(IsValidDeviceId, Table) {
-  EXPECT_TRUE(isValidDeviceId("dev01"));
-  EXPECT_TRUE(isValidDeviceId("a"));
-  EXPECT_TRUE(isValidDeviceId("-.%_*?!(),:=@$'"));
-  EXPECT_TRUE(isValidDeviceId(std::string(128, 'x')));
-  EXPECT_FALSE(isValidDeviceId(std::string(129, 'x')));
-  EXPECT_FALSE(isValidDeviceId(""));
-  EXPECT_FALSE(isValidDeviceId("dev 01"));
-  EXPECT_FALSE(isValidDeviceId("dev/01"));
-  EXPECT_FALSE(isValidDeviceId("dev#01"));
-  EXPECT_FALSE(isValidDeviceId("dev+01"));
-  EXPECT_FALSE(isValidDeviceId("d\xc3\xa9v"));
-  EXPECT_FALSE(isValidDeviceId(std::string("a\0b", 3)));
+  for (const std::string& ok : {std::string("dev01"), std::string("a"),
+                                std::string("-.%_*?!(),:=@$'"), std::string(128, 'x')}) {
+    EXPECT_TRUE(isValidDeviceId(ok)) << ok;
+  }
+  for (const std::string& bad :
+       {std::string(129, 'x'), std::string(), std::string("dev 01"), std::string("dev/01"),
+        std::string("dev#01"), std::string("dev+01"), std::string("d\xc3\xa9v"),
+        std::string("a\0b", 3)}) {
+    EXPECT_FALSE(isValidDeviceId(bad)) << bad;
+  }
 }
 
 TEST(IsValidPolicyName, Table) {
-  EXPECT_TRUE(isValidPolicyName("service"));
-  EXPECT_TRUE(isValidPolicyName("iothub_owner-2.x"));
-  EXPECT_TRUE(isValidPolicyName(std::string(64, 'p')));
-  EXPECT_FALSE(isValidPolicyName(std::string(65, 'p')));
-  EXPECT_FALSE(isValidPolicyName(""));
-  EXPECT_FALSE(isValidPolicyName("a b"));
-  EXPECT_FALSE(isValidPolicyName("a&b"));
+  for (const std::string& ok :
+       {std::string("service"), std::string("iothub_owner-2.x"), std::string(64, 'p')}) {
+    EXPECT_TRUE(isValidPolicyName(ok)) << ok;
+  }
+  for (const std::string& bad :
+       {std::string(65, 'p'), std::string(), std::string("a b"), std::string("a&b")}) {
+    EXPECT_FALSE(isValidPolicyName(bad)) << bad;
+  }
 }
 
 TEST(IsValidKey, Table) {

@@ -16,17 +16,15 @@
 #include <string_view>
 #include <vector>
 
+#include "support/bytes.h"
+#include "support/loop_test.h"
 #include "support/raw_peer.h"
 #include "support/run_loop.h"
 
 namespace ds {
 namespace {
 
-size_t kernelReadable(int fd) {
-  int n = 0;
-  ::ioctl(fd, FIONREAD, &n);
-  return static_cast<size_t>(n);
-}
+using test::kernelReadable;
 
 // One parsed answer from the front of `bytes` (removed from it); status 0 when incomplete.
 struct Answer {
@@ -53,18 +51,8 @@ struct Refusal {
   int status;
 };
 
-class HttpServerTest : public ::testing::Test, public HttpServerSession::Handler {
+class HttpServerTest : public test::LoopTest, public HttpServerSession::Handler {
  protected:
-  HttpServerTest()
-      : guard_(loop_, [this] {
-          timedOut_ = true;
-          event_base_loopbreak(loop_.base());
-        }) {
-    std::signal(SIGPIPE, SIG_IGN);
-    // Only ends a test that would otherwise hang; firing is a failure.
-    guard_.arm(std::chrono::seconds(60));
-  }
-
   // A fresh connection: the session on one end, the raw client on the other.
   void connect(const HttpServerOptions& options = {}) {
     session_.reset();
@@ -84,9 +72,6 @@ class HttpServerTest : public ::testing::Test, public HttpServerSession::Handler
     session_->start();
   }
 
-  bool runUntil(const std::function<bool()>& done) {
-    return test::runUntil(loop_, timedOut_, done);
-  }
   // Until the session has read everything the client sent so far.
   bool drained() {
     return runUntil([this] {
@@ -148,9 +133,6 @@ class HttpServerTest : public ::testing::Test, public HttpServerSession::Handler
     std::string method, target, body;
   };
 
-  Loop loop_;
-  bool timedOut_ = false;
-  Timer guard_;
   int serverFd_ = -1;
   std::unique_ptr<HttpServerSession> session_;
   test::RawPeer client_;

@@ -40,6 +40,21 @@ std::string parseErr(const std::string& text) {
   return err;
 }
 
+TEST(MetricsNames, Grammar) {
+  for (std::string_view good : {"a", "_x", ":y", "ds_streams_total", "a:b_9"}) {
+    EXPECT_TRUE(isMetricName(good)) << good;
+  }
+  for (std::string_view bad : {"", "9a", "a-b", "a b", "a.b", "é"}) {
+    EXPECT_FALSE(isMetricName(bad)) << bad;
+  }
+  for (std::string_view good : {"a", "_x", "le", "device_id9"}) {
+    EXPECT_TRUE(isLabelName(good)) << good;
+  }
+  for (std::string_view bad : {"", "__x", "9a", "a:b", "a-b"}) {
+    EXPECT_FALSE(isLabelName(bad)) << bad;
+  }
+}
+
 TEST(MetricsRender, SmallRegistryExactText) {
   MetricSet r;
   Counter& get =

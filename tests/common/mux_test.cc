@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "support/bytes.h"
+
 namespace ds::mux {
 namespace {
 
@@ -282,14 +284,14 @@ struct Pair {
     }
     FAIL() << "pump did not settle";
   }
+  // Opens `n` streams from a and moves frames until they are up; their ids.
+  std::vector<uint32_t> openStreams(size_t n) {
+    std::vector<uint32_t> ids;
+    for (size_t i = 0; i < n; ++i) ids.push_back(sa.open(sampleRequest()));
+    pump();
+    return ids;
+  }
 };
-
-std::string pattern(size_t n, uint32_t seed) {
-  std::string s(n, '\0');
-  std::mt19937 rng(seed);
-  for (auto& c : s) c = static_cast<char>(rng());
-  return s;
-}
 
 TEST(MuxSession, OpenAcceptDataEofClose) {
   Pair p;
@@ -301,7 +303,7 @@ TEST(MuxSession, OpenAcceptDataEofClose) {
   EXPECT_EQ(p.b.s[1].request, sampleRequest());
   EXPECT_TRUE(p.a.s[1].accepted);
 
-  const std::string up = pattern(1 << 20, 1), down = pattern(300000, 2);
+  const std::string up = test::randomBytes(1 << 20, 1), down = test::randomBytes(300000, 2);
   p.a.send(id, up);
   p.b.send(id, down);
   p.sa.eof(id);
@@ -337,8 +339,7 @@ TEST(MuxSession, ServerOpensEvenIdsToo) {
 TEST(MuxSession, RejectCarriesTheCodeByName) {
   Pair p;
   p.b.autoAccept = false;
-  uint32_t id = p.sa.open(sampleRequest());
-  p.pump();
+  uint32_t id = p.openStreams(1)[0];
   EXPECT_TRUE(p.sb.reject(id, proto::Reject::ConnectionRefused, "refused"));
   EXPECT_FALSE(p.sb.reject(id, proto::Reject::ConnectionRefused, "twice"));
   p.pump();
@@ -355,9 +356,8 @@ TEST(MuxSession, DataStaysWithinCreditUntilConsumed) {
   l.initialWindow = 64 * 1024;
   Pair p(l);
   p.b.autoConsume = false;
-  uint32_t id = p.sa.open(sampleRequest());
-  p.pump();
-  p.a.send(id, pattern(1 << 20, 3));
+  uint32_t id = p.openStreams(1)[0];
+  p.a.send(id, test::randomBytes(1 << 20, 3));
   p.pump();
   EXPECT_EQ(p.b.s[id].in.size(), 64 * 1024u);  // exactly the window, then nothing
   EXPECT_EQ(p.sa.creditOf(id), 0u);
@@ -376,11 +376,10 @@ TEST(MuxSession, SlowReaderStallsOnlyItsOwnStream) {
   Limits l;
   l.initialWindow = 64 * 1024;
   Pair p(l);
-  uint32_t slow = p.sa.open(sampleRequest());
-  uint32_t fast = p.sa.open(sampleRequest());
-  p.pump();
+  const auto ids = p.openStreams(2);
+  const uint32_t slow = ids[0], fast = ids[1];
   p.b.autoConsume = false;
-  const std::string big = pattern(8 << 20, 4);
+  const std::string big = test::randomBytes(8 << 20, 4);
   p.a.send(slow, big);
   p.a.send(fast, big);
   for (int round = 0; round < 10000 && p.b.s[fast].in.size() < big.size(); ++round) {
@@ -421,7 +420,7 @@ TEST(MuxSession, BudgetIsNeverExceeded) {
   }
   p.pump();
   std::mt19937 rng(7);
-  for (uint32_t id : ids) p.a.send(id, pattern(1 << 20, id));
+  for (uint32_t id : ids) p.a.send(id, test::randomBytes(1 << 20, id));
   std::map<uint32_t, size_t> consumed;
   for (int round = 0; round < 3000; ++round) {
     p.now += milliseconds(1);
@@ -682,8 +681,7 @@ TEST(MuxSessionErrors, AControlFloodThatIsNeverReadFailsTheChannel) {
 TEST(MuxSession, CrossingClosesAndCancelledOpens) {
   Pair p;
   p.b.autoAccept = false;
-  uint32_t id = p.sa.open(sampleRequest());
-  p.pump();
+  uint32_t id = p.openStreams(1)[0];
   // The opener gives up while the acceptor refuses: both Close and Reject cross.
   p.sa.close(id, close_code::GoingAway, "client left");
   p.sb.reject(id, proto::Reject::TargetTimeout, "slow");
@@ -693,8 +691,7 @@ TEST(MuxSession, CrossingClosesAndCancelledOpens) {
   EXPECT_FALSE(p.a.s[id].rejected);  // a closed stream gets no more callbacks
 
   p.b.autoAccept = true;
-  id = p.sa.open(sampleRequest());
-  p.pump();
+  id = p.openStreams(1)[0];
   p.sa.close(id, close_code::Normal, "a");
   p.sb.close(id, close_code::Normal, "b");
   p.pump();
@@ -704,8 +701,7 @@ TEST(MuxSession, CrossingClosesAndCancelledOpens) {
 
   // Close of an open still awaiting acceptance reaches the acceptor's application.
   p.b.autoAccept = false;
-  id = p.sa.open(sampleRequest());
-  p.pump();
+  id = p.openStreams(1)[0];
   p.sa.close(id, close_code::GoingAway, "gone");
   p.pump();
   EXPECT_TRUE(p.b.s[id].closed);
@@ -718,9 +714,8 @@ TEST(MuxSession, EofWaitsForTheBytesBeforeIt) {
   l.minWindow = 16 * 1024;
   Pair p(l);
   p.b.autoConsume = false;
-  uint32_t id = p.sa.open(sampleRequest());
-  p.pump();
-  p.a.send(id, pattern(40000, 5));
+  uint32_t id = p.openStreams(1)[0];
+  p.a.send(id, test::randomBytes(40000, 5));
   p.sa.eof(id);
   p.pump();
   EXPECT_FALSE(p.b.s[id].eof);  // 16 KiB arrived; the rest and the eof wait for credit
@@ -733,10 +728,9 @@ TEST(MuxSession, EofWaitsForTheBytesBeforeIt) {
 
 TEST(MuxSession, RoundRobinInQuanta) {
   Pair p;
-  uint32_t x = p.sa.open(sampleRequest());
-  uint32_t y = p.sa.open(sampleRequest());
-  p.pump();
-  p.a.send(x, pattern(200000, 6));
+  const auto ids = p.openStreams(2);
+  const uint32_t x = ids[0], y = ids[1];
+  p.a.send(x, test::randomBytes(200000, 6));
   p.a.send(y, "ls\n");  // a small write next to a bulk one
   std::string out;
   p.sa.flush(out, 3 * (kMaxPayload + kHeaderLen), p.now);
@@ -786,7 +780,7 @@ TEST(MuxSession, BytesInAnyPieces) {
   uint32_t id = p.sa.open(sampleRequest());
   std::string ab;
   p.sa.flush(ab, 1 << 20, p.now);
-  const std::string data = pattern(50000, 8);
+  const std::string data = test::randomBytes(50000, 8);
   p.sb.receive(bytes(ab), ab.size(), p.now);
   std::string ba;
   p.sb.flush(ba, 1 << 20, p.now);
@@ -806,9 +800,8 @@ TEST(MuxSession, BytesInAnyPieces) {
 
 TEST(MuxSession, ShutdownTellsEveryStream) {
   Pair p;
-  uint32_t x = p.sa.open(sampleRequest());
-  uint32_t y = p.sa.open(sampleRequest());
-  p.pump();
+  const auto ids = p.openStreams(2);
+  const uint32_t x = ids[0], y = ids[1];
   p.sa.shutdown(close_code::GoingAway, "channel lost");
   EXPECT_TRUE(p.a.s[x].closed && p.a.s[y].closed);
   EXPECT_EQ(p.a.s[x].closeReason, "channel lost");

@@ -14,6 +14,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -28,6 +29,8 @@
 #include <vector>
 
 #include "common/handle.h"
+#include "common/tls.h"
+#include "support/temp_dir.h"
 
 namespace ds::pki {
 namespace {
@@ -37,29 +40,10 @@ using ds::FreeWith;
 using ::testing::HasSubstr;
 using ::testing::MatchesRegex;
 
-using X509Ptr = std::unique_ptr<X509, FreeWith<X509_free>>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, FreeWith<EVP_PKEY_free>>;
-using BioPtr = std::unique_ptr<BIO, FreeWith<BIO_free>>;
 using StorePtr = std::unique_ptr<X509_STORE, FreeWith<X509_STORE_free>>;
 using StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, FreeWith<X509_STORE_CTX_free>>;
-using ExtPtr = std::unique_ptr<X509_EXTENSION, FreeWith<X509_EXTENSION_free>>;
-using BnPtr = std::unique_ptr<BIGNUM, FreeWith<BN_free>>;
-using CtxPtr = std::unique_ptr<SSL_CTX, FreeWith<SSL_CTX_free>>;
-using SslPtr = std::unique_ptr<SSL, FreeWith<SSL_free>>;
 
 const std::vector<std::string> kNames = {"localhost", "127.0.0.1", "::1"};
-
-std::string errors() {
-  std::string out;
-  unsigned long e;
-  while ((e = ERR_get_error()) != 0) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof buf);
-    out += buf;
-    out += "; ";
-  }
-  return out;
-}
 
 X509Ptr readCert(const std::string& path) {
   BioPtr bio(BIO_new_file(path.c_str(), "r"));
@@ -112,7 +96,7 @@ bool chainVerifies(const std::string& caPath, const std::string& certPath, std::
   StoreCtxPtr ctx(X509_STORE_CTX_new());
   if (!ca || !cert || !store || !ctx || X509_STORE_add_cert(store.get(), ca.get()) != 1 ||
       X509_STORE_CTX_init(ctx.get(), store.get(), cert.get(), nullptr) != 1) {
-    why = "setup: " + errors();
+    why = "setup: " + tls::opensslErrors();
     return false;
   }
   X509_STORE_CTX_set_purpose(ctx.get(), X509_PURPOSE_SSL_SERVER);
@@ -144,10 +128,10 @@ std::string opensslCliFingerprint(const std::string& path) {
 // ca.crt and expects `host`, over a BIO pair, then sends one message across.
 bool handshake(const HubFiles& f, const std::string& host, std::string& why,
                long* clientVerify = nullptr) {
-  CtxPtr sctx(SSL_CTX_new(TLS_server_method()));
-  CtxPtr cctx(SSL_CTX_new(TLS_client_method()));
+  SslCtxPtr sctx(SSL_CTX_new(TLS_server_method()));
+  SslCtxPtr cctx(SSL_CTX_new(TLS_client_method()));
   if (!sctx || !cctx) {
-    why = "SSL_CTX_new: " + errors();
+    why = "SSL_CTX_new: " + tls::opensslErrors();
     return false;
   }
   SSL_CTX_set_min_proto_version(sctx.get(), TLS1_3_VERSION);
@@ -155,11 +139,11 @@ bool handshake(const HubFiles& f, const std::string& host, std::string& why,
   if (SSL_CTX_use_certificate_chain_file(sctx.get(), f.cert.c_str()) != 1 ||
       SSL_CTX_use_PrivateKey_file(sctx.get(), f.key.c_str(), SSL_FILETYPE_PEM) != 1 ||
       SSL_CTX_check_private_key(sctx.get()) != 1) {
-    why = "server credentials: " + errors();
+    why = "server credentials: " + tls::opensslErrors();
     return false;
   }
   if (SSL_CTX_load_verify_locations(cctx.get(), f.caCert.c_str(), nullptr) != 1) {
-    why = "client trust: " + errors();
+    why = "client trust: " + tls::opensslErrors();
     return false;
   }
   SSL_CTX_set_verify(cctx.get(), SSL_VERIFY_PEER, nullptr);
@@ -169,14 +153,14 @@ bool handshake(const HubFiles& f, const std::string& host, std::string& why,
   BIO* cb = nullptr;
   BIO* sb = nullptr;
   if (!client || !server || BIO_new_bio_pair(&cb, 0, &sb, 0) != 1) {
-    why = "SSL_new/BIO pair: " + errors();
+    why = "SSL_new/BIO pair: " + tls::opensslErrors();
     return false;
   }
   SSL_set_bio(client.get(), cb, cb);  // each SSL now owns its end
   SSL_set_bio(server.get(), sb, sb);
   SSL_set_tlsext_host_name(client.get(), host.c_str());
   if (SSL_set1_host(client.get(), host.c_str()) != 1) {
-    why = "SSL_set1_host: " + errors();
+    why = "SSL_set1_host: " + tls::opensslErrors();
     return false;
   }
   SSL_set_connect_state(client.get());
@@ -192,7 +176,7 @@ bool handshake(const HubFiles& f, const std::string& host, std::string& why,
     }
     int e = SSL_get_error(ssl, r);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return true;
-    why = std::string(side) + " handshake failed: " + errors();
+    why = std::string(side) + " handshake failed: " + tls::opensslErrors();
     return false;
   };
   for (int i = 0; i < 50 && !(clientDone && serverDone); ++i) {
@@ -212,7 +196,7 @@ bool handshake(const HubFiles& f, const std::string& host, std::string& why,
   char buf[16] = {};
   if (SSL_write(client.get(), msg, 4) != 4 || SSL_read(server.get(), buf, sizeof buf) != 4 ||
       std::string(buf) != "ping") {
-    why = "application data: " + errors();
+    why = "application data: " + tls::opensslErrors();
     return false;
   }
   return true;
@@ -220,17 +204,11 @@ bool handshake(const HubFiles& f, const std::string& host, std::string& why,
 
 class PkiTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/ds_pki_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
-    dir_ = root_ + "/state/pki";  // does not exist yet
-    files_ = hubFiles(dir_);
-  }
+  void SetUp() override { files_ = hubFiles(dir_); }
   void TearDown() override {
+    // A test may leave the CA certificate without permissions; the directory still goes.
     std::error_code ec;
     std::filesystem::permissions(files_.caCert, std::filesystem::perms::owner_all, ec);
-    std::filesystem::remove_all(root_, ec);
   }
 
   BootstrapResult ensure(const std::vector<std::string>& names = kNames) {
@@ -239,8 +217,16 @@ class PkiTest : public ::testing::Test {
     EXPECT_TRUE(ensureHubCertificates(dir_, names, r, err)) << err;
     return r;
   }
+  // ensureHubCertificates() must refuse: its error.
+  std::string refusal() {
+    BootstrapResult r;
+    std::string err;
+    EXPECT_FALSE(ensureHubCertificates(dir_, kNames, r, err));
+    return err;
+  }
 
-  std::string root_, dir_;
+  test::TempDir root_{"ds_pki_test"};
+  std::string dir_ = root_ / "state/pki";  // does not exist yet
   HubFiles files_;
 };
 
@@ -463,10 +449,10 @@ TEST_F(PkiTest, Tls13HandshakeWithTheHubCertificate) {
 TEST_F(PkiTest, HandshakeFailsAgainstAnotherHubsCa) {
   ensure();
   // A second hub in another folder has its own CA; its ca.crt must not vouch for this hub.
-  HubFiles other = hubFiles(root_ + "/other");
+  HubFiles other = hubFiles(root_ / "other");
   BootstrapResult r;
   std::string err;
-  ASSERT_TRUE(ensureHubCertificates(root_ + "/other", kNames, r, err)) << err;
+  ASSERT_TRUE(ensureHubCertificates(root_ / "other", kNames, r, err)) << err;
   HubFiles mixed = files_;
   mixed.caCert = other.caCert;
   std::string why;
@@ -494,9 +480,7 @@ TEST_F(PkiTest, CorruptCaCertificateIsAnErrorNamingTheFile) {
     std::ofstream out(files_.caCert, std::ios::trunc);
     out << "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n";
   }
-  BootstrapResult r;
-  std::string err;
-  EXPECT_FALSE(ensureHubCertificates(dir_, kNames, r, err));
+  std::string err = refusal();
   EXPECT_THAT(err, HasSubstr(files_.caCert));
   EXPECT_EQ(slurp(files_.caKey), caKeyPem);  // the CA is left alone
 
@@ -506,12 +490,39 @@ TEST_F(PkiTest, CorruptCaCertificateIsAnErrorNamingTheFile) {
 }
 
 TEST_F(PkiTest, UnreadableCaCertificateIsAnErrorNamingTheFile) {
-  if (::geteuid() == 0) GTEST_SKIP() << "root reads files regardless of their mode";
   ensure();
   ASSERT_EQ(::chmod(files_.caCert.c_str(), 0), 0);
-  BootstrapResult r;
   std::string err;
-  EXPECT_FALSE(ensureHubCertificates(dir_, kNames, r, err));
+  if (::geteuid() != 0) {
+    err = refusal();
+  } else {
+    // Root reads files whatever their mode: the check runs in a child that became nobody,
+    // with the directories open to it for search (0711) and the file itself still mode 0.
+    for (const std::string& d : {root_.path().string(), root_ / "state", dir_}) {
+      ASSERT_EQ(::chmod(d.c_str(), 0711), 0) << d;
+    }
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      ::close(fds[0]);
+      if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(2);
+      BootstrapResult r;
+      std::string e;
+      bool ok = ensureHubCertificates(dir_, kNames, r, e);
+      ssize_t n = ::write(fds[1], e.data(), e.size());
+      ::_exit(ok || n != static_cast<ssize_t>(e.size()) ? 1 : 0);
+    }
+    ::close(fds[1]);
+    char buf[4096];
+    for (ssize_t n; (n = ::read(fds[0], buf, sizeof buf)) > 0;) err.append(buf, n);
+    ::close(fds[0]);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "the check as nobody: status " << status << ", " << err;
+  }
   EXPECT_THAT(err, HasSubstr(files_.caCert));
   EXPECT_THAT(err, HasSubstr("ermission"));
 }
@@ -520,18 +531,14 @@ TEST_F(PkiTest, CaCertificatePathThatIsNotAFileIsAnError) {
   ensure();
   ASSERT_EQ(::unlink(files_.caCert.c_str()), 0);
   ASSERT_EQ(::mkdir(files_.caCert.c_str(), 0700), 0);
-  BootstrapResult r;
-  std::string err;
-  EXPECT_FALSE(ensureHubCertificates(dir_, kNames, r, err));
+  std::string err = refusal();
   EXPECT_THAT(err, HasSubstr(files_.caCert));
 }
 
 TEST_F(PkiTest, EmptyServerCertificateIsAnErrorNamingTheFile) {
   ensure();
   { std::ofstream out(files_.cert, std::ios::trunc); }
-  BootstrapResult r;
-  std::string err;
-  EXPECT_FALSE(ensureHubCertificates(dir_, kNames, r, err));
+  std::string err = refusal();
   EXPECT_THAT(err, HasSubstr(files_.cert));
 }
 
@@ -539,9 +546,7 @@ TEST_F(PkiTest, LoneCaKeyIsNeverReplaced) {
   ensure();
   std::string caKeyPem = slurp(files_.caKey);
   ASSERT_EQ(::unlink(files_.caCert.c_str()), 0);
-  BootstrapResult r;
-  std::string err;
-  EXPECT_FALSE(ensureHubCertificates(dir_, kNames, r, err));
+  std::string err = refusal();
   EXPECT_THAT(err, HasSubstr(files_.caCert));
   EXPECT_EQ(slurp(files_.caKey), caKeyPem);
   EXPECT_FALSE(std::filesystem::exists(files_.caCert));
@@ -551,9 +556,7 @@ TEST_F(PkiTest, CaKeyNotMatchingTheCertificateIsAnError) {
   ensure();
   std::filesystem::copy_file(files_.key, files_.caKey,
                              std::filesystem::copy_options::overwrite_existing);
-  BootstrapResult r;
-  std::string err;
-  EXPECT_FALSE(ensureHubCertificates(dir_, kNames, r, err));
+  std::string err = refusal();
   EXPECT_THAT(err, HasSubstr(files_.caKey));
 }
 

@@ -157,11 +157,12 @@ TEST(Protocol, DeviceChosenTextIsBoundedAndUnknownCodesAreOther) {
 }
 
 TEST(Protocol, LegacyCodesMapToTheirCurrentNames) {
-  EXPECT_EQ(rejectFromName("not_allowed"), Reject::PortNotAllowed);
-  EXPECT_EQ(rejectFromName("refused"), Reject::ConnectionRefused);
-  EXPECT_EQ(rejectFromName("timeout"), Reject::TargetTimeout);
-  EXPECT_EQ(rejectFromName("port-not-allowed"), Reject::PortNotAllowed);
-  EXPECT_EQ(rejectFromName("no-such-code"), Reject::Other);
+  const std::pair<std::string_view, Reject> cases[] = {{"not_allowed", Reject::PortNotAllowed},
+                                                       {"refused", Reject::ConnectionRefused},
+                                                       {"timeout", Reject::TargetTimeout},
+                                                       {"port-not-allowed", Reject::PortNotAllowed},
+                                                       {"no-such-code", Reject::Other}};
+  for (const auto& [in, out] : cases) EXPECT_EQ(rejectFromName(in), out) << in;
 }
 
 TEST(Protocol, RejectTableHasOneNameEachAndConsistentStatuses) {

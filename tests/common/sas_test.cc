@@ -200,35 +200,35 @@ TEST(SasSign, RejectsUnusableKeysAndNegativeExpiry) {
 }
 
 TEST(SasVerdict, Names) {
-  EXPECT_STREQ(verdictName(Verdict::Ok), "ok");
-  EXPECT_STREQ(verdictName(Verdict::Malformed), "malformed");
-  EXPECT_STREQ(verdictName(Verdict::Expired), "expired");
-  EXPECT_STREQ(verdictName(Verdict::BadSignature), "bad-signature");
-  EXPECT_STREQ(verdictName(Verdict::WrongResource), "wrong-resource");
-  EXPECT_STREQ(verdictName(Verdict::WrongPolicy), "wrong-policy");
+  const std::pair<Verdict, std::string_view> names[] = {{Verdict::Ok, "ok"},
+                                                        {Verdict::Malformed, "malformed"},
+                                                        {Verdict::Expired, "expired"},
+                                                        {Verdict::BadSignature, "bad-signature"},
+                                                        {Verdict::WrongResource, "wrong-resource"},
+                                                        {Verdict::WrongPolicy, "wrong-policy"}};
+  for (const auto& [verdict, name] : names) EXPECT_EQ(verdictName(verdict), name);
 }
 
 TEST(UrlEncoding, EncodesLikeFormEncoding) {
-  EXPECT_EQ(urlEncode(""), "");
-  EXPECT_EQ(urlEncode("AZaz09-_.~"), "AZaz09-_.~");
-  EXPECT_EQ(urlEncode("a b"), "a+b");
-  EXPECT_EQ(urlEncode("/:+=&%?#"), "%2F%3A%2B%3D%26%25%3F%23");
-  EXPECT_EQ(urlEncode(std::string("\x00\xff\n", 3)), "%00%FF%0A");
-  EXPECT_EQ(urlEncode("héllo"), "h%C3%A9llo");
+  const std::pair<std::string, std::string> cases[] = {{"", ""},
+                                                       {"AZaz09-_.~", "AZaz09-_.~"},
+                                                       {"a b", "a+b"},
+                                                       {"/:+=&%?#", "%2F%3A%2B%3D%26%25%3F%23"},
+                                                       {std::string("\x00\xff\n", 3), "%00%FF%0A"},
+                                                       {"héllo", "h%C3%A9llo"}};
+  for (const auto& [in, out] : cases) EXPECT_EQ(urlEncode(in), out) << in;
 }
 
 TEST(UrlEncoding, Decodes) {
-  EXPECT_EQ(urlDecode(""), "");
-  EXPECT_EQ(urlDecode("a+b"), "a b");
-  EXPECT_EQ(urlDecode("%2f%2F%3a"), "//:");
-  EXPECT_EQ(urlDecode("%00"), std::string(1, '\0'));
-  EXPECT_EQ(urlDecode("100%25"), "100%");
-  EXPECT_FALSE(urlDecode("%"));
-  EXPECT_FALSE(urlDecode("%2"));
-  EXPECT_FALSE(urlDecode("ab%"));
-  EXPECT_FALSE(urlDecode("%G1"));
-  EXPECT_FALSE(urlDecode("%1G"));
-  EXPECT_FALSE(urlDecode("%-1"));
+  const std::pair<std::string, std::string> cases[] = {{"", ""},
+                                                       {"a+b", "a b"},
+                                                       {"%2f%2F%3a", "//:"},
+                                                       {"%00", std::string(1, '\0')},
+                                                       {"100%25", "100%"}};
+  for (const auto& [in, out] : cases) EXPECT_EQ(urlDecode(in), out) << in;
+  for (std::string_view bad : {"%", "%2", "ab%", "%G1", "%1G", "%-1"}) {
+    EXPECT_FALSE(urlDecode(bad)) << bad;
+  }
 }
 
 const std::string kAlnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";

@@ -24,11 +24,18 @@
 
 #include "common/ws_frame.h"
 #include "mocks/ws_callbacks.h"
+#include "support/bytes.h"
+#include "support/loop_test.h"
 #include "support/raw_peer.h"
 #include "support/run_loop.h"
 
 namespace ds {
 namespace {
+
+using test::appendAll;
+using test::kernelReadable;
+using test::randomBytes;
+using test::writable;
 
 using ::testing::_;
 using ::testing::NiceMock;
@@ -38,13 +45,6 @@ using ws::Opcode;
 namespace cc = ws::close_code;
 
 constexpr std::array<uint8_t, 4> kKey = {0x11, 0x5a, 0xc3, 0x7e};
-
-std::string randomBytes(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(rng());
-  return s;
-}
 
 // One frame as a peer would send it: masked (client to server) or not (server to client).
 std::string frame(Opcode op, std::string_view payload, bool fin = true, bool masked = true) {
@@ -98,56 +98,23 @@ uint16_t closeCodeOf(const Frame& f) {
                                static_cast<uint8_t>(f.payload[1]));
 }
 
-bool writable(int fd) {
-  pollfd p{fd, POLLOUT, 0};
-  return ::poll(&p, 1, 0) == 1 && (p.revents & POLLOUT) != 0;
-}
-
-size_t kernelReadable(int fd) {
-  int n = 0;
-  ::ioctl(fd, FIONREAD, &n);
-  return static_cast<size_t>(n);
-}
-
 using test::RawPeer;
 
-void appendAll(std::string& to, evbuffer* from) {
-  size_t n = evbuffer_get_length(from);
-  size_t old = to.size();
-  to.resize(old + n);
-  evbuffer_remove(from, to.data() + old, n);
-}
-
-class WsConnTest : public ::testing::Test {
+class WsConnTest : public test::LoopTest {
  protected:
-  WsConnTest()
-      : guard_(loop_, [this] {
-          timedOut_ = true;
-          event_base_loopbreak(loop_.base());
-        }) {
-    std::signal(SIGPIPE, SIG_IGN);
+  WsConnTest() {
     int fds[2];
     EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
     evutil_make_socket_nonblocking(fds[0]);
     evutil_make_socket_nonblocking(fds[1]);
     ourFd_ = fds[0];
     peerFd_ = fds[1];
-    // Only ends a test that would otherwise hang; firing is a failure.
-    guard_.arm(std::chrono::seconds(60));
   }
 
   ~WsConnTest() override {
     if (ourFd_ >= 0) ::close(ourFd_);
     if (peerFd_ >= 0) ::close(peerFd_);
   }
-
-  // Runs the loop until `done` holds; false (and a test failure) when the safety stop fired.
-  bool runUntil(const std::function<bool()>& done) {
-    return test::runUntil(loop_, timedOut_, done);
-  }
-
-  // A few non-blocking loop turns, for checking that something does NOT happen.
-  void spin(int turns = 20) { test::spin(loop_, turns); }
 
   std::unique_ptr<WsConnection> makeOurs(Role role, const WsLimits& limits = {}) {
     int fd = ourFd_;
@@ -167,9 +134,9 @@ class WsConnTest : public ::testing::Test {
     peerFd_ = -1;
   }
 
-  // A server connection under test with a raw client in front of it.
-  void startServerWithRawClient(const WsLimits& limits = {}) {
-    conn_ = makeOurs(Role::Server, limits);
+  // A connection under test in `role` with a raw peer in front of it.
+  void startWithRawPeer(Role role, const WsLimits& limits = {}) {
+    conn_ = makeOurs(role, limits);
     attachRaw();
     conn_->start();
   }
@@ -190,10 +157,8 @@ class WsConnTest : public ::testing::Test {
   }
 
   void bigTransfer(Role ourRole);
+  void expectOneMessageOfThreeFrames(Role role, size_t size, uint32_t seed);
 
-  Loop loop_;
-  Timer guard_;
-  bool timedOut_ = false;
   int ourFd_ = -1;    // owned until a bufferevent takes it
   int peerFd_ = -1;   // likewise
   int ourSock_ = -1;  // our end, for kernel-level checks (not owned)
@@ -249,42 +214,33 @@ void expectOneFragmentedMessage(const std::vector<Frame>& frames, const std::str
   EXPECT_TRUE(joined == data);
 }
 
-TEST_F(WsConnTest, SendBinaryFramesFormOneMessage) {
+// `size` random bytes sent through a connection in `role` with 1000-byte frames reach the raw
+// peer as one message of three frames (masked when we are the client).
+void WsConnTest::expectOneMessageOfThreeFrames(Role role, size_t size, uint32_t seed) {
   WsLimits limits;
   limits.maxSendFrame = 1000;
-  conn_ = makeOurs(Role::Server, limits);
-  attachRaw();
-  conn_->start();
+  startWithRawPeer(role, limits);
   EvBufferPtr buf(evbuffer_new());
-  std::string data = randomBytes(2500, 2);
+  std::string data = randomBytes(size, seed);
   evbuffer_add(buf.get(), data.data(), data.size());
   conn_->sendBinary(buf.get());
-  ASSERT_TRUE(runUntil([&] { return parseFrames(raw_.in, false).size() >= 3; }));
-  auto frames = parseFrames(raw_.in, false);
+  const bool masked = role == Role::Client;
+  ASSERT_TRUE(runUntil([&] { return parseFrames(raw_.in, masked).size() >= 3; }));
+  auto frames = parseFrames(raw_.in, masked);
   EXPECT_EQ(frames.size(), 3u);
   expectOneFragmentedMessage(frames, data, 1000);
+}
+
+TEST_F(WsConnTest, SendBinaryFramesFormOneMessage) {
+  expectOneMessageOfThreeFrames(Role::Server, 2500, 2);
 }
 
 TEST_F(WsConnTest, ClientSendBinaryFramesFormOneMaskedMessage) {
-  WsLimits limits;
-  limits.maxSendFrame = 1000;
-  conn_ = makeOurs(Role::Client, limits);
-  attachRaw();
-  conn_->start();
-  EvBufferPtr buf(evbuffer_new());
-  std::string data = randomBytes(3000, 6);
-  evbuffer_add(buf.get(), data.data(), data.size());
-  conn_->sendBinary(buf.get());
-  ASSERT_TRUE(runUntil([&] { return parseFrames(raw_.in, true).size() >= 3; }));
-  auto frames = parseFrames(raw_.in, true);
-  EXPECT_EQ(frames.size(), 3u);
-  expectOneFragmentedMessage(frames, data, 1000);
+  expectOneMessageOfThreeFrames(Role::Client, 3000, 6);
 }
 
 TEST_F(WsConnTest, EmptySendBinarySendsAnEmptyMessage) {
-  conn_ = makeOurs(Role::Server);
-  attachRaw();
-  conn_->start();
+  startWithRawPeer(Role::Server);
   EvBufferPtr buf(evbuffer_new());
   conn_->sendBinary(buf.get());
   ASSERT_TRUE(runUntil([&] { return !parseFrames(raw_.in, false).empty(); }));
@@ -296,9 +252,7 @@ TEST_F(WsConnTest, EmptySendBinarySendsAnEmptyMessage) {
 }
 
 TEST_F(WsConnTest, ClientMasksWhatItSends) {
-  conn_ = makeOurs(Role::Client);
-  attachRaw();
-  conn_->start();
+  startWithRawPeer(Role::Client);
   conn_->sendText("hello");
   ASSERT_TRUE(runUntil([&] { return !parseFrames(raw_.in, /*fromClient=*/true).empty(); }));
   auto frames = parseFrames(raw_.in, true);
@@ -308,7 +262,7 @@ TEST_F(WsConnTest, ClientMasksWhatItSends) {
 }
 
 TEST_F(WsConnTest, FragmentedTextIsReassembled) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   std::string text;
   EXPECT_CALL(cb_, onWsText(_)).WillOnce([&](std::string m) { text = std::move(m); });
   // A ping between fragments is allowed and answered without disturbing the message.
@@ -325,7 +279,7 @@ TEST_F(WsConnTest, FragmentedTextIsReassembled) {
 }
 
 TEST_F(WsConnTest, SplitUtf8CharacterAcrossFramesFedByteByByte) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   std::vector<std::string> texts;
   EXPECT_CALL(cb_, onWsText(_)).Times(2).WillRepeatedly([&](std::string m) {
     texts.push_back(std::move(m));
@@ -351,7 +305,7 @@ TEST_F(WsConnTest, SplitUtf8CharacterAcrossFramesFedByteByByte) {
 }
 
 TEST_F(WsConnTest, BinaryFedByteByByteArrivesIntact) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   std::string got;
   EXPECT_CALL(cb_, onWsData(_)).WillRepeatedly([&](evbuffer* b) { appendAll(got, b); });
   const std::string data = randomBytes(300, 3);
@@ -366,7 +320,7 @@ TEST_F(WsConnTest, BinaryFedByteByByteArrivesIntact) {
 }
 
 TEST_F(WsConnTest, PingIsAnsweredWithPongCarryingTheSamePayload) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   const std::string payload("\x00\x01ping\xff", 7);
   raw_.write(frame(Opcode::Ping, payload));
   ASSERT_TRUE(runUntil([&] { return !parseFrames(raw_.in, false).empty(); }));
@@ -379,9 +333,7 @@ TEST_F(WsConnTest, PingIsAnsweredWithPongCarryingTheSamePayload) {
 }
 
 TEST_F(WsConnTest, ClientAnswersPingWithMaskedPong) {
-  conn_ = makeOurs(Role::Client);
-  attachRaw();
-  conn_->start();
+  startWithRawPeer(Role::Client);
   raw_.write(frame(Opcode::Ping, "abc", true, /*masked=*/false));
   ASSERT_TRUE(runUntil([&] { return !parseFrames(raw_.in, true).empty(); }));
   auto frames = parseFrames(raw_.in, true);
@@ -390,7 +342,7 @@ TEST_F(WsConnTest, ClientAnswersPingWithMaskedPong) {
 }
 
 TEST_F(WsConnTest, PeerCloseIsReportedAndEchoed) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(1000, "bye")).WillOnce([&] { closed = true; });
   raw_.write(closeFrame(1000, "bye"));
@@ -405,7 +357,7 @@ TEST_F(WsConnTest, PeerCloseIsReportedAndEchoed) {
 }
 
 TEST_F(WsConnTest, EmptyCloseIsReportedAs1005AndEchoedEmpty) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(cc::NoStatus, "")).WillOnce([&] { closed = true; });
   raw_.write(frame(Opcode::Close, ""));
@@ -417,7 +369,7 @@ TEST_F(WsConnTest, EmptyCloseIsReportedAs1005AndEchoedEmpty) {
 }
 
 TEST_F(WsConnTest, CloseFrameFollowedByEofReportsThePeersCode) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(1001, "away")).WillOnce([&] { closed = true; });
   std::string wire = closeFrame(1001, "away");
@@ -427,7 +379,7 @@ TEST_F(WsConnTest, CloseFrameFollowedByEofReportsThePeersCode) {
 }
 
 TEST_F(WsConnTest, InvalidClosePayloadIsProtocolError) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(cc::ProtocolError, _)).WillOnce([&] { closed = true; });
   raw_.write(frame(Opcode::Close, std::string("\x03", 1)));  // a 1-byte close payload
@@ -438,7 +390,7 @@ TEST_F(WsConnTest, InvalidClosePayloadIsProtocolError) {
 TEST_F(WsConnTest, FrameOverMaxFrameIsClosedWith1009) {
   WsLimits limits;
   limits.maxFrame = 1000;
-  startServerWithRawClient(limits);
+  startWithRawPeer(Role::Server, limits);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(cc::TooBig, _)).WillOnce([&] { closed = true; });
   raw_.write(frame(Opcode::Binary, std::string(1001, 'x')));
@@ -450,7 +402,7 @@ TEST_F(WsConnTest, FrameOverMaxFrameIsClosedWith1009) {
 TEST_F(WsConnTest, FrameAtMaxFrameIsAccepted) {
   WsLimits limits;
   limits.maxFrame = 1000;
-  startServerWithRawClient(limits);
+  startWithRawPeer(Role::Server, limits);
   std::string got;
   EXPECT_CALL(cb_, onWsData(_)).WillRepeatedly([&](evbuffer* b) { appendAll(got, b); });
   raw_.write(frame(Opcode::Binary, std::string(1000, 'x')));
@@ -461,7 +413,7 @@ TEST_F(WsConnTest, FrameAtMaxFrameIsAccepted) {
 TEST_F(WsConnTest, TextMessageOverMaxMessageIsClosedWith1009) {
   WsLimits limits;
   limits.maxMessage = 10;
-  startServerWithRawClient(limits);
+  startWithRawPeer(Role::Server, limits);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(cc::TooBig, _)).WillOnce([&] { closed = true; });
   raw_.write(frame(Opcode::Text, "123456", false) + frame(Opcode::Continuation, "78901", true));
@@ -470,7 +422,7 @@ TEST_F(WsConnTest, TextMessageOverMaxMessageIsClosedWith1009) {
 }
 
 TEST_F(WsConnTest, UnmaskedFrameToServerIsProtocolError) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(cc::ProtocolError, _)).WillOnce([&] { closed = true; });
   raw_.write(frame(Opcode::Binary, "data", true, /*masked=*/false));
@@ -479,9 +431,7 @@ TEST_F(WsConnTest, UnmaskedFrameToServerIsProtocolError) {
 }
 
 TEST_F(WsConnTest, MaskedFrameToClientIsProtocolError) {
-  conn_ = makeOurs(Role::Client);
-  attachRaw();
-  conn_->start();
+  startWithRawPeer(Role::Client);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(cc::ProtocolError, _)).WillOnce([&] { closed = true; });
   raw_.write(frame(Opcode::Binary, "data", true, /*masked=*/true));
@@ -490,7 +440,7 @@ TEST_F(WsConnTest, MaskedFrameToClientIsProtocolError) {
 }
 
 TEST_F(WsConnTest, InvalidUtf8TextIs1007) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(cc::InvalidData, _)).WillOnce([&] { closed = true; });
   raw_.write(frame(Opcode::Text, "ok \xC3\x28 not"));
@@ -499,7 +449,7 @@ TEST_F(WsConnTest, InvalidUtf8TextIs1007) {
 }
 
 TEST_F(WsConnTest, TextEndingInsideACodePointIs1007) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(cc::InvalidData, _)).WillOnce([&] { closed = true; });
   raw_.write(frame(Opcode::Text, "abc\xE2\x82", false) + frame(Opcode::Continuation, "", true));
@@ -508,7 +458,7 @@ TEST_F(WsConnTest, TextEndingInsideACodePointIs1007) {
 }
 
 TEST_F(WsConnTest, ContinuationWithoutStartIsProtocolError) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(cc::ProtocolError, _)).WillOnce([&] { closed = true; });
   raw_.write(frame(Opcode::Continuation, "orphan", true));
@@ -517,7 +467,7 @@ TEST_F(WsConnTest, ContinuationWithoutStartIsProtocolError) {
 }
 
 TEST_F(WsConnTest, NewMessageInsideFragmentedMessageIsProtocolError) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(cc::ProtocolError, _)).WillOnce([&] { closed = true; });
   raw_.write(frame(Opcode::Text, "a", false) + frame(Opcode::Text, "b", true));
@@ -526,7 +476,7 @@ TEST_F(WsConnTest, NewMessageInsideFragmentedMessageIsProtocolError) {
 }
 
 TEST_F(WsConnTest, TransportEofWithoutCloseIs1006) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(cc::Abnormal, _)).WillOnce([&] { closed = true; });
   ::shutdown(raw_.fd(), SHUT_WR);
@@ -538,7 +488,7 @@ TEST_F(WsConnTest, TransportEofWithoutCloseIs1006) {
 }
 
 TEST_F(WsConnTest, DataBeforeEofIsDeliveredThen1006) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   std::string got;
   bool closed = false;
   {
@@ -554,7 +504,7 @@ TEST_F(WsConnTest, DataBeforeEofIsDeliveredThen1006) {
 }
 
 TEST_F(WsConnTest, LocalCloseSendsCloseFrameAndHalfCloses) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   // Whatever ws_conn.h promises after close(), the code and reason must go out on the wire.
   EXPECT_CALL(cb_, onWsClosed(_, _)).Times(::testing::AtMost(1));
   conn_->close(1001, "going away");
@@ -570,7 +520,7 @@ TEST_F(WsConnTest, LocalCloseSendsCloseFrameAndHalfCloses) {
 // close() reports nothing (StrictMock: no onWsClosed), and the owner may free the connection at
 // once: the close frame still goes out and the transport lingers until the peer answers.
 TEST_F(WsConnTest, LocalCloseReportsNothingAndSurvivesImmediateFree) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   conn_->close(1000, "done");
   conn_.reset();
   ASSERT_TRUE(runUntil([&] { return raw_.eof; }));
@@ -588,7 +538,7 @@ TEST_F(WsConnTest, LocalCloseReportsNothingAndSurvivesImmediateFree) {
 }
 
 TEST_F(WsConnTest, SendsAfterCloseAreDropped) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   bool closed = false;
   EXPECT_CALL(cb_, onWsClosed(1000, _)).WillOnce([&] { closed = true; });
   raw_.write(closeFrame(1000, ""));
@@ -656,7 +606,7 @@ TEST_F(WsConnTest, NoDrainedCallbackWithoutCrossingTheWatermark) {
 }
 
 TEST_F(WsConnTest, PauseReadingHoldsBufferedFramesUntilResume) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   std::string got;
   int calls = 0;
   EXPECT_CALL(cb_, onWsData(_)).WillRepeatedly([&](evbuffer* b) {
@@ -674,7 +624,7 @@ TEST_F(WsConnTest, PauseReadingHoldsBufferedFramesUntilResume) {
 }
 
 TEST_F(WsConnTest, PauseReadingLeavesNewInputInTheSocket) {
-  startServerWithRawClient();
+  startWithRawPeer(Role::Server);
   conn_->pauseReading();
   std::string got;
   std::string text;

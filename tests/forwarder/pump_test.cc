@@ -28,32 +28,18 @@
 
 #include "common/ws_conn.h"
 #include "common/ws_frame.h"
+#include "support/bytes.h"
 #include "support/run_loop.h"
 #include "support/tcp_pair.h"
 
 namespace ds {
 namespace {
 
+using test::appendAll;
+using test::randomBytes;
+using test::writable;
+
 using Role = WsConnection::Role;
-
-std::string randomBytes(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(rng());
-  return s;
-}
-
-void appendAll(std::string& to, evbuffer* from) {
-  size_t n = evbuffer_get_length(from);
-  size_t old = to.size();
-  to.resize(old + n);
-  evbuffer_remove(from, to.data() + old, n);
-}
-
-bool writable(int fd) {
-  pollfd p{fd, POLLOUT, 0};
-  return ::poll(&p, 1, 0) == 1 && (p.revents & POLLOUT) != 0;
-}
 
 // A server-to-client frame (unmasked), as the far end of the pump's client connection sends it.
 std::string serverFrame(ws::Opcode op, std::string_view payload) {
@@ -205,16 +191,7 @@ class Rig {
   // Turns the loop until `done` holds without blocking in it (the test's own TCP socket is not
   // in the loop): a turn with nothing to do waits briefly on that socket instead.
   bool drive(const std::function<bool()>& done) {
-    while (!done()) {
-      if (timedOut_) {
-        ADD_FAILURE() << "safety stop: the awaited condition never came";
-        return false;
-      }
-      event_base_loop(loop_.base(), EVLOOP_NONBLOCK);
-      pollfd p{peerTcpFd, POLLIN, 0};
-      ::poll(&p, 1, 1);
-    }
-    return true;
+    return test::driveAround(loop_, timedOut_, {peerTcpFd}, done);
   }
 
   // Reads the real TCP peer until its connection ends; returns how it ended.

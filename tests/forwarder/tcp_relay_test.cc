@@ -18,23 +18,15 @@
 #include <random>
 #include <string>
 
+#include "support/bytes.h"
 #include "support/run_loop.h"
 #include "support/tcp_pair.h"
 
 namespace ds {
 namespace {
 
-std::string randomBytes(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(rng());
-  return s;
-}
-
-bool writable(int fd) {
-  pollfd p{fd, POLLOUT, 0};
-  return ::poll(&p, 1, 0) == 1 && (p.revents & POLLOUT) != 0;
-}
+using test::randomBytes;
+using test::writable;
 
 class TcpRelayTest : public ::testing::Test {
  protected:
@@ -59,16 +51,7 @@ class TcpRelayTest : public ::testing::Test {
   // Turns the loop until `done` holds. The test's own sockets are not in the loop, so it never
   // blocks in it: a turn that finds nothing to do waits briefly on the test's sockets instead.
   bool drive(const std::function<bool()>& done) {
-    while (!done()) {
-      if (timedOut_) {
-        ADD_FAILURE() << "safety stop: the awaited condition never came";
-        return false;
-      }
-      event_base_loop(loop_.base(), EVLOOP_NONBLOCK);
-      pollfd p[2] = {{client_, POLLIN, 0}, {target_, POLLIN, 0}};
-      ::poll(p, 2, 1);
-    }
-    return true;
+    return test::driveAround(loop_, timedOut_, {client_, target_}, done);
   }
 
   // Writes all of `data` to `from`, half-closes it and reads `to` until EOF, turning the loop
@@ -91,28 +74,35 @@ class TcpRelayTest : public ::testing::Test {
     });
     return got;
   }
-  // Reads from `fd` until EOF while turning the loop.
-  std::string readToEof(int fd) {
-    std::string got;
+  // Reads from `fd` into `got` while turning the loop, until `done(n)` holds for a read's result.
+  void readUntil(int fd, std::string& got, const std::function<bool(ssize_t)>& done) {
     char buf[65536];
     drive([&] {
       ssize_t n = ::read(fd, buf, sizeof buf);
       if (n > 0) got.append(buf, static_cast<size_t>(n));
-      return n == 0;
+      return done(n);
     });
+  }
+  // Reads from `fd` until EOF while turning the loop.
+  std::string readToEof(int fd) {
+    std::string got;
+    readUntil(fd, got, [](ssize_t n) { return n == 0; });
     return got;
   }
   // Reads from `fd` until its connection ends: true for a reset, false for a FIN.
   bool readToEnd(int fd, std::string& got) {
-    char buf[65536];
     bool reset = false;
-    drive([&] {
-      ssize_t n = ::read(fd, buf, sizeof buf);
-      if (n > 0) got.append(buf, static_cast<size_t>(n));
+    readUntil(fd, got, [&](ssize_t n) {
       reset = n < 0 && errno == ECONNRESET;
       return n == 0 || reset;
     });
     return reset;
+  }
+  // Reads from `fd` until exactly `size` bytes have come.
+  std::string readBytes(int fd, size_t size) {
+    std::string got;
+    readUntil(fd, got, [&](ssize_t) { return got.size() == size; });
+    return got;
   }
   static void resetSocket(int fd) {
     linger l{1, 0};
@@ -159,13 +149,7 @@ TEST_F(TcpRelayTest, FailingTargetResetsTheClientAfterWhatItSent) {
   relay_->start();
   ASSERT_EQ(::write(target_, "last words", 10), 10);
   // Let the bytes reach the client side before the reset.
-  std::string got;
-  char buf[64];
-  drive([&] {
-    ssize_t n = ::read(client_, buf, sizeof buf);
-    if (n > 0) got.append(buf, static_cast<size_t>(n));
-    return got.size() == 10;
-  });
+  std::string got = readBytes(client_, 10);
   resetSocket(target_);
   target_ = ::dup(client_);  // keeps TearDown's close balanced
   std::string rest;
@@ -177,13 +161,7 @@ TEST_F(TcpRelayTest, FailingTargetResetsTheClientAfterWhatItSent) {
 TEST_F(TcpRelayTest, FailingClientResetsTheTarget) {
   relay_->start();
   ASSERT_EQ(::write(client_, "partial upload", 14), 14);
-  std::string got;
-  char buf[64];
-  drive([&] {
-    ssize_t n = ::read(target_, buf, sizeof buf);
-    if (n > 0) got.append(buf, static_cast<size_t>(n));
-    return got.size() == 14;
-  });
+  std::string got = readBytes(target_, 14);
   resetSocket(client_);
   client_ = ::dup(target_);
   std::string rest;
@@ -219,13 +197,7 @@ TEST_F(TcpRelayTest, TargetThatDoesNotReadStopsTheClient) {
   EXPECT_FALSE(writable(client_)) << "client still writable after " << written << " bytes";
   EXPECT_LT(written, 256u << 20);
   // Reading at the target lets everything through.
-  std::string got;
-  char buf[65536];
-  drive([&] {
-    ssize_t n = ::read(target_, buf, sizeof buf);
-    if (n > 0) got.append(buf, static_cast<size_t>(n));
-    return got.size() == written;
-  });
+  readBytes(target_, written);
   EXPECT_EQ(relay_->bytesToTarget(), written);
 }
 

@@ -570,11 +570,12 @@ TEST_F(RegistryTest, FileIsCreatedOwnerOnlyWhateverTheUmask) {
 }
 
 TEST(DbResultTest, Names) {
-  EXPECT_STREQ(dbResultName(DbResult::Ok), "ok");
-  EXPECT_STREQ(dbResultName(DbResult::NotFound), "not-found");
-  EXPECT_STREQ(dbResultName(DbResult::Exists), "exists");
-  EXPECT_STREQ(dbResultName(DbResult::Invalid), "invalid");
-  EXPECT_STREQ(dbResultName(DbResult::Error), "error");
+  const std::pair<DbResult, std::string_view> names[] = {{DbResult::Ok, "ok"},
+                                                         {DbResult::NotFound, "not-found"},
+                                                         {DbResult::Exists, "exists"},
+                                                         {DbResult::Invalid, "invalid"},
+                                                         {DbResult::Error, "error"}};
+  for (const auto& [result, name] : names) EXPECT_EQ(dbResultName(result), name);
 }
 
 }  // namespace

@@ -31,10 +31,13 @@
 #include "hub/settings.h"
 #include "hubclient/hub_client.h"
 #include "lws_peer.h"
+#include "support/bytes.h"
 #include "test_pki.h"
 
 namespace ds {
 namespace {
+
+using test::randomBytes;
 
 using interop::Conn;
 using interop::LwsPeer;
@@ -77,13 +80,6 @@ void runFor(Loop& loop, std::chrono::milliseconds d) {
       loop, [&] { return std::chrono::steady_clock::now() >= until; }, d + 1s);
 }
 
-std::string randomBytes(size_t n, uint32_t seed) {
-  std::mt19937 gen(seed);
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(gen() & 0xff);
-  return s;
-}
-
 // Valid UTF-8 of exactly `n` bytes with one- to four-byte sequences throughout.
 std::string utf8Text(size_t n) {
   static const std::string kPattern = "devstreams h\xc3\xa9llo \xe2\x9c\x93 \xf0\x9f\x9a\x80 ";
@@ -116,12 +112,7 @@ struct Collector : WsConnection::Callbacks {
   uint16_t code = 0;
   std::string reason;
 
-  void onWsData(evbuffer* payload) override {
-    size_t n = evbuffer_get_length(payload);
-    size_t old = bin.size();
-    bin.resize(old + n);
-    evbuffer_remove(payload, bin.data() + old, n);
-  }
+  void onWsData(evbuffer* payload) override { test::appendAll(bin, payload); }
   void onWsText(std::string message) override { texts.push_back(std::move(message)); }
   void onWsClosed(uint16_t c, const std::string& r) override {
     closed = true;
@@ -211,28 +202,35 @@ class LwsServerTest : public ::testing::Test {
     return c;
   }
 
+  // Connects a client that reports to col_ and waits for lws to accept it (server_).
+  bool openSession() {
+    ws_ = connect(col_);
+    if (!ws_) return false;
+    server_ = acceptedConn();
+    return server_ != nullptr;
+  }
+
   Loop loop_;
   SslCtxPtr ssl_;
   std::unique_ptr<LwsPeer> peer_;
+  Collector col_;
+  std::unique_ptr<WsConnection> ws_;
+  Conn* server_ = nullptr;
 };
 
 TEST_F(LwsServerTest, EchoKeepsBinaryAndTextIntactAndPeerSeesCloseCode) {
-  Collector col;
-  auto ws = connect(col);
-  ASSERT_TRUE(ws);
-  Conn* server = acceptedConn();
-  ASSERT_TRUE(server);
+  ASSERT_TRUE(openSession());
 
   // Binary, one message at a time (lws answers in frames of 32 KiB).
   const std::vector<size_t> sizes = {1, 125, 126, 127, 65535, 65536, 65537, kMiB};
   for (size_t n : sizes) {
     std::string data = randomBytes(n, static_cast<uint32_t>(n));
-    col.bin.clear();
-    sendBinary(*ws, data);
-    ASSERT_TRUE(runUntil(loop_, [&] { return col.bin.size() >= n || col.closed; }))
-        << "no echo of " << n << " bytes; got " << col.bin.size();
-    ASSERT_FALSE(col.closed) << col.code << " " << col.reason;
-    EXPECT_TRUE(sameBytes(col.bin, data)) << "binary message of " << n << " bytes";
+    col_.bin.clear();
+    sendBinary(*ws_, data);
+    ASSERT_TRUE(runUntil(loop_, [&] { return col_.bin.size() >= n || col_.closed; }))
+        << "no echo of " << n << " bytes; got " << col_.bin.size();
+    ASSERT_FALSE(col_.closed) << col_.code << " " << col_.reason;
+    EXPECT_TRUE(sameBytes(col_.bin, data)) << "binary message of " << n << " bytes";
   }
 
   // Text, including multi-byte UTF-8 that lws splits across frames.
@@ -245,47 +243,48 @@ TEST_F(LwsServerTest, EchoKeepsBinaryAndTextIntactAndPeerSeesCloseCode) {
                                           utf8Text(100001),
                                           utf8Text(kMiB)};
   for (const auto& t : texts) {
-    size_t before = col.texts.size();
-    ws->sendText(t);
-    ASSERT_TRUE(runUntil(loop_, [&] { return col.texts.size() > before || col.closed; }))
+    size_t before = col_.texts.size();
+    ws_->sendText(t);
+    ASSERT_TRUE(runUntil(loop_, [&] { return col_.texts.size() > before || col_.closed; }))
         << "no echo of a text message of " << t.size() << " bytes";
-    ASSERT_FALSE(col.closed) << col.code << " " << col.reason;
-    EXPECT_TRUE(sameBytes(col.texts.back(), t)) << "text message of " << t.size() << " bytes";
+    ASSERT_FALSE(col_.closed) << col_.code << " " << col_.reason;
+    EXPECT_TRUE(sameBytes(col_.texts.back(), t)) << "text message of " << t.size() << " bytes";
   }
 
   // Everything again, back to back, binary and text interleaved.
-  col.bin.clear();
-  col.texts.clear();
+  col_.bin.clear();
+  col_.texts.clear();
   std::string allBin;
   for (size_t i = 0; i < sizes.size(); ++i) {
     std::string data = randomBytes(sizes[i], static_cast<uint32_t>(1000 + i));
     allBin += data;
-    sendBinary(*ws, data);
-    ws->sendText(texts[i]);
+    sendBinary(*ws_, data);
+    ws_->sendText(texts[i]);
   }
-  ASSERT_TRUE(runUntil(
-      loop_,
-      [&] {
-        return (col.bin.size() >= allBin.size() && col.texts.size() >= sizes.size()) || col.closed;
-      }))
-      << "got " << col.bin.size() << " of " << allBin.size() << " bytes and " << col.texts.size()
+  ASSERT_TRUE(runUntil(loop_,
+                       [&] {
+                         return (col_.bin.size() >= allBin.size() &&
+                                 col_.texts.size() >= sizes.size()) ||
+                                col_.closed;
+                       }))
+      << "got " << col_.bin.size() << " of " << allBin.size() << " bytes and " << col_.texts.size()
       << " of " << sizes.size() << " texts";
-  EXPECT_TRUE(sameBytes(col.bin, allBin));
-  ASSERT_EQ(col.texts.size(), sizes.size());
-  for (size_t i = 0; i < sizes.size(); ++i) EXPECT_TRUE(sameBytes(col.texts[i], texts[i])) << i;
+  EXPECT_TRUE(sameBytes(col_.bin, allBin));
+  ASSERT_EQ(col_.texts.size(), sizes.size());
+  for (size_t i = 0; i < sizes.size(); ++i) EXPECT_TRUE(sameBytes(col_.texts[i], texts[i])) << i;
 
   // lws got every byte we sent, as whole messages of the right type.
   uint64_t sent = 0;
   for (size_t n : sizes) sent += 2 * n;
   for (const auto& t : texts) sent += t.size();
   for (size_t i = 0; i < sizes.size(); ++i) sent += texts[i].size();
-  peer_->with(server, [&](const Observed& o) { EXPECT_EQ(o.bytesReceived, sent); });
+  peer_->with(server_, [&](const Observed& o) { EXPECT_EQ(o.bytesReceived, sent); });
 
-  ws->close(ws::close_code::Normal, "done");
+  ws_->close(ws::close_code::Normal, "done");
   ASSERT_TRUE(runUntil(loop_, [&] {
-    return peer_->with(server, [](const Observed& o) { return o.closed; });
+    return peer_->with(server_, [](const Observed& o) { return o.closed; });
   })) << "lws did not see the connection end";
-  peer_->with(server, [](const Observed& o) {
+  peer_->with(server_, [](const Observed& o) {
     EXPECT_EQ(o.peerCloseCode, 1000);
     EXPECT_EQ(o.peerCloseReason, "done");
   });
@@ -294,94 +293,83 @@ TEST_F(LwsServerTest, EchoKeepsBinaryAndTextIntactAndPeerSeesCloseCode) {
 // WsConnection::sendBinary promises "all bytes of `data` as one binary message (split into frames
 // of maxSendFrame)": lws, which reassembles messages, must see exactly one message per call.
 TEST_F(LwsServerTest, EachSendBinaryArrivesAsOneMessage) {
-  Collector col;
-  auto ws = connect(col);
-  ASSERT_TRUE(ws);
-  Conn* server = acceptedConn();
-  ASSERT_TRUE(server);
+  ASSERT_TRUE(openSession());
 
   const std::vector<size_t> sizes = {0, 1, 65536, 65537, 200000, kMiB};
   std::vector<std::string> want;
   for (size_t n : sizes) {
-    sendBinary(*ws, randomBytes(n, static_cast<uint32_t>(n)));
+    sendBinary(*ws_, randomBytes(n, static_cast<uint32_t>(n)));
     want.push_back("binary " + std::to_string(n));
   }
-  ws->sendText("end");
+  ws_->sendText("end");
   want.push_back("text 3");
   ASSERT_TRUE(runUntil(loop_, [&] {
-    return peer_->with(server, [](const Observed& o) {
+    return peer_->with(server_, [](const Observed& o) {
       return !o.messages.empty() && !o.messages.back().binary && o.messages.back().data == "end";
     });
   }));
   std::vector<std::string> got;
-  peer_->with(server, [&](const Observed& o) {
+  peer_->with(server_, [&](const Observed& o) {
     for (const auto& m : o.messages) {
       got.push_back((m.binary ? "binary " : "text ") + std::to_string(m.size));
     }
   });
   EXPECT_EQ(got, want);
-  ws->close(ws::close_code::Normal, "done");
-  runUntil(loop_, [&] { return peer_->with(server, [](const Observed& o) { return o.closed; }); });
+  ws_->close(ws::close_code::Normal, "done");
+  runUntil(loop_, [&] { return peer_->with(server_, [](const Observed& o) { return o.closed; }); });
 }
 
 // WsConnection::close ends the connection from our side: the peer gets the close frame with
 // our code and reason, and no callback follows (the owner may free the connection at once).
 TEST_F(LwsServerTest, CloseSendsCodeAndEndsWithoutCallback) {
-  Collector col;
-  auto ws = connect(col);
-  ASSERT_TRUE(ws);
-  Conn* server = acceptedConn();
-  ASSERT_TRUE(server);
-  ws->close(ws::close_code::Normal, "done");
-  EXPECT_FALSE(ws->open());
+  ASSERT_TRUE(openSession());
+  ws_->close(ws::close_code::Normal, "done");
+  EXPECT_FALSE(ws_->open());
   ASSERT_TRUE(runUntil(
-      loop_, [&] { return peer_->with(server, [](const Observed& o) { return o.closed; }); }));
-  peer_->with(server, [](const Observed& o) { EXPECT_EQ(o.peerCloseCode, 1000); });
-  ws.reset();
-  EXPECT_FALSE(col.closed) << "onWsClosed called after close()";
+      loop_, [&] { return peer_->with(server_, [](const Observed& o) { return o.closed; }); }));
+  peer_->with(server_, [](const Observed& o) { EXPECT_EQ(o.peerCloseCode, 1000); });
+  ws_.reset();
+  EXPECT_FALSE(col_.closed) << "onWsClosed called after close()";
 }
 
 TEST_F(LwsServerTest, PingsFragmentsAndCloseFromLws) {
-  Collector col;
-  auto ws = connect(col);
-  ASSERT_TRUE(ws);
-  Conn* server = acceptedConn();
-  ASSERT_TRUE(server);
+  ASSERT_TRUE(openSession());
 
   // A ping is answered with a pong carrying the same payload.
-  peer_->send(server, OutMsg{MsgKind::Ping, "are you there?"});
+  peer_->send(server_, OutMsg{MsgKind::Ping, "are you there?"});
   ASSERT_TRUE(runUntil(loop_, [&] {
-    return peer_->with(server, [](const Observed& o) { return !o.pongs.empty(); });
+    return peer_->with(server_, [](const Observed& o) { return !o.pongs.empty(); });
   }));
-  peer_->with(server, [](const Observed& o) { EXPECT_EQ(o.pongs[0], "are you there?"); });
+  peer_->with(server_, [](const Observed& o) { EXPECT_EQ(o.pongs[0], "are you there?"); });
 
   // Fragmented messages with pings between the fragments (RFC 6455 5.4 allows control frames
   // in the middle of a fragmented message).
   std::string text = utf8Text(200000);        // 7 frames of at most 32 KiB
   std::string data = randomBytes(100000, 7);  // 4 frames
-  peer_->send(server, OutMsg{MsgKind::Text, text, 0, true});
-  peer_->send(server, OutMsg{MsgKind::Binary, data, 0, true});
-  ASSERT_TRUE(runUntil(
-      loop_, [&] { return (!col.texts.empty() && col.bin.size() >= data.size()) || col.closed; }));
-  ASSERT_FALSE(col.closed) << col.code << " " << col.reason;
-  ASSERT_EQ(col.texts.size(), 1u);
-  EXPECT_TRUE(sameBytes(col.texts[0], text));
-  EXPECT_TRUE(sameBytes(col.bin, data));
+  peer_->send(server_, OutMsg{MsgKind::Text, text, 0, true});
+  peer_->send(server_, OutMsg{MsgKind::Binary, data, 0, true});
   ASSERT_TRUE(runUntil(loop_, [&] {
-    return peer_->with(server, [](const Observed& o) { return o.pongs.size() >= 1 + 6 + 3; });
+    return (!col_.texts.empty() && col_.bin.size() >= data.size()) || col_.closed;
   }));
-  peer_->with(server, [](const Observed& o) {
+  ASSERT_FALSE(col_.closed) << col_.code << " " << col_.reason;
+  ASSERT_EQ(col_.texts.size(), 1u);
+  EXPECT_TRUE(sameBytes(col_.texts[0], text));
+  EXPECT_TRUE(sameBytes(col_.bin, data));
+  ASSERT_TRUE(runUntil(loop_, [&] {
+    return peer_->with(server_, [](const Observed& o) { return o.pongs.size() >= 1 + 6 + 3; });
+  }));
+  peer_->with(server_, [](const Observed& o) {
     EXPECT_EQ(o.pongs.size(), 1u + 6 + 3);
     for (size_t i = 1; i < o.pongs.size(); ++i) EXPECT_EQ(o.pongs[i], "between");
   });
 
   // lws closes with an application code: we report its code and reason.
-  peer_->send(server, OutMsg{MsgKind::Close, "bye", 4001});
-  ASSERT_TRUE(runUntil(loop_, [&] { return col.closed; }));
-  EXPECT_EQ(col.code, 4001);
-  EXPECT_EQ(col.reason, "bye");
+  peer_->send(server_, OutMsg{MsgKind::Close, "bye", 4001});
+  ASSERT_TRUE(runUntil(loop_, [&] { return col_.closed; }));
+  EXPECT_EQ(col_.code, 4001);
+  EXPECT_EQ(col_.reason, "bye");
   EXPECT_TRUE(runUntil(
-      loop_, [&] { return peer_->with(server, [](const Observed& o) { return o.closed; }); }));
+      loop_, [&] { return peer_->with(server_, [](const Observed& o) { return o.closed; }); }));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 // Strict parser of the Prometheus text exposition format 0.0.4, for tests that check what the
-// programs serve on GET /metrics. Header-only.
+// programs serve on GET /metrics. Header-only; names are checked with common/metrics.h's
+// isMetricName() and isLabelName(), whose grammar metrics_test checks on its own.
 //
 // Beyond the format itself it insists on what devstreams' renderer guarantees: every family opens
 // with # HELP then # TYPE (counter, gauge, histogram or untyped) before its samples, a family
@@ -21,6 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/metrics.h"
+
 namespace ds::test {
 
 struct Sample {
@@ -36,27 +39,8 @@ struct Family {
 
 namespace prom_text_detail {
 
-inline bool isMetricName(std::string_view s) {
-  if (s.empty()) return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
-              (i > 0 && c >= '0' && c <= '9');
-    if (!ok) return false;
-  }
-  return true;
-}
-
-inline bool isLabelName(std::string_view s) {
-  if (s.empty() || s.substr(0, 2) == "__") return false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-              (i > 0 && c >= '0' && c <= '9');
-    if (!ok) return false;
-  }
-  return true;
-}
+using metrics::isLabelName;
+using metrics::isMetricName;
 
 inline bool isDigit(char c) { return c >= '0' && c <= '9'; }
 

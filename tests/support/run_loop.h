@@ -3,8 +3,11 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <poll.h>
 
 #include <functional>
+#include <initializer_list>
+#include <vector>
 
 #include "common/event.h"
 
@@ -18,6 +21,23 @@ inline bool runUntil(Loop& loop, const bool& timedOut, const std::function<bool(
       return false;
     }
     event_base_loop(loop.base(), EVLOOP_ONCE);
+  }
+  return true;
+}
+
+// Runs `loop` until `done` holds without blocking in it, for tests whose own sockets `fds` are
+// not in the loop: a turn that finds nothing to do waits briefly on those sockets instead.
+inline bool driveAround(Loop& loop, const bool& timedOut, std::initializer_list<int> fds,
+                        const std::function<bool()>& done) {
+  std::vector<pollfd> polled;
+  for (int fd : fds) polled.push_back({fd, POLLIN, 0});
+  while (!done()) {
+    if (timedOut) {
+      ADD_FAILURE() << "safety stop: the awaited condition never came";
+      return false;
+    }
+    event_base_loop(loop.base(), EVLOOP_NONBLOCK);
+    ::poll(polled.data(), polled.size(), 1);
   }
   return true;
 }

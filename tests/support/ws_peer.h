@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/ws_conn.h"
+#include "support/bytes.h"
 
 namespace ds::test {
 
@@ -19,12 +20,7 @@ struct WsPeer : WsConnection::Callbacks {
   std::vector<std::string> texts;
   std::optional<uint16_t> closed;
 
-  void onWsData(evbuffer* payload) override {
-    size_t n = evbuffer_get_length(payload);
-    size_t old = data.size();
-    data.resize(old + n);
-    evbuffer_remove(payload, data.data() + old, n);
-  }
+  void onWsData(evbuffer* payload) override { appendAll(data, payload); }
   void onWsText(std::string message) override { texts.push_back(std::move(message)); }
   void onWsClosed(uint16_t code, const std::string&) override { closed = code; }
   // Sends `bytes` as one binary message.

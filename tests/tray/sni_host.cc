@@ -49,6 +49,18 @@ json variantJson(GVariant* v) {
   return j;
 }
 
+// Adds every entry of an a{sv} dictionary to the object `j`.
+void addDict(json& j, GVariant* dict) {
+  GVariantIter it;
+  const gchar* key = nullptr;
+  GVariant* value = nullptr;
+  g_variant_iter_init(&it, dict);
+  while (g_variant_iter_next(&it, "{&sv}", &key, &value)) {
+    j[key] = variantJson(value);
+    g_variant_unref(value);
+  }
+}
+
 // (ia{sv}av): one dbusmenu node with its children.
 json layoutJson(GVariant* node) {
   gint32 id = 0;
@@ -56,14 +68,7 @@ json layoutJson(GVariant* node) {
   GVariant* children = nullptr;
   g_variant_get(node, "(i@a{sv}@av)", &id, &props, &children);
   json j{{"id", id}};
-  GVariantIter it;
-  const gchar* key = nullptr;
-  GVariant* value = nullptr;
-  g_variant_iter_init(&it, props);
-  while (g_variant_iter_next(&it, "{&sv}", &key, &value)) {
-    j[key] = variantJson(value);
-    g_variant_unref(value);
-  }
+  addDict(j, props);
   json kids = json::array();
   GVariantIter ci;
   GVariant* child = nullptr;
@@ -100,14 +105,7 @@ gboolean onTick(gpointer data) {
   if (!all) return G_SOURCE_CONTINUE;
   GVariant* dict = g_variant_get_child_value(all, 0);
   json item = json::object();
-  GVariantIter it;
-  const gchar* key = nullptr;
-  GVariant* value = nullptr;
-  g_variant_iter_init(&it, dict);
-  while (g_variant_iter_next(&it, "{&sv}", &key, &value)) {
-    item[key] = variantJson(value);
-    g_variant_unref(value);
-  }
+  addDict(item, dict);
   g_variant_unref(dict);
   g_variant_unref(all);
   doc["item"] = item;

@@ -1,0 +1,120 @@
+// The start-up and shut-down every long-running program (hub, agent, daemon) shares: its command
+// line (-c/--config, --check), reading its configuration file, and running its loop until
+// SIGINT or SIGTERM. Each program's main() keeps only what is its own. Header-only: CLI11 is
+// linked by the programs, not by ds_common.
+#pragma once
+
+#include <CLI/CLI.hpp>  // header-only; only the programs include this file
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/config.h"
+#include "common/event.h"
+#include "common/log.h"
+#include "common/service.h"
+#include "common/service_notify.h"
+
+namespace ds::program {
+
+struct CommandLine {
+  std::string configPath;
+  bool check = false;
+};
+
+// Adds -c/--config (the file's section `section`) and --check to `app`.
+inline void addOptions(CLI::App& app, CommandLine& cl, const std::string& section) {
+  app.add_option("-c,--config", cl.configPath, "configuration file (section '" + section + "')");
+  app.add_flag("--check", cl.check, "validate the configuration and exit");
+}
+
+// Reads the configuration with `load(path)`. A config::Error (file:line:column) is reported as
+// a start-up error (service::startError) and gives nullopt: the program then exits with 2.
+template <class Load>
+auto loadConfig(const std::string& path, Load load) -> std::optional<decltype(load(path))> {
+  try {
+    return load(path);
+  } catch (const config::Error& e) {
+    service::startError(e.what());
+    return std::nullopt;
+  }
+}
+
+// Sets the log level the configuration asks for and starts the program's object,
+// `Program(loop, cfg)` and its start(); null after reporting a start-up error (the program then
+// exits with 1).
+template <class Program, class Config>
+std::unique_ptr<Program> start(Loop& loop, const Config& cfg) {
+  setLogLevel(static_cast<Level>(cfg.logLevel));
+  auto program = std::make_unique<Program>(loop, cfg);
+  std::string err;
+  if (!program->start(err)) {
+    service::startError(err);
+    return nullptr;
+  }
+  return program;
+}
+
+// Who the program is, for its command line and its messages.
+struct Identity {
+  const char* name;         // "devstreams-agent"
+  const char* description;  // the line --help shows after the name
+  std::string defaultConfig;
+  const char* section;  // of the configuration file
+};
+
+// Parses the command line into `cl` and reads the configuration with `load` (as loadConfig()).
+// Without a configuration, `exitCode` says how the program ends now: 0 after --help, CLI11's
+// code for a bad command line, 2 for a bad configuration.
+template <class Load>
+auto startUp(const Identity& who, int argc, char** argv, CommandLine& cl, Load load, int& exitCode)
+    -> std::optional<decltype(load(cl.configPath))> {
+  CLI::App app{std::string(who.name) + ": " + who.description};
+  cl.configPath = who.defaultConfig;
+  addOptions(app, cl, who.section);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    exitCode = app.exit(e);
+    return std::nullopt;
+  }
+  setLogProgram(who.name);
+  auto cfg = loadConfig(cl.configPath, load);
+  if (!cfg) exitCode = 2;
+  return cfg;
+}
+
+// Runs `loop` until SIGINT or SIGTERM, which log the signal, tell the service manager the
+// program is stopping, call `shutdown` and end the loop once its output is flushed. The program
+// is reported running once the signals are set (a stop request then ends the loop).
+inline void runUntilSignal(Loop& loop, service::Notifier& notifier,
+                           const std::function<void()>& shutdown) {
+  loop.onSignals([&loop, &notifier, shutdown](int sig) {
+    LOG_INFO("signal %d: shutting down", sig);
+    notifier.stopping("shutting down");
+    shutdown();
+    loop.stopWhenFlushed();
+  });
+  service::reportRunning();  // after onSignals: a stop request now ends the loop
+  loop.run();
+}
+
+// Starts `Program(loop, cfg)` and runs it until SIGINT or SIGTERM; the exit code (1 when it
+// did not start). Once it started, `onStarted(loop, program)` adds what the program needs beyond
+// that (what it returns is kept until the loop ends); `status(program, sinceStart)` is the
+// service::State the service manager is told.
+template <class Program, class Config, class OnStarted, class Status>
+int run(const Config& cfg, OnStarted onStarted, Status status) {
+  Loop loop;
+  auto program = start<Program>(loop, cfg);
+  if (!program) return 1;
+  [[maybe_unused]] auto added = onStarted(loop, *program);
+  const auto started = std::chrono::steady_clock::now();
+  service::Notifier notifier(
+      loop, [&] { return status(*program, std::chrono::steady_clock::now() - started); });
+  runUntilSignal(loop, notifier, [&] { program->shutdown(); });
+  return 0;
+}
+
+}  // namespace ds::program
