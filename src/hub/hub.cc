@@ -206,12 +206,13 @@ void Hub::recordStream(const AuditRecord& a) {
       .counter("devstreams_streams_total", "Streams ended, by outcome", {{"outcome", a.outcome}})
       .inc();
   LOG_INFO(
-      "audit stream=%s policy=%s user=%s device=%s target=%s:%u name=\"%s\" bytes_to_device=%llu "
-      "bytes_from_device=%llu duration_ms=%lld outcome=%s reason=\"%s\"",
-      a.streamId.c_str(), a.policy.c_str(), a.user.c_str(), a.device.c_str(), a.host.c_str(),
-      a.port, a.name.c_str(), static_cast<unsigned long long>(a.bytesToDevice),
+      "audit stream=%s policy=%s device=%s target=%s:%u bytes_to_device=%llu "
+      "bytes_from_device=%llu duration_ms=%lld outcome=%s reason=\"%s\" user=%s name=\"%s\"",
+      a.streamId.c_str(), a.policy.c_str(), a.device.c_str(), a.host.c_str(), a.port,
+      static_cast<unsigned long long>(a.bytesToDevice),
       static_cast<unsigned long long>(a.bytesFromDevice),
-      static_cast<long long>(a.endMs - a.startMs), a.outcome.c_str(), a.reason.c_str());
+      static_cast<long long>(a.endMs - a.startMs), a.outcome.c_str(), a.reason.c_str(),
+      a.user.c_str(), a.name.c_str());
   if (registry_->addAudit(a) != DbResult::Ok) {
     LOG_ERROR("audit record for stream %s not stored: %s", a.streamId.c_str(),
               registry_->lastError().c_str());
