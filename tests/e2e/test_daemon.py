@@ -321,8 +321,7 @@ class Web(DaemonTest):
         before = self.web.count("/r/")
         self.web.max_active = 0
         r = run_chromium(f"{self.url}/page.html", *flags)
-        if r is None:
-            self.skipTest("chromium is not installed (scripts/setup.sh --tests installs it)")
+        self.assertIsNotNone(r, "chromium is not installed (scripts/setup.sh --tests installs it)")
         self.assertIn(b"loaded 20/20", r.stdout, r.stderr[-3000:])
         self.assertEqual(self.web.count("/r/") - before, 20)
         self.assertGreaterEqual(self.web.max_active, 2, "the 20 requests did not overlap")
@@ -461,8 +460,8 @@ class Direct(DaemonTest):
     def test_ipv6_literal_goes_direct(self):
         try:
             echo = Echo("::1")
-        except OSError:
-            self.skipTest("no IPv6 loopback")
+        except OSError as e:
+            self.fail(f"no IPv6 loopback (::1): {e}")
         self.addCleanup(echo.close)
         code, s = socks5_connect(self.stack.socks_port, "::1", echo.port)
         self.assertEqual(code, 0x00)

@@ -97,9 +97,10 @@ def proxy_environment(**values):
                 os.environ[k] = v
 
 
-@unittest.skipUnless(os.path.exists(TINYPROXY), "tinyproxy is not installed")
 class ThroughProxy(StackTest):
     def setUp(self):
+        self.assertTrue(os.path.exists(TINYPROXY),
+                        "tinyproxy is not installed (scripts/setup.sh --tests installs it)")
         self.proxies = []
         self.stack = _NoStack()  # until the real one is up: the base class dumps its logs
         with proxy_environment():

@@ -1,4 +1,4 @@
-"""Reach past the device's loopback, and let the device decide per caller (issue 16).
+"""Reach past the device's loopback, and let the device decide per caller.
 
 A second loopback address stands in for a host on the device's LAN: an HTTP server and the
 private sshd listen on 127.0.0.2 and are reached as `127.0.0.2.via.dev01.hub` with ssh, curl and
