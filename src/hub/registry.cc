@@ -414,31 +414,31 @@ DbResult Registry::addPolicy(const PolicyRecord& p) {
   if (!config::isValidKey(p.key)) {
     return fail(DbResult::Invalid, "invalid key for policy " + quoted(p.name));
   }
-  for (size_t i = 0; i < p.permissions.size(); ++i) {
-    const std::string& perm = p.permissions[i];
-    if (!isOneOf(kPermissions, perm)) {
-      return fail(DbResult::Invalid,
-                  "unknown permission " + quoted(perm) + " for policy " + quoted(p.name));
+  // Each list: every entry valid, none twice. `kind` names an entry in the error, `bad` says
+  // what an invalid one is.
+  auto checkList = [&](const std::vector<std::string>& list, auto valid, const char* bad,
+                       const char* kind) {
+    for (size_t i = 0; i < list.size(); ++i) {
+      auto seen = list.begin() + static_cast<ptrdiff_t>(i);
+      const char* fault = !valid(list[i])                                  ? bad
+                          : std::find(list.begin(), seen, list[i]) != seen ? "duplicate"
+                                                                           : nullptr;
+      if (fault) {
+        return fail(DbResult::Invalid, std::string(fault) + " " + kind + " " + quoted(list[i]) +
+                                           " for policy " + quoted(p.name));
+      }
     }
-    auto seen = p.permissions.begin() + static_cast<ptrdiff_t>(i);
-    if (std::find(p.permissions.begin(), seen, perm) != seen) {
-      return fail(DbResult::Invalid,
-                  "duplicate permission " + quoted(perm) + " for policy " + quoted(p.name));
-    }
+    return DbResult::Ok;
+  };
+  DbResult r = checkList(
+      p.permissions, [](const std::string& s) { return isOneOf(kPermissions, s); }, "unknown",
+      "permission");
+  if (r == DbResult::Ok) {
+    r = checkList(
+        p.devices, [](const std::string& s) { return config::isValidDeviceId(s); }, "invalid",
+        "device pattern");
   }
-
-  for (size_t i = 0; i < p.devices.size(); ++i) {
-    const std::string& d = p.devices[i];
-    if (!config::isValidDeviceId(d)) {
-      return fail(DbResult::Invalid,
-                  "invalid device pattern " + quoted(d) + " for policy " + quoted(p.name));
-    }
-    auto seen = p.devices.begin() + static_cast<ptrdiff_t>(i);
-    if (std::find(p.devices.begin(), seen, d) != seen) {
-      return fail(DbResult::Invalid,
-                  "duplicate device pattern " + quoted(d) + " for policy " + quoted(p.name));
-    }
-  }
+  if (r != DbResult::Ok) return r;
 
   Transaction tx(db_.get());
   if (!tx.begin()) return sqlFail();
