@@ -5,6 +5,9 @@
 #pragma once
 
 #include <CLI/CLI.hpp>  // header-only; only the programs include this file
+#ifndef _WIN32
+#include <signal.h>
+#endif
 #include <functional>
 #include <memory>
 #include <optional>
@@ -85,17 +88,51 @@ auto startUp(const Identity& who, int argc, char** argv, CommandLine& cl, Load l
   return cfg;
 }
 
+// SIGINT and SIGTERM held (blocked) from before the program starts until the loop handles
+// them: a stop request that arrives while the program is starting (its port may already be
+// open) waits and then ends it cleanly instead of killing it. Nothing to hold on Windows, where
+// stop requests come through the console handler or the service manager.
+class HoldStopSignals {
+ public:
+#ifndef _WIN32
+  HoldStopSignals() {
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    held_ = pthread_sigmask(SIG_BLOCK, &stop, &before_) == 0;
+  }
+  void release() {
+    if (held_) pthread_sigmask(SIG_SETMASK, &before_, nullptr);
+    held_ = false;
+  }
+#else
+  void release() {}
+#endif
+  ~HoldStopSignals() { release(); }
+  HoldStopSignals(const HoldStopSignals&) = delete;
+  HoldStopSignals& operator=(const HoldStopSignals&) = delete;
+
+ private:
+#ifndef _WIN32
+  sigset_t before_{};
+  bool held_ = false;
+#endif
+};
+
 // Runs `loop` until SIGINT or SIGTERM, which log the signal, tell the service manager the
 // program is stopping, call `shutdown` and end the loop once its output is flushed. The program
-// is reported running once the signals are set (a stop request then ends the loop).
+// is reported running once the signals are set (a stop request then ends the loop); `held`
+// signals are let through from then on.
 inline void runUntilSignal(Loop& loop, service::Notifier& notifier,
-                           const std::function<void()>& shutdown) {
+                           const std::function<void()>& shutdown, HoldStopSignals& held) {
   loop.onSignals([&loop, &notifier, shutdown](int sig) {
     LOG_INFO("signal %d: shutting down", sig);
     notifier.stopping("shutting down");
     shutdown();
     loop.stopWhenFlushed();
   });
+  held.release();
   service::reportRunning();  // after onSignals: a stop request now ends the loop
   loop.run();
 }
@@ -106,6 +143,7 @@ inline void runUntilSignal(Loop& loop, service::Notifier& notifier,
 // service::State the service manager is told.
 template <class Program, class Config, class OnStarted, class Status>
 int run(const Config& cfg, OnStarted onStarted, Status status) {
+  HoldStopSignals held;
   Loop loop;
   auto program = start<Program>(loop, cfg);
   if (!program) return 1;
@@ -113,7 +151,8 @@ int run(const Config& cfg, OnStarted onStarted, Status status) {
   const auto started = std::chrono::steady_clock::now();
   service::Notifier notifier(
       loop, [&] { return status(*program, std::chrono::steady_clock::now() - started); });
-  runUntilSignal(loop, notifier, [&] { program->shutdown(); });
+  runUntilSignal(
+      loop, notifier, [&] { program->shutdown(); }, held);
   return 0;
 }
 

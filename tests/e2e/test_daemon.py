@@ -909,5 +909,34 @@ class Outages(DaemonTest):
         s.start_daemon()
 
 
+class StopAtStart(StackTest):
+    """A stop request right after the proxy port opens ends the daemon cleanly (exit 0): the
+    signals are held from before it listens until its loop handles them."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.stack = Stack(with_sshd=False)
+        cls.stack.stop("daemon")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.closeClassStack(cls.stack)
+
+    def test_sigterm_as_soon_as_the_port_opens_is_a_clean_stop(self):
+        s = self.stack
+        config = os.path.join(s.state, "daemon.yaml")
+        env = dict(os.environ, XDG_RUNTIME_DIR=os.path.join(s.dir, "run"))
+        codes = []
+        for _ in range(20):
+            p = subprocess.Popen([program("devstreamsd"), "-c", config], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 15
+            while not port_open(s.socks_port) and p.poll() is None and time.monotonic() < deadline:
+                pass
+            p.send_signal(signal.SIGTERM)
+            codes.append(p.wait(15))
+        self.assertEqual(codes, [0] * 20, "exit codes (negative: killed by the signal)")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
