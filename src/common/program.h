@@ -107,6 +107,7 @@ class HoldStopSignals {
     held_ = false;
   }
 #else
+  HoldStopSignals() = default;
   void release() {}
 #endif
   ~HoldStopSignals() { release(); }
