@@ -3,6 +3,7 @@
 // process. These return the fallback instead.
 #pragma once
 
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -13,6 +14,12 @@ inline std::string stringField(const nlohmann::json& j, const char* key,
   if (!j.is_object()) return fallback;
   auto it = j.find(key);
   return it != j.end() && it->is_string() ? it->get<std::string>() : fallback;
+}
+
+inline uint64_t uintField(const nlohmann::json& j, const char* key, uint64_t fallback) {
+  if (!j.is_object()) return fallback;
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_unsigned() ? it->get<uint64_t>() : fallback;
 }
 
 inline bool boolField(const nlohmann::json& j, const char* key, bool fallback) {

@@ -37,11 +37,10 @@ int runDaemon(int argc, char** argv) {
         bool tried = sinceStart >= ds::hubclient::StreamOpener::Options{}.connectTimeout;
         std::string hub =
             connected ? "hub connected" : "hub: " + ds::stringField(hubState, "last_error", "?");
-        size_t streams = st.contains("streams") && st["streams"].is_number_unsigned()
-                             ? st["streams"].get<size_t>()
-                             : 0;
+        uint64_t streams = ds::uintField(st, "streams", 0);
         return ds::service::State{connected || tried,
-                                  hub + ", " + ds::service::countOf(streams, "stream") +
+                                  hub + ", " +
+                                      ds::service::countOf(static_cast<size_t>(streams), "stream") +
                                       ", proxy on " + ds::stringField(st, "listen")};
       });
 }

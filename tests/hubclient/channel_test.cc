@@ -37,16 +37,8 @@ struct Recorder : ReconnectingChannel::Events {
   std::vector<std::chrono::milliseconds> waits;
 };
 
-class ChannelTest : public ::testing::Test {
+class ChannelTest : public test::FakeHubTest {
  protected:
-  void SetUp() override {
-    std::string err;
-    clientCtx_ = tls::clientContext(test::fakeHubFiles().caCert, err);
-    ASSERT_TRUE(clientCtx_) << err;
-    target_ = test::targetOf(hub_, clientCtx_.get());
-    safety_.arm(10s);
-  }
-
   // A channel dialling the fake hub's device control endpoint; `min`/`max` bound the waits.
   void makeChannel(std::chrono::milliseconds min, std::chrono::milliseconds max) {
     ReconnectingChannel::Options o;
@@ -61,14 +53,6 @@ class ChannelTest : public ::testing::Test {
         events_);
   }
 
-  bool until(const std::function<bool()>& pred) { return test::runUntil(loop_, timedOut_, pred); }
-
-  Loop loop_;
-  bool timedOut_ = false;
-  Timer safety_{loop_, [this] { timedOut_ = true; }};
-  test::FakeHub hub_{loop_};
-  SslCtxPtr clientCtx_;
-  HubTarget target_;
   Recorder events_;
   int dials_ = 0;
   std::optional<ReconnectingChannel> channel_;

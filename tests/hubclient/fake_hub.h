@@ -8,7 +8,9 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <chrono>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -21,6 +23,7 @@
 #include "common/tls.h"
 #include "common/ws_conn.h"
 #include "hubclient/hub_client.h"
+#include "support/run_loop.h"
 
 namespace ds::test {
 
@@ -148,5 +151,27 @@ inline hubclient::HubTarget targetOf(const FakeHub& hub, SSL_CTX* ssl) {
   t.ssl = ssl;
   return t;
 }
+
+// A fixture with a fake hub on a loop, the hub client's way to it and a safety bound: the
+// base of the tests that drive the hub client against it.
+class FakeHubTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string err;
+    clientCtx_ = tls::clientContext(fakeHubFiles().caCert, err);
+    ASSERT_TRUE(clientCtx_) << err;
+    target_ = targetOf(hub_, clientCtx_.get());
+    safety_.arm(std::chrono::seconds(10));
+  }
+
+  bool until(const std::function<bool()>& pred) { return runUntil(loop_, timedOut_, pred); }
+
+  Loop loop_;
+  bool timedOut_ = false;
+  Timer safety_{loop_, [this] { timedOut_ = true; }};
+  FakeHub hub_{loop_};
+  SslCtxPtr clientCtx_;
+  hubclient::HubTarget target_;
+};
 
 }  // namespace ds::test

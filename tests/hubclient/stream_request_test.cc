@@ -18,18 +18,8 @@ namespace {
 using namespace std::chrono_literals;
 using json = nlohmann::json;
 
-class StreamRequestTest : public ::testing::Test {
+class StreamRequestTest : public test::FakeHubTest {
  protected:
-  void SetUp() override {
-    std::string err;
-    clientCtx_ = tls::clientContext(test::fakeHubFiles().caCert, err);
-    ASSERT_TRUE(clientCtx_) << err;
-    target_ = test::targetOf(hub_, clientCtx_.get());
-    safety_.arm(10s);
-  }
-
-  bool until(const std::function<bool()>& pred) { return test::runUntil(loop_, timedOut_, pred); }
-
   // An opener without warm connections (the fake hub's grants lead nowhere).
   static StreamOpener::Options options() {
     StreamOpener::Options o;
@@ -47,13 +37,6 @@ class StreamRequestTest : public ::testing::Test {
     }
     return "";
   }
-
-  Loop loop_;
-  bool timedOut_ = false;
-  Timer safety_{loop_, [this] { timedOut_ = true; }};
-  test::FakeHub hub_{loop_};
-  SslCtxPtr clientCtx_;
-  HubTarget target_;
 };
 
 const StreamTarget kToLanHost{"dev01", "192.168.1.10", 80, "", "alice", "cam.lab"};
