@@ -421,10 +421,10 @@ class TcpServer:
     thread of its own for each connection. Subclasses set their state before calling
     `__init__`, which starts accepting."""
 
-    def __init__(self, host="127.0.0.1", backlog=64):
+    def __init__(self, host="127.0.0.1", backlog=64, port=0):
         self.srv = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind((host, 0))
+        self.srv.bind((host, port))
         self.srv.listen(backlog)
         self.port = self.srv.getsockname()[1]
         threading.Thread(target=self._serve, daemon=True).start()

@@ -15,7 +15,7 @@ import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Stack, StackTest, WsClient, program, wait_until  # noqa: E402
+from harness import Stack, StackTest, TcpServer, WsClient, program, wait_until  # noqa: E402
 from test_agent import restart_agent, set_agent_config, wait_online_count  # noqa: E402
 from test_hub import api, ca_file, stream_path  # noqa: E402
 
@@ -104,7 +104,7 @@ class DnsServer:
         self.sock.close()
 
 
-class Target:
+class Target(TcpServer):
     """A TCP listener on `host`:`port` that greets each connection with "hello from HOST\\n"
     and counts connections."""
 
@@ -112,24 +112,11 @@ class Target:
         self.host = host
         self.connections = 0
         self.lock = threading.Lock()
-        self.srv = socket.socket()
-        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.srv.bind((host, port))
-        self.srv.listen(16)
-        self.port = self.srv.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__(host, backlog=16, port=port)
 
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.srv.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.connections += 1
-            threading.Thread(target=self._greet, args=(conn,), daemon=True).start()
-
-    def _greet(self, conn):
+    def handle(self, conn):
+        with self.lock:
+            self.connections += 1
         with conn:
             try:
                 conn.sendall(f"hello from {self.host}\n".encode())
@@ -138,9 +125,6 @@ class Target:
                     pass
             except OSError:
                 pass
-
-    def close(self):
-        self.srv.close()
 
 
 def two_targets():
