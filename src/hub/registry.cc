@@ -414,8 +414,7 @@ DbResult Registry::addPolicy(const PolicyRecord& p) {
   if (!config::isValidKey(p.key)) {
     return fail(DbResult::Invalid, "invalid key for policy " + quoted(p.name));
   }
-  // Each list: every entry valid, none twice. `kind` names an entry in the error, `bad` says
-  // what an invalid one is.
+  // Each list: every entry `valid` (else it is `bad`), none twice; `kind` names an entry.
   auto checkList = [&](const std::vector<std::string>& list, auto valid, const char* bad,
                        const char* kind) {
     for (size_t i = 0; i < list.size(); ++i) {
@@ -469,7 +468,11 @@ DbResult Registry::addPolicy(const PolicyRecord& p) {
 
 bool Registry::readPolicyDevices(std::vector<PolicyRecord>& policies) const {
   if (policies.empty()) return true;
-  Query q(*this, "SELECT policy, pattern FROM policy_devices ORDER BY policy, position");
+  bool one = policies.size() == 1;  // each authenticated request: its rows only, by the key
+  Query q(*this,
+          one ? "SELECT policy, pattern FROM policy_devices WHERE policy = ? ORDER BY position"
+              : "SELECT policy, pattern FROM policy_devices ORDER BY policy, position");
+  if (one) q.bind(policies.front().name);
   while (q.row()) {
     std::string name = q.text(0);
     auto it = std::find_if(policies.begin(), policies.end(),
