@@ -54,8 +54,10 @@ def set_agent_config(stack, allow=None, **keys):
 
 
 def restart_agent(stack):
-    before = stack.log("agent").count(ONLINE)
+    """Restarts the agent; returns how many times it had come online, counted once it has
+    stopped (a reconnect in its last moments must not pass for the new agent's)."""
     stack.stop("agent")
+    before = stack.log("agent").count(ONLINE)
     stack.start_agent()
     return before
 
