@@ -274,7 +274,8 @@ std::string clientRequest(const std::string& host, const std::string& path, cons
   return r;
 }
 
-bool checkServerResponse(const http::Response& r, const std::string& key, std::string& err) {
+bool checkServerResponse(const http::Response& r, const std::string& key, std::string& err,
+                         std::string_view offered, std::string* selected) {
   if (r.status != 101) {
     err = "expected 101, got " + std::to_string(r.status);
     return false;
@@ -292,6 +293,12 @@ bool checkServerResponse(const http::Response& r, const std::string& key, std::s
     err = "server chose an extension that was not offered";
     return false;
   }
+  const std::string* protocol = r.headers.find("Sec-WebSocket-Protocol");
+  if (protocol && (offered.empty() || *protocol != offered)) {
+    err = "server chose a subprotocol that was not offered";
+    return false;
+  }
+  if (selected) *selected = protocol ? *protocol : std::string();
   return true;
 }
 
@@ -321,10 +328,13 @@ std::vector<http::Header> upgradeRequiredHeaders() {
   return {{"Upgrade", "websocket"}, {"Sec-WebSocket-Version", "13"}};
 }
 
-std::string serverResponse(const std::string& key) {
-  return "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-         "Sec-WebSocket-Accept: " +
-         ws::acceptKey(key) + "\r\n\r\n";
+std::string serverResponse(const std::string& key, std::string_view protocol) {
+  std::string r =
+      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Accept: " +
+      ws::acceptKey(key) + "\r\n";
+  if (!protocol.empty()) r += "Sec-WebSocket-Protocol: " + std::string(protocol) + "\r\n";
+  return r + "\r\n";
 }
 
 }  // namespace wshs

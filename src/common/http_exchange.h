@@ -84,14 +84,17 @@ namespace wshs {
 std::string clientRequest(const std::string& host, const std::string& path, const std::string& key,
                           const std::vector<std::string>& extraHeaders);
 // Checks a 101 response against the key sent; false with `err` set when it does not match.
-bool checkServerResponse(const http::Response& r, const std::string& key, std::string& err);
+// `offered` is the subprotocol the request offered ("" for none): a server that selects another
+// one fails the check (RFC 6455 4.1); `selected` is set to what it selected ("" for none).
+bool checkServerResponse(const http::Response& r, const std::string& key, std::string& err,
+                         std::string_view offered = {}, std::string* selected = nullptr);
 // Checks an upgrade request; 0 when fine, else the HTTP status to answer with (400, 405, 426).
 int checkClientRequest(const http::Request& r, std::string& err);
 // The headers a 426 answer carries: the protocol and the version this server speaks (RFC 9110
 // 15.5.22, RFC 6455 4.4).
 std::vector<http::Header> upgradeRequiredHeaders();
-// The 101 response head for a request carrying `key`.
-std::string serverResponse(const std::string& key);
+// The 101 response head for a request carrying `key`, selecting `protocol` when not empty.
+std::string serverResponse(const std::string& key, std::string_view protocol = {});
 }  // namespace wshs
 
 // Gate for parsing a request head that may arrive a byte at a time: true when the parser should

@@ -72,6 +72,9 @@ class WsConnection : public Deletable {
   evutil_socket_t fd() const { return bev_ ? bufferevent_getfd(bev_.get()) : -1; }
 
   bool open() const { return state_ == State::Open; }
+  // The subprotocol the upgrade selected ("" for none).
+  const std::string& protocol() const { return protocol_; }
+  void setProtocol(std::string protocol) { protocol_ = std::move(protocol); }
   uint64_t bytesIn() const { return bytesIn_; }
   uint64_t bytesOut() const { return bytesOut_; }
   std::string peer() const;
@@ -124,6 +127,7 @@ class WsConnection : public Deletable {
   uint64_t bytesIn_ = 0;
   uint64_t bytesOut_ = 0;
   std::string peer_;
+  std::string protocol_;
 };
 
 }  // namespace ds

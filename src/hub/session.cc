@@ -84,14 +84,20 @@ bool Session::checkUpgrade() {
   return false;
 }
 
-std::unique_ptr<WsConnection> Session::upgrade(const WsLimits& limits, Admission::Ticket& ticket) {
+std::unique_ptr<WsConnection> Session::upgrade(const WsLimits& limits, Admission::Ticket& ticket,
+                                              std::string_view protocol) {
   const std::string key = *request().headers.find("Sec-WebSocket-Key");
-  std::string resp = wshs::serverResponse(key);
+  if (!protocol.empty() && !request().headers.hasToken("Sec-WebSocket-Protocol", protocol)) {
+    protocol = {};
+  }
+  std::string resp = wshs::serverResponse(key, protocol);
   ticket = std::move(ticket_);
   BufferEventPtr bev = http_.takeConnection();
   bufferevent_write(bev.get(), resp.data(), resp.size());
-  return std::make_unique<WsConnection>(loop_, std::move(bev), WsConnection::Role::Server, limits,
-                                        nullptr);
+  auto ws = std::make_unique<WsConnection>(loop_, std::move(bev), WsConnection::Role::Server,
+                                           limits, nullptr);
+  ws->setProtocol(std::string(protocol));
+  return ws;
 }
 
 }  // namespace ds::hub

@@ -61,8 +61,10 @@ class Session : public Deletable, private HttpServerSession::Handler {
   // Whether the request is a valid WebSocket upgrade (else it was answered: 400/405/426).
   bool checkUpgrade();
   // Answers 101 and hands the connection over as a server WebSocket with the session's
-  // admission ticket; the session ends.
-  std::unique_ptr<WsConnection> upgrade(const WsLimits& limits, Admission::Ticket& ticket);
+  // admission ticket; the session ends. `protocol`, when the request offered it among its
+  // Sec-WebSocket-Protocol tokens, is selected (the connection's protocol() tells).
+  std::unique_ptr<WsConnection> upgrade(const WsLimits& limits, Admission::Ticket& ticket,
+                                        std::string_view protocol = {});
 
  private:
   void onRequest(HttpServerSession&) override;

@@ -34,6 +34,8 @@ class ReconnectingChannel : private WsConnection::Callbacks {
     virtual void onChannelDown(uint16_t code, const std::string& reason) = 0;
     virtual void onChannelText(std::string message) = 0;
     virtual void onChannelData(evbuffer* payload) = 0;
+    // The channel's output fell below half its high watermark (WsConnection::onWsDrained).
+    virtual void onChannelDrained() {}
     // The next attempt is due in `delay`.
     virtual void onReconnectIn(std::chrono::milliseconds /*delay*/) {}
   };
@@ -77,6 +79,7 @@ class ReconnectingChannel : private WsConnection::Callbacks {
   void scheduleReconnect(bool slow);
   void lost(uint16_t code, const std::string& reason);
   void onWsData(evbuffer* payload) override { events_.onChannelData(payload); }
+  void onWsDrained() override { events_.onChannelDrained(); }
   void onWsText(std::string message) override { events_.onChannelText(std::move(message)); }
   void onWsClosed(uint16_t code, const std::string& reason) override { lost(code, reason); }
 

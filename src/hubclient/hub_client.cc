@@ -6,6 +6,7 @@
 #include <ctime>
 #include <optional>
 
+#include "common/mux_channel.h"
 #include "common/net.h"
 #include "common/protocol.h"
 #include "common/sas.h"
@@ -88,10 +89,12 @@ bool noProxyEntryMatches(std::string_view entry, const std::string& host) {
 
 ExchangePtr upgrade(Loop& loop, const HubTarget& t, const std::string& path,
                     const std::string& authorization, const WsLimits& limits,
-                    std::chrono::milliseconds timeout, WsDone done) {
+                    std::chrono::milliseconds timeout, WsDone done, std::string protocol = {}) {
   std::string key = ws::randomHandshakeKey();
-  std::string req = wshs::clientRequest(
-      authority(t), path, key, {"Authorization: " + authorization, "User-Agent: devstreams/0.1"});
+  std::vector<std::string> headers{"Authorization: " + authorization,
+                                   "User-Agent: devstreams/0.1"};
+  if (!protocol.empty()) headers.push_back("Sec-WebSocket-Protocol: " + protocol);
+  std::string req = wshs::clientRequest(authority(t), path, key, headers);
   BufferEventPtr bev = tls::newClient(loop, t.ssl, t.serverName);
   if (!bev) {
     done(nullptr, "cannot create TLS connection");
@@ -99,18 +102,19 @@ ExchangePtr upgrade(Loop& loop, const HubTarget& t, const std::string& path,
   }
   auto ex = std::make_unique<HttpExchange>(
       loop, std::move(bev), t.host, t.port, std::move(req), timeout,
-      [&loop, key, limits, done = std::move(done)](HttpResult&& r) {
+      [&loop, key, limits, protocol, done = std::move(done)](HttpResult&& r) {
         if (!r.ok()) return done(nullptr, r.error);
-        std::string err;
-        if (!wshs::checkServerResponse(r.response, key, err)) {
+        std::string err, selected;
+        if (!wshs::checkServerResponse(r.response, key, err, protocol, &selected)) {
           auto a = proto::parseAnswerBody(r.response.status, r.body);
-          std::string detail = a ? a->message : std::string();
+          std::string detail = r.response.status == 101 ? err : a ? a->message : std::string();
           return done(nullptr, "HTTP " + std::to_string(r.response.status) + " " +
                                    r.response.reason + (detail.empty() ? "" : ": " + detail));
         }
-        done(std::make_unique<WsConnection>(loop, std::move(r.upgraded), WsConnection::Role::Client,
-                                            limits, nullptr),
-             {});
+        auto ws = std::make_unique<WsConnection>(loop, std::move(r.upgraded),
+                                                 WsConnection::Role::Client, limits, nullptr);
+        ws->setProtocol(std::move(selected));
+        done(std::move(ws), {});
       });
   if (t.proxy.enabled()) ex->viaProxy(exchangeProxy(t.proxy));
   ex->start();
@@ -282,16 +286,17 @@ std::string serviceToken(const HubTarget& hub, const std::string& policy, const 
 
 ExchangePtr openServiceControl(Loop& loop, const HubTarget& hub, const std::string& policy,
                                const std::string& key, const WsLimits& limits,
-                               std::chrono::milliseconds timeout, WsDone done) {
+                               std::chrono::milliseconds timeout, WsDone done, bool multiplex) {
   return upgrade(loop, hub, "/api/v1/service/control", serviceToken(hub, policy, key), limits,
-                 timeout, std::move(done));
+                 timeout, std::move(done), multiplex ? std::string(mux::kWsProtocol) : "");
 }
 
 ExchangePtr openControl(Loop& loop, const HubTarget& hub, const std::string& deviceId,
                         const std::string& deviceKey, const WsLimits& limits,
-                        std::chrono::milliseconds timeout, WsDone done) {
+                        std::chrono::milliseconds timeout, WsDone done, bool multiplex) {
   return upgrade(loop, hub, "/api/v1/devices/" + sas::urlEncode(deviceId) + "/control",
-                 deviceToken(hub, deviceId, deviceKey), limits, timeout, std::move(done));
+                 deviceToken(hub, deviceId, deviceKey), limits, timeout, std::move(done),
+                 multiplex ? std::string(mux::kWsProtocol) : "");
 }
 
 }  // namespace ds::hubclient

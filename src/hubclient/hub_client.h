@@ -91,16 +91,19 @@ ExchangePtr openStream(Loop& loop, const HubTarget& hub, const std::string& url,
                        const std::string& token, const WsLimits& limits,
                        std::chrono::milliseconds timeout, WsDone done);
 
-// Opens a device's control channel (device SAS).
+// Opens a device's control channel (device SAS). With `multiplex` it offers the mux subprotocol
+// (mux_channel.h); the connection's protocol() says whether the hub selected it.
 ExchangePtr openControl(Loop& loop, const HubTarget& hub, const std::string& deviceId,
                         const std::string& deviceKey, const WsLimits& limits,
-                        std::chrono::milliseconds timeout, WsDone done);
+                        std::chrono::milliseconds timeout, WsDone done, bool multiplex = false);
 
 // Opens a service control channel (service policy SAS with `connect`): pipelined stream
 // initiations as JSON messages (docs/protocol.md).
+// `multiplex` as for openControl.
 ExchangePtr openServiceControl(Loop& loop, const HubTarget& hub, const std::string& policy,
                                const std::string& key, const WsLimits& limits,
-                               std::chrono::milliseconds timeout, WsDone done);
+                               std::chrono::milliseconds timeout, WsDone done,
+                               bool multiplex = false);
 
 // The SAS token a service policy signs its requests with (valid for an hour).
 std::string serviceToken(const HubTarget& hub, const std::string& policy, const std::string& key);
