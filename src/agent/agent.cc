@@ -284,7 +284,8 @@ void Agent::onChannelDown(uint16_t code, const std::string& reason) {
   // Streams on the channel cannot outlive it; those with a WebSocket of their own do.
   size_t ended = mux_->channel.handlers();
   LOG_WARN(
-      "control channel closed (%u %s); %zu open streams ended with it, %zu continue on their own "
+      "control channel closed (%u %s); %zu multiplexed streams ended with it, %zu continue on "
+      "their own "
       "connections",
       code, reason.c_str(), ended, pumps_.size());
   endMux("control channel closed");

@@ -656,7 +656,7 @@ TEST_F(AgentMuxTest, StreamsEndWithTheControlChannel) {
   EXPECT_TRUE(t.conns[0]->gotReset);
   EXPECT_EQ(agent_->streams(), 0u);
   EXPECT_TRUE(
-      logged("control channel closed (1001 hub going away); 1 open streams ended with it, "
+      logged("control channel closed (1001 hub going away); 1 multiplexed streams ended with it, "
              "0 continue on their own connections"));
   // The agent comes back, multiplexed again, and serves new streams.
   ASSERT_TRUE(run([&] { return hub_->controls() == 2 && agent_->multiplexed(); }));
