@@ -12,7 +12,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -29,6 +28,7 @@
 #include "hubclient/fake_hub.h"
 #include "support/bytes.h"
 #include "support/loop_test.h"
+#include "support/socket_end.h"
 #include "support/temp_dir.h"
 #include "support/ws_peer.h"
 
@@ -55,63 +55,37 @@ bool logged(const std::string& text) {
 
 // ---- the target: plain sockets the test drives between loop turns ---------------------------
 
-void nonBlocking(int fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
-
-// One accepted connection: collects what arrives, notes FIN and reset.
-struct Conn {
-  explicit Conn(int f) : fd(f) { nonBlocking(fd); }
-  ~Conn() { ::close(fd); }
-  void step() {
-    while (!gotFin && !gotReset) {
-      char buf[65536];
-      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n > 0) {
-        in.append(buf, static_cast<size_t>(n));
-      } else if (n == 0) {
-        gotFin = true;
-      } else {
-        if (errno == ECONNRESET) gotReset = true;
-        break;
-      }
-    }
-  }
-  void send(const std::string& s) {
-    ASSERT_EQ(::send(fd, s.data(), s.size(), MSG_NOSIGNAL), static_cast<ssize_t>(s.size()));
-  }
-  void fin() { ::shutdown(fd, SHUT_WR); }
-
-  int fd;
-  std::string in;
-  bool gotFin = false, gotReset = false;
-};
+// A socket of `type` bound to 127.0.0.1 on a free port.
+int boundLoopback(int type, uint16_t& port) {
+  int fd = ::socket(AF_INET, type, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), len), 0);
+  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  port = ntohs(a.sin_port);
+  return fd;
+}
 
 // A listener on 127.0.0.1 (or a Unix socket) and the connections it accepted.
 struct Target {
-  Target() {
-    fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), len), 0);
-    EXPECT_EQ(::listen(fd, 16), 0);
-    EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-    port = ntohs(a.sin_port);
-    nonBlocking(fd);
-  }
-  explicit Target(const std::string& path) {
-    fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  Target() : fd(boundLoopback(SOCK_STREAM, port)) { listenNow(); }
+  explicit Target(const std::string& path) : fd(::socket(AF_UNIX, SOCK_STREAM, 0)) {
     sockaddr_un a{};
     a.sun_family = AF_UNIX;
     std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
     EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    EXPECT_EQ(::listen(fd, 16), 0);
-    nonBlocking(fd);
+    listenNow();
   }
   ~Target() { ::close(fd); }
+  void listenNow() {
+    EXPECT_EQ(::listen(fd, 16), 0);
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  }
   void step() {
     for (int c; (c = ::accept(fd, nullptr, nullptr)) >= 0;) {
-      conns.push_back(std::make_unique<Conn>(c));
+      conns.push_back(std::make_unique<test::SocketEnd>(c));
     }
     for (auto& c : conns) c->step();
   }
@@ -120,43 +94,25 @@ struct Target {
     for (const auto& c : conns) out.push_back({c->fd, POLLIN, 0});
   }
 
-  int fd = -1;
   uint16_t port = 0;
-  std::vector<std::unique_ptr<Conn>> conns;
+  int fd;
+  std::vector<std::unique_ptr<test::SocketEnd>> conns;
 };
 
 // A loopback port where nothing listens (bound, never listening: connects are refused).
 struct ClosedPort {
-  ClosedPort() {
-    fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), len), 0);
-    EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-    port = ntohs(a.sin_port);
-  }
+  ClosedPort() : fd(boundLoopback(SOCK_STREAM, port)) {}
   ~ClosedPort() { ::close(fd); }
+  uint16_t port = 0;
   int fd;
-  uint16_t port;
 };
 
 // A name server that never answers (a bound UDP socket nobody reads): lookups through it hang.
 struct SilentDns {
-  SilentDns() {
-    fd = ::socket(AF_INET, SOCK_DGRAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), len), 0);
-    EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
-    port = ntohs(a.sin_port);
-  }
+  SilentDns() : fd(boundLoopback(SOCK_DGRAM, port)) {}
   ~SilentDns() { ::close(fd); }
+  uint16_t port = 0;
   int fd;
-  uint16_t port;
 };
 
 // ---- the fake hub -----------------------------------------------------------------------------
@@ -462,12 +418,12 @@ TEST_F(AgentMuxTest, OpenAcceptedBytesBothWaysEofEachWayThenCloseAndFin) {
   ASSERT_TRUE(a);
   ASSERT_EQ(a->type, FrameType::Accept);
   ASSERT_TRUE(run([&] { return t.conns.size() == 1; }));
-  Conn& c = *t.conns[0];
+  test::SocketEnd& c = *t.conns[0];
   EXPECT_EQ(agent_->streams(), 1u);
 
   const std::string up = test::randomBytes(100000, 1), down = test::randomBytes(70000, 2);
   control().data(2, up);
-  c.send(down);
+  c.out = down;
   ASSERT_TRUE(
       run([&] { return c.in.size() == up.size() && control().dataOf(2).size() == down.size(); }));
   EXPECT_EQ(c.in, up);
@@ -477,7 +433,7 @@ TEST_F(AgentMuxTest, OpenAcceptedBytesBothWaysEofEachWayThenCloseAndFin) {
   control().eof(2);
   ASSERT_TRUE(run([&] { return c.gotFin; }));
   EXPECT_FALSE(control().find(FrameType::Close, 2));
-  c.fin();
+  c.finAfterSend = true;
   ASSERT_TRUE(run([&] { return control().find(FrameType::Close, 2) != nullptr; }));
   EXPECT_TRUE(control().find(FrameType::Eof, 2));
   EXPECT_EQ(control().find(FrameType::Close, 2)->closeCode, 1000);
@@ -688,7 +644,7 @@ TEST_F(AgentMuxTest, ReloadKeepsOpenStreams) {
   EXPECT_TRUE(
       logged("allow-list reloaded: (empty: every request is refused) (1 open streams kept)"));
   control().data(2, "still");
-  t.conns[0]->send("here");
+  t.conns[0]->out = "here";
   ASSERT_TRUE(run([&] { return t.conns[0]->in == "still" && control().dataOf(2) == "here"; }));
   // New requests see the new list.
   const Got* a = openAndWait(4, tcpOpen(t.port));
@@ -739,7 +695,7 @@ TEST_F(AgentMuxTest, HubWithoutMuxSendsStreamRequestsAndTheStreamGetsItsOwnWebSo
   EXPECT_EQ(hub_->sideTargets[0], "/api/v1/streams/s1");
   ASSERT_TRUE(run([&] { return t.conns.size() == 1; }));
   hub_->sides[0]->send("to the target");
-  t.conns[0]->send("to the service");
+  t.conns[0]->out = "to the service";
   ASSERT_TRUE(run([&] {
     return t.conns[0]->in == "to the target" && hub_->sides[0]->data == "to the service";
   }));
