@@ -3,7 +3,6 @@
 #include "agent/agent.h"
 
 #include <algorithm>
-#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "common/log.h"
