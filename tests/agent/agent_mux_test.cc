@@ -672,6 +672,25 @@ TEST_F(AgentMuxTest, UnixSocketTarget) {
   EXPECT_TRUE(logged("stream m2: connected to unix:" + path));
 }
 
+// Freed without shutdown() (as when start-up fails later): streams end, lookups are cancelled,
+// nothing is left behind.
+TEST_F(AgentMuxTest, DestroyedWithStreamsOpenAndPending) {
+  SilentDns dns;
+  Target& t = target();
+  start({allow(t.port)}, true, [&](config::AgentConfig& c) {
+    c.nameservers = {{"127.0.0.1", dns.port}};
+  });
+  ASSERT_EQ(openAndWait(2, tcpOpen(t.port))->type, FrameType::Accept);
+  ASSERT_TRUE(run([&] { return t.conns.size() == 1; }));
+  control().open(4, tcpOpen(t.port, "ops", "", "slow.example"));
+  ASSERT_TRUE(run([&] { return agent_->streams() == 2; }));
+  agent_.reset();
+  ASSERT_TRUE(run([&] { return t.conns[0]->gotReset || t.conns[0]->gotFin; }));
+  EXPECT_TRUE(t.conns[0]->gotReset);
+  settle();
+  EXPECT_EQ(t.conns.size(), 1u);
+}
+
 // ---- without the subprotocol: stream_request as before ------------------------------------
 
 TEST_F(AgentMuxTest, HubWithoutMuxSendsStreamRequestsAndTheStreamGetsItsOwnWebSocket) {
@@ -700,6 +719,25 @@ TEST_F(AgentMuxTest, HubWithoutMuxSendsStreamRequestsAndTheStreamGetsItsOwnWebSo
     return t.conns[0]->in == "to the target" && hub_->sides[0]->data == "to the service";
   }));
   EXPECT_TRUE(control().frames.empty());
+}
+
+// A hub may still send stream_request on a multiplexed channel: served as before.
+TEST_F(AgentMuxTest, StreamRequestOnAMultiplexedChannelIsServedToo) {
+  Target& t = target();
+  start({allow(t.port)});
+  ASSERT_TRUE(agent_->multiplexed());
+  json req = {{"type", "stream_request"},
+              {"stream_id", "s1"},
+              {"port", t.port},
+              {"url", "wss://127.0.0.1:" + std::to_string(hub_->port()) + "/api/v1/streams/s1"},
+              {"token", "t1"}};
+  control().ws->sendText(req.dump());
+  ASSERT_TRUE(run([&] { return !control().texts.empty(); }));
+  EXPECT_EQ(json::parse(control().texts[0])["accept"], true);
+  ASSERT_EQ(hub_->sides.size(), 1u);
+  hub_->sides[0]->send("x");
+  ASSERT_TRUE(run([&] { return t.conns.size() == 1 && t.conns[0]->in == "x"; }));
+  EXPECT_TRUE(logged("stream s1: connected to 127.0.0.1:" + std::to_string(t.port)));
 }
 
 TEST_F(AgentMuxTest, MultiplexFalseOffersNoSubprotocol) {
