@@ -179,6 +179,8 @@ void Hub::onDeviceGone(DeviceChannel& d) {
     }
   }
   for (Stream* st : waiting) st->end(Stream::Outcome::Offline, "device went offline");
+  // Streams multiplexed on the channel end with it (1001).
+  gone->endStreams("device went offline");
   loop_.deferDelete(std::move(gone));
 }
 
@@ -410,14 +412,15 @@ void Hub::handleControl(Session& s, const std::string& deviceId) {
   }
   std::string peer = s.peer();
   Admission::Ticket ticket;
-  auto ws = s.upgrade(wsLimits_, ticket);
-  auto ch = std::make_unique<DeviceChannel>(static_cast<DeviceChannel::Owner&>(*this), deviceId,
-                                            std::move(ws), std::move(ticket));
+  auto ws = s.upgrade(wsLimits_, ticket, muxProtocol());
+  auto ch = std::make_unique<DeviceChannel>(loop_, static_cast<DeviceChannel::Owner&>(*this),
+                                            deviceId, std::move(ws), std::move(ticket), muxLimits_);
   DeviceChannel* raw = ch.get();
   devices_.emplace(deviceId, std::move(ch));
   devicesConnected_.set(static_cast<double>(devices_.size()));
   registry_->touchLastSeen(deviceId, unixNow());
-  LOG_INFO("device %s: online from %s", deviceId.c_str(), peer.c_str());
+  LOG_INFO("device %s: online from %s%s", deviceId.c_str(), peer.c_str(),
+           raw->mux() ? " (multiplexed streams)" : "");
   raw->start(cfg_.keepalive);
 }
 
@@ -427,13 +430,25 @@ void Hub::handleServiceControl(Session& s) {
   if (!policy) return;
   std::string peer = s.peer();
   Admission::Ticket ticket;
-  auto ws = s.upgrade(wsLimits_, ticket);
-  auto ch = std::make_unique<ServiceChannel>(static_cast<ServiceChannel::Owner&>(*this), *policy,
-                                             std::move(ws), std::move(ticket), cfg_.highWatermark);
+  auto ws = s.upgrade(wsLimits_, ticket, muxProtocol());
+  bool multiplexed = ws->protocol() == mux::kWsProtocol;
+  auto ch = std::make_unique<ServiceChannel>(loop_, static_cast<ServiceChannel::Owner&>(*this),
+                                             *policy, std::move(ws), std::move(ticket),
+                                             cfg_.highWatermark, muxLimits_);
   ServiceChannel* raw = ch.get();
   services_.emplace(raw, std::move(ch));
-  LOG_INFO("service channel %s: open (policy %s)", peer.c_str(), policy->name.c_str());
+  LOG_INFO("service channel %s: open (policy %s%s)", peer.c_str(), policy->name.c_str(),
+           multiplexed ? ", multiplexed streams" : "");
   raw->start(cfg_.keepalive);
+}
+
+Stream* Hub::claimSide(const std::string& streamId, std::string_view token, Stream::Side& side) {
+  auto it = streams_.find(streamId);
+  if (it == streams_.end()) return nullptr;
+  auto claimed = it->second->claim(token);
+  if (!claimed) return nullptr;
+  side = *claimed;
+  return it->second.get();
 }
 
 void Hub::handleStreamSide(Session& s, const std::string& streamId) {
@@ -442,18 +457,31 @@ void Hub::handleStreamSide(Session& s, const std::string& streamId) {
   if (!auth || !auth->starts_with("Bearer ")) {
     return s.respondError(401, "unauthorized", "Bearer stream token required");
   }
-  auto it = streams_.find(streamId);
-  if (it == streams_.end()) {
+  if (!streams_.count(streamId)) {
     return s.respondError(Reject::StreamUnknown, "no such stream (ended or expired)");
   }
-  auto side = it->second->claim(std::string_view(*auth).substr(7));
-  if (!side) {
+  Stream::Side side;
+  Stream* st = claimSide(streamId, std::string_view(*auth).substr(7), side);
+  if (!st) {
     LOG_WARN("%s: wrong or reused token for stream %s", s.peer().c_str(), streamId.c_str());
     return s.respondError(Reject::Forbidden, "token not valid for this stream");
   }
   Admission::Ticket ticket;
   auto ws = s.upgrade(wsLimits_, ticket);
-  it->second->attach(*side, std::move(ws), std::move(ticket));
+  st->attach(side, std::move(ws), std::move(ticket));
+}
+
+bool Hub::attachChannelSide(const proto::Grant& grant, mux::MuxChannel& channel, uint32_t id) {
+  Stream::Side side;
+  Stream* st = claimSide(grant.streamId, grant.token, side);
+  if (!st) return false;
+  auto ms = std::make_unique<MuxSide>(loop_, channel, cfg_.highWatermark, id);
+  if (!channel.accept(id, ms.get())) {
+    st->end(Stream::Outcome::Cancelled, "client went away");
+    return false;
+  }
+  st->attach(side, std::move(ms));
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -547,6 +575,17 @@ Stream* Hub::initiate(const PolicyRecord& policy, const std::string& deviceId,
            static_cast<int>(retry.count()));
     return nullptr;
   }
+  // A device with multiplexed streams gets the request as a stream opened on its channel; the
+  // channel's own limits refuse it as a busy device would.
+  std::unique_ptr<MuxSide> deviceSide;
+  if (mux::MuxChannel* ch = it->second->mux()) {
+    deviceSide = std::make_unique<MuxSide>(loop_, *ch, cfg_.highWatermark);
+    if (!deviceSide->openStream(
+            {"", body.host, body.port, body.socketPath, policy.name, body.user, body.name})) {
+      reject(answer, Reject::DeviceBusy, "the device's channel holds its limit of streams", 1);
+      return nullptr;
+    }
+  }
   std::string sid = newStreamId();
   auto st = std::make_unique<Stream>(
       loop_, static_cast<StreamOwner&>(*this), streamSettings_, relayMetrics_, sid,
@@ -557,6 +596,10 @@ Stream* Hub::initiate(const PolicyRecord& policy, const std::string& deviceId,
   std::string caller = policy.name + (body.user.empty() ? "" : " (user " + body.user + ")");
   LOG_INFO("stream %s: %s asks %s for %s%s%s", sid.c_str(), caller.c_str(), deviceId.c_str(),
            raw->targetText().c_str(), body.name.empty() ? "" : ", stream ", body.name.c_str());
+  if (deviceSide) {
+    raw->expect(Stream::Side::Device, std::move(deviceSide));
+    return raw;
+  }
   proto::StreamRequest request{sid, body.host, body.port, raw->url(),
                                raw->token(Stream::Side::Device)};
   request.socketPath = body.socketPath;
