@@ -26,10 +26,10 @@ std::unique_ptr<mux::MuxChannel> muxFor(Loop& loop, WsConnection& ws, mux::MuxCh
 
 DeviceChannel::DeviceChannel(Loop& loop, Owner& owner, std::string id,
                              std::unique_ptr<WsConnection> ws, Admission::Ticket ticket,
-                             const mux::Limits& limits)
+                             size_t highWatermark, const mux::Limits& limits)
     : owner_(owner), id_(std::move(id)), ws_(std::move(ws)), ticket_(std::move(ticket)) {
   ws_->setCallbacks(this);
-  mux_ = muxFor(loop, *ws_, *this, limits, 256 * 1024);
+  mux_ = muxFor(loop, *ws_, *this, limits, highWatermark);
 }
 
 DeviceChannel::~DeviceChannel() {

@@ -39,7 +39,7 @@ class DeviceChannel : public Deletable,
   // With the multiplexed subprotocol selected (ws->protocol()), streams toward the device are
   // opened on the channel (mux()) with `limits`.
   DeviceChannel(Loop& loop, Owner& owner, std::string id, std::unique_ptr<WsConnection> ws,
-                Admission::Ticket ticket, const mux::Limits& limits);
+                Admission::Ticket ticket, size_t highWatermark, const mux::Limits& limits);
   ~DeviceChannel() override;
   // Starts reading, with pings every `keepalive`.
   void start(std::chrono::milliseconds keepalive);

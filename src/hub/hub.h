@@ -33,6 +33,9 @@
 
 namespace ds::hub {
 
+// The streaming endpoint: one side of a stream opens at this prefix followed by the stream id.
+inline constexpr std::string_view kStreamsPrefix = "/api/v1/streams/";
+
 class Hub : private Session::Owner,
             private StreamOwner,
             private DeviceChannel::Owner,
