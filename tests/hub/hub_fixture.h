@@ -124,6 +124,22 @@ class HubTest : public ::testing::Test {
     return r + "\r\n" + body;
   }
 
+  // Waits for the streams to end, then checks the one audit record there is; returns it.
+  json onlyAuditRecord(const std::string& outcome, int bytesToDevice, int bytesFromDevice) {
+    if (!runUntil([&] { return hub_->streamCount() == 0; })) return json::object();
+    Call list = send(request("GET", "/api/v1/streams", serviceToken("admin", adminKey_)));
+    EXPECT_EQ(list.status(), 200);
+    json recent = list.body()["recent"];
+    if (!recent.is_array() || recent.size() != 1) {
+      ADD_FAILURE() << "audit records: " << recent.dump();
+      return json::object();
+    }
+    EXPECT_EQ(recent[0]["outcome"], outcome);
+    EXPECT_EQ(recent[0]["bytes_to_device"], bytesToDevice);
+    EXPECT_EQ(recent[0]["bytes_from_device"], bytesFromDevice);
+    return recent[0];
+  }
+
   // Opens a WebSocket at `path`, offering the subprotocol `offer` when not empty; false (and a
   // failure) unless the hub answers 101 and selects nothing the request did not offer. The
   // connection's protocol() is what the hub selected.

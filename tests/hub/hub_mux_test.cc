@@ -38,6 +38,19 @@ class MuxHubTest : public HubTest {
     EXPECT_EQ(service.ws->protocol(), kMux);
     return true;
   }
+  // A multiplexed device (dev01) and service.
+  bool muxBoth(MuxPeer& device, MuxPeer& service) {
+    return muxDevice(device) && muxService(service);
+  }
+  // The service opens stream `sid`; the id of the OPEN the hub sends the device (0: none), and
+  // its request in `seen`.
+  uint32_t openVia(MuxPeer& service, uint32_t sid, const mux::OpenRequest& r, MuxPeer& device,
+                   mux::OpenRequest* seen = nullptr) {
+    service.open(sid, r);
+    auto [id, req] = nextOpen(device);
+    if (seen) *seen = req;
+    return id;
+  }
   // The device's next OPEN from the hub.
   std::pair<uint32_t, mux::OpenRequest> nextOpen(MuxPeer& device) {
     size_t n = device.opens.size();
@@ -60,10 +73,10 @@ class MuxHubTest : public HubTest {
 
 TEST_F(MuxHubTest, MuxServiceToMuxDeviceFromOpenToAudit) {
   MuxPeer device, service;
-  ASSERT_TRUE(muxDevice(device));
-  ASSERT_TRUE(muxService(service));
-  service.open(1, {"dev01", "192.168.1.10", 22, "", "", "alice", "nightly"});
-  auto [id, req] = nextOpen(device);
+  ASSERT_TRUE(muxBoth(device, service));
+  mux::OpenRequest req;
+  uint32_t id =
+      openVia(service, 1, {"dev01", "192.168.1.10", 22, "", "", "alice", "nightly"}, device, &req);
   ASSERT_NE(id, 0u);
   EXPECT_EQ(id % 2, 0u) << "the hub opens even ids";
   // The device learns what is asked and by whom, as in a stream_request.
@@ -94,16 +107,10 @@ TEST_F(MuxHubTest, MuxServiceToMuxDeviceFromOpenToAudit) {
   service.close(1, 1000, "done");
   ASSERT_TRUE(runUntil([&] { return device.streams[id].closed.has_value(); }));
   EXPECT_EQ(*device.streams[id].closed, 1000);
-  ASSERT_TRUE(runUntil([&] { return hub_->streamCount() == 0; }));
-
-  json recent = streams()["recent"];
-  ASSERT_EQ(recent.size(), 1u);
-  EXPECT_EQ(recent[0]["outcome"], "ok");
-  EXPECT_EQ(recent[0]["bytes_to_device"], 4);
-  EXPECT_EQ(recent[0]["bytes_from_device"], 5);
-  EXPECT_EQ(recent[0]["host"], "192.168.1.10");
-  EXPECT_EQ(recent[0]["user"], "alice");
-  EXPECT_EQ(recent[0]["name"], "nightly");
+  json record = onlyAuditRecord("ok", 4, 5);
+  EXPECT_EQ(record["host"], "192.168.1.10");
+  EXPECT_EQ(record["user"], "alice");
+  EXPECT_EQ(record["name"], "nightly");
   EXPECT_TRUE(device.error.empty() && service.error.empty()) << device.error << service.error;
   EXPECT_FALSE(device.closed.has_value());
   EXPECT_FALSE(service.closed.has_value());
@@ -111,19 +118,14 @@ TEST_F(MuxHubTest, MuxServiceToMuxDeviceFromOpenToAudit) {
 
 TEST_F(MuxHubTest, TheDevicesRejectReachesTheServiceWithItsCode) {
   MuxPeer device, service;
-  ASSERT_TRUE(muxDevice(device));
-  ASSERT_TRUE(muxService(service));
-  service.open(1, {"dev01", "127.0.0.1", 23, "", "", "", ""});
-  auto [id, req] = nextOpen(device);
+  ASSERT_TRUE(muxBoth(device, service));
+  uint32_t id = openVia(service, 1, {"dev01", "127.0.0.1", 23, "", "", "", ""}, device);
   ASSERT_NE(id, 0u);
   device.reject(id, proto::Reject::PortNotAllowed, "127.0.0.1:23 is not in the allow-list");
   ASSERT_TRUE(runUntil([&] { return service.streams[1].rejected.has_value(); }));
   EXPECT_EQ(*service.streams[1].rejected, "port-not-allowed");
   EXPECT_EQ(service.streams[1].rejectReason, "127.0.0.1:23 is not in the allow-list");
-  ASSERT_TRUE(runUntil([&] { return hub_->streamCount() == 0; }));
-  json recent = streams()["recent"];
-  ASSERT_EQ(recent.size(), 1u);
-  EXPECT_EQ(recent[0]["outcome"], "rejected");  // a 403 code
+  onlyAuditRecord("rejected", 0, 0);  // a 403 code
 }
 
 TEST_F(MuxHubTest, ServiceOpenRefusalsAreThoseOfThePostEndpoint) {
@@ -172,10 +174,8 @@ class MuxQuotaTest : public MuxHubTest {
 
 TEST_F(MuxQuotaTest, OverThePolicysQuotaIsRefusedAsByThePostEndpoint) {
   MuxPeer device, service;
-  ASSERT_TRUE(muxDevice(device));
-  ASSERT_TRUE(muxService(service));
-  service.open(1, {"dev01", "127.0.0.1", 22, "", "", "", ""});
-  ASSERT_NE(nextOpen(device).first, 0u);
+  ASSERT_TRUE(muxBoth(device, service));
+  ASSERT_NE(openVia(service, 1, {"dev01", "127.0.0.1", 22, "", "", "", ""}, device), 0u);
   service.open(3, {"dev01", "127.0.0.1", 22, "", "", "", ""});
   ASSERT_TRUE(runUntil([&] { return service.streams[3].rejected.has_value(); }));
   EXPECT_EQ(*service.streams[3].rejected, "policy_quota");
@@ -187,18 +187,13 @@ TEST_F(MuxQuotaTest, OverThePolicysQuotaIsRefusedAsByThePostEndpoint) {
 
 TEST_F(MuxHubTest, ACloseBeforeTheAnswerCancelsTheInitiation) {
   MuxPeer device, service;
-  ASSERT_TRUE(muxDevice(device));
-  ASSERT_TRUE(muxService(service));
-  service.open(1, {"dev01", "127.0.0.1", 22, "", "", "", ""});
-  auto [id, req] = nextOpen(device);
+  ASSERT_TRUE(muxBoth(device, service));
+  uint32_t id = openVia(service, 1, {"dev01", "127.0.0.1", 22, "", "", "", ""}, device);
   ASSERT_NE(id, 0u);
   service.close(1, 1001, "client gone");
   // The open toward the device is withdrawn.
   ASSERT_TRUE(runUntil([&] { return device.streams[id].closed.has_value(); }));
-  ASSERT_TRUE(runUntil([&] { return hub_->streamCount() == 0; }));
-  json recent = streams()["recent"];
-  ASSERT_EQ(recent.size(), 1u);
-  EXPECT_EQ(recent[0]["outcome"], "cancelled");
+  onlyAuditRecord("cancelled", 0, 0);
   test::spin(loop_);
   EXPECT_FALSE(device.closed.has_value());
   EXPECT_FALSE(service.closed.has_value());
@@ -234,12 +229,7 @@ TEST_F(MuxHubTest, AMuxServiceWithAPerStreamWebSocketDevice) {
   device.ws->close(1000, "done");
   ASSERT_TRUE(runUntil([&] { return service.streams[1].closed.has_value(); }));
   EXPECT_EQ(*service.streams[1].closed, 1000);
-  ASSERT_TRUE(runUntil([&] { return hub_->streamCount() == 0; }));
-  json recent = streams()["recent"];
-  ASSERT_EQ(recent.size(), 1u);
-  EXPECT_EQ(recent[0]["outcome"], "ok");
-  EXPECT_EQ(recent[0]["bytes_to_device"], 5);
-  EXPECT_EQ(recent[0]["bytes_from_device"], 6);
+  onlyAuditRecord("ok", 5, 6);
 }
 
 TEST_F(MuxHubTest, APostAndStreamWebSocketServiceWithAMuxDevice) {
@@ -273,22 +263,15 @@ TEST_F(MuxHubTest, APostAndStreamWebSocketServiceWithAMuxDevice) {
   device.close(id, 1000, "done");
   ASSERT_TRUE(runUntil([&] { return service.closed.has_value(); }));
   EXPECT_EQ(*service.closed, 1000);
-  ASSERT_TRUE(runUntil([&] { return hub_->streamCount() == 0; }));
-  json recent = streams()["recent"];
-  ASSERT_EQ(recent.size(), 1u);
-  EXPECT_EQ(recent[0]["outcome"], "ok");
-  EXPECT_EQ(recent[0]["bytes_to_device"], 5);
-  EXPECT_EQ(recent[0]["bytes_from_device"], 6);
+  onlyAuditRecord("ok", 5, 6);
 }
 
 TEST_F(MuxHubTest, ASlowReaderStopsOnlyItsOwnStream) {
   MuxPeer device, service;
-  ASSERT_TRUE(muxDevice(device));
-  ASSERT_TRUE(muxService(service));
+  ASSERT_TRUE(muxBoth(device, service));
   // Stream A: the device reads nothing after a 64 KiB window.
   device.window = 64 * 1024;
-  service.open(1, {"dev01", "127.0.0.1", 22, "", "", "", "A"});
-  uint32_t a = nextOpen(device).first;
+  uint32_t a = openVia(service, 1, {"dev01", "127.0.0.1", 22, "", "", "", "A"}, device);
   ASSERT_NE(a, 0u);
   device.slow.insert(a);
   device.accept(a);
@@ -299,8 +282,7 @@ TEST_F(MuxHubTest, ASlowReaderStopsOnlyItsOwnStream) {
 
   // Stream B on the same two channels goes through both ways meanwhile.
   device.window = 256 * 1024;
-  service.open(3, {"dev01", "127.0.0.1", 22, "", "", "", "B"});
-  uint32_t b = nextOpen(device).first;
+  uint32_t b = openVia(service, 3, {"dev01", "127.0.0.1", 22, "", "", "", "B"}, device);
   ASSERT_NE(b, 0u);
   device.accept(b);
   ASSERT_TRUE(runUntil([&] { return service.streams[3].accepted; }));
@@ -321,14 +303,12 @@ TEST_F(MuxHubTest, ASlowReaderStopsOnlyItsOwnStream) {
 
 TEST_F(MuxHubTest, TheEndOfAChannelEndsItsStreams) {
   MuxPeer device, service;
-  ASSERT_TRUE(muxDevice(device));
-  ASSERT_TRUE(muxService(service));
-  service.open(1, {"dev01", "127.0.0.1", 22, "", "", "", ""});
-  uint32_t id = nextOpen(device).first;
+  ASSERT_TRUE(muxBoth(device, service));
+  uint32_t id = openVia(service, 1, {"dev01", "127.0.0.1", 22, "", "", "", ""}, device);
   device.accept(id);
   ASSERT_TRUE(runUntil([&] { return service.streams[1].accepted; }));
-  service.open(3, {"dev01", "127.0.0.1", 22, "", "", "", ""});
-  ASSERT_NE(nextOpen(device).first, 0u);  // left unanswered
+  ASSERT_NE(openVia(service, 3, {"dev01", "127.0.0.1", 22, "", "", "", ""}, device),
+            0u);  // left unanswered
   device.ws->close(1000, "bye");
   ASSERT_TRUE(runUntil([&] { return service.streams[1].closed && service.streams[3].rejected; }));
   EXPECT_EQ(*service.streams[1].closed, 1001);
@@ -343,8 +323,7 @@ TEST_F(MuxHubTest, TheEndOfAChannelEndsItsStreams) {
   // The service's channel ending ends its streams on the device's channel too.
   MuxPeer device2;
   ASSERT_TRUE(muxDevice(device2, "dev02"));
-  service.open(5, {"dev02", "127.0.0.1", 22, "", "", "", ""});
-  uint32_t id2 = nextOpen(device2).first;
+  uint32_t id2 = openVia(service, 5, {"dev02", "127.0.0.1", 22, "", "", "", ""}, device2);
   device2.accept(id2);
   ASSERT_TRUE(runUntil([&] { return service.streams[5].accepted; }));
   service.ws->close(1000, "bye");
