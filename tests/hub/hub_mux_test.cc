@@ -185,6 +185,33 @@ TEST_F(MuxQuotaTest, OverThePolicysQuotaIsRefusedAsByThePostEndpoint) {
   EXPECT_EQ(device.opens.size(), 1u);
 }
 
+class MuxBusyTest : public MuxHubTest {
+ protected:
+  void configure(config::HubConfig& c) override { c.newStreamsPerSecond = 1000; }
+};
+
+TEST_F(MuxBusyTest, ADeviceChannelAtItsLimitOfOpensIsABusyDevice) {
+  // Two services, each within its own channel's limit of unanswered opens, together ask more
+  // of the device than its channel may have unanswered: the rest are refused as device_busy.
+  MuxPeer device, one, two;
+  ASSERT_TRUE(muxBoth(device, one));
+  ASSERT_TRUE(muxService(two));
+  const size_t limit = mux::Limits{}.maxPendingOpens;
+  for (uint32_t i = 0; i < limit; ++i) {
+    MuxPeer& service = i % 2 ? two : one;
+    service.open(1 + 2 * i, {"dev01", "127.0.0.1", 22, "", "", "", ""});
+  }
+  ASSERT_TRUE(runUntil([&] { return device.opens.size() == limit; }));
+  one.open(1001, {"dev01", "127.0.0.1", 22, "", "", "", ""});
+  ASSERT_TRUE(runUntil([&] { return one.streams[1001].rejected.has_value(); }));
+  EXPECT_EQ(*one.streams[1001].rejected, "device_busy");
+  EXPECT_EQ(device.opens.size(), limit);
+  // An answer frees a place.
+  device.reject(device.opens[0].first, proto::Reject::PortNotAllowed, "no");
+  two.open(1001, {"dev01", "127.0.0.1", 22, "", "", "", ""});
+  ASSERT_TRUE(runUntil([&] { return device.opens.size() == limit + 1; }));
+}
+
 TEST_F(MuxHubTest, ACloseBeforeTheAnswerCancelsTheInitiation) {
   MuxPeer device, service;
   ASSERT_TRUE(muxBoth(device, service));
