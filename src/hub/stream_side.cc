@@ -90,9 +90,8 @@ void MuxSide::sendEof() {
 }
 
 bool MuxSide::drainThenNotify() {
-  if (closed_ || (evbuffer_get_length(queue_.get()) == 0 && (!eofWanted_ || eofOut_))) {
-    return false;
-  }
+  // A pending Eof needs no wait: the channel sends it ahead of the Close.
+  if (closed_ || evbuffer_get_length(queue_.get()) == 0) return false;
   draining_ = true;
   channel_.wantWrite(id_);
   return true;
@@ -164,15 +163,13 @@ size_t MuxSide::onMuxPull(uint8_t* buf, size_t max) {
   int got = evbuffer_remove(queue_.get(), buf, max);
   size_t n = got > 0 ? static_cast<size_t>(got) : 0;
   size_t left = evbuffer_get_length(queue_.get());
-  // A pull short of `max` is the stream's last: a pending Eof goes out right after it.
-  if (left == 0 && n < max && eofWanted_) eofOut_ = true;
   // The other side hears of it outside the channel's flush (a WebSocket that resumes reads
   // at once would send into this queue from inside the pull).
   if (wasFull_ && left <= high_ / 2) {
     wasFull_ = false;
     drainedDue_ = true;
   }
-  if (draining_ && left == 0 && n < max) {
+  if (draining_ && left == 0) {
     draining_ = false;
     flushedDue_ = true;
   }

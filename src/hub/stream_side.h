@@ -154,7 +154,6 @@ class MuxSide : public StreamSide, public mux::StreamHandler {
   bool wasFull_ = false;
   bool closed_ = false;
   bool eofWanted_ = false;  // sendEof() called
-  bool eofOut_ = false;     // the channel took the last bytes, so the Eof went with them
   bool draining_ = false;   // drainThenNotify() waits for the queue to empty
   bool drainedDue_ = false, flushedDue_ = false;
 };

@@ -259,6 +259,40 @@ TEST_F(MuxHubTest, AMuxServiceWithAPerStreamWebSocketDevice) {
   onlyAuditRecord("ok", 5, 6);
 }
 
+TEST_F(MuxHubTest, ANormalEndWaitsForTheBytesStillQueuedTowardAChannelPeer) {
+  WsPeer control;
+  ASSERT_TRUE(openWs(control, "/api/v1/devices/dev01/control", deviceToken("dev01", deviceKey_)));
+  ASSERT_TRUE(runUntil([&] { return hub_->devicesOnline() == 1; }));
+  MuxPeer service;
+  ASSERT_TRUE(muxService(service));
+  service.window = 64 * 1024;
+  service.slow.insert(1);  // reads nothing until released
+  service.open(1, {"dev01", "127.0.0.1", 22, "", "", "", ""});
+  ASSERT_TRUE(runUntil([&] { return !control.texts.empty(); }));
+  auto ask = proto::parseStreamRequest(control.texts[0]);
+  ASSERT_TRUE(ask);
+  WsPeer device;
+  ASSERT_TRUE(openWs(device, "/api/v1/streams/" + ask->streamId, "Bearer " + ask->token));
+  control.ws->sendText(proto::toText(proto::StreamResponse{ask->streamId, true, {}, {}, {}}));
+  ASSERT_TRUE(runUntil([&] { return service.streams[1].accepted; }));
+  // The device sends it all and ends normally at once; the service is still reading.
+  const std::string bulk = test::pattern(2 << 20);
+  service.eof(1);
+  device.send(bulk);
+  device.ws->sendText(proto::toText(proto::StreamControl::Eof));
+  ASSERT_TRUE(runUntil([&] { return !device.texts.empty(); }));  // the service's EOF
+  device.ws->close(1000, "done");
+  ASSERT_TRUE(runUntil([&] { return service.streams[1].data.size() == 64 * 1024; }));
+  test::spin(loop_);
+  service.release(1);
+  ASSERT_TRUE(runUntil([&] { return service.streams[1].closed.has_value(); }));
+  EXPECT_EQ(*service.streams[1].closed, 1000);
+  EXPECT_TRUE(service.streams[1].eof);
+  EXPECT_EQ(service.streams[1].data.size(), bulk.size());
+  EXPECT_TRUE(service.streams[1].data == bulk);
+  onlyAuditRecord("ok", 0, static_cast<int>(bulk.size()));
+}
+
 TEST_F(MuxHubTest, APostAndStreamWebSocketServiceWithAMuxDevice) {
   MuxPeer device;
   ASSERT_TRUE(muxDevice(device));
