@@ -1,7 +1,6 @@
 // The two kinds of stream side at the hub (stream_side.h).
 #include "hub/stream_side.h"
 
-#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <utility>
 
@@ -78,8 +77,8 @@ void MuxSide::send(evbuffer* data) {
 void MuxSide::sendText(std::string_view message) {
   // The only stream control there is: a WebSocket peer's half-close.
   if (proto::parseStreamControl(message)) return sendEof();
-  LOG_DEBUG("stream on channel %u: text message not passed on: %.*s", id_,
-            static_cast<int>(std::min<size_t>(message.size(), 64)), message.data());
+  LOG_DEBUG("stream %u on a channel: a text message of %zu bytes not passed on", id_,
+            message.size());
 }
 
 void MuxSide::sendEof() {
