@@ -393,6 +393,36 @@ TEST_F(MuxHubTest, TheEndOfAChannelEndsItsStreams) {
   EXPECT_FALSE(device2.closed.has_value());
 }
 
+TEST_F(MuxHubTest, APeerThatBreaksTheFramingEndsOnlyItsOwnChannel) {
+  MuxPeer device, service, other;
+  ASSERT_TRUE(muxBoth(device, service));
+  ASSERT_TRUE(muxService(other));
+  uint32_t id = openVia(other, 1, {"dev01", "127.0.0.1", 22, "", "", "", ""}, device);
+  device.accept(id);
+  ASSERT_TRUE(runUntil([&] { return other.streams[1].accepted; }));
+  // JSON keeps its meaning on a multiplexed channel.
+  service.ws->sendText(R"({"type":"stream_request","id":7,"device":"dev09","port":22})");
+  ASSERT_TRUE(runUntil([&] { return !service.texts.empty(); }));
+  std::optional<proto::RequestId> rid;
+  auto answer = proto::parseServiceResponse(service.texts[0], &rid);
+  ASSERT_TRUE(answer) << service.texts[0];
+  EXPECT_EQ(answer->answer.error, "device_unknown");
+  // Bytes that are no frame (a stream id with its top bit set) end that channel with 1002.
+  service.sendFrames(std::string("\x04\x00\x00\x00\x80\x00\x00\x01", 8));
+  ASSERT_TRUE(runUntil([&] { return service.closed.has_value(); }));
+  EXPECT_EQ(*service.closed, 1002);
+  other.send(1, "still here");
+  ASSERT_TRUE(runUntil([&] { return device.streams[id].data == "still here"; }));
+  // A device that opens with the hub's parity ends its channel; its streams end with 1001.
+  device.open(2, {"", "127.0.0.1", 22, "", "", "", ""});
+  ASSERT_TRUE(runUntil([&] { return device.closed.has_value(); }));
+  EXPECT_EQ(*device.closed, 1002);
+  ASSERT_TRUE(runUntil([&] { return other.streams[1].closed.has_value(); }));
+  EXPECT_EQ(*other.streams[1].closed, 1001);
+  EXPECT_EQ(hub_->devicesOnline(), 0u);
+  EXPECT_FALSE(other.closed.has_value());
+}
+
 TEST_F(MuxHubTest, TheSubprotocolIsSelectedOnlyWhenOffered) {
   // Not offered: the JSON channel as before, where binary data closes with 1003.
   WsPeer plain;
