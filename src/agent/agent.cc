@@ -333,7 +333,8 @@ void Agent::onChannelText(std::string message) {
 // The same decision as a stream_request's, answered on the channel.
 void Agent::onMuxOpen(uint32_t id, const mux::OpenRequest& open) {
   proto::StreamRequest req;
-  req.streamId = "m" + std::to_string(id);
+  // Named in the log by the hub's stream id (that of its audit), else by the channel's id.
+  req.streamId = open.streamId.empty() ? "m" + std::to_string(id) : printable(open.streamId);
   req.socketPath = open.socketPath;
   // As in a stream_request without "host".
   req.host = open.host.empty() && open.socketPath.empty() ? "127.0.0.1" : open.host;

@@ -473,6 +473,21 @@ TEST_F(AgentMuxTest, PortNotInTheAllowListIsRejectedAndNeverConnected) {
              " is not in the device's allow-list (caller ops"));
 }
 
+// The hub's stream id, when the OPEN carries it, names the stream in the log (as the audit does).
+TEST_F(AgentMuxTest, TheHubsStreamIdNamesTheStreamInTheLog) {
+  Target& t = target();
+  start({allow(t.port)});
+  mux::OpenRequest req = tcpOpen(t.port);
+  req.streamId = "9f3a0c";
+  ASSERT_EQ(openAndWait(2, req)->type, FrameType::Accept);
+  EXPECT_TRUE(logged("stream 9f3a0c: connected to 127.0.0.1:" + std::to_string(t.port)));
+  req.port = 1;  // not allowed
+  req.streamId = "a0\xc3\xa9";  // not ASCII: escaped
+  ASSERT_EQ(openAndWait(4, req)->type, FrameType::Reject);
+  EXPECT_TRUE(logged("stream a0\\xc3\\xa9: rejected (port-not-allowed)"));
+  EXPECT_FALSE(logged("stream m2:"));
+}
+
 TEST_F(AgentMuxTest, ConnectionRefusedIsRejectedWithItsCode) {
   ClosedPort closed;
   start({allow(closed.port)});
