@@ -481,7 +481,7 @@ TEST_F(AgentMuxTest, TheHubsStreamIdNamesTheStreamInTheLog) {
   req.streamId = "9f3a0c";
   ASSERT_EQ(openAndWait(2, req)->type, FrameType::Accept);
   EXPECT_TRUE(logged("stream 9f3a0c: connected to 127.0.0.1:" + std::to_string(t.port)));
-  req.port = 1;  // not allowed
+  req.port = 1;                 // not allowed
   req.streamId = "a0\xc3\xa9";  // not ASCII: escaped
   ASSERT_EQ(openAndWait(4, req)->type, FrameType::Reject);
   EXPECT_TRUE(logged("stream a0\\xc3\\xa9: rejected (port-not-allowed)"));
