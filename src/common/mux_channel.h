@@ -52,7 +52,8 @@ class MuxChannel : private MuxSession::Callbacks {
     // later.
     virtual void onMuxOpen(uint32_t id, const OpenRequest& request) = 0;
     // The peer broke the channel protocol: the channel closed the WebSocket with `code` and
-    // every stream got onMuxClosed. The owner ends the connection as when it closes.
+    // every stream got onMuxClosed. The owner ends the connection as when it closes, freeing
+    // the channel with Loop::deferDelete (never inside a channel callback).
     virtual void onMuxFailed(uint16_t code, const std::string& reason) = 0;
   };
 
@@ -77,9 +78,12 @@ class MuxChannel : private MuxSession::Callbacks {
   // ---- streams ----
   // Opens a stream with `handler`; 0 when the channel is down or its limits leave no room.
   uint32_t open(const OpenRequest& request, StreamHandler* handler);
+  // Accepts a peer's open; `handler` (when not null) replaces the one set with setHandler.
   bool accept(uint32_t id, StreamHandler* handler);
   bool reject(uint32_t id, proto::Reject code, std::string_view reason);
-  // Replaces a live stream's handler (a stream that changes owner once it is accepted).
+  // Sets or replaces a live stream's handler (a stream that changes owner, or a peer's open
+  // whose handler exists before it is accepted). Bytes for a stream without a handler are
+  // dropped and their credit returned.
   void setHandler(uint32_t id, StreamHandler* handler);
   void wantWrite(uint32_t id);
   void eof(uint32_t id);
@@ -108,7 +112,10 @@ class MuxChannel : private MuxSession::Callbacks {
   void schedule();
   void flush();
   void onTick();
+  // The session failed (a peer's protocol error): close the WebSocket with its code.
   void fail();
+  // An exception left the flush (the failure boundary): close with 1011.
+  void failInternal();
 
   Loop& loop_;
   WsConnection& ws_;
@@ -116,14 +123,12 @@ class MuxChannel : private MuxSession::Callbacks {
   size_t high_;
   MuxSession session_;
   std::unordered_map<uint32_t, StreamHandler*> handlers_;
-  EventPtr flushEvent_;
+  Timer flushTimer_;  // armed with 0 ms: the flush runs once per loop turn
   Timer tick_;
   std::chrono::milliseconds pingInterval_;
   std::string out_;
   EvBufferPtr msg_;
-  bool scheduled_ = false;
   bool down_ = false;
-  bool failing_ = false;
 };
 
 }  // namespace ds::mux

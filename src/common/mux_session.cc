@@ -232,6 +232,12 @@ void MuxSession::close(uint32_t id, uint16_t code, std::string_view reason) {
     return;
   }
   std::string frame;
+  // An Eof the application asked for goes before the Close (Close is a control frame and would
+  // otherwise pass it): a stream closed normally after its last bytes still shows its end.
+  if (s->eofWanted && !s->eofSent) {
+    s->eofSent = true;
+    appendEof(frame, id);
+  }
   appendClose(frame, id, code, reason);
   setState(*s, State::CloseSent);
   control(frame);

@@ -65,11 +65,11 @@ class MuxPump : public Deletable, private mux::StreamHandler {
   size_t high_;
   Done done_;
   UpstreamGate gate_;
-  EvBufferPtr pending_;     // what the gate let through, not yet pulled
-  bool gateDone_ = false;   // the gate let through all it will: later TCP input is dropped
-  bool readPaused_ = false; // TCP reads stop while the input holds a watermark
-  bool tcpEof_ = false;     // the TCP peer half-closed: Eof goes out after its bytes
-  bool streamEof_ = false;  // the peer sent Eof: we half-close TCP once output drains
+  EvBufferPtr pending_;      // what the gate let through, not yet pulled
+  bool gateDone_ = false;    // the gate let through all it will: later TCP input is dropped
+  bool readPaused_ = false;  // TCP reads stop while the input holds a watermark
+  bool tcpEof_ = false;      // the TCP peer half-closed: Eof goes out after its bytes
+  bool streamEof_ = false;   // the peer sent Eof: we half-close TCP once output drains
   bool tcpShutdown_ = false;
   bool finished_ = false;
   size_t unconsumed_ = 0;  // stream bytes in the TCP output, not yet reported consumed

@@ -85,7 +85,7 @@ bool Session::checkUpgrade() {
 }
 
 std::unique_ptr<WsConnection> Session::upgrade(const WsLimits& limits, Admission::Ticket& ticket,
-                                              std::string_view protocol) {
+                                               std::string_view protocol) {
   const std::string key = *request().headers.find("Sec-WebSocket-Key");
   if (!protocol.empty() && !request().headers.hasToken("Sec-WebSocket-Protocol", protocol)) {
     protocol = {};

@@ -91,8 +91,7 @@ ExchangePtr upgrade(Loop& loop, const HubTarget& t, const std::string& path,
                     const std::string& authorization, const WsLimits& limits,
                     std::chrono::milliseconds timeout, WsDone done, std::string protocol = {}) {
   std::string key = ws::randomHandshakeKey();
-  std::vector<std::string> headers{"Authorization: " + authorization,
-                                   "User-Agent: devstreams/0.1"};
+  std::vector<std::string> headers{"Authorization: " + authorization, "User-Agent: devstreams/0.1"};
   if (!protocol.empty()) headers.push_back("Sec-WebSocket-Protocol: " + protocol);
   std::string req = wshs::clientRequest(authority(t), path, key, headers);
   BufferEventPtr bev = tls::newClient(loop, t.ssl, t.serverName);

@@ -379,11 +379,19 @@ class WsClient:
                 raise EOFError("closed during handshake")
             head += chunk
         self.status = int(head.split(b" ")[1])
+        self.headers = {}  # lower-case names
+        for line in head.decode("latin-1").split("\r\n")[1:]:
+            if ":" in line:
+                k, v = line.split(":", 1)
+                self.headers[k.strip().lower()] = v.strip()
 
     def send_text(self, text):
-        payload = text.encode()
+        self.send_frame(0x1, text.encode())
+
+    def send_frame(self, opcode, payload):
+        """One masked frame with the FIN bit."""
         mask = os.urandom(4)
-        hdr = bytes([0x81])
+        hdr = bytes([0x80 | opcode])
         n = len(payload)
         if n < 126:
             hdr += bytes([0x80 | n])
