@@ -260,7 +260,10 @@ StreamOpener::~StreamOpener() {
   channel_.closeQuietly(ws::close_code::GoingAway, "daemon shutting down");
 }
 
-bool StreamOpener::multiplexed() const { return mux_ && mux_->channel.up(); }
+bool StreamOpener::multiplexed() const {
+  // A failed session is down already, though its channel tells its owner only after its streams.
+  return mux_ && mux_->channel.up() && !mux_->channel.session().failed();
+}
 
 void StreamOpener::start() {
   if (started_) return;

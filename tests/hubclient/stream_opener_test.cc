@@ -134,6 +134,8 @@ class StreamOpenerTest : public ::testing::Test {
     o.policy = policy;
     o.key = key;
     o.handshakeTimeout = 20s;
+    // One WebSocket per stream here; streams on the multiplexed channel: stream_opener_mux_test.
+    o.multiplex = false;
     opener_ = std::make_unique<StreamOpener>(loop_, target_, o);
     if (start) opener_->start();
   }
@@ -141,13 +143,13 @@ class StreamOpenerTest : public ::testing::Test {
   // Opens and records; checks that `done` never runs inside open().
   uint64_t open(Outcome& out, uint16_t port, const std::string& device = "dev01") {
     bool inside = true;
-    uint64_t id = opener_->open(device, "127.0.0.1", port,
-                                [&out, &inside](std::unique_ptr<WsConnection> ws, OpenResult r) {
-                                  EXPECT_FALSE(inside) << "done ran inside open()";
-                                  ++out.calls;
-                                  out.ws = std::move(ws);
-                                  out.result = std::move(r);
-                                });
+    uint64_t id =
+        opener_->open(device, "127.0.0.1", port, [&out, &inside](OpenedStream s, OpenResult r) {
+          EXPECT_FALSE(inside) << "done ran inside open()";
+          ++out.calls;
+          out.ws = s.takeWs();
+          out.result = std::move(r);
+        });
     inside = false;
     return id;
   }
@@ -286,15 +288,14 @@ TEST_F(StreamOpenerTest, CancelledOpensNeverAnswer) {
   Outcome onPost, postControl;
   bool inside = true;
   uint64_t id = posting.open("dev01", "127.0.0.1", echo_->port(),
-                             [&](std::unique_ptr<WsConnection>, OpenResult) { ++onPost.calls; });
+                             [&](OpenedStream, OpenResult) { ++onPost.calls; });
   posting.cancel(id);
-  posting.open("dev01", "127.0.0.1", echo_->port(),
-               [&](std::unique_ptr<WsConnection> ws, OpenResult r) {
-                 EXPECT_FALSE(inside);
-                 ++postControl.calls;
-                 postControl.ws = std::move(ws);
-                 postControl.result = std::move(r);
-               });
+  posting.open("dev01", "127.0.0.1", echo_->port(), [&](OpenedStream s, OpenResult r) {
+    EXPECT_FALSE(inside);
+    ++postControl.calls;
+    postControl.ws = s.takeWs();
+    postControl.result = std::move(r);
+  });
   inside = false;
   ASSERT_TRUE(test::runUntil(loop_, timedOut_, [&] { return postControl.calls > 0; }));
   EXPECT_EQ(postControl.result.status, 200);
