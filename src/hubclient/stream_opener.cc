@@ -82,10 +82,10 @@ class StreamOpener::Open : public Deletable, private mux::StreamHandler {
 
   // The OPEN's fields: those of request() (a Unix socket has no host and port).
   mux::OpenRequest muxRequest() const {
-    bool unix = !target_.socketPath.empty();
+    bool toSocket = !target_.socketPath.empty();
     return {target_.device,
-            unix ? "" : target_.host,
-            unix ? uint16_t{0} : target_.port,
+            toSocket ? "" : target_.host,
+            toSocket ? uint16_t{0} : target_.port,
             target_.socketPath,
             "",
             target_.user,
