@@ -570,7 +570,9 @@ class Stack:
                   for p in allow_extra if not isinstance(p, dict)]
         env = dict(os.environ, DS_HUB_PORT=str(self.hub_port), DS_SOCKS_PORT=str(self.socks_port),
                    DS_ALLOW=",".join(allow), DS_HANDSHAKE_TIMEOUT=handshake, DS_LOG_LEVEL="debug",
-                   DS_POLICY_DEVICES=",".join(service_devices))
+                   DS_POLICY_DEVICES=",".join(service_devices),
+                   # The data plane under test: multiplexed (default) or one WebSocket per stream.
+                   DS_MULTIPLEX=os.environ.get("DS_E2E_MULTIPLEX", ""))
         subprocess.run(["bash", os.path.join(ROOT, "scripts", "init-state.sh"), self.state],
                        env=env, check=True, stdout=subprocess.DEVNULL)
         # Mapping rules ({to, from}) hold commas: appended to the allow-list, the agent
