@@ -18,6 +18,7 @@
 #include "common/mux.h"
 #include "daemon/daemon.h"
 #include "hubclient/fake_hub.h"
+#include "support/bytes.h"
 #include "support/run_loop.h"
 
 namespace ds::daemon {
@@ -61,12 +62,7 @@ struct Client {
   int socksReply() const { return in.size() >= 12 ? static_cast<uint8_t>(in[3]) : -1; }
 
   static void onRead(bufferevent* b, void* arg) {
-    auto* self = static_cast<Client*>(arg);
-    evbuffer* input = bufferevent_get_input(b);
-    size_t n = evbuffer_get_length(input);
-    size_t old = self->in.size();
-    self->in.resize(old + n);
-    evbuffer_remove(input, self->in.data() + old, n);
+    test::appendAll(static_cast<Client*>(arg)->in, bufferevent_get_input(b));
   }
   static void onEvent(bufferevent* b, short what, void* arg) {
     auto* self = static_cast<Client*>(arg);

@@ -29,6 +29,7 @@
 #include "common/tls.h"
 #include "common/ws_conn.h"
 #include "hubclient/hub_client.h"
+#include "support/bytes.h"
 #include "support/run_loop.h"
 
 namespace ds::test {
@@ -125,7 +126,7 @@ class FakeHub {
     Sink(FakeHub& hub, bool multiplexed) : hub(hub), multiplexed(multiplexed) {}
     void onWsData(evbuffer* payload) override {
       std::string bytes;
-      appendTo(bytes, payload);
+      appendAll(bytes, payload);
       if (!multiplexed) return;
       in += bytes;
       size_t at = 0;
@@ -166,12 +167,6 @@ class FakeHub {
           break;
       }
       if (!out.empty()) send(*ws, out);
-    }
-    static void appendTo(std::string& to, evbuffer* from) {
-      size_t n = evbuffer_get_length(from);
-      size_t old = to.size();
-      to.resize(old + n);
-      evbuffer_remove(from, to.data() + old, n);
     }
     void onWsText(std::string text) override { hub.texts.push_back(std::move(text)); }
     void onWsClosed(uint16_t, const std::string&) override { ++hub.closed_; }
