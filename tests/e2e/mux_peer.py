@@ -73,6 +73,7 @@ class Frame:
         return code, self.payload[4:4 + m].decode()
 
     def window(self):
+        """The window of an ACCEPT, the increment of a WINDOW."""
         return struct.unpack(">I", self.payload[:4])[0]
 
     def __repr__(self):
