@@ -60,9 +60,29 @@ class Echo {
   std::vector<BufferEventPtr> conns_;
 };
 
+// An accepted multiplexed stream's owner: sends `out`, keeps what arrives.
+struct MuxStream : mux::StreamHandler {
+  mux::MuxChannel* channel = nullptr;
+  uint32_t id = 0;
+  std::string out, in;
+  void onMuxData(const uint8_t* data, size_t len) override {
+    in.append(reinterpret_cast<const char*>(data), len);
+    channel->consumed(id, len);
+  }
+  void onMuxEof() override {}
+  void onMuxClosed(uint16_t, std::string_view) override { channel = nullptr; }
+  size_t onMuxPull(uint8_t* buf, size_t max) override {
+    size_t n = std::min(max, out.size());
+    out.copy(reinterpret_cast<char*>(buf), n);
+    out.erase(0, n);
+    return n;
+  }
+};
+
 struct Outcome {
   int calls = 0;
   std::unique_ptr<WsConnection> ws;
+  std::unique_ptr<MuxStream> mux;  // a multiplexed stream, taken inside `done`
   OpenResult result;
 };
 
@@ -129,13 +149,15 @@ class StreamOpenerTest : public ::testing::Test {
     ASSERT_TRUE(test::runUntil(loop_, timedOut_, [&] { return agent_->online(); }));
   }
 
-  void makeOpener(const std::string& policy, const std::string& key, bool start = true) {
+  // One WebSocket per stream unless `multiplex` (the multiplexed cases in detail, against a
+  // fake hub: stream_opener_mux_test).
+  void makeOpener(const std::string& policy, const std::string& key, bool start = true,
+                  bool multiplex = false) {
     StreamOpener::Options o;
     o.policy = policy;
     o.key = key;
     o.handshakeTimeout = 20s;
-    // One WebSocket per stream here; streams on the multiplexed channel: stream_opener_mux_test.
-    o.multiplex = false;
+    o.multiplex = multiplex;
     opener_ = std::make_unique<StreamOpener>(loop_, target_, o);
     if (start) opener_->start();
   }
@@ -148,6 +170,13 @@ class StreamOpenerTest : public ::testing::Test {
           EXPECT_FALSE(inside) << "done ran inside open()";
           ++out.calls;
           out.ws = s.takeWs();
+          if (s.multiplexed()) {
+            OpenedStream::Mux m = s.takeMux();
+            out.mux = std::make_unique<MuxStream>();
+            out.mux->channel = m.channel;
+            out.mux->id = m.id;
+            m.channel->setHandler(m.id, out.mux.get());
+          }
           out.result = std::move(r);
         });
     inside = false;
@@ -218,6 +247,47 @@ TEST_F(StreamOpenerTest, PipelinedOpensOnTheChannelEachAnsweredOnce) {
   EXPECT_EQ(opener_->inFlight(), 0u);
   echoOnce(*out[0].ws);
   echoOnce(*out[kN - 1].ws);
+}
+
+TEST_F(StreamOpenerTest, MultiplexedOpensThroughTheHubAndAgent) {
+  startAgent();
+  makeOpener("service", serviceKey_, true, /*multiplex=*/true);
+  ASSERT_TRUE(test::runUntil(loop_, timedOut_, [&] { return opener_->multiplexed(); }));
+  EXPECT_TRUE(opener_->pool().standby());
+  constexpr int kN = 20;
+  std::vector<Outcome> out(kN);
+  for (auto& o : out) open(o, echo_->port());
+  Outcome notAllowed, unknown;
+  open(notAllowed, 1);
+  open(unknown, echo_->port(), "nosuchdevice");
+  ASSERT_TRUE(test::runUntil(loop_, timedOut_, [&] {
+    for (auto& o : out)
+      if (o.calls == 0) return false;
+    return notAllowed.calls > 0 && unknown.calls > 0;
+  }));
+  for (auto& o : out) {
+    EXPECT_EQ(o.calls, 1);
+    ASSERT_EQ(o.result.status, 200) << o.result.code << " " << o.result.message;
+    ASSERT_TRUE(o.mux);
+    EXPECT_FALSE(o.ws);
+  }
+  EXPECT_EQ(opener_->viaMux(), static_cast<uint64_t>(kN + 2));
+  EXPECT_EQ(opener_->viaChannel() + opener_->viaPost(), 0u);
+  // The same statuses and codes as over the JSON channel (ErrorsCarryTheHubsStatusAndCode).
+  EXPECT_EQ(notAllowed.result.status, 403);
+  EXPECT_EQ(notAllowed.result.code, "port-not-allowed");
+  EXPECT_EQ(unknown.result.status, 404);
+  EXPECT_EQ(unknown.result.code, "device_unknown");
+  for (int i : {0, kN - 1}) {
+    MuxStream& m = *out[i].mux;
+    m.out = "x" + std::to_string(i);
+    std::string want = m.out;
+    m.channel->wantWrite(m.id);
+    ASSERT_TRUE(test::runUntil(loop_, timedOut_, [&] { return m.in == want; }));
+  }
+  for (auto& o : out) {
+    if (o.mux->channel) o.mux->channel->close(o.mux->id, 1000, "done");
+  }
 }
 
 TEST_F(StreamOpenerTest, ErrorsCarryTheHubsStatusAndCode) {
