@@ -72,9 +72,9 @@ class StreamOpenerMuxTest : public test::FakeHubTest {
 
   // Opens; an accepted multiplexed stream is taken by `stream` inside `done` (when given).
   uint64_t open(Outcome& out, const StreamTarget& t, Stream* stream = nullptr) {
-    bool inside = true;
-    uint64_t id = opener_->open(t, [&out, &inside, stream](OpenedStream s, OpenResult r) {
-      EXPECT_FALSE(inside) << "done ran inside open()";
+    inside_ = true;
+    uint64_t id = opener_->open(t, [&out, this, stream](OpenedStream s, OpenResult r) {
+      EXPECT_FALSE(inside_) << "done ran inside open()";
       ++out.calls;
       out.result = std::move(r);
       out.multiplexed = s.multiplexed();
@@ -86,11 +86,12 @@ class StreamOpenerMuxTest : public test::FakeHubTest {
         m.channel->setHandler(m.id, stream);
       }
     });
-    inside = false;
+    inside_ = false;
     return id;
   }
 
   std::unique_ptr<StreamOpener> opener_;
+  bool inside_ = false;  // open() is running
 };
 
 TEST_F(StreamOpenerMuxTest, OpenIsAcceptedAndBytesFlowBothWaysToANormalEnd) {

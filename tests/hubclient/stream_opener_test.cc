@@ -164,10 +164,10 @@ class StreamOpenerTest : public ::testing::Test {
 
   // Opens and records; checks that `done` never runs inside open().
   uint64_t open(Outcome& out, uint16_t port, const std::string& device = "dev01") {
-    bool inside = true;
+    inside_ = true;
     uint64_t id =
-        opener_->open(device, "127.0.0.1", port, [&out, &inside](OpenedStream s, OpenResult r) {
-          EXPECT_FALSE(inside) << "done ran inside open()";
+        opener_->open(device, "127.0.0.1", port, [&out, this](OpenedStream s, OpenResult r) {
+          EXPECT_FALSE(inside_) << "done ran inside open()";
           ++out.calls;
           out.ws = s.takeWs();
           if (s.multiplexed()) {
@@ -179,7 +179,7 @@ class StreamOpenerTest : public ::testing::Test {
           }
           out.result = std::move(r);
         });
-    inside = false;
+    inside_ = false;
     return id;
   }
 
@@ -216,6 +216,7 @@ class StreamOpenerTest : public ::testing::Test {
   std::unique_ptr<Echo> echo_;
   std::unique_ptr<agent::Agent> agent_;
   std::unique_ptr<StreamOpener> opener_;
+  bool inside_ = false;  // open() is running
   std::unique_ptr<Timer> safety_;
   bool timedOut_ = false;
 };
