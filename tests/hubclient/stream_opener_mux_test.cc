@@ -60,8 +60,9 @@ class StreamOpenerMuxTest : public test::FakeHubTest {
     hub_.mux = true;
   }
 
-  void makeOpener(bool multiplex = true) {
+  void makeOpener(bool multiplex = true, size_t maxPendingOpens = 128) {
     StreamOpener::Options o;
+    o.mux.maxPendingOpens = maxPendingOpens;
     o.policy = "service";
     o.key = "a2V5";
     o.handshakeTimeout = 5s;
@@ -258,6 +259,21 @@ TEST_F(StreamOpenerMuxTest, LostChannelSendsWaitingOpensByPostAndStreamsEnd) {
   // The channel comes back, multiplexed again.
   ASSERT_TRUE(until([&] { return opener_->multiplexed(); }));
   EXPECT_EQ(hub_.channels.size(), 2u);
+}
+
+TEST_F(StreamOpenerMuxTest, OpensBeyondTheChannelsLimitsGoByPost) {
+  hub_.onOpen = [](WsConnection&, const MuxFrame&) {};  // no answer
+  makeOpener(true, /*maxPendingOpens=*/1);
+  ASSERT_TRUE(until([&] { return opener_->multiplexed(); }));
+  Outcome first, second;
+  uint64_t id = open(first, kToLanHost);
+  open(second, kToLanHost);
+  EXPECT_EQ(opener_->viaMux(), 1u);
+  EXPECT_EQ(opener_->viaPost(), 1u);
+  ASSERT_TRUE(until([&] { return second.calls > 0; }));
+  EXPECT_EQ(hub_.count(FrameType::Open), 1u);
+  EXPECT_EQ(hub_.requests.back(), "POST /api/v1/devices/dev01/streams");
+  opener_->cancel(id);
 }
 
 TEST_F(StreamOpenerMuxTest, WhileDownOpensGoByPost) {
