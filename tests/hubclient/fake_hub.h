@@ -11,11 +11,13 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -59,6 +61,29 @@ struct MuxFrame {
   mux::OpenRequest request;  // Open
   uint16_t closeCode = 0;    // Close
   std::string data;          // Data
+};
+
+// The owner of an accepted multiplexed stream on the client's side: `out` is pulled as the
+// stream's bytes, what arrives is kept in `in` (and reported consumed at once).
+struct MuxStream : mux::StreamHandler {
+  mux::MuxChannel* channel = nullptr;
+  uint32_t id = 0;
+  std::string out, in;
+  bool eof = false;
+  std::optional<uint16_t> closed;
+
+  void onMuxData(const uint8_t* data, size_t len) override {
+    in.append(reinterpret_cast<const char*>(data), len);
+    channel->consumed(id, len);
+  }
+  void onMuxEof() override { eof = true; }
+  void onMuxClosed(uint16_t code, std::string_view) override { closed = code; }
+  size_t onMuxPull(uint8_t* buf, size_t max) override {
+    size_t n = std::min(max, out.size());
+    out.copy(reinterpret_cast<char*>(buf), n);
+    out.erase(0, n);
+    return n;
+  }
 };
 
 class FakeHub {

@@ -20,31 +20,10 @@ using namespace std::chrono_literals;
 using mux::FrameType;
 using test::FakeHub;
 using test::MuxFrame;
+using test::MuxStream;
 
 const StreamTarget kToLanHost{"dev01", "192.168.1.10", 80, "", "alice", "cam.lab"};
 const StreamTarget kToSocket{"dev01", "127.0.0.1", 0, "/run/app.sock", "", "forward :5432"};
-
-// The owner of an accepted stream: sends `out` then EOF, keeps what arrives.
-struct Stream : mux::StreamHandler {
-  mux::MuxChannel* channel = nullptr;
-  uint32_t id = 0;
-  std::string out, in;
-  bool eof = false;
-  std::optional<uint16_t> closed;
-
-  void onMuxData(const uint8_t* data, size_t len) override {
-    in.append(reinterpret_cast<const char*>(data), len);
-    channel->consumed(id, len);
-  }
-  void onMuxEof() override { eof = true; }
-  void onMuxClosed(uint16_t code, std::string_view) override { closed = code; }
-  size_t onMuxPull(uint8_t* buf, size_t max) override {
-    size_t n = std::min(max, out.size());
-    out.copy(reinterpret_cast<char*>(buf), n);
-    out.erase(0, n);
-    return n;
-  }
-};
 
 struct Outcome {
   int calls = 0;
@@ -72,7 +51,7 @@ class StreamOpenerMuxTest : public test::FakeHubTest {
   }
 
   // Opens; an accepted multiplexed stream is taken by `stream` inside `done` (when given).
-  uint64_t open(Outcome& out, const StreamTarget& t, Stream* stream = nullptr) {
+  uint64_t open(Outcome& out, const StreamTarget& t, MuxStream* stream = nullptr) {
     inside_ = true;
     uint64_t id = opener_->open(t, [&out, this, stream](OpenedStream s, OpenResult r) {
       EXPECT_FALSE(inside_) << "done ran inside open()";
@@ -100,7 +79,7 @@ TEST_F(StreamOpenerMuxTest, OpenIsAcceptedAndBytesFlowBothWaysToANormalEnd) {
   ASSERT_TRUE(until([&] { return opener_->multiplexed(); }));
   EXPECT_EQ(hub_.protocols, std::vector<std::string>{"devstreams.mux.1"});
   Outcome o;
-  Stream s;
+  MuxStream s;
   open(o, kToLanHost, &s);
   ASSERT_TRUE(until([&] { return o.calls > 0; }));
   EXPECT_EQ(o.result.status, 200) << o.result.code << " " << o.result.message;
@@ -238,7 +217,7 @@ TEST_F(StreamOpenerMuxTest, LostChannelSendsWaitingOpensByPostAndStreamsEnd) {
   makeOpener();
   ASSERT_TRUE(until([&] { return opener_->multiplexed(); }));
   Outcome accepted;
-  Stream s;
+  MuxStream s;
   open(accepted, kToLanHost, &s);
   ASSERT_TRUE(until([&] { return accepted.calls > 0; }));
   ASSERT_TRUE(accepted.multiplexed);

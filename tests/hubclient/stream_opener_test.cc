@@ -22,6 +22,7 @@
 #include "common/sas.h"
 #include "common/tls.h"
 #include "hub/hub.h"
+#include "hubclient/fake_hub.h"
 #include "hubclient/warm_pool.h"
 #include "support/run_loop.h"
 
@@ -60,29 +61,10 @@ class Echo {
   std::vector<BufferEventPtr> conns_;
 };
 
-// An accepted multiplexed stream's owner: sends `out`, keeps what arrives.
-struct MuxStream : mux::StreamHandler {
-  mux::MuxChannel* channel = nullptr;
-  uint32_t id = 0;
-  std::string out, in;
-  void onMuxData(const uint8_t* data, size_t len) override {
-    in.append(reinterpret_cast<const char*>(data), len);
-    channel->consumed(id, len);
-  }
-  void onMuxEof() override {}
-  void onMuxClosed(uint16_t, std::string_view) override { channel = nullptr; }
-  size_t onMuxPull(uint8_t* buf, size_t max) override {
-    size_t n = std::min(max, out.size());
-    out.copy(reinterpret_cast<char*>(buf), n);
-    out.erase(0, n);
-    return n;
-  }
-};
-
 struct Outcome {
   int calls = 0;
   std::unique_ptr<WsConnection> ws;
-  std::unique_ptr<MuxStream> mux;  // a multiplexed stream, taken inside `done`
+  std::unique_ptr<test::MuxStream> mux;  // a multiplexed stream, taken inside `done`
   OpenResult result;
 };
 
@@ -172,7 +154,7 @@ class StreamOpenerTest : public ::testing::Test {
           out.ws = s.takeWs();
           if (s.multiplexed()) {
             OpenedStream::Mux m = s.takeMux();
-            out.mux = std::make_unique<MuxStream>();
+            out.mux = std::make_unique<test::MuxStream>();
             out.mux->channel = m.channel;
             out.mux->id = m.id;
             m.channel->setHandler(m.id, out.mux.get());
@@ -280,14 +262,14 @@ TEST_F(StreamOpenerTest, MultiplexedOpensThroughTheHubAndAgent) {
   EXPECT_EQ(unknown.result.status, 404);
   EXPECT_EQ(unknown.result.code, "device_unknown");
   for (int i : {0, kN - 1}) {
-    MuxStream& m = *out[i].mux;
+    test::MuxStream& m = *out[i].mux;
     m.out = "x" + std::to_string(i);
     std::string want = m.out;
     m.channel->wantWrite(m.id);
     ASSERT_TRUE(test::runUntil(loop_, timedOut_, [&] { return m.in == want; }));
   }
   for (auto& o : out) {
-    if (o.mux->channel) o.mux->channel->close(o.mux->id, 1000, "done");
+    if (!o.mux->closed) o.mux->channel->close(o.mux->id, 1000, "done");
   }
 }
 
