@@ -187,7 +187,7 @@ void ServiceChannel::answerOpen(uint32_t id, const proto::Answer& a) {
   // The answer's code as the POST endpoint gives it; a 429's wait goes in the reason.
   std::string reason = a.message;
   if (a.retryAfter > 0) reason += " (retry after " + std::to_string(a.retryAfter) + " s)";
-  mux_->reject(id, proto::rejectFromName(a.error), reason);
+  mux_->reject(id, proto::rejectFromName(a.error), reason, a.error);
 }
 
 void ServiceChannel::forgetOpen(uint32_t id) {

@@ -144,16 +144,17 @@ Stream* Hub::initiate(const PolicyRecord& policy, const std::string& deviceId,
   }
   // A device with multiplexed streams gets the request as a stream opened on its channel; the
   // channel's own limits refuse it as a busy device would.
+  // The stream's id goes along so that the device's log names the stream of the audit record.
+  std::string sid = newStreamId();
   std::unique_ptr<MuxSide> deviceSide;
   if (mux::MuxChannel* ch = it->second->mux()) {
     deviceSide = std::make_unique<MuxSide>(loop_, *ch, cfg_.highWatermark);
     if (!deviceSide->openStream(
-            {"", body.host, body.port, body.socketPath, policy.name, body.user, body.name})) {
+            {"", body.host, body.port, body.socketPath, policy.name, body.user, body.name, sid})) {
       reject(answer, Reject::DeviceBusy, "the device's channel holds its limit of streams", 1);
       return nullptr;
     }
   }
-  std::string sid = newStreamId();
   auto st = std::make_unique<Stream>(
       loop_, static_cast<StreamOwner&>(*this), streamSettings_, relayMetrics_, sid,
       cfg_.publicUrl + std::string(kStreamsPrefix) + sid, deviceId, policy.name, body);

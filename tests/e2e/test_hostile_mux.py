@@ -206,6 +206,7 @@ class HostileDevice(MuxHub):
         req = f.open_request()
         self.assertEqual((req["host"], req["port"], req["policy"], req["user"]),
                          ("127.0.0.1", 22, "service", "bob"))
+        self.assertRegex(req["stream_id"], "^[0-9a-f]{32}$")
         dev.send(accept_frame(f.stream))
         svc.expect(ACCEPT, stream=1)
         dev.send(frame(DATA, f.stream, b"banner\n"))
