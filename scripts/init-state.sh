@@ -10,6 +10,7 @@
 #        DS_HANDSHAKE_TIMEOUT (60s) DS_LOG_LEVEL (info)
 #        DS_POLICY_DEVICES ("": the service policy reaches every device; else comma-separated
 #        device ids or globs)
+#        DS_MULTIPLEX ("": the default; true or false sets `multiplex` for agent and daemon)
 set -euo pipefail
 dir=${1:?usage: init-state.sh DIR}
 hub_port=${DS_HUB_PORT:-8443}
@@ -19,6 +20,8 @@ allow=${DS_ALLOW:-127.0.0.1:22,127.0.0.1:8080}
 handshake=${DS_HANDSHAKE_TIMEOUT:-60s}
 log_level=${DS_LOG_LEVEL:-info}
 policy_devices=${DS_POLICY_DEVICES:-}
+multiplex_yaml=""
+if [ -n "${DS_MULTIPLEX:-}" ]; then multiplex_yaml="  multiplex: $DS_MULTIPLEX"; fi
 
 if [ -f "$dir/hub.yaml" ]; then
   echo "init-state: $dir already holds a state; keeping it"
@@ -71,6 +74,7 @@ agent:
   hub_hostname: localhost
   device_id: $device
   device_key: "$device_key"
+$multiplex_yaml
   allow:
 $allow_yaml
 YAML
@@ -87,6 +91,7 @@ daemon:
   suffix: .hub
   control_socket: daemon.sock
   handshake_timeout: $handshake
+$multiplex_yaml
 YAML
 
 echo "init-state: created $dir (the hub makes its CA there when it first starts)"

@@ -116,9 +116,9 @@ inline constexpr uint16_t Normal = 1000, GoingAway = 1001, ProtocolError = 1002,
 }  // namespace close_code
 
 struct Limits {
-  size_t maxStreams = 1024;             // streams alive at once, both directions
+  size_t maxStreams = 16384;            // streams alive at once, both directions
   size_t maxPendingOpens = 128;         // opens not yet answered, each direction
-  uint32_t minWindow = 16 * 1024;       // receive window every live stream can always reach
+  uint32_t minWindow = 4 * 1024;        // receive window every live stream can always reach
   uint32_t initialWindow = 256 * 1024;  // a new stream's receive window
   uint32_t maxWindow = 16 << 20;        // how far autotuning grows one stream's window
   uint64_t budget = 64 << 20;           // receive memory committed over all streams

@@ -379,11 +379,19 @@ class WsClient:
                 raise EOFError("closed during handshake")
             head += chunk
         self.status = int(head.split(b" ")[1])
+        self.headers = {}  # lower-case names
+        for line in head.decode("latin-1").split("\r\n")[1:]:
+            if ":" in line:
+                k, v = line.split(":", 1)
+                self.headers[k.strip().lower()] = v.strip()
 
     def send_text(self, text):
-        payload = text.encode()
+        self.send_frame(0x1, text.encode())
+
+    def send_frame(self, opcode, payload):
+        """One masked frame with the FIN bit."""
         mask = os.urandom(4)
-        hdr = bytes([0x81])
+        hdr = bytes([0x80 | opcode])
         n = len(payload)
         if n < 126:
             hdr += bytes([0x80 | n])
@@ -562,7 +570,9 @@ class Stack:
                   for p in allow_extra if not isinstance(p, dict)]
         env = dict(os.environ, DS_HUB_PORT=str(self.hub_port), DS_SOCKS_PORT=str(self.socks_port),
                    DS_ALLOW=",".join(allow), DS_HANDSHAKE_TIMEOUT=handshake, DS_LOG_LEVEL="debug",
-                   DS_POLICY_DEVICES=",".join(service_devices))
+                   DS_POLICY_DEVICES=",".join(service_devices),
+                   # The data plane under test: multiplexed (default) or one WebSocket per stream.
+                   DS_MULTIPLEX=os.environ.get("DS_E2E_MULTIPLEX", ""))
         subprocess.run(["bash", os.path.join(ROOT, "scripts", "init-state.sh"), self.state],
                        env=env, check=True, stdout=subprocess.DEVNULL)
         # Mapping rules ({to, from}) hold commas: appended to the allow-list, the agent
