@@ -355,24 +355,30 @@ class BenchStack(Stack):
     in their sections); with None they keep their default."""
 
     def __init__(self, multiplex=None, **kw):
-        self.multiplex = multiplex if PROGRAMS_KNOW_MULTIPLEX else None
-        super().__init__(**kw)
+        # the harness writes the key (scripts/init-state.sh) from DS_E2E_MULTIPLEX
+        saved = os.environ.get("DS_E2E_MULTIPLEX")
+        os.environ["DS_E2E_MULTIPLEX"] = ("" if multiplex is None or not PROGRAMS_KNOW_MULTIPLEX
+                                          else "true" if multiplex else "false")
+        try:
+            super().__init__(**kw)
+        finally:
+            if saved is None:
+                del os.environ["DS_E2E_MULTIPLEX"]
+            else:
+                os.environ["DS_E2E_MULTIPLEX"] = saved
 
     def _registry(self):
         for name in ("hub.yaml", "agent.yaml", "daemon.yaml"):
             path = os.path.join(self.state, name)
             with open(path) as f:
                 text = f.read().replace("log_level: debug", "log_level: info")
-            extra = {}
             if name == "hub.yaml":
-                extra = {k: 1000000 for k in ("max_streams", "max_streams_per_device",
-                                              "max_pending_handshakes", "new_streams_per_second")}
+                text = text.rstrip("\n") + "\n" + "".join(
+                    f"  {k}: 1000000\n" for k in ("max_streams", "max_streams_per_device",
+                                                  "max_pending_handshakes",
+                                                  "new_streams_per_second"))
             if name == "agent.yaml":
-                extra["max_streams"] = 1000000
-            if name != "hub.yaml" and self.multiplex is not None:
-                extra["multiplex"] = "true" if self.multiplex else "false"
-            # the program's section is the file's last block
-            text = text.rstrip("\n") + "\n" + "".join(f"  {k}: {v}\n" for k, v in extra.items())
+                text = text.rstrip("\n") + "\n  max_streams: 1000000\n"
             with open(path, "w") as f:
                 f.write(text)
         return super()._registry()
