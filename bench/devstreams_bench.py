@@ -347,10 +347,18 @@ def med(values):
 PROGRAMS_KNOW_MULTIPLEX = False
 
 
+# Limits raised in each program's section, so that the rate and concurrency tests measure the data
+# path, not the configured limits.
+LIMITS = {"hub.yaml": ("max_streams", "max_streams_per_device", "max_pending_handshakes",
+                       "new_streams_per_second", "max_connections", "max_connections_per_address",
+                       "max_tls_handshakes", "max_streams_per_policy", "max_pending_per_policy"),
+          "agent.yaml": ("max_streams",),
+          "daemon.yaml": ("max_clients", "max_clients_per_address")}
+
+
 class BenchStack(Stack):
     """The e2e Stack with figures-friendly settings written before any program starts: log
-    level info (debug logs every stream) and the hub's and agent's stream limits raised so that
-    the rate and concurrency tests measure the data path, not the configured limits. With
+    level info (debug logs every stream) and the programs' LIMITS raised. With
     `multiplex` False the agent and the daemon use one WebSocket per stream (`multiplex: false`
     in their sections); with None they keep their default."""
 
@@ -372,13 +380,8 @@ class BenchStack(Stack):
             path = os.path.join(self.state, name)
             with open(path) as f:
                 text = f.read().replace("log_level: debug", "log_level: info")
-            if name == "hub.yaml":
-                text = text.rstrip("\n") + "\n" + "".join(
-                    f"  {k}: 1000000\n" for k in ("max_streams", "max_streams_per_device",
-                                                  "max_pending_handshakes",
-                                                  "new_streams_per_second"))
-            if name == "agent.yaml":
-                text = text.rstrip("\n") + "\n  max_streams: 1000000\n"
+            # the program's section is the file's last block
+            text = text.rstrip("\n") + "\n" + "".join(f"  {k}: 1000000\n" for k in LIMITS[name])
             with open(path, "w") as f:
                 f.write(text)
         return super()._registry()
