@@ -710,16 +710,16 @@ def phase_backpressure(setup, ports, seconds, stack_pids, problems, log):
 
 # ------------------------------------------------------------ streams side by side on one device
 
-class Flood:
+class FloodStream:
     """One bulk stream to the flood target, both ways at once: a thread sends PATTERN as fast as
     the stream takes it, another reads and checks what comes back, until stop()."""
 
-    def __init__(self, setup, port):
+    def __init__(self, setup, port, full):
         self.key = setup.key
         self.s = setup.open(port)
         self.s.settimeout(60)
         self.sent = 0
-        self.chk = Checker(FULL_VERIFY)
+        self.chk = Checker(full)
         self.stopping = False
         self.errors = []
         self.threads = [threading.Thread(target=self._write), threading.Thread(target=self._read)]
@@ -768,6 +768,43 @@ class Flood:
         if not self.chk.got or not self.sent:
             problems.append(f"{self.key}: bulk stream moved nothing "
                             f"(sent {self.sent}, received {self.chk.got})")
+        return problems
+
+
+def _flood_main(setup, port, full, conn):
+    try:
+        f = FloodStream(setup, port, full)
+    except (OSError, EOFError) as e:
+        conn.send(str(e))
+        return
+    conn.send(None)
+    while conn.recv() == "mark":
+        conn.send(f.mark())
+    conn.send(f.stop())
+
+
+class Flood:
+    """A FloodStream in a process of its own, so that its threads never hold the interpreter
+    lock of a client that measures latency. Raises OSError when the stream does not open."""
+
+    def __init__(self, setup, port):
+        self.conn, child = CTX.Pipe()
+        self.proc = CTX.Process(target=_flood_main, args=(setup, port, FULL_VERIFY, child),
+                                daemon=True)
+        self.proc.start()
+        err = self.conn.recv() if self.conn.poll(90) else "no answer in 90 s"
+        if err is not None:
+            self.proc.join(10)
+            raise OSError(f"bulk stream did not open: {err}")
+
+    def mark(self):
+        self.conn.send("mark")
+        return self.conn.recv()
+
+    def stop(self):
+        self.conn.send("stop")
+        problems = self.conn.recv()
+        self.proc.join(10)
         return problems
 
 
