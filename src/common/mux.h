@@ -52,6 +52,9 @@ struct OpenRequest {
   std::string policy;
   std::string user;
   std::string name;
+  // The hub's id of the stream (toward a device), so the device's log lines name the stream the
+  // hub's audit records; empty from a service.
+  std::string streamId{};
   bool operator==(const OpenRequest&) const = default;
 };
 
@@ -168,7 +171,10 @@ class MuxSession {
   uint32_t open(const OpenRequest& request);
   // Answers a peer's open. False when `id` is not a pending open of the peer.
   bool accept(uint32_t id);
-  bool reject(uint32_t id, proto::Reject code, std::string_view reason);
+  // `codeText`, when not empty, goes on the wire instead of code's name (a code passed on as
+  // another peer sent it).
+  bool reject(uint32_t id, proto::Reject code, std::string_view reason,
+              std::string_view codeText = {});
   // The stream has bytes to send: they are pulled (onPull) in flush() as credit allows.
   void wantWrite(uint32_t id);
   // No more bytes after those onPull will still give: Eof follows them.

@@ -104,10 +104,11 @@ bool MuxChannel::accept(uint32_t id, StreamHandler* handler) {
   return true;
 }
 
-bool MuxChannel::reject(uint32_t id, proto::Reject code, std::string_view reason) {
+bool MuxChannel::reject(uint32_t id, proto::Reject code, std::string_view reason,
+                        std::string_view codeText) {
   if (down_) return false;
   handlers_.erase(id);
-  bool ok = session_.reject(id, code, reason);
+  bool ok = session_.reject(id, code, reason, codeText);
   schedule();
   return ok;
 }

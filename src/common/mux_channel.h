@@ -80,7 +80,9 @@ class MuxChannel : private MuxSession::Callbacks {
   uint32_t open(const OpenRequest& request, StreamHandler* handler);
   // Accepts a peer's open; `handler` (when not null) replaces the one set with setHandler.
   bool accept(uint32_t id, StreamHandler* handler);
-  bool reject(uint32_t id, proto::Reject code, std::string_view reason);
+  // `codeText` as for MuxSession::reject.
+  bool reject(uint32_t id, proto::Reject code, std::string_view reason,
+              std::string_view codeText = {});
   // Sets or replaces a live stream's handler (a stream that changes owner, or a peer's open
   // whose handler exists before it is accepted). Bytes for a stream without a handler are
   // dropped and their credit returned.

@@ -83,6 +83,7 @@ class Reader {
     skip(len);
     return true;
   }
+  size_t left() const { return n_; }
   // A field with a one-byte length, at most `max` bytes, clean.
   bool field(size_t max, std::string& out) {
     if (n_ < 1) return false;
@@ -113,6 +114,10 @@ const char* decodePayload(uint8_t type, const uint8_t* p, size_t n, Frame& f) {
           !r.field(proto::kMaxSocketPath, q.socketPath) || !r.field(proto::kMaxId, q.policy) ||
           !r.field(proto::kMaxId, q.user) || !r.field(proto::kMaxName, q.name)) {
         return "open: a field is truncated, too long or not clean UTF-8";
+      }
+      // The seventh field came later: an Open without it is complete.
+      if (r.left() > 0 && !r.field(proto::kMaxId, q.streamId)) {
+        return "open: the stream id is truncated, too long or not clean UTF-8";
       }
       return nullptr;
     }
@@ -191,18 +196,22 @@ bool appendOpen(std::string& out, uint32_t stream, uint32_t window, const OpenRe
                                                           {&q.socketPath, proto::kMaxSocketPath},
                                                           {&q.policy, proto::kMaxId},
                                                           {&q.user, proto::kMaxId},
-                                                          {&q.name, proto::kMaxName}};
+                                                          {&q.name, proto::kMaxName},
+                                                          {&q.streamId, proto::kMaxId}};
   size_t len = 4 + 2;
-  for (const auto& [s, max] : fields) {
+  // The stream id (the seventh field) goes on the wire only when there is one.
+  const size_t count = q.streamId.empty() ? std::size(fields) - 1 : std::size(fields);
+  for (size_t i = 0; i < count; ++i) {
+    const auto& [s, max] = fields[i];
     if (s->size() > max || !cleanField(*s)) return false;
     len += 1 + s->size();
   }
   putHeader(out, FrameType::Open, 0, len, stream);
   put32(out, std::min(window, kMaxWindow));
   put16(out, q.port);
-  for (const auto& [s, max] : fields) {
-    out.push_back(static_cast<char>(s->size()));
-    out.append(*s);
+  for (size_t i = 0; i < count; ++i) {
+    out.push_back(static_cast<char>(fields[i].first->size()));
+    out.append(*fields[i].first);
   }
   return true;
 }

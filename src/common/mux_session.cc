@@ -191,11 +191,12 @@ bool MuxSession::accept(uint32_t id) {
   return true;
 }
 
-bool MuxSession::reject(uint32_t id, proto::Reject code, std::string_view reason) {
+bool MuxSession::reject(uint32_t id, proto::Reject code, std::string_view reason,
+                        std::string_view codeText) {
   Stream* s = find(id);
   if (failed_ || !s || s->state != State::OpenReceived) return false;
   std::string frame;
-  appendReject(frame, id, code, reason);
+  appendReject(frame, id, code, reason, codeText);
   drop(id);
   control(frame);
   return true;

@@ -2,22 +2,38 @@
 #include "hub/channels.h"
 
 #include "common/log.h"
+#include "hub/stream_side.h"
 
 namespace ds::hub {
 
 namespace cc = ws::close_code;
 using proto::Reject;
 
+namespace {
+
+// The multiplexed streams of a channel whose client offered them; null otherwise.
+std::unique_ptr<mux::MuxChannel> muxFor(Loop& loop, WsConnection& ws, mux::MuxChannel::Owner& owner,
+                                        const mux::Limits& limits, size_t highWatermark) {
+  if (ws.protocol() != mux::kWsProtocol) return nullptr;
+  return std::make_unique<mux::MuxChannel>(loop, mux::Role::Server, limits, ws, owner,
+                                           highWatermark);
+}
+
+}  // namespace
+
 // ---------------------------------------------------------------------------------------------
 // DeviceChannel
 
-DeviceChannel::DeviceChannel(Owner& owner, std::string id, std::unique_ptr<WsConnection> ws,
-                             Admission::Ticket ticket)
+DeviceChannel::DeviceChannel(Loop& loop, Owner& owner, std::string id,
+                             std::unique_ptr<WsConnection> ws, Admission::Ticket ticket,
+                             size_t highWatermark, const mux::Limits& limits)
     : owner_(owner), id_(std::move(id)), ws_(std::move(ws)), ticket_(std::move(ticket)) {
   ws_->setCallbacks(this);
+  mux_ = muxFor(loop, *ws_, *this, limits, highWatermark);
 }
 
 DeviceChannel::~DeviceChannel() {
+  mux_.reset();
   if (ws_) ws_->setCallbacks(nullptr);
 }
 
@@ -26,7 +42,14 @@ void DeviceChannel::start(std::chrono::milliseconds keepalive) {
   ws_->start();
 }
 
-void DeviceChannel::onWsData(evbuffer*) {
+void DeviceChannel::close(uint16_t code, std::string_view reason) { ws_->close(code, reason); }
+
+void DeviceChannel::endStreams(std::string_view reason) {
+  if (mux_) mux_->shutdown(cc::GoingAway, reason);
+}
+
+void DeviceChannel::onWsData(evbuffer* payload) {
+  if (mux_) return mux_->receive(payload);
   LOG_WARN("device %s: binary data on the control channel", id_.c_str());
   ws_->close(cc::Unsupported, "binary data on control channel");
   owner_.onDeviceGone(*this);
@@ -34,23 +57,40 @@ void DeviceChannel::onWsData(evbuffer*) {
 
 void DeviceChannel::onWsText(std::string message) { owner_.onDeviceMessage(*this, message); }
 
+void DeviceChannel::onWsDrained() {
+  if (mux_) mux_->drained();
+}
+
 void DeviceChannel::onWsClosed(uint16_t code, const std::string& reason) {
   LOG_INFO("device %s: control channel closed (%u %s)", id_.c_str(), code, reason.c_str());
+  owner_.onDeviceGone(*this);
+}
+
+void DeviceChannel::onMuxOpen(uint32_t id, const mux::OpenRequest&) {
+  // Streams go from services to devices: a device has nothing to open at the hub.
+  mux_->reject(id, Reject::Forbidden, "the hub takes no streams from devices");
+}
+
+void DeviceChannel::onMuxFailed(uint16_t code, const std::string& reason) {
+  LOG_WARN("device %s: multiplexed channel failed (%u %s)", id_.c_str(), code, reason.c_str());
   owner_.onDeviceGone(*this);
 }
 
 // ---------------------------------------------------------------------------------------------
 // ServiceChannel: answers come in the order the devices decide, matched by the client's `id`.
 
-ServiceChannel::ServiceChannel(Owner& owner, PolicyRecord policy, std::unique_ptr<WsConnection> ws,
-                               Admission::Ticket ticket, size_t highWatermark)
+ServiceChannel::ServiceChannel(Loop& loop, Owner& owner, PolicyRecord policy,
+                               std::unique_ptr<WsConnection> ws, Admission::Ticket ticket,
+                               size_t highWatermark, const mux::Limits& limits)
     : owner_(owner), policy_(std::move(policy)), ws_(std::move(ws)), ticket_(std::move(ticket)) {
   ws_->setCallbacks(this);
   ws_->setHighWatermark(highWatermark);
   peer_ = ws_->peer();
+  mux_ = muxFor(loop, *ws_, *this, limits, highWatermark);
 }
 
 ServiceChannel::~ServiceChannel() {
+  mux_.reset();
   if (ws_) ws_->setCallbacks(nullptr);
 }
 
@@ -61,10 +101,12 @@ void ServiceChannel::start(std::chrono::milliseconds keepalive) {
 
 void ServiceChannel::close(uint16_t code, std::string_view reason) {
   ws_->close(code, reason);
+  if (mux_) mux_->shutdown(cc::GoingAway, reason);
   cancelWaiting();
 }
 
-void ServiceChannel::onWsData(evbuffer*) {
+void ServiceChannel::onWsData(evbuffer* payload) {
+  if (mux_) return mux_->receive(payload);
   LOG_WARN("service channel %s: binary data", peer_.c_str());
   ws_->close(cc::Unsupported, "binary data on the service channel");
   gone();
@@ -98,9 +140,66 @@ void ServiceChannel::onWsText(std::string message) {
                     [this, st] { waiting_.erase(st); }});
 }
 
+void ServiceChannel::onWsDrained() {
+  ws_->resumeReading();
+  if (mux_) mux_->drained();
+}
+
 void ServiceChannel::onWsClosed(uint16_t code, const std::string& reason) {
   LOG_INFO("service channel %s (policy %s): closed (%u %s)", peer_.c_str(), policy_.name.c_str(),
            code, reason.c_str());
+  gone();
+}
+
+// A stream the service opens on the channel: the same initiation as a stream_request, answered
+// with Accept (the stream is the service side) or Reject with the answer's code.
+void ServiceChannel::onMuxOpen(uint32_t id, const mux::OpenRequest& request) {
+  auto body = initiateBody(request);
+  if (!body) {
+    mux_->reject(id, Reject::BadRequest, body.error);
+    return;
+  }
+  Stream* st = owner_.initiate(policy_, request.device, *body,
+                               [this, id](const proto::Answer& a) { answerOpen(id, a); });
+  if (!st) return;
+  auto pending = std::make_unique<PendingOpen>(this, id, st);
+  mux_->setHandler(id, pending.get());
+  opens_[id] = std::move(pending);
+  st->setInitiator(
+      {[this, id](const proto::Answer& a) { answerOpen(id, a); }, [this, id] { forgetOpen(id); }});
+}
+
+void ServiceChannel::PendingOpen::onMuxClosed(uint16_t, std::string_view) {
+  // The service cancelled (or the channel ended): as a POST whose client went away. The
+  // channel forgot the handler; this object lives until the end of the call.
+  auto self = channel->opens_.extract(id);
+  stream->initiatorGone();
+}
+
+void ServiceChannel::answerOpen(uint32_t id, const proto::Answer& a) {
+  forgetOpen(id);
+  if (!mux_ || !mux_->up()) return;
+  if (a.status == 200) {
+    if (owner_.attachChannelSide(a.grant, *mux_, id)) return;
+    mux_->reject(id, Reject::StreamUnknown, "the stream ended");
+    return;
+  }
+  // The answer's code as the POST endpoint gives it; a 429's wait goes in the reason.
+  std::string reason = a.message;
+  if (a.retryAfter > 0) reason += " (retry after " + std::to_string(a.retryAfter) + " s)";
+  mux_->reject(id, proto::rejectFromName(a.error), reason, a.error);
+}
+
+void ServiceChannel::forgetOpen(uint32_t id) {
+  auto it = opens_.find(id);
+  if (it == opens_.end()) return;
+  if (mux_) mux_->setHandler(id, nullptr);
+  opens_.erase(it);
+}
+
+void ServiceChannel::onMuxFailed(uint16_t code, const std::string& reason) {
+  LOG_WARN("service channel %s: multiplexed channel failed (%u %s)", peer_.c_str(), code,
+           reason.c_str());
   gone();
 }
 
@@ -121,6 +220,8 @@ void ServiceChannel::cancelWaiting() {
 }
 
 void ServiceChannel::gone() {
+  // The channel's streams end (1001); those still waiting for the device are cancelled.
+  if (mux_) mux_->shutdown(cc::GoingAway, "service channel closed");
   cancelWaiting();
   owner_.onServiceGone(*this);
 }

@@ -22,7 +22,6 @@ namespace {
 
 constexpr size_t kAuditPruneEvery = 1000;
 constexpr std::string_view kDevicesPrefix = "/api/v1/devices/";
-constexpr std::string_view kStreamsPrefix = "/api/v1/streams/";
 
 int64_t unixNow() { return static_cast<int64_t>(std::time(nullptr)); }
 
@@ -179,6 +178,8 @@ void Hub::onDeviceGone(DeviceChannel& d) {
     }
   }
   for (Stream* st : waiting) st->end(Stream::Outcome::Offline, "device went offline");
+  // Streams multiplexed on the channel end with it (1001).
+  gone->endStreams("device went offline");
   loop_.deferDelete(std::move(gone));
 }
 
@@ -410,14 +411,16 @@ void Hub::handleControl(Session& s, const std::string& deviceId) {
   }
   std::string peer = s.peer();
   Admission::Ticket ticket;
-  auto ws = s.upgrade(wsLimits_, ticket);
-  auto ch = std::make_unique<DeviceChannel>(static_cast<DeviceChannel::Owner&>(*this), deviceId,
-                                            std::move(ws), std::move(ticket));
+  auto ws = s.upgrade(wsLimits_, ticket, muxProtocol());
+  auto ch = std::make_unique<DeviceChannel>(loop_, static_cast<DeviceChannel::Owner&>(*this),
+                                            deviceId, std::move(ws), std::move(ticket),
+                                            cfg_.highWatermark, muxLimits_);
   DeviceChannel* raw = ch.get();
   devices_.emplace(deviceId, std::move(ch));
   devicesConnected_.set(static_cast<double>(devices_.size()));
   registry_->touchLastSeen(deviceId, unixNow());
-  LOG_INFO("device %s: online from %s", deviceId.c_str(), peer.c_str());
+  LOG_INFO("device %s: online from %s%s", deviceId.c_str(), peer.c_str(),
+           raw->mux() ? " (multiplexed streams)" : "");
   raw->start(cfg_.keepalive);
 }
 
@@ -427,166 +430,16 @@ void Hub::handleServiceControl(Session& s) {
   if (!policy) return;
   std::string peer = s.peer();
   Admission::Ticket ticket;
-  auto ws = s.upgrade(wsLimits_, ticket);
-  auto ch = std::make_unique<ServiceChannel>(static_cast<ServiceChannel::Owner&>(*this), *policy,
-                                             std::move(ws), std::move(ticket), cfg_.highWatermark);
+  auto ws = s.upgrade(wsLimits_, ticket, muxProtocol());
+  bool multiplexed = ws->protocol() == mux::kWsProtocol;
+  auto ch = std::make_unique<ServiceChannel>(loop_, static_cast<ServiceChannel::Owner&>(*this),
+                                             *policy, std::move(ws), std::move(ticket),
+                                             cfg_.highWatermark, muxLimits_);
   ServiceChannel* raw = ch.get();
   services_.emplace(raw, std::move(ch));
-  LOG_INFO("service channel %s: open (policy %s)", peer.c_str(), policy->name.c_str());
+  LOG_INFO("service channel %s: open (policy %s%s)", peer.c_str(), policy->name.c_str(),
+           multiplexed ? ", multiplexed streams" : "");
   raw->start(cfg_.keepalive);
-}
-
-void Hub::handleStreamSide(Session& s, const std::string& streamId) {
-  if (!s.checkUpgrade()) return;
-  const std::string* auth = s.request().headers.find("Authorization");
-  if (!auth || !auth->starts_with("Bearer ")) {
-    return s.respondError(401, "unauthorized", "Bearer stream token required");
-  }
-  auto it = streams_.find(streamId);
-  if (it == streams_.end()) {
-    return s.respondError(Reject::StreamUnknown, "no such stream (ended or expired)");
-  }
-  auto side = it->second->claim(std::string_view(*auth).substr(7));
-  if (!side) {
-    LOG_WARN("%s: wrong or reused token for stream %s", s.peer().c_str(), streamId.c_str());
-    return s.respondError(Reject::Forbidden, "token not valid for this stream");
-  }
-  Admission::Ticket ticket;
-  auto ws = s.upgrade(wsLimits_, ticket);
-  it->second->attach(*side, std::move(ws), std::move(ticket));
-}
-
-// ---------------------------------------------------------------------------------------------
-// Initiation
-
-void Hub::handleInitiate(Session& s, const std::string& deviceId) {
-  std::optional<PolicyRecord> policy = authService(s, "connect");
-  if (!policy) return;
-  auto body = proto::parseInitiateBody(s.body());
-  if (!body) {
-    countReject(Reject::BadRequest);
-    return s.respondError(Reject::BadRequest, body.error);
-  }
-  Session* session = &s;
-  Answer answer = [session](const proto::Answer& a) {
-    std::vector<http::Header> extra;
-    if (a.retryAfter > 0) extra.push_back({"Retry-After", std::to_string(a.retryAfter)});
-    session->respond(a.status, proto::answerBody(a), extra);
-  };
-  Stream* st = initiate(*policy, deviceId, *body, answer);
-  if (!st) return;
-  // Keep watching the connection: a client that goes away cancels the wait.
-  s.waitForAnswer([st] { st->initiatorGone(); });
-  st->setInitiator({answer, [session] { session->waitForAnswer(nullptr); }});
-}
-
-Stream* Hub::initiate(const PolicyRecord& policy, const std::string& deviceId,
-                      const proto::InitiateBody& body, const Answer& answer) {
-  if (!config::isValidDeviceId(deviceId)) {
-    reject(answer, Reject::BadRequest, kDeviceIdRule);
-    return nullptr;
-  }
-  // Before the device is looked up: a policy learns nothing of devices outside its set.
-  if (!policy.reaches(deviceId)) {
-    std::string why = "policy '" + policy.name + "' may not reach device '" + deviceId + "'";
-    recordStream(Stream::refusedAudit(policy.name, deviceId, body, why));
-    reject(answer, Reject::Forbidden, why);
-    return nullptr;
-  }
-  std::optional<DeviceRecord> dev = registry_->device(deviceId);
-  if (!dev) {
-    reject(answer, Reject::DeviceUnknown, "no device '" + deviceId + "'");
-    return nullptr;
-  }
-  if (!dev->enabled) {
-    reject(answer, Reject::Disabled, "device is disabled");
-    return nullptr;
-  }
-  auto it = devices_.find(deviceId);
-  if (it == devices_.end()) {
-    reject(answer, Reject::DeviceOffline, "device '" + deviceId + "' is not connected");
-    return nullptr;
-  }
-  // Limits: each answer is 429 with Retry-After, so well-behaved clients back off.
-  size_t pending = 0, ofPolicy = 0, pendingOfPolicy = 0, ofDevice = 0;
-  for (const auto& [sid, st] : streams_) {
-    bool mine = st->policy() == policy.name;
-    pending += !st->paired();
-    ofPolicy += mine;
-    pendingOfPolicy += mine && !st->paired();
-    ofDevice += st->device() == deviceId;
-  }
-  if (pending >= cfg_.maxPendingHandshakes) {
-    reject(answer, Reject::TooManyPending, "too many stream handshakes in progress", 1);
-    return nullptr;
-  }
-  if (streams_.size() >= cfg_.maxStreams) {
-    reject(answer, Reject::TooManyStreams, "the hub's stream limit is reached", 1);
-    return nullptr;
-  }
-  if (ofDevice >= cfg_.maxStreamsPerDevice) {
-    reject(answer, Reject::DeviceBusy, "the device's stream limit is reached", 1);
-    return nullptr;
-  }
-  if (ofPolicy >= cfg_.maxStreamsPerPolicy || pendingOfPolicy >= cfg_.maxPendingPerPolicy) {
-    reject(answer, Reject::PolicyQuota,
-           "policy '" + policy.name + "' holds its quota of " +
-               (ofPolicy >= cfg_.maxStreamsPerPolicy
-                    ? std::to_string(cfg_.maxStreamsPerPolicy) + " streams"
-                    : std::to_string(cfg_.maxPendingPerPolicy) + " pending streams"),
-           1);
-    return nullptr;
-  }
-  auto rate = rates_.try_emplace(policy.name, static_cast<double>(cfg_.newStreamsPerSecond),
-                                 static_cast<double>(cfg_.newStreamsPerSecond), Clock::now());
-  std::chrono::seconds retry{0};
-  if (!rate.first->second.take(Clock::now(), retry)) {
-    reject(answer, Reject::RateLimited,
-           "policy '" + policy.name + "' opens streams faster than " +
-               std::to_string(cfg_.newStreamsPerSecond) + "/s",
-           static_cast<int>(retry.count()));
-    return nullptr;
-  }
-  std::string sid = newStreamId();
-  auto st = std::make_unique<Stream>(
-      loop_, static_cast<StreamOwner&>(*this), streamSettings_, relayMetrics_, sid,
-      cfg_.publicUrl + std::string(kStreamsPrefix) + sid, deviceId, policy.name, body);
-  Stream* raw = st.get();
-  streams_.emplace(sid, std::move(st));
-  updateStreamGauges();
-  std::string caller = policy.name + (body.user.empty() ? "" : " (user " + body.user + ")");
-  LOG_INFO("stream %s: %s asks %s for %s%s%s", sid.c_str(), caller.c_str(), deviceId.c_str(),
-           raw->targetText().c_str(), body.name.empty() ? "" : ", stream ", body.name.c_str());
-  proto::StreamRequest request{sid, body.host, body.port, raw->url(),
-                               raw->token(Stream::Side::Device)};
-  request.socketPath = body.socketPath;
-  request.caller = {policy.name, body.user};
-  request.name = body.name;
-  it->second->send(request);
-  return raw;
-}
-
-void Hub::onDeviceMessage(DeviceChannel& d, const std::string& message) {
-  auto msg = proto::parseStreamResponse(message);
-  if (!msg && msg.fault == proto::Fault::OtherType) {
-    // A message of a newer protocol: not ours to judge.
-    LOG_DEBUG("device %s: control message ignored: %s", d.id().c_str(), msg.error.c_str());
-    return;
-  }
-  if (!msg) {
-    // The device is authenticated but speaks nonsense: end its channel rather than log forever.
-    LOG_WARN("device %s: malformed control message: %s", d.id().c_str(), msg.error.c_str());
-    d.close(cc::InvalidData, "malformed control message");
-    onDeviceGone(d);
-    return;
-  }
-  auto it = streams_.find(msg->streamId);
-  // A device may answer only for its own streams.
-  if (it == streams_.end() || it->second->device() != d.id()) {
-    LOG_WARN("device %s: answer for unknown stream '%s'", d.id().c_str(), msg->streamId.c_str());
-    return;
-  }
-  it->second->onDeviceAnswer(*msg);
 }
 
 }  // namespace ds::hub

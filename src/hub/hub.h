@@ -19,6 +19,7 @@
 #include "common/event.h"
 #include "common/http_server.h"
 #include "common/metrics.h"
+#include "common/mux_channel.h"
 #include "common/protocol.h"
 #include "common/sas.h"
 #include "common/ws_conn.h"
@@ -31,6 +32,9 @@
 #include "hub/stream.h"
 
 namespace ds::hub {
+
+// The streaming endpoint: one side of a stream opens at this prefix followed by the stream id.
+inline constexpr std::string_view kStreamsPrefix = "/api/v1/streams/";
 
 class Hub : private Session::Owner,
             private StreamOwner,
@@ -67,6 +71,7 @@ class Hub : private Session::Owner,
   // answers later.
   Stream* initiate(const PolicyRecord& policy, const std::string& deviceId,
                    const proto::InitiateBody& request, const Answer& answer) override;
+  bool attachChannelSide(const proto::Grant& grant, mux::MuxChannel& channel, uint32_t id) override;
   void onServiceGone(ServiceChannel& c) override;
   // StreamOwner
   void onStreamRejected(proto::Reject code) override { countReject(code); }
@@ -81,6 +86,11 @@ class Hub : private Session::Owner,
   void handleInitiate(Session& s, const std::string& deviceId);
   void handleServiceControl(Session& s);
   void handleStreamSide(Session& s, const std::string& streamId);
+  // The one way a side joins a stream (streaming endpoint and service channel alike): the
+  // stream `streamId` and the side `token` opens, consuming it; null when it opens nothing.
+  Stream* claimSide(const std::string& streamId, std::string_view token, Stream::Side& side);
+  // The subprotocol control and service channels select when offered ("" with multiplex off).
+  std::string_view muxProtocol() const { return cfg_.multiplex ? mux::kWsProtocol : ""; }
   // /metrics and /healthz: whether this session may see them (else it was answered).
   bool metricsAllowed(Session& s);
   // Ok only for a token that also expires within max_token_lifetime.
@@ -107,6 +117,7 @@ class Hub : private Session::Owner,
   uint64_t handshakes_ = 0;  // TLS handshakes in progress
   std::string decoyKey_;     // verifies tokens of unknown devices and policies
   WsLimits wsLimits_;
+  mux::Limits muxLimits_;
   std::map<Session*, std::unique_ptr<Session>> sessions_;
   std::map<std::string, std::unique_ptr<DeviceChannel>> devices_;
   std::map<ServiceChannel*, std::unique_ptr<ServiceChannel>> services_;

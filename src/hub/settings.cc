@@ -36,6 +36,7 @@ HubConfig parseHub(std::string_view text, const std::string& file) {
              "max_pending_handshakes",
              "new_streams_per_second",
              "audit_keep",
+             "multiplex",
              "max_connections",
              "max_connections_per_address",
              "max_tls_handshakes",
@@ -90,6 +91,7 @@ HubConfig parseHub(std::string_view text, const std::string& file) {
   readIf(ctx, m, "max_pending_handshakes", c.maxPendingHandshakes, count);
   readIf(ctx, m, "new_streams_per_second", c.newStreamsPerSecond, count);
   readIf(ctx, m, "audit_keep", c.auditKeep, count);
+  readIf(ctx, m, "multiplex", c.multiplex, boolean);
   readIf(ctx, m, "max_connections", c.maxConnections, count);
   readIf(ctx, m, "max_connections_per_address", c.maxConnectionsPerAddress, count);
   readIf(ctx, m, "max_tls_handshakes", c.maxTlsHandshakes, count);

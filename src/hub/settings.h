@@ -37,6 +37,9 @@ struct HubConfig {
   uint64_t maxPendingHandshakes = 1000;             // streams not yet paired
   uint64_t newStreamsPerSecond = 100;               // per service policy (token bucket)
   uint64_t auditKeep = 100000;                      // stream audit records kept
+  // Streams multiplexed on the control and service channels of clients that offer it
+  // (docs/mux.md); off: every stream has its own WebSocket per side.
+  bool multiplex = true;
   // Limits on what strangers can hold (docs/security.md).
   uint64_t maxConnections = 20000;               // open connections, all kinds
   uint64_t maxConnectionsPerAddress = 4096;      // open connections from one source address

@@ -37,23 +37,21 @@ Stream::Stream(Loop& loop, StreamOwner& owner, const StreamSettings& settings, R
     : owner_(owner),
       settings_(settings),
       handshakeSeconds_(metrics.handshakeSeconds),
+      counted_{},
       id_(std::move(id)),
       url_(std::move(url)),
       device_(std::move(device)),
       policy_(std::move(policy)),
       target_(std::move(target)),
       life_(Clock::now(), settings.handshakeTimeout, settings.idleTimeout),
-      timer_(loop, [this] { onTimer(); }),
-      sides_{Relay(this, Side::Service, metrics.bytesToDevice),
-             Relay(this, Side::Device, metrics.bytesFromDevice)} {
+      timer_(loop, [this] { onTimer(); }) {
+  counted_[index(Side::Service)] = &metrics.bytesToDevice;
+  counted_[index(Side::Device)] = &metrics.bytesFromDevice;
   startMs_ = unixMillis();
   armTimer();
 }
 
 Stream::~Stream() {
-  for (auto& s : sides_) {
-    if (s.ws) s.ws->setCallbacks(nullptr);
-  }
   if (initiator_.release) initiator_.release();
 }
 
@@ -114,8 +112,10 @@ void Stream::onDeviceAnswer(const proto::StreamResponse& msg) {
   if (!initiator_.answer) return;
   Answer answer = takeAnswer();
   if (msg.accept && life_.accept(Clock::now())) {
+    // The answer may attach the service side (a service channel's stream), which pairs.
+    bool pairedNow = paired();
     answer({200, {id_, url_, token(Side::Service)}, {}, {}, 0});
-    if (paired()) onPaired();
+    if (pairedNow && !ended_) onPaired();
     return;
   }
   // The device's code decides the status (docs/protocol.md); a code this version does not
@@ -132,13 +132,19 @@ void Stream::onDeviceAnswer(const proto::StreamResponse& msg) {
   end(policy ? Outcome::Rejected : Outcome::Refused, codeText + ": " + reason);
 }
 
-void Stream::attach(Side side, std::unique_ptr<WsConnection> ws, Admission::Ticket ticket) {
-  Relay& r = sides_[index(side)];
-  ws->setCallbacks(&r);
-  ws->setHighWatermark(settings_.highWatermark);
-  r.ws = std::move(ws);
-  r.ticket = std::move(ticket);
+void Stream::attach(Side side, std::unique_ptr<StreamSide> s) {
+  s->bind(*this, side);
+  sides_[index(side)] = std::move(s);
   if (life_.attach(side, Clock::now())) onPaired();
+}
+
+void Stream::attach(Side side, std::unique_ptr<WsConnection> ws, Admission::Ticket ticket) {
+  attach(side, std::make_unique<WsSide>(std::move(ws), std::move(ticket), settings_.highWatermark));
+}
+
+void Stream::expect(Side side, std::unique_ptr<StreamSide> s) {
+  s->bind(*this, side);
+  sides_[index(side)] = std::move(s);
 }
 
 void Stream::end(Outcome outcome, const std::string& why, uint16_t code) {
@@ -155,46 +161,84 @@ void Stream::end(Outcome outcome, const std::string& why, uint16_t code) {
     }
   }
   for (auto& s : sides_) {
-    if (s.ws && s.ws->open()) s.ws->close(code, why);
+    if (s && s->open()) s->close(code, why);
   }
   owner_.onStreamEnded(*this);
 }
 
 // ---------------------------------------------------------------------------------------------
-// The relay: the data path of every stream, one call per frame and nothing allocated.
+// The relay: the data path of every stream, one call per message and nothing allocated.
 
-WsConnection* Stream::Relay::other() const { return stream->sides_[1 - index(side)].ws.get(); }
+StreamSide* Stream::other(Side side) const { return sides_[1 - index(side)].get(); }
 
-void Stream::Relay::onWsData(evbuffer* payload) {
-  WsConnection* o = other();
-  if (!o || !o->open()) return;
-  counted.inc(static_cast<double>(evbuffer_get_length(payload)));
-  stream->life_.activity(Clock::now());
-  o->sendBinary(payload);
-  // Backpressure: a slow reader on the other side stops reads on this one.
-  if (o->overHighWatermark()) ws->pauseReading();
+void Stream::onSideData(Side from, evbuffer* data) {
+  StreamSide* src = sides_[index(from)].get();
+  if (!paired()) {
+    // A channel side may send as soon as it is accepted: held until the pairing, with the
+    // side paused (its credit held back), so at most its window.
+    EvBufferPtr& early = early_[index(from)];
+    if (!early) early.reset(evbuffer_new());
+    evbuffer_add_buffer(early.get(), data);
+    src->pause();
+    return;
+  }
+  StreamSide* to = other(from);
+  if (!to || !to->open()) return;
+  counted_[index(from)]->inc(static_cast<double>(evbuffer_get_length(data)));
+  life_.activity(Clock::now());
+  to->send(data);
+  // Backpressure: a slow reader on the other side stops this one.
+  if (to->full()) src->pause();
 }
 
-void Stream::Relay::onWsText(std::string message) {
+void Stream::onSideText(Side from, std::string_view message) {
   // Stream control ({"type":"eof"}) goes through in order with the data and under the same
-  // watermark: the hub relays text as it is (the two ends speak stream control).
-  WsConnection* o = other();
-  if (!o || !o->open()) return;
-  o->sendText(message);
-  if (o->overHighWatermark()) ws->pauseReading();
+  // watermark: between WebSockets the hub relays text as it is (the two ends speak it).
+  StreamSide* to = other(from);
+  if (!paired() || !to || !to->open()) return;
+  to->sendText(message);
+  if (to->full()) sides_[index(from)]->pause();
 }
 
-void Stream::Relay::onWsDrained() {
-  WsConnection* o = other();
-  if (o) o->resumeReading();
+void Stream::onSideEof(Side from) {
+  if (!paired()) {
+    earlyEof_[index(from)] = true;
+    return;
+  }
+  StreamSide* to = other(from);
+  if (to && to->open()) to->sendEof();
 }
 
-void Stream::Relay::onWsClosed(uint16_t code, const std::string& reason) {
-  // The other side is closed at once with the same code (1006 is not sendable).
+void Stream::onSideDrained(Side side) {
+  if (StreamSide* o = other(side)) o->resume();
+}
+
+void Stream::onSideClosed(Side from, uint16_t code, std::string_view reason) {
+  // The other side is closed with the same code (1006 and 1005 are not sendable).
   uint16_t relay = code == cc::Abnormal || code == cc::NoStatus ? cc::GoingAway : code;
-  std::string why = std::string(side == Side::Service ? "service" : "device") + " side closed (" +
-                    std::to_string(code) + (reason.empty() ? "" : " " + reason) + ")";
-  stream->end(code == cc::Normal ? Outcome::Ok : Outcome::Error, why, relay);
+  std::string why = std::string(from == Side::Service ? "service" : "device") + " side closed (" +
+                    std::to_string(code) + (reason.empty() ? "" : " " + std::string(reason)) + ")";
+  Outcome outcome = code == cc::Normal ? Outcome::Ok : Outcome::Error;
+  StreamSide* to = other(from);
+  if (code == cc::Normal && paired() && to && to->open() && to->drainThenNotify()) {
+    // A normal end after bytes the other side's peer has not taken yet: they go first.
+    closing_ = Closing{outcome, why, relay};
+    timer_.arm(3 * settings_.keepalive);
+    return;
+  }
+  end(outcome, why, relay);
+}
+
+void Stream::onSideFlushed(Side) {
+  if (closing_) end(closing_->outcome, closing_->why, closing_->code);
+}
+
+void Stream::onSideAnswer(Side from, const proto::StreamResponse& answer) {
+  // A stream the hub opened on the device's channel: its answer is the device's.
+  if (answer.accept) life_.attach(from, Clock::now());
+  proto::StreamResponse msg = answer;
+  msg.streamId = id_;
+  onDeviceAnswer(msg);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -207,8 +251,8 @@ Answer Stream::takeAnswer() {
 }
 
 uint64_t Stream::bytes(Side side) const {
-  const Relay& r = sides_[index(side)];
-  return r.ws ? r.ws->bytesIn() : 0;
+  const StreamSide* s = sides_[index(side)].get();
+  return s ? s->bytesIn() : 0;
 }
 
 void Stream::onPaired() {
@@ -218,11 +262,16 @@ void Stream::onPaired() {
            targetText().c_str(), device_.c_str(), policy_.c_str(),
            static_cast<long long>(latency.count()));
   armTimer();
-  // Pings on both sides: a peer that vanished without a FIN frees its slot within the
-  // keepalive bound instead of holding the stream forever.
-  for (auto& s : sides_) {
-    s.ws->enableKeepalive(settings_.keepalive);
-    s.ws->start();
+  for (auto& s : sides_) s->start(settings_.keepalive);
+  // What a channel side sent before the pairing goes first, then that side reads on.
+  for (Side from : {Side::Service, Side::Device}) {
+    StreamSide* to = other(from);
+    EvBufferPtr& early = early_[index(from)];
+    if (ended_ || !to->open()) return;
+    if (early && evbuffer_get_length(early.get()) > 0) onSideData(from, early.get());
+    if (ended_ || !to->open()) return;
+    if (earlyEof_[index(from)]) to->sendEof();
+    if (!to->full()) sides_[index(from)]->resume();
   }
 }
 
@@ -237,6 +286,11 @@ void Stream::armTimer() {
 }
 
 void Stream::onTimer() {
+  if (closing_) {
+    LOG_WARN("stream %s: the rest of the bytes not taken within %lld ms of the end", id_.c_str(),
+             static_cast<long long>(3 * settings_.keepalive.count()));
+    return end(Outcome::Error, closing_->why + ", the rest not delivered", cc::GoingAway);
+  }
   Outcome o = life_.expire(Clock::now());
   if (o == Outcome::None) return armTimer();
   // expire() closed the lifecycle with its outcome; end() does the rest.

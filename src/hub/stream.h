@@ -1,8 +1,8 @@
 // One device stream at the hub, from initiation to the end of the relay: it waits for the
-// device's answer and answers the initiator, takes each side's WebSocket as its token is
-// presented, then relays frames between the two with backpressure (a slow reader stops the
-// writer's reads) and ends both sides together. Its bounds (handshake, idle) follow
-// StreamLifecycle (lifecycle.h) on a timer.
+// device's answer and answers the initiator, takes each side as its token is presented (a
+// WebSocket of its own or a stream on a channel, stream_side.h), then relays between the two
+// with backpressure (a slow reader stops the writer) and ends both sides together. Its bounds
+// (handshake, idle) follow StreamLifecycle (lifecycle.h) on a timer.
 #pragma once
 
 #include <chrono>
@@ -21,6 +21,7 @@
 #include "common/ws_conn.h"
 #include "hub/lifecycle.h"
 #include "hub/registry.h"
+#include "hub/stream_side.h"
 
 namespace ds::hub {
 
@@ -67,7 +68,7 @@ struct RelayMetrics {
   metrics::Histogram& handshakeSeconds;
 };
 
-class Stream : public Deletable {
+class Stream : public Deletable, private SideEvents {
  public:
   using Side = StreamLifecycle::Side;
   using Outcome = StreamLifecycle::Outcome;
@@ -106,29 +107,35 @@ class Stream : public Deletable {
   // The device's stream_response: answers the initiator (200 with the grant, or the device's
   // refusal, which ends the stream).
   void onDeviceAnswer(const proto::StreamResponse& msg);
-  // A side's WebSocket, opened with its token; the second one pairs the stream.
+  // A side opened with its token (or accepted on a channel); the second one pairs the stream.
+  void attach(Side side, std::unique_ptr<StreamSide> s);
   void attach(Side side, std::unique_ptr<WsConnection> ws, Admission::Ticket ticket);
+  // A side that exists before the device answered: the stream the hub opened on the device's
+  // channel. Its acceptance is the device's answer and attaches it.
+  void expect(Side side, std::unique_ptr<StreamSide> s);
   // Ends the stream: answers a waiting initiator, closes open sides with `code`, tells the owner.
   void end(Outcome outcome, const std::string& why, uint16_t code = ws::close_code::GoingAway);
 
  private:
-  // One side's WebSocket and its callbacks: what arrives is sent to the other side.
-  struct Relay : WsConnection::Callbacks {
-    Relay(Stream* st, Side s, metrics::Counter& counter) : stream(st), side(s), counted(counter) {}
-    Stream* stream;
-    Side side;
-    metrics::Counter& counted;  // counts what this side sends
-    std::unique_ptr<WsConnection> ws;
-    Admission::Ticket ticket;
-    WsConnection* other() const;
+  // SideEvents: the relay. What arrives on one side goes to the other, with backpressure (a
+  // full side pauses the other one).
+  void onSideData(Side from, evbuffer* data) override;
+  void onSideText(Side from, std::string_view message) override;
+  void onSideEof(Side from) override;
+  void onSideDrained(Side side) override;
+  void onSideClosed(Side from, uint16_t code, std::string_view reason) override;
+  void onSideAnswer(Side from, const proto::StreamResponse& answer) override;
+  void onSideFlushed(Side side) override;
 
-    void onWsData(evbuffer* payload) override;
-    void onWsText(std::string message) override;
-    void onWsDrained() override;
-    void onWsClosed(uint16_t code, const std::string& reason) override;
+  // A normal end waiting for a side to deliver what it holds (StreamSide::drainThenNotify).
+  struct Closing {
+    Outcome outcome;
+    std::string why;
+    uint16_t code;
   };
 
   Answer takeAnswer();
+  StreamSide* other(Side side) const;
   uint64_t bytes(Side side) const;
   void onPaired();
   void armTimer();
@@ -137,12 +144,17 @@ class Stream : public Deletable {
   StreamOwner& owner_;
   StreamSettings settings_;
   metrics::Histogram& handshakeSeconds_;
+  metrics::Counter* counted_[2];  // what each side sends
   std::string id_, url_, device_, policy_;
   proto::InitiateBody target_;
   StreamLifecycle life_;
   Timer timer_;
   StreamTokens tokens_;
-  Relay sides_[2];
+  std::unique_ptr<StreamSide> sides_[2];
+  // What a channel side sent before the pairing, held (that side paused) until it.
+  EvBufferPtr early_[2];
+  bool earlyEof_[2] = {false, false};
+  std::optional<Closing> closing_;
   Initiator initiator_;
   bool ended_ = false;
   int64_t startMs_ = 0;

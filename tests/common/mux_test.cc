@@ -73,6 +73,7 @@ TEST(MuxCodec, EveryFrameRoundTripsAndEveryPrefixNeedsMore) {
   unix.host.clear();
   unix.port = 0;
   unix.socketPath = "/run/app.sock";
+  unix.streamId = "9f0c";  // the optional seventh field
   ASSERT_TRUE(appendOpen(frames[1], 3, 0, unix));
   appendAccept(frames[2], 1, 1 << 20);
   appendReject(frames[3], 1, proto::Reject::PortNotAllowed, "127.0.0.1:23 is not allowed");
@@ -187,6 +188,27 @@ TEST(MuxCodec, UnknownTypesAreSkippedAndTrailingBytesIgnored) {
   r = decodeAll(wire, f);
   ASSERT_EQ(r.status, DecodeStatus::Done);
   EXPECT_EQ(f.window, 256u);
+}
+
+TEST(MuxCodec, AnOpenWithoutTheStreamIdIsComplete) {
+  std::string wire;
+  ASSERT_TRUE(appendOpen(wire, 1, 4096, sampleRequest()));
+  Frame f;
+  ASSERT_EQ(decodeAll(wire, f).status, DecodeStatus::Done);
+  EXPECT_EQ(f.request, sampleRequest());
+  EXPECT_TRUE(f.request.streamId.empty());
+  // With one, a truncated or unclean stream id is refused like any other field.
+  OpenRequest q = sampleRequest();
+  q.streamId = "abc";
+  wire.clear();
+  ASSERT_TRUE(appendOpen(wire, 1, 4096, q));
+  ASSERT_EQ(decodeAll(wire, f).status, DecodeStatus::Done);
+  EXPECT_EQ(f.request.streamId, "abc");
+  std::string cut = wire.substr(0, wire.size() - 1);
+  cut[3] = static_cast<char>(cut[3] - 1);  // the length says one byte less
+  EXPECT_EQ(decodeAll(cut, f).status, DecodeStatus::Invalid);
+  q.streamId = "a\nb";
+  EXPECT_FALSE(appendOpen(wire, 1, 4096, q));
 }
 
 TEST(MuxCodec, EncodersCutAndCleanText) {

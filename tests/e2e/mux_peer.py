@@ -60,7 +60,11 @@ class Frame:
             fields.append(self.payload[pos + 1:pos + 1 + n].decode())
             pos += 1 + n
         keys = ("device", "host", "unix", "policy", "user", "name")
-        return dict(window=window, port=port, **dict(zip(keys, fields)))
+        out = dict(window=window, port=port, stream_id="", **dict(zip(keys, fields)))
+        if pos < len(self.payload):  # the optional seventh field: the hub's stream id
+            n = self.payload[pos]
+            out["stream_id"] = self.payload[pos + 1:pos + 1 + n].decode()
+        return out
 
     def reject(self):
         n = self.payload[0]
@@ -73,6 +77,7 @@ class Frame:
         return code, self.payload[4:4 + m].decode()
 
     def window(self):
+        """The window of an ACCEPT, the increment of a WINDOW."""
         return struct.unpack(">I", self.payload[:4])[0]
 
     def __repr__(self):

@@ -118,16 +118,42 @@ class HostileService(MuxHub):
         self.hub_alive()
 
     def test_data_beyond_the_window_closes_that_stream_only(self):
+        dev = self.device("slow01")  # accepts with a 4 KiB window and never reads
         svc = self.service()
-        svc.send(open_frame(1, device="dev01", host="127.0.0.1", port=self.stack.http_port),
+        svc.send(open_frame(1, device="slow01", host="127.0.0.1", port=22),
                  open_frame(3, device="dev01", host="127.0.0.1", port=self.stack.http_port))
+        f = dev.expect(OPEN)
+        dev.send(accept_frame(f.stream, window=4096))
+        credit = {}
         for _ in range(2):
-            svc.expect(ACCEPT)
-        # The hub granted 256 KiB at most in its ACCEPT; 300 KiB at once is beyond it.
+            a = svc.expect(ACCEPT)
+            credit[a.stream] = a.window()
+        # Use all the credit the hub grants until it grants no more (its buffers toward the
+        # device are full and nothing is consumed), then send 64 KiB beyond it.
         chunk = b"x" * 16384
-        svc.send(*[frame(DATA, 1, chunk) for _ in range(20)])
-        f = svc.expect(CLOSE, stream=1)
-        self.assertEqual(f.close()[0], 1002)
+        while True:
+            n = credit[1]
+            credit[1] = 0
+            while n > 0:
+                svc.send(frame(DATA, 1, chunk[:min(n, len(chunk))]))
+                n -= min(n, len(chunk))
+            svc.sock.settimeout(1.5)
+            try:
+                while True:
+                    w = svc.recv()
+                    if w.type == WINDOW and w.stream == 1:
+                        credit[1] += w.window()
+            except (TimeoutError, OSError):
+                pass
+            svc.sock.settimeout(20)
+            if credit[1] == 0:
+                break
+        svc.send(*[frame(DATA, 1, chunk) for _ in range(4)])
+        self.assertEqual(svc.expect(CLOSE, stream=1).close()[0], 1002)
+        # The hub ends the device's side too, and the other stream on the channel still works.
+        g = dev.expect(DATA, CLOSE, stream=f.stream)  # the 4 KiB it allowed, then the end
+        while g.type == DATA:
+            g = dev.expect(DATA, CLOSE, stream=f.stream)
         body, code = self.get_page(svc, 3)
         self.assertIn(b"hello from dev01", body)
         self.hub_alive()
@@ -180,6 +206,7 @@ class HostileDevice(MuxHub):
         req = f.open_request()
         self.assertEqual((req["host"], req["port"], req["policy"], req["user"]),
                          ("127.0.0.1", 22, "service", "bob"))
+        self.assertRegex(req["stream_id"], "^[0-9a-f]{32}$")
         dev.send(accept_frame(f.stream))
         svc.expect(ACCEPT, stream=1)
         dev.send(frame(DATA, f.stream, b"banner\n"))

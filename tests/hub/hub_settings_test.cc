@@ -44,6 +44,7 @@ TEST_F(HubConfigTest, HubDefaults) {
   EXPECT_EQ(c.maxFrame, 1u << 20);
   EXPECT_EQ(c.maxMessage, 1u << 20);
   EXPECT_EQ(c.highWatermark, 256u * 1024);
+  EXPECT_TRUE(c.multiplex);
   EXPECT_EQ(c.logLevel, LogLevel::Info);
 }
 
@@ -62,7 +63,9 @@ TEST_F(HubConfigTest, HubAllKeys) {
                               "  keepalive: 1m\n"
                               "  max_frame: 64KiB\n"
                               "  max_message: 2MiB\n"
-                              "  high_watermark: 1000\n"));
+                              "  high_watermark: 1000\n"
+                              "  multiplex: false\n"));
+  EXPECT_FALSE(c.multiplex);
   EXPECT_EQ(c.listen, (Endpoint{"::1", 0}));
   EXPECT_EQ(c.hostname, "hub.example");
   EXPECT_EQ(c.publicUrl, "wss://streams.example");
@@ -363,6 +366,7 @@ TEST(ExampleConfig, ShowsEveryHubKey) {
                             "max_frame:",
                             "max_message:",
                             "high_watermark:",
+                            "multiplex:",
                             "permissions:",
                             "devices: ["});
 }
