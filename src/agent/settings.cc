@@ -133,10 +133,11 @@ std::string AllowRule::toString() const {
 AgentConfig parseAgent(std::string_view text, const std::string& file) {
   Context ctx(file);
   Section sec = findSection(ctx, parseDocument(ctx, text), "agent");
-  Mapping m(ctx, sec.node,
-            {"hub_url", "ca", "server_name", "hub_hostname", "device_id", "device_key", "allow",
-             "proxy", "connect_timeout", "reconnect_min", "reconnect_max", "keepalive",
-             "keepalive_timeout", "max_streams", "high_watermark", "log_level", "nameservers"});
+  Mapping m(
+      ctx, sec.node,
+      {"hub_url", "ca", "server_name", "hub_hostname", "device_id", "device_key", "allow", "proxy",
+       "connect_timeout", "reconnect_min", "reconnect_max", "keepalive", "keepalive_timeout",
+       "max_streams", "high_watermark", "log_level", "nameservers", "multiplex"});
   AgentConfig c;
   c.logLevel = sec.logLevel;
   const Value& hubUrl = m.require("hub_url");
@@ -193,6 +194,7 @@ AgentConfig parseAgent(std::string_view text, const std::string& file) {
   }
   readIf(ctx, m, "max_streams", c.maxStreams, count);
   readIf(ctx, m, "high_watermark", c.highWatermark, size);
+  readIf(ctx, m, "multiplex", c.multiplex, boolean);
   readIf(ctx, m, "log_level", c.logLevel, logLevel);
   return c;
 }

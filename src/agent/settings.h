@@ -58,6 +58,8 @@ struct AgentConfig {
   std::chrono::milliseconds keepaliveTimeout{60000};  // silence after which the channel is dead
   uint64_t maxStreams = 256;                          // concurrent streams (pending and open)
   uint64_t highWatermark = 256 * 1024;
+  // Offer streams multiplexed on the control channel (docs/mux.md); the hub decides.
+  bool multiplex = true;
   LogLevel logLevel = LogLevel::Info;
 };
 

@@ -1,10 +1,11 @@
-// A client connection of the daemon and its two upstreams: a stream to a device, or a direct
-// TCP connection.
+// A client connection of the daemon and its two upstreams: a stream to a device (its own
+// WebSocket or a stream on the multiplexed service channel), or a direct TCP connection.
 #include "daemon/connection.h"
 
 #include "common/log.h"
 #include "common/net.h"
 #include "daemon/daemon.h"
+#include "forwarder/mux_pump.h"
 #include "forwarder/pump.h"
 #include "forwarder/tcp_connector.h"
 #include "forwarder/tcp_relay.h"
@@ -37,14 +38,16 @@ Reply replyForConnect(ConnectResult r) {
   }
 }
 
-// A stream to a device: asked for through the stream opener, then pumped.
+// A stream to a device: asked for through the stream opener, then pumped, by a StreamPump on
+// its own WebSocket or by a MuxPump on the multiplexed service channel. Both end the client
+// alike: FIN only after a normal end, else a reset.
 class DeviceStream : public Upstream {
  public:
   DeviceStream(Connection& c, const hubclient::StreamTarget& t) : c_(c), what_(describe(t)) {
     openId_ = c_.owner().opener()->open(
-        t, [this](std::unique_ptr<WsConnection> ws, const hubclient::OpenResult& r) {
+        t, [this](hubclient::OpenedStream s, const hubclient::OpenResult& r) {
           openId_ = 0;
-          onOpen(std::move(ws), r);
+          onOpen(std::move(s), r);
         });
   }
 
@@ -54,16 +57,23 @@ class DeviceStream : public Upstream {
     }
   }
 
-  bool open() const override { return pump_ != nullptr; }
+  bool open() const override { return pump_ || mux_; }
   void close(const std::string& why) override {
     if (pump_) pump_->close(why);
+    if (mux_) mux_->close(why);
   }
-  uint64_t bytesUp() const override { return pump_ ? pump_->bytesToStream() : 0; }
-  uint64_t bytesDown() const override { return pump_ ? pump_->bytesFromStream() : 0; }
+  uint64_t bytesUp() const override {
+    return pump_ ? pump_->bytesToStream() : mux_ ? mux_->bytesToStream() : 0;
+  }
+  uint64_t bytesDown() const override {
+    return pump_ ? pump_->bytesFromStream() : mux_ ? mux_->bytesFromStream() : 0;
+  }
   std::string streamId() const override { return streamId_; }
 
  private:
-  void onOpen(std::unique_ptr<WsConnection> ws, const hubclient::OpenResult& r) {
+  // Runs inside the opener's callback; for a multiplexed stream, inside its ACCEPT: the pump
+  // takes the stream before this returns (else `s` closes it), so no byte finds nobody.
+  void onOpen(hubclient::OpenedStream s, const hubclient::OpenResult& r) {
     if (r.status != 200) {
       Reply reply = replyFor(r.status, r.code);
       LOG_INFO("%s %s: stream to %s refused: %d %s %s -> %s", c_.via().c_str(), c_.peer().c_str(),
@@ -73,26 +83,42 @@ class DeviceStream : public Upstream {
     streamId_ = r.streamId;
     BufferEventPtr client = c_.takeClient();
     if (!client) return c_.ended();
+    if (s.multiplexed()) {
+      hubclient::OpenedStream::Mux m = s.takeMux();
+      mux_ = std::make_unique<MuxPump>(
+          c_.owner().loop(), std::move(client), *m.channel, m.id, c_.owner().highWatermark(),
+          [this](MuxPump* p, const std::string& why) { ended(*p, why); });
+      return start(*mux_);
+    }
     pump_ = std::make_unique<StreamPump>(
-        c_.owner().loop(), std::move(client), std::move(ws), c_.owner().highWatermark(),
-        [this](StreamPump* p, const std::string& why) {
-          LOG_INFO("stream %s %s: %s (%llu bytes to the device, %llu from it)", streamId_.c_str(),
-                   what_.c_str(), why.c_str(), static_cast<unsigned long long>(p->bytesToStream()),
-                   static_cast<unsigned long long>(p->bytesFromStream()));
-          c_.ended();
-        });
-    if (UpstreamGate gate = c_.takeGate()) pump_->setUpstreamGate(std::move(gate));
+        c_.owner().loop(), std::move(client), s.takeWs(), c_.owner().highWatermark(),
+        [this](StreamPump* p, const std::string& why) { ended(*p, why); });
+    start(*pump_);
+  }
+
+  template <class Pump>
+  void start(Pump& pump) {
+    if (UpstreamGate gate = c_.takeGate()) pump.setUpstreamGate(std::move(gate));
     c_.opened();
     LOG_INFO("stream %s %s: open for %s %s", streamId_.c_str(), what_.c_str(), c_.via().c_str(),
              c_.peer().c_str());
-    pump_->start();
+    pump.start();
+  }
+
+  template <class Pump>
+  void ended(const Pump& p, const std::string& why) {
+    LOG_INFO("stream %s %s: %s (%llu bytes to the device, %llu from it)", streamId_.c_str(),
+             what_.c_str(), why.c_str(), static_cast<unsigned long long>(p.bytesToStream()),
+             static_cast<unsigned long long>(p.bytesFromStream()));
+    c_.ended();
   }
 
   Connection& c_;
   std::string what_;  // device:port for the log
   uint64_t openId_ = 0;
   std::string streamId_;
-  std::unique_ptr<StreamPump> pump_;
+  std::unique_ptr<StreamPump> pump_;  // one of the two, once open
+  std::unique_ptr<MuxPump> mux_;
 };
 
 // A direct TCP connection to a destination that is not a device, then relayed.

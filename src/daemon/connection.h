@@ -2,7 +2,8 @@
 //   - the client side: a proxy session (socks/proxy_session.h) until it is answered, or a
 //     forwarded TCP connection;
 //   - the upstream, once the destination is known: a stream to a device through the hub
-//     (StreamPump) or a direct TCP connection (TcpRelay).
+//     (StreamPump on its own WebSocket, MuxPump on the multiplexed service channel) or a
+//     direct TCP connection (TcpRelay).
 // The daemon owns the connections and decides where a proxy client's target leads.
 #pragma once
 

@@ -102,6 +102,7 @@ json Daemon::statusJson() const {
         // Streams work while the hub answers, with or without the service channel.
         {"connected", opener_ && opener_->reachable()},
         {"service_channel", opener_ && opener_->connected()},
+        {"multiplexed", opener_ && opener_->multiplexed()},
         {"since", opener_ ? isoUtc(std::chrono::system_clock::to_time_t(opener_->since())) : ""},
         {"last_error", opener_ ? opener_->lastError() : "shutting down"}}},
       {"listen", net::Endpoint{cfg_.socksListen.host, socksPort_}.toString()},

@@ -174,6 +174,7 @@ bool Daemon::start(std::string& err) {
   o.key = cfg_.key;
   o.limits = limits_;
   o.handshakeTimeout = cfg_.handshakeTimeout;
+  o.multiplex = cfg_.multiplex;
   opener_ = std::make_unique<hubclient::StreamOpener>(loop_, hub_, o);
   opener_->start();
   return true;

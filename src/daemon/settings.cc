@@ -69,6 +69,7 @@ DaemonConfig parseDaemon(std::string_view text, const std::string& file) {
              "high_watermark",
              "max_clients",
              "max_clients_per_address",
+             "multiplex",
              "log_level"});
   DaemonConfig c;
   c.logLevel = sec.logLevel;
@@ -186,6 +187,7 @@ DaemonConfig parseDaemon(std::string_view text, const std::string& file) {
   readIf(ctx, m, "high_watermark", c.highWatermark, size);
   readIf(ctx, m, "max_clients", c.maxClients, count);
   readIf(ctx, m, "max_clients_per_address", c.maxClientsPerAddress, count);
+  readIf(ctx, m, "multiplex", c.multiplex, boolean);
   readIf(ctx, m, "log_level", c.logLevel, logLevel);
   return c;
 }

@@ -62,6 +62,9 @@ struct DaemonConfig {
   uint64_t highWatermark = 256 * 1024;
   uint64_t maxClients = 8192;            // open client connections (proxy port and forwards)
   uint64_t maxClientsPerAddress = 2048;  // from one source address
+  // Streams as channels on the service channel when the hub selects it (docs/mux.md); false:
+  // one WebSocket per stream, as with a hub that does not.
+  bool multiplex = true;
   LogLevel logLevel = LogLevel::Info;
 };
 

@@ -1,8 +1,9 @@
-// The daemon's way to open streams: a warm service control channel to the hub carrying
-// pipelined stream requests, and warm TLS connections for the streaming side, so that a
-// stream costs one message exchange with the hub (which waits for the device) and one HTTP
-// upgrade round trip (docs/protocol.md, "Stream setup"). While the channel is down, opens use
-// the HTTPS POST endpoint instead, so nothing waits on a reconnect.
+// The daemon's way to open streams: a warm service control channel to the hub. When the hub
+// selects the multiplexing subprotocol (docs/mux.md) a stream is a channel on it: one OPEN and
+// its ACCEPT, no connection and no upgrade of its own. Otherwise the channel carries pipelined
+// stream requests and each stream side is an HTTP upgrade on a warm TLS connection
+// (docs/protocol.md, "Stream setup"). While the channel is down, opens use the HTTPS POST
+// endpoint instead, so nothing waits on a reconnect.
 #pragma once
 
 #include <chrono>
@@ -11,8 +12,10 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "common/event.h"
+#include "common/mux_channel.h"
 #include "common/ws_conn.h"
 #include "hubclient/channel.h"
 #include "hubclient/hub_client.h"
@@ -25,7 +28,36 @@ struct OpenResult {
   std::string code, message, streamId;  // the hub's error code and message; the stream on 200
 };
 
-class StreamOpener : private ReconnectingChannel::Events {
+// What an open gives on success: the stream side's own WebSocket, or a stream on the
+// multiplexed service channel. A multiplexed stream's bytes may follow at once, so inside `done`
+// it is taken (takeMux()) and given its handler there and then (MuxPump::start or
+// MuxChannel::setHandler); one not taken is closed (1001) when this is destroyed, which must
+// happen before `done` returns.
+class OpenedStream {
+ public:
+  struct Mux {
+    mux::MuxChannel* channel = nullptr;
+    uint32_t id = 0;
+  };
+  OpenedStream() = default;
+  explicit OpenedStream(std::unique_ptr<WsConnection> ws) : ws_(std::move(ws)) {}
+  OpenedStream(mux::MuxChannel& channel, uint32_t id) : mux_{&channel, id} {}
+  OpenedStream(OpenedStream&& o) noexcept : ws_(std::move(o.ws_)), mux_(o.mux_) { o.mux_ = {}; }
+  OpenedStream& operator=(OpenedStream&& o) noexcept;
+  ~OpenedStream() { closeMux(); }
+
+  explicit operator bool() const { return ws_ || mux_.channel; }
+  bool multiplexed() const { return mux_.channel != nullptr; }
+  std::unique_ptr<WsConnection> takeWs() { return std::move(ws_); }
+  Mux takeMux() { return std::exchange(mux_, {}); }
+
+ private:
+  void closeMux();
+  std::unique_ptr<WsConnection> ws_;
+  Mux mux_;
+};
+
+class StreamOpener : private ReconnectingChannel::Events, private mux::MuxChannel::Owner {
  public:
   struct Options {
     std::string policy, key;  // service policy with `connect`
@@ -40,6 +72,10 @@ class StreamOpener : private ReconnectingChannel::Events {
     std::chrono::milliseconds reconnectMin{500}, reconnectMax{30000};
     std::chrono::milliseconds connectTimeout{10000};  // channel connect + upgrade
     WarmPool::Options pool;                           // warm connections for stream sides
+    // Offer the multiplexing subprotocol on the service channel; streams go on it when the hub
+    // selects it (the warm pool then rests: WarmPool::setStandby).
+    bool multiplex = true;
+    mux::Limits mux;
   };
 
   StreamOpener(Loop& loop, const HubTarget& hub, Options opts);
@@ -50,21 +86,26 @@ class StreamOpener : private ReconnectingChannel::Events {
   // Opens the service channel and keeps it up; starts the warm pool.
   void start();
 
-  using Done = std::function<void(std::unique_ptr<WsConnection> ws, OpenResult r)>;
+  using Done = std::function<void(OpenedStream stream, OpenResult r)>;
   // Opens a stream to `target` (its user and name go along for the device's log and the hub's
-  // audit). `done` runs exactly once (with the stream side's WebSocket on status 200, else
-  // null), never inside open(), unless cancelled; it is bounded by handshakeTimeout plus 5 s.
+  // audit): on the multiplexed channel when it is up, else by a request on the channel or a
+  // POST and then a stream side. `done` runs exactly once (with the stream on status 200, else
+  // an empty one), never inside open(), unless cancelled; it is bounded by handshakeTimeout
+  // plus 5 s. A refusal has the status and code a POST gets for it, whichever way it went.
   // Returns the id for cancel().
   uint64_t open(const StreamTarget& target, Done done);
   // The same for host:port on `device`.
   uint64_t open(const std::string& device, const std::string& host, uint16_t port, Done done) {
     return open(StreamTarget{device, host, port, "", "", ""}, std::move(done));
   }
-  // `done` of that open will not run; its resources are freed. Unknown ids are ignored.
+  // `done` of that open will not run; its resources are freed (a multiplexed open is closed
+  // with 1001). Unknown ids are ignored.
   void cancel(uint64_t id);
 
   // The service channel is open.
   bool connected() const { return channel_.channel() != nullptr; }
+  // The service channel is open and multiplexes streams.
+  bool multiplexed() const;
   // The hub's state, for `devstreams status`: reachable while the channel is open, and also while
   // it is down but the hub answered a request since (opens fall back to the POST endpoint, so
   // streams work; the channel is redialled at once). `lastError` is empty while reachable;
@@ -77,9 +118,11 @@ class StreamOpener : private ReconnectingChannel::Events {
   size_t inFlight() const { return opens_.size(); }
   uint64_t viaChannel() const { return viaChannel_; }
   uint64_t viaPost() const { return viaPost_; }
+  uint64_t viaMux() const { return viaMux_; }
   const WarmPool& pool() const { return pool_; }
 
   class Open;
+  class MuxLink;
 
  private:
   friend class Open;
@@ -92,6 +135,12 @@ class StreamOpener : private ReconnectingChannel::Events {
   void onChannelDown(uint16_t code, const std::string& reason) override;
   void onChannelText(std::string message) override;
   void onChannelData(evbuffer*) override;
+  void onChannelDrained() override;
+  // mux::MuxChannel::Owner
+  void onMuxOpen(uint32_t id, const mux::OpenRequest& request) override;
+  void onMuxFailed(uint16_t code, const std::string& reason) override;
+  // Opens `o` on the multiplexed channel; false when it is down or refuses (limits, fields).
+  bool openOnMux(Open* o);
   bool sendRequest(Open* o);
   void endOpen(Open* o);
 
@@ -100,6 +149,7 @@ class StreamOpener : private ReconnectingChannel::Events {
   Options opts_;
   WarmPool pool_;
   ReconnectingChannel channel_;
+  std::unique_ptr<MuxLink> mux_;  // while the channel multiplexes
   bool started_ = false;
   bool reachable_ = false;
   bool answered_ = false;  // the last failed channel attempt got an HTTP answer (a refusal)
@@ -107,7 +157,7 @@ class StreamOpener : private ReconnectingChannel::Events {
   std::chrono::system_clock::time_point since_;
   uint64_t nextId_ = 1;
   std::map<uint64_t, std::unique_ptr<Open>> opens_;
-  uint64_t viaChannel_ = 0, viaPost_ = 0;
+  uint64_t viaChannel_ = 0, viaPost_ = 0, viaMux_ = 0;
 };
 
 }  // namespace ds::hubclient

@@ -314,7 +314,20 @@ size_t WarmPool::ready() const {
       std::count_if(entries_.begin(), entries_.end(), [](const auto& e) { return e->ready(); }));
 }
 
+void WarmPool::setStandby(bool on) {
+  if (on == standby_) return;
+  standby_ = on;
+  if (!on) return fill();
+  refill_.cancel();
+  for (auto& e : entries_) {
+    e->release();  // closed now, and nothing of it calls back
+    loop_.deferDelete(std::move(e));
+  }
+  entries_.clear();
+}
+
 size_t WarmPool::target() const {
+  if (standby_) return 0;
   bool busy =
       lastUse_ != SteadyClock::time_point{} && SteadyClock::now() - lastUse_ < opts_.busyFor;
   return std::min(busy ? std::max(busyTarget_, opts_.idle) : opts_.idle, opts_.max);
@@ -380,7 +393,7 @@ SideOpenPtr WarmPool::openStream(const std::string& url, const std::string& toke
                                  const WsLimits& limits, milliseconds timeout, WsDone done) {
   auto open = std::make_unique<Open>(*this, url, token, limits, timeout, std::move(done));
   BufferEventPtr warm;
-  if (enabled_ && samePlace(url)) {
+  if (enabled_ && !standby_ && samePlace(url)) {
     auto now = SteadyClock::now();
     if (lastUse_ == SteadyClock::time_point{} || now - lastUse_ >= opts_.busyFor) {
       busyTarget_ = opts_.busy;  // a new burst starts from the configured size

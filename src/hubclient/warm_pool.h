@@ -54,7 +54,15 @@ class WarmPool {
   SideOpenPtr openStream(const std::string& url, const std::string& token, const WsLimits& limits,
                          std::chrono::milliseconds timeout, WsDone done);
 
+  // On standby (streams open on the multiplexed service channel instead) the pool keeps nothing
+  // ready: its connections are closed and none is made, so an idle daemon costs the hub no TLS
+  // handshake every maxAge. openStream() still works (on a fresh connection). Off: it refills.
+  void setStandby(bool on);
+  bool standby() const { return standby_; }
+
   size_t ready() const;
+  // Connections held: ready or being made.
+  size_t held() const { return entries_.size(); }
   uint64_t hits() const { return hits_; }
   uint64_t misses() const { return misses_; }
 
@@ -77,6 +85,7 @@ class WarmPool {
   HubTarget hub_;
   Options opts_;
   bool enabled_ = false;
+  bool standby_ = false;
   std::list<std::unique_ptr<Entry>> entries_;
   std::chrono::steady_clock::time_point lastUse_{};
   size_t busyTarget_;

@@ -46,6 +46,7 @@ TEST_F(AgentConfigTest, AgentDefaults) {
   EXPECT_EQ(c.keepaliveTimeout, milliseconds(60000));
   EXPECT_EQ(c.maxStreams, 256u);
   EXPECT_EQ(c.highWatermark, 256u * 1024);
+  EXPECT_TRUE(c.multiplex);
   EXPECT_EQ(c.logLevel, LogLevel::Info);
 }
 
@@ -61,7 +62,8 @@ TEST_F(AgentConfigTest, AgentAllKeys) {
                                                         "  keepalive: 1h\n"
                                                         "  keepalive_timeout: 2h\n"
                                                         "  max_streams: 3\n"
-                                                        "  high_watermark: 1GiB\n"));
+                                                        "  high_watermark: 1GiB\n"
+                                                        "  multiplex: false\n"));
   EXPECT_EQ(c.serverName, "tls.example");
   EXPECT_EQ(c.hubHostname, "sas.example");
   EXPECT_THAT(c.allow, ElementsAre(AllowRule{"10.0.0.1", 80, 80}, AllowRule{"::1", 22, 22},
@@ -74,6 +76,7 @@ TEST_F(AgentConfigTest, AgentAllKeys) {
   EXPECT_EQ(c.keepaliveTimeout, milliseconds(7200000));
   EXPECT_EQ(c.maxStreams, 3u);
   EXPECT_EQ(c.highWatermark, uint64_t{1} << 30);
+  EXPECT_FALSE(c.multiplex);
 }
 
 TEST_F(AgentConfigTest, AgentLongKeepaliveStretchesTheDefaultTimeout) {
@@ -233,6 +236,8 @@ TEST_F(AgentConfigTest, BadValues) {
                 "http://[user:password@]host[:port])");
   EXPECT_EQ(agentError(kAgentMin + "  keepalive: 10s\n  keepalive_timeout: 5s\n"),
             at(7, 22) + "keepalive_timeout must not be shorter than keepalive");
+  EXPECT_EQ(agentError(kAgentMin + "  multiplex: yes\n"),
+            at(6, 14) + "expected true or false, got 'yes'");
   EXPECT_EQ(agentError(kAgentMin + "  max_streams: 0\n"),
             at(6, 16) + "invalid count '0' (expected a positive integer)");
   EXPECT_EQ(agentError(kAgentMin + "  reconnect_min: 1m\n"),
@@ -275,14 +280,31 @@ TEST(ExampleConfig, LoadsForTheAgentWithDefaults) {
   EXPECT_EQ(agent.maxStreams, agentDefaults.maxStreams);
   EXPECT_EQ(agent.proxy, agentDefaults.proxy);
   EXPECT_EQ(agent.highWatermark, agentDefaults.highWatermark);
+  EXPECT_EQ(agent.multiplex, agentDefaults.multiplex);
 }
 
 // Every key the agent's loader knows is shown in the example, commented out or not.
 TEST(ExampleConfig, ShowsEveryAgentKey) {
-  test::expectExampleShows({"log_level:", "hub_url:", "ca:", "server_name:", "hub_hostname:",
-                            "device_id:", "device_key:", "allow:", "proxy:", "connect_timeout:",
-                            "reconnect_min:", "reconnect_max:", "keepalive:", "keepalive_timeout:",
-                            "max_streams:", "high_watermark:", "unix:/", "to:", "from:"});
+  test::expectExampleShows({"log_level:",
+                            "hub_url:",
+                            "ca:",
+                            "server_name:",
+                            "hub_hostname:",
+                            "device_id:",
+                            "device_key:",
+                            "allow:",
+                            "proxy:",
+                            "connect_timeout:",
+                            "reconnect_min:",
+                            "reconnect_max:",
+                            "keepalive:",
+                            "keepalive_timeout:",
+                            "max_streams:",
+                            "high_watermark:",
+                            "multiplex:",
+                            "unix:/",
+                            "to:",
+                            "from:"});
 }
 
 }  // namespace

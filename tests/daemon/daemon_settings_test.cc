@@ -50,6 +50,7 @@ TEST_F(DaemonConfigTest, DaemonDefaults) {
   EXPECT_TRUE(c.forwards.empty());
   EXPECT_EQ(c.handshakeTimeout, milliseconds(60000));
   EXPECT_EQ(c.highWatermark, 256u * 1024);
+  EXPECT_TRUE(c.multiplex);
   EXPECT_EQ(c.logLevel, LogLevel::Info);
 }
 
@@ -82,7 +83,8 @@ TEST_F(DaemonConfigTest, DaemonAllKeys) {
                                                   "    - {listen: '[::1]:0', device: b, port: 80}\n"
                                                   "    - {listen: '[::1]:0', device: c, port: 81}\n"
                                                   "  handshake_timeout: 2m\n"
-                                                  "  high_watermark: 4KiB\n"));
+                                                  "  high_watermark: 4KiB\n"
+                                                  "  multiplex: false\n"));
   EXPECT_EQ(c.ca, (dir_ / "ca.pem").string());
   EXPECT_EQ(c.serverName, "tls.example");
   EXPECT_EQ(c.hubHostname, "sas.example");
@@ -101,6 +103,7 @@ TEST_F(DaemonConfigTest, DaemonAllKeys) {
                                       Forward{{"::1", 0}, "b", 80}, Forward{{"::1", 0}, "c", 81}));
   EXPECT_EQ(c.handshakeTimeout, milliseconds(120000));
   EXPECT_EQ(c.highWatermark, 4096u);
+  EXPECT_FALSE(c.multiplex);
 }
 
 TEST_F(DaemonConfigTest, MissingSectionNamesTheFile) {
@@ -161,6 +164,8 @@ TEST_F(DaemonConfigTest, DaemonUsersAliasesAndListenErrors) {
             at(6, 12) + "expected a mapping of names to {device, port}");
   EXPECT_EQ(daemonError(kDaemonMin + "  direct: maybe\n"),
             at(6, 11) + "expected true or false, got 'maybe'");
+  EXPECT_EQ(daemonError(kDaemonMin + "  multiplex: 1x\n"),
+            at(6, 14) + "expected true or false, got '1x'");
   EXPECT_EQ(daemonError(kDaemonMin + "  control_socket: /" + std::string(120, 'x') + "\n"),
             at(6, 19) + "control_socket path is longer than 107 bytes");
 }
@@ -225,6 +230,7 @@ TEST(ExampleConfig, LoadsForTheDaemonWithDefaults) {
   EXPECT_TRUE(daemon.forwards.empty());
   EXPECT_EQ(daemon.handshakeTimeout, daemonDefaults.handshakeTimeout);
   EXPECT_EQ(daemon.highWatermark, daemonDefaults.highWatermark);
+  EXPECT_EQ(daemon.multiplex, daemonDefaults.multiplex);
 }
 
 // Every key the daemon's loader knows is shown in the example, commented out or not.
@@ -250,7 +256,8 @@ TEST(ExampleConfig, ShowsEveryDaemonKey) {
                             "host:",
                             "unix:",
                             "handshake_timeout:",
-                            "high_watermark:"});
+                            "high_watermark:",
+                            "multiplex:"});
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include "common/ws_conn.h"
 #include "support/bytes.h"
 #include "support/loop_test.h"
+#include "support/socket_end.h"
 #include "support/tcp_pair.h"
 
 namespace ds {
@@ -29,43 +30,8 @@ namespace {
 
 using test::randomBytes;
 
-// One end of a TCP pair that the test drives without blocking: sends `out` (then FIN when
-// asked), collects what arrives, notes FIN and reset.
-struct App {
-  int fd = -1;
-  std::string out, in;
-  size_t sent = 0;
-  bool finAfterSend = false, finSent = false, gotFin = false, gotReset = false;
-  bool reading = true;
-
-  explicit App(int f) : fd(f) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
-  ~App() {
-    if (fd >= 0) ::close(fd);
-  }
-  void step() {
-    while (sent < out.size()) {
-      ssize_t n = ::send(fd, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
-      if (n <= 0) break;
-      sent += static_cast<size_t>(n);
-    }
-    if (finAfterSend && !finSent && sent == out.size()) {
-      ::shutdown(fd, SHUT_WR);
-      finSent = true;
-    }
-    while (reading && !gotFin && !gotReset) {
-      char buf[65536];
-      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n > 0) {
-        in.append(buf, static_cast<size_t>(n));
-      } else if (n == 0) {
-        gotFin = true;
-      } else {
-        if (errno == ECONNRESET) gotReset = true;
-        break;
-      }
-    }
-  }
-};
+// One end of a TCP pair that the test drives as the client application or the target.
+using App = test::SocketEnd;
 
 // A stream end the test owns until its pump exists: the opener's handler.
 struct Opener : mux::StreamHandler {

@@ -2,27 +2,36 @@
 // test program) that answers what the hub client asks. A POST gets a stream grant, GET
 // /api/v1/devices an empty list, an upgrade 101 (the channel's server side is then kept in
 // `channels`, the text it receives in `texts`); `refuse` makes it answer every request with that
-// status instead. Requests and their bodies are recorded.
+// status instead. Requests and their bodies are recorded. With `mux` it selects the multiplexing
+// subprotocol when a channel offers it and speaks the frames of docs/mux.md with the codec of
+// common/mux.h (not MuxChannel): frames received are kept in `frames`, an OPEN is answered by
+// `onOpen` (default: ACCEPT), a PING with its ACK, a CLOSE with a CLOSE.
 #pragma once
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "common/event.h"
 #include "common/http.h"
 #include "common/http_exchange.h"
+#include "common/mux.h"
+#include "common/mux_channel.h"
 #include "common/pki.h"
 #include "common/tls.h"
 #include "common/ws_conn.h"
 #include "hubclient/hub_client.h"
+#include "support/bytes.h"
 #include "support/run_loop.h"
 
 namespace ds::test {
@@ -45,6 +54,38 @@ inline const pki::HubFiles& fakeHubFiles() {
   return files;
 }
 
+// A mux frame as the fake hub received it (its DATA bytes copied).
+struct MuxFrame {
+  mux::FrameType type;
+  uint32_t stream = 0;
+  mux::OpenRequest request;  // Open
+  uint16_t closeCode = 0;    // Close
+  std::string data;          // Data
+};
+
+// The owner of an accepted multiplexed stream on the client's side: `out` is pulled as the
+// stream's bytes, what arrives is kept in `in` (and reported consumed at once).
+struct MuxStream : mux::StreamHandler {
+  mux::MuxChannel* channel = nullptr;
+  uint32_t id = 0;
+  std::string out, in;
+  bool eof = false;
+  std::optional<uint16_t> closed;
+
+  void onMuxData(const uint8_t* data, size_t len) override {
+    in.append(reinterpret_cast<const char*>(data), len);
+    channel->consumed(id, len);
+  }
+  void onMuxEof() override { eof = true; }
+  void onMuxClosed(uint16_t code, std::string_view) override { closed = code; }
+  size_t onMuxPull(uint8_t* buf, size_t max) override {
+    size_t n = std::min(max, out.size());
+    out.copy(reinterpret_cast<char*>(buf), n);
+    out.erase(0, n);
+    return n;
+  }
+};
+
 class FakeHub {
  public:
   // `ctx` null: a server context for fakeHubFiles().
@@ -60,27 +101,119 @@ class FakeHub {
   }
   uint16_t port() const { return port_; }
 
-  std::vector<std::string> requests;  // "METHOD target" of each request seen
-  std::vector<std::string> bodies;    // the body of each request seen
-  std::vector<std::string> texts;     // text messages received on the channels
-  int refuse = 0;                     // answer every request with this status (0: serve)
+  std::vector<std::string> requests;   // "METHOD target" of each request seen
+  std::vector<std::string> bodies;     // the body of each request seen
+  std::vector<std::string> texts;      // text messages received on the channels
+  std::vector<std::string> protocols;  // Sec-WebSocket-Protocol each upgrade offered ("" none)
+  int refuse = 0;                      // answer every request with this status (0: serve)
   std::vector<std::unique_ptr<WsConnection>> channels;  // upgraded connections, server side
   // Channels that ended (closed by either side).
-  int channelsClosed() const { return sink_.closed; }
+  int channelsClosed() const { return closed_; }
+
+  // ---- multiplexing ----
+  bool mux = false;              // select the subprotocol when offered
+  std::vector<MuxFrame> frames;  // received on multiplexed channels, in order
+  // Answers an OPEN on `ws` (default: ACCEPT with a 256 KiB window).
+  std::function<void(WsConnection& ws, const MuxFrame& open)> onOpen;
+  // Frames (mux.h's append*) to the client on `ws`, as one binary message.
+  static void send(WsConnection& ws, const std::string& frames) {
+    EvBufferPtr b(evbuffer_new());
+    evbuffer_add(b.get(), frames.data(), frames.size());
+    ws.sendBinary(b.get());
+  }
+  // The frames of `type` received so far.
+  size_t count(mux::FrameType type) const {
+    size_t n = 0;
+    for (const MuxFrame& f : frames) n += f.type == type ? 1 : 0;
+    return n;
+  }
+  const MuxFrame* last(mux::FrameType type) const {
+    for (auto it = frames.rbegin(); it != frames.rend(); ++it) {
+      if (it->type == type) return &*it;
+    }
+    return nullptr;
+  }
+  // The bytes of the DATA frames received on `stream`.
+  std::string dataOf(uint32_t stream) const {
+    std::string out;
+    for (const MuxFrame& f : frames) {
+      if (f.type == mux::FrameType::Data && f.stream == stream) out += f.data;
+    }
+    return out;
+  }
+  // A channel error from the decoder ("" none).
+  std::string muxError;
 
  private:
-  // The server side of channels: text messages kept, data dropped, closes counted.
+  // The server side of one channel: text messages kept, binary data decoded as mux frames when
+  // multiplexed (else dropped), closes counted.
   struct Sink : WsConnection::Callbacks {
-    explicit Sink(FakeHub& hub) : hub(hub) {}
+    Sink(FakeHub& hub, bool multiplexed) : hub(hub), multiplexed(multiplexed) {}
     void onWsData(evbuffer* payload) override {
-      evbuffer_drain(payload, evbuffer_get_length(payload));
+      std::string bytes;
+      appendAll(bytes, payload);
+      if (!multiplexed) return;
+      in += bytes;
+      size_t at = 0;
+      while (at < in.size()) {
+        mux::Frame f;
+        mux::DecodeResult r =
+            mux::decode(reinterpret_cast<const uint8_t*>(in.data()) + at, in.size() - at, f);
+        if (r.status == mux::DecodeStatus::NeedMore) break;
+        if (r.status == mux::DecodeStatus::Invalid) {
+          hub.muxError = r.error;
+          in.clear();
+          return;
+        }
+        at += r.consumed;
+        if (r.known) handle(f);
+      }
+      in.erase(0, at);
+    }
+    void handle(const mux::Frame& f) {
+      MuxFrame m{f.type, f.stream, f.request, f.closeCode, {}};
+      if (f.type == mux::FrameType::Data)
+        m.data.assign(reinterpret_cast<const char*>(f.data), f.dataLen);
+      hub.frames.push_back(m);
+      std::string out;
+      switch (f.type) {
+        case mux::FrameType::Open:
+          if (hub.onOpen) return hub.onOpen(*ws, m);
+          mux::appendAccept(out, f.stream, 256 * 1024);
+          break;
+        case mux::FrameType::Ping:
+          if (!(f.flags & mux::kFlagAck)) mux::appendPing(out, f.ping, true);
+          break;
+        case mux::FrameType::Close:
+          // The answer to a CLOSE of ours ends the stream; the client's CLOSE gets one back.
+          if (closedByHub.erase(f.stream) == 0) mux::appendClose(out, f.stream, f.closeCode, "");
+          break;
+        default:
+          break;
+      }
+      if (!out.empty()) send(*ws, out);
     }
     void onWsText(std::string text) override { hub.texts.push_back(std::move(text)); }
-    void onWsClosed(uint16_t, const std::string&) override { ++closed; }
+    void onWsClosed(uint16_t, const std::string&) override { ++hub.closed_; }
     FakeHub& hub;
-    int closed = 0;
+    bool multiplexed;
+    WsConnection* ws = nullptr;
+    std::string in;
+    std::set<uint32_t> closedByHub;
   };
 
+ public:
+  // Closes `stream` from the hub's side (its CLOSE answer is then not answered).
+  void closeStream(WsConnection& ws, uint32_t stream, uint16_t code) {
+    for (auto& s : sinks_) {
+      if (s->ws == &ws) s->closedByHub.insert(stream);
+    }
+    std::string out;
+    mux::appendClose(out, stream, code, "");
+    send(ws, out);
+  }
+
+ private:
   struct Conn {
     FakeHub* hub;
     BufferEventPtr bev;
@@ -109,15 +242,22 @@ class FakeHub {
     hub->bodies.push_back(std::move(body));
     std::string out;
     const std::string* key = req.headers.find("Sec-WebSocket-Key");
+    const std::string* offered = req.headers.find("Sec-WebSocket-Protocol");
+    if (key) hub->protocols.push_back(offered ? *offered : "");
     if (hub->refuse != 0) {
       out = httpResponse(hub->refuse, "application/json",
                          R"({"error":"refused","message":"the fake hub refuses"})");
     } else if (key) {
-      out = wshs::serverResponse(*key);
+      bool multiplexed =
+          hub->mux && req.headers.hasToken("Sec-WebSocket-Protocol", mux::kWsProtocol);
+      out = wshs::serverResponse(*key, multiplexed ? mux::kWsProtocol : std::string_view());
       bufferevent_write(bev, out.data(), out.size());
       bufferevent_setcb(bev, nullptr, nullptr, nullptr, nullptr);
+      hub->sinks_.push_back(std::make_unique<Sink>(*hub, multiplexed));
+      Sink* sink = hub->sinks_.back().get();
       auto ws = std::make_unique<WsConnection>(hub->loop_, std::move(c->bev),
-                                               WsConnection::Role::Server, WsLimits{}, &hub->sink_);
+                                               WsConnection::Role::Server, WsLimits{}, sink);
+      sink->ws = ws.get();
       ws->start();
       hub->channels.push_back(std::move(ws));
       return;
@@ -132,7 +272,8 @@ class FakeHub {
   }
 
   Loop& loop_;
-  Sink sink_{*this};
+  std::vector<std::unique_ptr<Sink>> sinks_;
+  int closed_ = 0;
   SslCtxPtr own_;
   SSL_CTX* ctx_;
   ListenerPtr listener_;

@@ -22,6 +22,7 @@
 #include "common/sas.h"
 #include "common/tls.h"
 #include "hub/hub.h"
+#include "hubclient/fake_hub.h"
 #include "hubclient/warm_pool.h"
 #include "support/run_loop.h"
 
@@ -63,6 +64,7 @@ class Echo {
 struct Outcome {
   int calls = 0;
   std::unique_ptr<WsConnection> ws;
+  std::unique_ptr<test::MuxStream> mux;  // a multiplexed stream, taken inside `done`
   OpenResult result;
 };
 
@@ -129,26 +131,37 @@ class StreamOpenerTest : public ::testing::Test {
     ASSERT_TRUE(test::runUntil(loop_, timedOut_, [&] { return agent_->online(); }));
   }
 
-  void makeOpener(const std::string& policy, const std::string& key, bool start = true) {
+  // One WebSocket per stream unless `multiplex` (the multiplexed cases in detail, against a
+  // fake hub: stream_opener_mux_test).
+  void makeOpener(const std::string& policy, const std::string& key, bool start = true,
+                  bool multiplex = false) {
     StreamOpener::Options o;
     o.policy = policy;
     o.key = key;
     o.handshakeTimeout = 20s;
+    o.multiplex = multiplex;
     opener_ = std::make_unique<StreamOpener>(loop_, target_, o);
     if (start) opener_->start();
   }
 
   // Opens and records; checks that `done` never runs inside open().
   uint64_t open(Outcome& out, uint16_t port, const std::string& device = "dev01") {
-    bool inside = true;
-    uint64_t id = opener_->open(device, "127.0.0.1", port,
-                                [&out, &inside](std::unique_ptr<WsConnection> ws, OpenResult r) {
-                                  EXPECT_FALSE(inside) << "done ran inside open()";
-                                  ++out.calls;
-                                  out.ws = std::move(ws);
-                                  out.result = std::move(r);
-                                });
-    inside = false;
+    inside_ = true;
+    uint64_t id =
+        opener_->open(device, "127.0.0.1", port, [&out, this](OpenedStream s, OpenResult r) {
+          EXPECT_FALSE(inside_) << "done ran inside open()";
+          ++out.calls;
+          out.ws = s.takeWs();
+          if (s.multiplexed()) {
+            OpenedStream::Mux m = s.takeMux();
+            out.mux = std::make_unique<test::MuxStream>();
+            out.mux->channel = m.channel;
+            out.mux->id = m.id;
+            m.channel->setHandler(m.id, out.mux.get());
+          }
+          out.result = std::move(r);
+        });
+    inside_ = false;
     return id;
   }
 
@@ -185,6 +198,7 @@ class StreamOpenerTest : public ::testing::Test {
   std::unique_ptr<Echo> echo_;
   std::unique_ptr<agent::Agent> agent_;
   std::unique_ptr<StreamOpener> opener_;
+  bool inside_ = false;  // open() is running
   std::unique_ptr<Timer> safety_;
   bool timedOut_ = false;
 };
@@ -216,6 +230,47 @@ TEST_F(StreamOpenerTest, PipelinedOpensOnTheChannelEachAnsweredOnce) {
   EXPECT_EQ(opener_->inFlight(), 0u);
   echoOnce(*out[0].ws);
   echoOnce(*out[kN - 1].ws);
+}
+
+TEST_F(StreamOpenerTest, MultiplexedOpensThroughTheHubAndAgent) {
+  startAgent();
+  makeOpener("service", serviceKey_, true, /*multiplex=*/true);
+  ASSERT_TRUE(test::runUntil(loop_, timedOut_, [&] { return opener_->multiplexed(); }));
+  EXPECT_TRUE(opener_->pool().standby());
+  constexpr int kN = 20;
+  std::vector<Outcome> out(kN);
+  for (auto& o : out) open(o, echo_->port());
+  Outcome notAllowed, unknown;
+  open(notAllowed, 1);
+  open(unknown, echo_->port(), "nosuchdevice");
+  ASSERT_TRUE(test::runUntil(loop_, timedOut_, [&] {
+    for (auto& o : out)
+      if (o.calls == 0) return false;
+    return notAllowed.calls > 0 && unknown.calls > 0;
+  }));
+  for (auto& o : out) {
+    EXPECT_EQ(o.calls, 1);
+    ASSERT_EQ(o.result.status, 200) << o.result.code << " " << o.result.message;
+    ASSERT_TRUE(o.mux);
+    EXPECT_FALSE(o.ws);
+  }
+  EXPECT_EQ(opener_->viaMux(), static_cast<uint64_t>(kN + 2));
+  EXPECT_EQ(opener_->viaChannel() + opener_->viaPost(), 0u);
+  // The same statuses and codes as over the JSON channel (ErrorsCarryTheHubsStatusAndCode).
+  EXPECT_EQ(notAllowed.result.status, 403);
+  EXPECT_EQ(notAllowed.result.code, "port-not-allowed");
+  EXPECT_EQ(unknown.result.status, 404);
+  EXPECT_EQ(unknown.result.code, "device_unknown");
+  for (int i : {0, kN - 1}) {
+    test::MuxStream& m = *out[i].mux;
+    m.out = "x" + std::to_string(i);
+    std::string want = m.out;
+    m.channel->wantWrite(m.id);
+    ASSERT_TRUE(test::runUntil(loop_, timedOut_, [&] { return m.in == want; }));
+  }
+  for (auto& o : out) {
+    if (!o.mux->closed) o.mux->channel->close(o.mux->id, 1000, "done");
+  }
 }
 
 TEST_F(StreamOpenerTest, ErrorsCarryTheHubsStatusAndCode) {
@@ -286,15 +341,14 @@ TEST_F(StreamOpenerTest, CancelledOpensNeverAnswer) {
   Outcome onPost, postControl;
   bool inside = true;
   uint64_t id = posting.open("dev01", "127.0.0.1", echo_->port(),
-                             [&](std::unique_ptr<WsConnection>, OpenResult) { ++onPost.calls; });
+                             [&](OpenedStream, OpenResult) { ++onPost.calls; });
   posting.cancel(id);
-  posting.open("dev01", "127.0.0.1", echo_->port(),
-               [&](std::unique_ptr<WsConnection> ws, OpenResult r) {
-                 EXPECT_FALSE(inside);
-                 ++postControl.calls;
-                 postControl.ws = std::move(ws);
-                 postControl.result = std::move(r);
-               });
+  posting.open("dev01", "127.0.0.1", echo_->port(), [&](OpenedStream s, OpenResult r) {
+    EXPECT_FALSE(inside);
+    ++postControl.calls;
+    postControl.ws = s.takeWs();
+    postControl.result = std::move(r);
+  });
   inside = false;
   ASSERT_TRUE(test::runUntil(loop_, timedOut_, [&] { return postControl.calls > 0; }));
   EXPECT_EQ(postControl.result.status, 200);

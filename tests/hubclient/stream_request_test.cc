@@ -74,7 +74,7 @@ TEST_F(StreamRequestTest, PostBodyOfASocketHasNoHostOrPort) {
 TEST_F(StreamRequestTest, OpenerSendsTheSameFieldsByPostAndOnTheChannel) {
   StreamOpener opener(loop_, target_, options());
   opener.start();
-  uint64_t first = opener.open(kToLanHost, [](std::unique_ptr<WsConnection>, OpenResult) {});
+  uint64_t first = opener.open(kToLanHost, [](OpenedStream, OpenResult) {});
   ASSERT_TRUE(until([&] { return !postBody().empty(); }));
   EXPECT_EQ(opener.viaPost(), 1u);
   EXPECT_EQ(json::parse(postBody()),
@@ -82,7 +82,7 @@ TEST_F(StreamRequestTest, OpenerSendsTheSameFieldsByPostAndOnTheChannel) {
   opener.cancel(first);
 
   ASSERT_TRUE(until([&] { return opener.connected(); }));
-  uint64_t second = opener.open(kToSocket, [](std::unique_ptr<WsConnection>, OpenResult) {});
+  uint64_t second = opener.open(kToSocket, [](OpenedStream, OpenResult) {});
   EXPECT_EQ(opener.viaChannel(), 1u);
   ASSERT_TRUE(until([&] { return !hub_.texts.empty(); }));
   json sent = json::parse(hub_.texts[0]);
@@ -95,7 +95,7 @@ TEST_F(StreamRequestTest, OpenerSendsTheSameFieldsByPostAndOnTheChannel) {
   EXPECT_FALSE(sent.contains("user"));
   opener.cancel(second);
 
-  uint64_t third = opener.open(kToLanHost, [](std::unique_ptr<WsConnection>, OpenResult) {});
+  uint64_t third = opener.open(kToLanHost, [](OpenedStream, OpenResult) {});
   ASSERT_TRUE(until([&] { return hub_.texts.size() == 2; }));
   sent = json::parse(hub_.texts[1]);
   EXPECT_EQ(sent["host"], "192.168.1.10");
@@ -110,7 +110,7 @@ TEST_F(StreamRequestTest, LongNamesAreCut) {
   StreamOpener opener(loop_, target_, options());
   StreamTarget t = kToLanHost;
   t.name = std::string(200, 'n');
-  uint64_t id = opener.open(t, [](std::unique_ptr<WsConnection>, OpenResult) {});
+  uint64_t id = opener.open(t, [](OpenedStream, OpenResult) {});
   ASSERT_TRUE(until([&] { return !postBody().empty(); }));
   EXPECT_EQ(json::parse(postBody())["name"], std::string(proto::kMaxName, 'n'));
   opener.cancel(id);
