@@ -344,7 +344,7 @@ def med(values):
 
 # Whether devstreams-agent and devstreamsd know their `multiplex` key (an unknown key fails the
 # configuration). Until they do, both devstreams setups run the one data plane they have.
-PROGRAMS_KNOW_MULTIPLEX = False
+PROGRAMS_KNOW_MULTIPLEX = True
 
 
 # Limits raised in each program's section, so that the rate and concurrency tests measure the data
