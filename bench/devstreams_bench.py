@@ -1,30 +1,40 @@
 #!/usr/bin/env python3
 """One run that measures devstreams on loopback against direct TCP and `ssh -D`, interleaving
-the setups (A B C A B C ...) so that machine noise hits all of them alike:
+the setups (A B C D A B C D ...) so that machine noise hits all of them alike. devstreams runs
+twice, on two stacks of its own: (c) with streams multiplexed on the channels already open (the
+default) and (d) with `multiplex: false` at the agent and the daemon, one WebSocket per stream
+(the previous data plane), so every figure of (c) has its ratio to `ssh -D` and to (d):
 
   throughput    one stream, N MiB each way at once: (a) direct TCP, (b) ssh -D through a private
-                sshd, (c) SOCKS5 -> devstreamsd -> hub -> agent -> target. MB/s per direction,
-                CPU seconds per GiB of every process taking part, ratios c/a and c/b.
-  setup         sequential connect -> SOCKS success -> 1-byte echo -> close, (b) and (c); p50/p90/p99.
-  concurrency   N streams held open with small echoes through (c): RSS per stream and file
-                descriptors at hub, agent and daemon; failures.
-  rate          new streams per second sustained by a few client processes, (b) and (c).
+                sshd, (c) and (d) SOCKS5 -> devstreamsd -> hub -> agent -> target. MB/s per
+                direction, CPU seconds per GiB of every process taking part, ratios.
+  setup         sequential connect -> SOCKS success -> 1-byte echo -> close, (b) (c) (d);
+                p50/p90/p99 of the whole and of the open alone (to SOCKS success).
+  rate          new streams per second sustained by a few client processes, (b) (c) (d).
+  interactive   a 1-byte echo at a time on one stream while a bulk stream (both ways at once)
+                saturates the same device's link, (b) (c) (d): echo p50/p99 and the bulk MB/s.
+  fairness      two bulk streams (both ways at once) on one device, (b) (c) (d): each one's
+                MB/s and their ratio.
   backpressure  a reader that takes 1 MiB/s while the other end writes as fast as it can, both
                 directions through (c); RSS of hub, agent and daemon before, peak and after.
   hold          1,000 streams through (c) held 60 s with an echo on each every 5 s, three
                 rounds: every echo must come back, descriptors must fall back to where they were
                 before any stream (give or take the warm pools) and RSS must converge.
-  wan           (b) and (c) with every wide-area leg through tests/e2e/fault_relay.py (ssh <->
+  concurrency   N streams held open with small echoes through (c), then (d): RSS per stream and
+                file descriptors at hub, agent and daemon; failures.
+  wan           (b) (c) (d) with every wide-area leg through tests/e2e/fault_relay.py (ssh <->
                 sshd; daemon <-> hub and agent <-> hub), without and with 40 ms of added round
-                trip on each: setup latency and throughput side by side.
+                trip on each devstreams leg and 80 ms on ssh's one leg (the same end-to-end
+                round trip): setup latency and throughput side by side.
 
 Prints a table and the targets with met / not met; --json PATH writes every figure. Exits
 non-zero when a setup did not complete or bytes did not arrive intact (the targets never change
-the exit status). --quick is the CTest smoke run (< 60 s, every byte checked).
+the exit status). --quick is the CTest smoke run (< 90 s, every byte checked).
 
 usage: bench/devstreams_bench.py [--quick] [--json PATH] [--size MiB] [--rounds N]
                                  [--streams N | --10k] [--setups N] [--rate-seconds S]
-                                 [--slow-seconds S] [--only PHASES]
+                                 [--echoes N] [--fair-seconds S] [--slow-seconds S]
+                                 [--only PHASES]
                                  [--hold-streams N] [--hold-seconds S] [--echo-interval S]
                                  [--hold-rounds N]
                                  [--wan-size MiB] [--wan-rounds N] [--wan-setups N]
@@ -32,6 +42,7 @@ Needs a built default preset (DS_BIN_DIR selects another build), ssh and sshd.
 See docs/performance.md."""
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -95,7 +106,8 @@ def send_pattern(sock, size):
 
 def peer_main(ports, full, ready):
     """The targets, in a process of their own: bulk (size each way, checked, with a verdict),
-    echo (any number of connections), slowread (1 MiB/s), fastwrite (as fast as it can)."""
+    echo (any number of connections), slowread (1 MiB/s), fastwrite (as fast as it can), flood
+    (fastwrite while discarding what comes)."""
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
 
     def listener(port):
@@ -158,6 +170,19 @@ def peer_main(ports, full, ready):
             except OSError:
                 pass
 
+    def drain(c):
+        buf = bytearray(BUF)
+        try:
+            while c.recv_into(buf):
+                pass
+        except OSError:
+            pass
+
+    def flood(c):
+        """Bulk both ways until the client goes: discards what comes, sends PATTERN repeated."""
+        threading.Thread(target=drain, args=(c,), daemon=True).start()
+        fastwrite(c)
+
     def echo(srv):
         sel = selectors.DefaultSelector()
         srv.setblocking(False)
@@ -191,7 +216,8 @@ def peer_main(ports, full, ready):
                     s.close()
 
     srvs = {k: listener(p) for k, p in ports.items()}
-    for k, h in (("bulk", bulk), ("slowread", slowread), ("fastwrite", fastwrite)):
+    for k, h in (("bulk", bulk), ("slowread", slowread), ("fastwrite", fastwrite),
+                 ("flood", flood)):
         threading.Thread(target=serve, args=(srvs[k], h), daemon=True).start()
     threading.Thread(target=echo, args=(srvs["echo"],), daemon=True).start()
     ready.set()
@@ -316,26 +342,52 @@ def med(values):
 
 # ----------------------------------------------------------------------------------- the stack
 
+# Whether devstreams-agent and devstreamsd know their `multiplex` key (an unknown key fails the
+# configuration). Until they do, both devstreams setups run the one data plane they have.
+PROGRAMS_KNOW_MULTIPLEX = True
+
+
+# Limits raised in each program's section, so that the rate and concurrency tests measure the data
+# path, not the configured limits.
+LIMITS = {"hub.yaml": ("max_streams", "max_streams_per_device", "max_pending_handshakes",
+                       "new_streams_per_second", "max_connections", "max_connections_per_address",
+                       "max_tls_handshakes", "max_streams_per_policy", "max_pending_per_policy"),
+          "agent.yaml": ("max_streams",),
+          "daemon.yaml": ("max_clients", "max_clients_per_address")}
+
+
 class BenchStack(Stack):
     """The e2e Stack with figures-friendly settings written before any program starts: log
-    level info (debug logs every stream) and the hub's and agent's stream limits raised so that
-    the rate and concurrency tests measure the data path, not the configured limits."""
+    level info (debug logs every stream) and the programs' LIMITS raised. With
+    `multiplex` False the agent and the daemon use one WebSocket per stream (`multiplex: false`
+    in their sections); with None they keep their default."""
+
+    def __init__(self, multiplex=None, **kw):
+        # the harness writes the key (scripts/init-state.sh) from DS_E2E_MULTIPLEX
+        saved = os.environ.get("DS_E2E_MULTIPLEX")
+        os.environ["DS_E2E_MULTIPLEX"] = ("" if multiplex is None or not PROGRAMS_KNOW_MULTIPLEX
+                                          else "true" if multiplex else "false")
+        try:
+            super().__init__(**kw)
+        finally:
+            if saved is None:
+                del os.environ["DS_E2E_MULTIPLEX"]
+            else:
+                os.environ["DS_E2E_MULTIPLEX"] = saved
 
     def _registry(self):
         for name in ("hub.yaml", "agent.yaml", "daemon.yaml"):
             path = os.path.join(self.state, name)
             with open(path) as f:
                 text = f.read().replace("log_level: debug", "log_level: info")
-            if name == "hub.yaml":
-                text = text.rstrip("\n") + "\n" + "".join(
-                    f"  {k}: 1000000\n" for k in ("max_streams", "max_streams_per_device",
-                                                  "max_pending_handshakes",
-                                                  "new_streams_per_second"))
-            if name == "agent.yaml":
-                text = text.rstrip("\n") + "\n  max_streams: 1000000\n"
+            # the program's section is the file's last block
+            text = text.rstrip("\n") + "\n" + "".join(f"  {k}: 1000000\n" for k in LIMITS[name])
             with open(path, "w") as f:
                 f.write(text)
         return super()._registry()
+
+    def pids(self):
+        return {n: self.procs[n].pid for n in ("hub", "agent", "daemon")}
 
 
 def start_ssh_socks(stack, sshd_port=None, name="ssh"):
@@ -455,7 +507,10 @@ def open_echoed(setup, port, byte, timeout):
 
 
 def phase_setup(setups, port, count, problems, log):
+    """`count` sequential connect -> SOCKS success -> 1-byte echo -> close per setup, in blocks of
+    50 taking turns; the whole and the open alone (to SOCKS success)."""
     lat = {s.key: [] for s in setups}
+    opens = {s.key: [] for s in setups}
     fails = {s.key: 0 for s in setups}
     block = 50
     done = 0
@@ -465,21 +520,30 @@ def phase_setup(setups, port, count, problems, log):
             for _ in range(n):
                 t0 = time.perf_counter()
                 try:
-                    open_echoed(st, port, b"x", 30).close()
+                    s = st.open(port, timeout=30)
+                    t1 = time.perf_counter()
+                    with s:
+                        s.sendall(b"x")
+                        if s.recv(1) != b"x":
+                            raise OSError("bad echo")
                 except (OSError, EOFError):
                     fails[st.key] += 1
                     continue
                 lat[st.key].append((time.perf_counter() - t0) * 1000)
+                opens[st.key].append((t1 - t0) * 1000)
         done += n
     out = {}
     for st in setups:
-        v = lat[st.key]
+        v, o = lat[st.key], opens[st.key]
         if fails[st.key]:
             problems.append(f"setup latency {st.key}: {fails[st.key]} of {count} failed")
         out[st.key] = {"label": st.label, "count": len(v), "failed": fails[st.key],
                        "p50_ms": pct(v, 50), "p90_ms": pct(v, 90), "p99_ms": pct(v, 99),
-                       "max_ms": max(v) if v else float("nan")}
-        log(f"  setup {st.key}: p50 {out[st.key]['p50_ms']:.2f} ms, p99 {out[st.key]['p99_ms']:.2f} ms")
+                       "max_ms": max(v) if v else float("nan"),
+                       "open_p50_ms": pct(o, 50), "open_p90_ms": pct(o, 90),
+                       "open_p99_ms": pct(o, 99)}
+        log(f"  setup {st.key}: p50 {out[st.key]['p50_ms']:.2f} ms, p99 {out[st.key]['p99_ms']:.2f} ms"
+            f" (open p50 {out[st.key]['open_p50_ms']:.2f} ms)")
     return out
 
 
@@ -524,22 +588,27 @@ def phase_concurrency(setup, port, n, stack_pids, problems, log):
     for s in socks:
         s.close()
     ok = len(socks)
-    # let the programs close everything, then see what memory they kept
+    # let the programs close every stream (their warm pools may keep more hub connections than
+    # before, for a while), then see what memory they kept
     end = time.monotonic() + 30
-    while time.monotonic() < end and any(fd_count(p) > base_fd[k] + 8 for k, p in stack_pids.items()):
+    while time.monotonic() < end and any(fd_count(p) > base_fd[k] + POOL_FDS[k]
+                                         for k, p in stack_pids.items()):
         time.sleep(0.5)
     time.sleep(1.0)
     rss_after = {k: rss_kib(p) for k, p in stack_pids.items()}
     fds_after = {k: fd_count(p) for k, p in stack_pids.items()}
     if fails[0] or echo_fail:
-        problems.append(f"concurrency: {fails[0]} of {n} failed to open, {echo_fail} failed to echo")
+        problems.append(f"concurrency {setup.key}: {fails[0]} of {n} failed to open, "
+                        f"{echo_fail} failed to echo")
     per = {k: (rss[k] - base_rss[k]) / max(ok, 1) for k in stack_pids}
-    out = {"streams": n, "opened": ok, "open_failed": fails[0], "echo_failed": echo_fail,
+    fds_per = {k: (fds[k] - base_fd[k]) / max(ok, 1) for k in stack_pids}
+    out = {"label": setup.label, "streams": n, "opened": ok, "open_failed": fails[0], "echo_failed": echo_fail,
            "open_seconds": open_s, "rss_kib_before": base_rss, "rss_kib_held": rss,
            "rss_kib_per_stream": per, "rss_kib_per_stream_total": sum(per.values()),
-           "fds_before": base_fd, "fds_held": fds, "rss_kib_after_close": rss_after,
+           "fds_before": base_fd, "fds_held": fds, "fds_per_stream": fds_per,
+           "rss_kib_after_close": rss_after,
            "fds_after_close": fds_after}
-    log(f"  concurrency: {ok}/{n} open in {open_s:.1f} s; RSS/stream "
+    log(f"  concurrency {setup.key}: {ok}/{n} open in {open_s:.1f} s; RSS/stream "
         + ", ".join(f"{k} {v:.1f} KiB" for k, v in per.items()))
     return out
 
@@ -639,6 +708,208 @@ def phase_backpressure(setup, ports, seconds, stack_pids, problems, log):
     return out
 
 
+# ------------------------------------------------------------ streams side by side on one device
+
+class FloodStream:
+    """One bulk stream to the flood target, both ways at once: a thread sends PATTERN as fast as
+    the stream takes it, another reads and checks what comes back, until stop()."""
+
+    def __init__(self, setup, port, full):
+        self.key = setup.key
+        self.s = setup.open(port)
+        self.s.settimeout(60)
+        self.sent = 0
+        self.chk = Checker(full)
+        self.stopping = False
+        self.errors = []
+        self.threads = [threading.Thread(target=self._write), threading.Thread(target=self._read)]
+        for t in self.threads:
+            t.start()
+
+    def _write(self):
+        try:
+            while not self.stopping:
+                pos = self.sent % MiB
+                self.sent += self.s.send(PAT2[pos:pos + MiB])
+        except OSError as e:
+            if not self.stopping:
+                self.errors.append(f"send: {e}")
+
+    def _read(self):
+        buf = bytearray(BUF)
+        mv = memoryview(buf)
+        try:
+            while True:
+                n = self.s.recv_into(buf)
+                if n == 0:
+                    if not self.stopping:
+                        self.errors.append("the device side closed")
+                    return
+                self.chk.feed(mv[:n])
+        except OSError as e:
+            if not self.stopping:
+                self.errors.append(f"recv: {e}")
+
+    def mark(self):
+        """(time, bytes sent, bytes received) now."""
+        return time.perf_counter(), self.sent, self.chk.got
+
+    def stop(self):
+        """Ends the stream; returns the problems it had (errors, bad bytes, nothing received)."""
+        self.stopping = True
+        with contextlib.suppress(OSError):
+            self.s.shutdown(socket.SHUT_RDWR)
+        for t in self.threads:
+            t.join(30)
+        self.s.close()
+        problems = [f"{self.key}: bulk stream: {e}" for e in self.errors]
+        if self.chk.bad:
+            problems.append(f"{self.key}: bulk stream: {self.chk.bad} bad chunks")
+        if not self.chk.got or not self.sent:
+            problems.append(f"{self.key}: bulk stream moved nothing "
+                            f"(sent {self.sent}, received {self.chk.got})")
+        return problems
+
+
+def _flood_main(setup, port, full, conn):
+    try:
+        f = FloodStream(setup, port, full)
+    except (OSError, EOFError) as e:
+        conn.send(str(e))
+        return
+    conn.send(None)
+    while conn.recv() == "mark":
+        conn.send(f.mark())
+    conn.send(f.stop())
+
+
+class Flood:
+    """A FloodStream in a process of its own, so that its threads never hold the interpreter
+    lock of a client that measures latency. Raises OSError when the stream does not open."""
+
+    def __init__(self, setup, port):
+        self.conn, child = CTX.Pipe()
+        self.proc = CTX.Process(target=_flood_main, args=(setup, port, FULL_VERIFY, child),
+                                daemon=True)
+        self.proc.start()
+        err = self.conn.recv() if self.conn.poll(90) else "no answer in 90 s"
+        if err is not None:
+            self.proc.join(10)
+            raise OSError(f"bulk stream did not open: {err}")
+
+    def mark(self):
+        self.conn.send("mark")
+        return self.conn.recv()
+
+    def stop(self):
+        self.conn.send("stop")
+        problems = self.conn.recv()
+        self.proc.join(10)
+        return problems
+
+
+def rate_between(a, b):
+    """MB/s sent and received between two Flood.mark()s."""
+    dt = max(b[0] - a[0], 1e-9)
+    return (b[1] - a[1]) / dt / 1e6, (b[2] - a[2]) / dt / 1e6
+
+
+def phase_interactive(setups, ports, echoes, rounds, gap, warmup, problems, log):
+    """Per setup and round: an echo stream opened first, then a bulk stream (both ways) to the
+    same device; after `warmup` s, 1-byte echoes one at a time `gap` s apart on the echo stream.
+    Latency from send to the byte's return; the bulk stream's MB/s over the same time."""
+    lat = {st.key: [] for st in setups}
+    bulk = {st.key: [] for st in setups}
+    fails = {st.key: 0 for st in setups}
+    per_round = max(1, -(-echoes // rounds))
+    for _ in range(rounds):
+        for st in setups:
+            try:
+                e = st.open(ports["echo"])
+            except (OSError, EOFError) as err:
+                problems.append(f"interactive {st.key}: echo stream: {err}")
+                fails[st.key] += per_round
+                continue
+            with e:
+                e.settimeout(30)
+                try:
+                    flood = Flood(st, ports["flood"])
+                except (OSError, EOFError) as err:
+                    problems.append(f"interactive {st.key}: bulk stream: {err}")
+                    fails[st.key] += per_round
+                    continue
+                time.sleep(warmup)
+                m0 = flood.mark()
+                for i in range(per_round):
+                    b = bytes([i & 0xFF])
+                    t0 = time.perf_counter()
+                    try:
+                        e.sendall(b)
+                        if recv_exact(e, 1) != b:
+                            raise OSError("wrong byte back")
+                    except (OSError, EOFError):
+                        fails[st.key] += 1
+                        break
+                    lat[st.key].append((time.perf_counter() - t0) * 1000)
+                    time.sleep(gap)
+                bulk[st.key].append(rate_between(m0, flood.mark()))
+                problems += [f"interactive {p}" for p in flood.stop()]
+    out = {}
+    for st in setups:
+        v = lat[st.key]
+        if fails[st.key]:
+            problems.append(f"interactive {st.key}: {fails[st.key]} echoes failed")
+        out[st.key] = {"label": st.label, "echoes": len(v), "failed": fails[st.key],
+                       "p50_ms": pct(v, 50), "p90_ms": pct(v, 90), "p99_ms": pct(v, 99),
+                       "max_ms": max(v) if v else float("nan"),
+                       "bulk_mb_per_s_sent": med([x[0] for x in bulk[st.key]]),
+                       "bulk_mb_per_s_received": med([x[1] for x in bulk[st.key]])}
+        d = out[st.key]
+        log(f"  interactive {st.key}: echo p50 {d['p50_ms']:.2f} ms, p99 {d['p99_ms']:.2f} ms; "
+            f"bulk {d['bulk_mb_per_s_sent']['median']:.1f}/"
+            f"{d['bulk_mb_per_s_received']['median']:.1f} MB/s sent/received")
+    return out
+
+
+def phase_fairness(setups, port, seconds, rounds, warmup, problems, log):
+    """Per setup and round: two bulk streams (both ways) to the same device at once; after
+    `warmup` s, each one's MB/s over `seconds` and the ratio of the slower to the faster (bytes
+    both ways)."""
+    runs = {st.key: [] for st in setups}
+    for _ in range(rounds):
+        for st in setups:
+            floods = []
+            try:
+                for _ in range(2):
+                    floods.append(Flood(st, port))
+            except (OSError, EOFError) as err:
+                problems.append(f"fairness {st.key}: bulk stream: {err}")
+                for f in floods:
+                    f.stop()
+                continue
+            time.sleep(warmup)
+            m0 = [f.mark() for f in floods]
+            time.sleep(seconds)
+            m1 = [f.mark() for f in floods]
+            for f in floods:
+                problems += [f"fairness {p}" for p in f.stop()]
+            rates = [rate_between(a, b) for a, b in zip(m0, m1)]
+            totals = [sum(r) for r in rates]
+            runs[st.key].append({"mb_per_s": rates,
+                                 "ratio": min(totals) / max(totals) if max(totals) else 0.0})
+    out = {}
+    for st in setups:
+        r = runs[st.key]
+        out[st.key] = {"label": st.label, "rounds": r,
+                       "ratio": med([x["ratio"] for x in r]),
+                       "mb_per_s_each_way": med([sum(x["mb_per_s"][i]) / 2 for x in r
+                                                 for i in range(2)])}
+        if r:
+            log(f"  fairness {st.key}: ratio {out[st.key]['ratio']['median']:.2f}; MB/s each way "
+                + "; ".join(" / ".join(f"{sum(x) / 2:.1f}" for x in run["mb_per_s"]) for run in r))
+    return out
+
+
 # ------------------------------------------------------------------ wide area (through relays)
 
 RELAY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e",
@@ -696,39 +967,48 @@ class WanStack(BenchStack):
         return self._with_proxy("daemon", super().start_daemon)
 
 
+WAN_DELAYS_MS = (0, 20)  # added each way on every devstreams relay; twice that on ssh's
+
+
 def phase_wan(ports, args, problems, log):
-    """Setup latency and throughput of ssh -D and devstreams with every wide-area leg through a
-    fault relay: without added delay, then with 20 ms each way on each relay (40 ms of round
-    trip on each leg: ssh <-> sshd; daemon <-> hub and agent <-> hub)."""
-    relays = {k: Relay("--connect-proxy") for k in ("agent", "daemon")}
-    stack = None
+    """Setup latency and throughput of ssh -D and both devstreams data planes with every
+    wide-area leg through a fault relay: without added delay, then with 20 ms each way on each
+    devstreams relay (40 ms of round trip on each leg: daemon <-> hub and agent <-> hub) and
+    40 ms each way on ssh's (80 ms on its one leg ssh <-> sshd: the same end-to-end round trip)."""
+    relays = {}
+    stacks = []
     out = {}
     try:
-        stack = WanStack(relays["agent"], relays["daemon"],
-                         allow_extra=list(ports.values()), with_sshd=True)
-        relays["ssh"] = Relay("--upstream", f"127.0.0.1:{stack.ssh_port}")
-        ssh_port = start_ssh_socks(stack, relays["ssh"].port, name="ssh-wan")
+        for mux, suffix in ((True, "c"), (False, "d")):
+            legs = {k: Relay("--connect-proxy") for k in ("agent", "daemon")}
+            relays.update({f"{k}-{suffix}": r for k, r in legs.items()})
+            stacks.append(WanStack(legs["agent"], legs["daemon"], multiplex=mux,
+                                   allow_extra=list(ports.values()), with_sshd=not stacks))
+        relays["ssh"] = Relay("--upstream", f"127.0.0.1:{stacks[0].ssh_port}")
+        ssh_port = start_ssh_socks(stacks[0], relays["ssh"].port, name="ssh-wan")
         setups = [Setup("b", "ssh -D via relay", ssh_port, "127.0.0.1"),
-                  Setup("c", "devstreams via relays", stack.socks_port, "dev01.hub")]
+                  Setup("c", "devstreams via relays", stacks[0].socks_port, "dev01.hub"),
+                  Setup("d", "per-stream via relays", stacks[1].socks_port, "dev01.hub")]
         wait_until(lambda: _try_echo(setups[0], ports["echo"]), 20, "ssh -D via the relay")
-        for delay in (0, 20):
-            for r in relays.values():
-                r.command(f"delay {delay}")
+        for delay in WAN_DELAYS_MS:
+            for name, r in relays.items():
+                r.command(f"delay {2 * delay if name == 'ssh' else delay}")
             key = f"rtt+{2 * delay}ms"
-            log(f"wan {key}: {args.wan_setups} setups, {args.wan_size} MiB x {args.wan_rounds}")
+            log(f"wan {key} per devstreams leg: {args.wan_setups} setups, "
+                f"{args.wan_size} MiB x {args.wan_rounds}")
             wait_until(lambda: all(_try_echo(st, ports["echo"]) for st in setups), 20,
-                       "both setups through the relays")
+                       "every setup through the relays")
             setup = phase_setup(setups, ports["echo"], args.wan_setups, problems, log)
             tp = phase_throughput(setups, ports["bulk"], args.wan_size * MiB, args.wan_rounds,
                                   problems, log)
-            out[key] = {st.key: {"label": st.label, "setup_p50_ms": setup[st.key]["p50_ms"],
-                                 "setup_p90_ms": setup[st.key]["p90_ms"],
-                                 "setup_max_ms": setup[st.key]["max_ms"],
+            out[key] = {st.key: {"label": st.label, "added_rtt_ms": 4 * delay if st.key == "b"
+                                 else 2 * delay, **{k: setup[st.key][k] for k in (
+                                     "open_p50_ms", "open_p90_ms", "p50_ms", "p90_ms", "max_ms")},
                                  "mb_per_s_each_way": tp[st.key]["mb_per_s_each_way"]}
                         for st in setups}
     finally:
-        if stack:
-            problems += [f"wan stack: {p}" for p in stack.problems()]
+        for i, stack in enumerate(stacks):
+            problems += [f"wan stack {'cd'[i]}: {p}" for p in stack.problems()]
             stack.close()
         for r in relays.values():
             r.close()
@@ -737,15 +1017,17 @@ def phase_wan(ports, args, problems, log):
 
 def wan_lines(res, args):
     lines = [f"Wide area: every leg through a fault relay (tests/e2e/fault_relay.py); "
-             f"{args.wan_setups} setups, {args.wan_size} MiB each way x {args.wan_rounds}"]
+             f"{args.wan_setups} setups, {args.wan_size} MiB each way x {args.wan_rounds}; ssh's "
+             f"one leg gets the round trip of devstreams' two"]
     p = lines.append
-    p(f"  {'added RTT per leg':<18} {'setup':<26} {'setup p50 ms':>12} {'p90 ms':>8} "
-      f"{'MB/s each way':>24}")
+    p(f"  {'RTT per dev. leg':<17} {'setup':<25} {'added RTT':>9} {'open p50':>9} {'p90':>7}"
+      f" {'+echo p50':>9} {'p90':>7} {'MB/s each way':>24}")
     for key, by in res["wan"].items():
-        for k in ("b", "c"):
+        for k in ("b", "c", "d"):
             d = by[k]
-            p(f"  {key[4:]:<18} {k}) {d['label']:<23} {d['setup_p50_ms']:12.1f} "
-              f"{d['setup_p90_ms']:8.1f} {fmt_range(d['mb_per_s_each_way']):>24}")
+            p(f"  {key[3:]:<17} {k}) {d['label']:<22} {d['added_rtt_ms']:6d} ms "
+              f"{d['open_p50_ms']:9.1f} {d['open_p90_ms']:7.1f} {d['p50_ms']:9.1f} "
+              f"{d['p90_ms']:7.1f} {fmt_range(d['mb_per_s_each_way']):>24}")
     return lines
 
 
@@ -877,6 +1159,10 @@ def fmt_range(d, f="{:.1f}"):
     return f"{f.format(d['median'])} ({f.format(d['min'])}-{f.format(d['max'])})"
 
 
+def ratio(x, y):
+    return x / y if y else float("nan")
+
+
 def throughput_lines(res, args):
     lines = []
     p = lines.append
@@ -884,116 +1170,178 @@ def throughput_lines(res, args):
     p(f"Throughput: one stream, {args.size} MiB each way at once, {args.rounds} rounds interleaved"
       f" (median (min-max))")
     p(f"  {'setup':<34} {'MB/s each way':>24}   CPU s per GiB moved (both directions)")
-    for k in ("a", "b", "c"):
-        if k not in tp:
-            continue
-        d = tp[k]
+    for k, d in tp.items():
         cpu = ", ".join(f"{n} {fmt_range(v, '{:.2f}')}" for n, v in d["cpu_s_per_gib"].items())
         p(f"  {k}) {d['label']:<31} {fmt_range(d['mb_per_s_each_way']):>24}   {cpu}")
-    p(f"  ratio c/a {res['ratios']['c_over_a']:.2f}   ratio c/b {res['ratios']['c_over_b']:.2f}"
-      f"   (medians)   devstreams total {res['ratios']['c_cpu_s_per_gib']:.2f} CPU s/GiB")
+    r = res["ratios"]
+    p(f"  ratios (medians): c/a {r['c_over_a']:.2f}, c/b {r['c_over_b']:.2f}, c/d {r['c_over_d']:.2f},"
+      f" d/b {r['d_over_b']:.2f}; CPU s/GiB of hub+agent+daemon: c {r['c_cpu_s_per_gib']:.2f},"
+      f" d {r['d_cpu_s_per_gib']:.2f}")
+    return lines
+
+
+def latency_table(title, by, cols):
+    lines = [title, f"  {'setup':<34} " + " ".join(f"{h:>9}" for h, _ in cols) + "  failed"]
+    for k, d in by.items():
+        lines.append(f"  {k}) {d['label']:<31} " + " ".join(f"{d[f]:9.2f}" for _, f in cols) +
+                     f"  {d['failed']}")
     return lines
 
 
 def report(res, args):
-    lines = throughput_lines(res, args)
+    """The figures of every phase that ran, then the targets they allow to judge."""
+    lines = throughput_lines(res, args) if "throughput" in res else []
     p = lines.append
-    st = res["setup"]
-    p(f"Stream setup: {args.setups} sequential connect -> SOCKS success -> 1-byte echo -> close")
-    p(f"  {'setup':<34} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} failed")
-    for k in ("b", "c"):
-        d = st[k]
-        p(f"  {k}) {d['label']:<31} {d['p50_ms']:8.2f} {d['p90_ms']:8.2f} {d['p99_ms']:8.2f}"
-          f" {d['max_ms']:8.2f} {d['failed']}")
-    c = res["concurrency"]
-    p(f"Concurrency: {c['streams']} streams held open through devstreams ({c['opened']} opened, "
-      f"{c['open_failed']} failed to open, {c['echo_failed']} failed to echo; opened in "
-      f"{c['open_seconds']:.1f} s)")
-    p(f"  {'process':<10} {'RSS before':>12} {'RSS held':>12} {'per stream':>12} {'RSS closed':>12}"
-      f" {'fds before':>11} {'fds held':>9} {'fds closed':>10}")
-    for k in ("hub", "agent", "daemon"):
-        p(f"  {k:<10} {c['rss_kib_before'][k] / 1024:8.1f} MiB {c['rss_kib_held'][k] / 1024:8.1f} MiB"
-          f" {c['rss_kib_per_stream'][k]:8.1f} KiB {c['rss_kib_after_close'][k] / 1024:8.1f} MiB"
-          f" {c['fds_before'][k]:11d} {c['fds_held'][k]:9d} {c['fds_after_close'][k]:10d}")
-    p(f"  total per stream {c['rss_kib_per_stream_total']:.1f} KiB")
-    r = res["rate"]
-    p(f"Stream rate: {args.rate_seconds:g} s of open -> 1-byte echo -> close")
-    for k in ("b", "c"):
-        d = r[k]
-        p(f"  {k}) {d['label']:<31} {d['per_second']:8.0f} streams/s  ({d['streams']} streams, "
-          f"{d['failed']} failed, {d['clients']} clients in 2 processes)")
-    b = res["backpressure"]
-    p(f"Backpressure: reader at 1 MiB/s, writer as fast as it can, {args.slow_seconds:g} s, devstreams")
-    for dirn, d in b.items():
-        p(f"  {dirn}: client moved {d['bytes_moved_by_client'] / MiB:.1f} MiB")
-        for k in ("hub", "agent", "daemon"):
-            p(f"    {k:<8} RSS before {d['rss_kib_before'][k] / 1024:6.1f} MiB, peak "
-              f"{d['rss_kib_peak'][k] / 1024:6.1f} MiB, after {d['rss_kib_after'][k] / 1024:6.1f} MiB,"
-              f" growth {d['rss_growth_kib'][k] / 1024:5.2f} MiB")
-    p("Targets")
-    for t in res["targets"]:
-        p(f"  {'met    ' if t['met'] else 'NOT MET'}  {t['target']:<52} measured {t['measured']}")
+    if "setup" in res:
+        lines += latency_table(
+            f"Stream setup: {args.setups} sequential connect -> SOCKS success -> 1-byte echo -> "
+            f"close (open: to SOCKS success)", res["setup"],
+            [("p50 ms", "p50_ms"), ("p90 ms", "p90_ms"), ("p99 ms", "p99_ms"), ("max ms", "max_ms"),
+             ("open p50", "open_p50_ms"), ("open p99", "open_p99_ms")])
+    if "rate" in res:
+        p(f"Stream rate: {args.rate_seconds:g} s of open -> 1-byte echo -> close")
+        for k, d in res["rate"].items():
+            p(f"  {k}) {d['label']:<31} {d['per_second']:8.0f} streams/s  ({d['streams']} streams, "
+              f"{d['failed']} failed, {d['clients']} clients in 2 processes)")
+    if "interactive" in res:
+        lines += latency_table(
+            f"Interactive: 1-byte echoes one at a time ({args.echoes} per setup) while a bulk "
+            f"stream to the same device moves both ways", res["interactive"],
+            [("p50 ms", "p50_ms"), ("p90 ms", "p90_ms"), ("p99 ms", "p99_ms"), ("max ms", "max_ms")])
+        for k, d in res["interactive"].items():
+            p(f"  {k}) bulk stream meanwhile: {fmt_range(d['bulk_mb_per_s_sent'])} MB/s sent, "
+              f"{fmt_range(d['bulk_mb_per_s_received'])} MB/s received")
+    if "fairness" in res:
+        p(f"Fairness: two bulk streams to one device at once, both ways, {args.fair_seconds:g} s "
+          f"x {args.fair_rounds} rounds")
+        for k, d in res["fairness"].items():
+            each = "; ".join(" / ".join(f"{sum(x) / 2:.1f}" for x in r["mb_per_s"])
+                             for r in d["rounds"])
+            p(f"  {k}) {d['label']:<31} slower/faster {fmt_range(d['ratio'], '{:.2f}')}   "
+              f"MB/s each way per stream: {each}")
+    if "backpressure" in res:
+        p(f"Backpressure: reader at 1 MiB/s, writer as fast as it can, {args.slow_seconds:g} s, "
+          f"devstreams (c)")
+        for dirn, d in res["backpressure"].items():
+            p(f"  {dirn}: client moved {d['bytes_moved_by_client'] / MiB:.1f} MiB")
+            for k in ("hub", "agent", "daemon"):
+                p(f"    {k:<8} RSS before {d['rss_kib_before'][k] / 1024:6.1f} MiB, peak "
+                  f"{d['rss_kib_peak'][k] / 1024:6.1f} MiB, after {d['rss_kib_after'][k] / 1024:6.1f}"
+                  f" MiB, growth {d['rss_growth_kib'][k] / 1024:5.2f} MiB")
+    if "hold" in res:
+        lines += hold_lines(res)
+    for k, c in res.get("concurrency", {}).items():
+        p(f"Concurrency: {c['streams']} streams held open through {k}) {c['label']} "
+          f"({c['opened']} opened, {c['open_failed']} failed to open, {c['echo_failed']} failed to"
+          f" echo; opened in {c['open_seconds']:.1f} s)")
+        p(f"  {'process':<10} {'RSS before':>12} {'RSS held':>12} {'per stream':>12} "
+          f"{'RSS closed':>12} {'fds before':>11} {'fds held':>9} {'per stream':>10} "
+          f"{'fds closed':>10}")
+        for n in ("hub", "agent", "daemon"):
+            p(f"  {n:<10} {c['rss_kib_before'][n] / 1024:8.1f} MiB {c['rss_kib_held'][n] / 1024:8.1f}"
+              f" MiB {c['rss_kib_per_stream'][n]:8.1f} KiB {c['rss_kib_after_close'][n] / 1024:8.1f}"
+              f" MiB {c['fds_before'][n]:11d} {c['fds_held'][n]:9d} {c['fds_per_stream'][n]:10.2f}"
+              f" {c['fds_after_close'][n]:10d}")
+        p(f"  total per stream {c['rss_kib_per_stream_total']:.1f} KiB")
+    if "wan" in res:
+        lines += wan_lines(res, args)
+    res["targets"] = targets(res)
+    if res["targets"]:
+        p("Targets (c: devstreams; b: ssh -D; d: one WebSocket per stream, the previous data plane)")
+        for t in res["targets"]:
+            p(f"  {'met    ' if t['met'] else 'NOT MET'}  {t['target']:<58} measured {t['measured']}")
     return "\n".join(lines)
 
 
 def targets(res):
-    tp, r = res["throughput"], res["ratios"]
-    st = res["setup"]["c"]
-    c = res["concurrency"]
-    rate = res["rate"]["c"]["per_second"]
-    growth = max(v for d in res["backpressure"].values() for v in d["rss_growth_kib"].values())
-    total_per = c["rss_kib_per_stream_total"]
-    conc_ok = c["opened"] >= 10000 and not c["echo_failed"] and total_per <= 64
-    asked = res["config"].get("streams_asked", c["streams"])
-    conc_text = (f"{c['opened']} of {c['streams']} streams, {total_per:.1f} KiB/stream "
-                 f"(hub+agent+daemon)")
-    if asked > c["streams"]:
-        conc_text += f" (open-files limit {res['config']['nofile']} allows no more)"
-    elif c["streams"] < 10000:
-        conc_text += "; run with --10k for the 10,000 figure"
-    return [
-        {"target": "throughput c >= 1.0 x b (ssh -D)", "measured": f"{r['c_over_b']:.2f} x",
-         "met": r["c_over_b"] >= 1.0},
-        {"target": "throughput c >= 0.5 x a (direct TCP)", "measured": f"{r['c_over_a']:.2f} x",
-         "met": r["c_over_a"] >= 0.5},
-        {"target": "CPU of daemon+hub+agent <= 2.5 s/GiB", "measured":
-            f"{r['c_cpu_s_per_gib']:.2f} s/GiB", "met": r["c_cpu_s_per_gib"] <= 2.5},
-        {"target": "stream setup p50 <= 3 ms", "measured": f"{st['p50_ms']:.2f} ms",
-         "met": st["p50_ms"] <= 3},
-        {"target": "stream setup p99 <= 10 ms", "measured": f"{st['p99_ms']:.2f} ms",
-         "met": st["p99_ms"] <= 10},
-        {"target": "10,000 concurrent streams at <= 64 KiB RSS/stream", "measured": conc_text,
-         "met": conc_ok},
-        {"target": ">= 1,000 new streams/s", "measured": f"{rate:.0f} /s", "met": rate >= 1000},
-        {"target": "RSS growth <= 4 MiB per process, slow reader", "measured":
-            f"max {growth / 1024:.2f} MiB", "met": growth <= 4 * 1024},
-    ]
+    """The targets of multiplexed streams (and the slow reader's bound) that the phases which ran
+    allow to judge: (c) against (b) `ssh -D` and (d) the previous data plane, same run."""
+    out = []
 
+    def add(target, measured, met):
+        out.append({"target": target, "measured": measured, "met": bool(met)})
 
-def partial_report(res, args):
-    """The throughput, stream setup and rate figures of a run with --only (the full table needs
-    every phase)."""
-    lines = throughput_lines(res, args) if "throughput" in res else []
-    p = lines.append
     if "setup" in res:
-        p(f"Stream setup: {args.setups} sequential connect -> SOCKS success -> 1-byte echo -> close")
-        p(f"  {'setup':<34} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} failed")
-        for k, d in res["setup"].items():
-            p(f"  {k}) {d['label']:<31} {d['p50_ms']:8.2f} {d['p90_ms']:8.2f} {d['p99_ms']:8.2f}"
-              f" {d['max_ms']:8.2f} {d['failed']}")
+        st = res["setup"]
+        b, c, d = st["b"], st["c"], st["d"]
+        r50, r99 = ratio(c["p50_ms"], b["p50_ms"]), ratio(c["p99_ms"], b["p99_ms"])
+        add("stream setup p50 c <= 1.5 x b", f"{r50:.2f} x ({c['p50_ms']:.2f} vs {b['p50_ms']:.2f} ms;"
+            f" d {d['p50_ms']:.2f} ms, {ratio(d['p50_ms'], b['p50_ms']):.2f} x)", r50 <= 1.5)
+        add("stream setup p50 c <= 1.0 x b (stretch)", f"{r50:.2f} x", r50 <= 1.0)
+        add("stream setup p99 c <= 3 x b", f"{r99:.2f} x ({c['p99_ms']:.2f} vs {b['p99_ms']:.2f} ms;"
+            f" d {d['p99_ms']:.2f} ms, {ratio(d['p99_ms'], b['p99_ms']):.2f} x)", r99 <= 3)
     if "rate" in res:
-        p(f"Stream rate: {args.rate_seconds:g} s of open -> 1-byte echo -> close")
-        for k, d in res["rate"].items():
-            p(f"  {k}) {d['label']:<31} {d['per_second']:6.0f} streams/s  ({d['streams']} streams,"
-              f" {d['failed']} failed, {d['clients']} clients in 2 processes)")
-    return "\n".join(lines)
+        rt = res["rate"]
+        rr = ratio(rt["c"]["per_second"], rt["b"]["per_second"])
+        add("new streams/s c >= 1.0 x b", f"{rr:.2f} x ({rt['c']['per_second']:.0f} vs "
+            f"{rt['b']['per_second']:.0f} /s; d {rt['d']['per_second']:.0f} /s)", rr >= 1.0)
+    if "c" in res.get("concurrency", {}):
+        c = res["concurrency"]["c"]
+        total = c["rss_kib_per_stream_total"]
+        text = f"{c['opened']} of {c['streams']} streams, {total:.1f} KiB/stream (hub+agent+daemon)"
+        if c["streams"] < 10000:
+            text += "; run with --10k for the 10,000 figure"
+        if "d" in res["concurrency"]:
+            dd = res["concurrency"]["d"]
+            text += f"; d {dd['rss_kib_per_stream_total']:.1f} KiB/stream ({dd['opened']} streams)"
+        add("10,000 concurrent streams at <= 16 KiB RSS/stream (c)", text,
+            c["opened"] >= 10000 and not c["echo_failed"] and not c["open_failed"] and total <= 16)
+    if "wan" in res and "rtt+40ms" in res["wan"]:
+        w = res["wan"]["rtt+40ms"]
+        b, c, d = w["b"], w["c"], w["d"]
+        add("40 ms RTT per leg: open p50 c <= 2 x 40 + 5 ms",
+            f"{c['open_p50_ms']:.1f} ms (b over 80 ms: {b['open_p50_ms']:.1f} ms; "
+            f"d {d['open_p50_ms']:.1f} ms)", c["open_p50_ms"] <= 85)
+        tr = ratio(c["mb_per_s_each_way"]["median"], d["mb_per_s_each_way"]["median"])
+        add("40 ms RTT per leg: throughput c >= 0.8 x d",
+            f"{tr:.2f} x ({c['mb_per_s_each_way']['median']:.1f} vs "
+            f"{d['mb_per_s_each_way']['median']:.1f} MB/s each way; b "
+            f"{b['mb_per_s_each_way']['median']:.1f})", tr >= 0.8)
+    if "interactive" in res:
+        it = res["interactive"]
+        ri = ratio(it["c"]["p99_ms"], it["b"]["p99_ms"])
+        add("1-byte echo p99 beside a bulk stream c <= 2 x b",
+            f"{ri:.2f} x ({it['c']['p99_ms']:.2f} vs {it['b']['p99_ms']:.2f} ms; "
+            f"d {it['d']['p99_ms']:.2f} ms)", ri <= 2)
+    if "fairness" in res:
+        fr = res["fairness"]["c"]["ratio"]["median"]
+        add("two bulk streams on one device within 20 % (c)",
+            f"slower/faster {fr:.2f} (b {res['fairness']['b']['ratio']['median']:.2f}, "
+            f"d {res['fairness']['d']['ratio']['median']:.2f})", fr >= 0.8)
+    if "throughput" in res:
+        r, tp = res["ratios"], res["throughput"]
+        add("throughput c >= 1.0 x d on loopback",
+            f"{r['c_over_d']:.2f} x ({tp['c']['mb_per_s_each_way']['median']:.1f} vs "
+            f"{tp['d']['mb_per_s_each_way']['median']:.1f} MB/s each way; c/b {r['c_over_b']:.2f})",
+            r["c_over_d"] >= 1.0)
+        add("CPU of hub+agent+daemon c <= 4.0 s/GiB", f"{r['c_cpu_s_per_gib']:.2f} s/GiB "
+            f"(d {r['d_cpu_s_per_gib']:.2f})", r["c_cpu_s_per_gib"] <= 4.0)
+    if "backpressure" in res:
+        growth = max(v for d in res["backpressure"].values() for v in d["rss_growth_kib"].values())
+        add("RSS growth <= 4 MiB per process, slow reader (c)", f"max {growth / 1024:.2f} MiB",
+            growth <= 4 * 1024)
+    return out
 
 
 # --------------------------------------------------------------------------------------- main
 
-PHASES = ("throughput", "setup", "rate", "backpressure", "concurrency", "wan", "hold")
+PHASES = ("throughput", "setup", "rate", "interactive", "fairness", "backpressure", "hold",
+          "concurrency", "wan")
 
 FULL_VERIFY = True
+
+
+def raise_nofile(need):
+    """Raises the soft open-files limit (the programs inherit it) towards `need`; the hard
+    limit only moves with CAP_SYS_RESOURCE. Returns the soft limit and the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for limits in ((max(need, soft), max(need, hard)), (hard, hard)):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
+            break
+        except (ValueError, OSError):
+            pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
 def main():
@@ -1001,7 +1349,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true",
-                    help="smoke run for CTest: small sizes, every byte checked, < 60 s")
+                    help="smoke run for CTest: small sizes, every byte checked, < 90 s")
     ap.add_argument("--json", metavar="PATH", help="write all figures as JSON")
     ap.add_argument("--size", type=int, help="MiB each way per throughput round (default 2048)")
     ap.add_argument("--rounds", type=int, help="throughput rounds per setup (default 3)")
@@ -1009,6 +1357,9 @@ def main():
     ap.add_argument("--streams", type=int, help="concurrent streams (default 1000)")
     ap.add_argument("--10k", dest="tenk", action="store_true", help="10,000 concurrent streams")
     ap.add_argument("--rate-seconds", type=float, help="length of the rate test (default 10)")
+    ap.add_argument("--echoes", type=int, help="interactive echoes per setup (default 500)")
+    ap.add_argument("--fair-seconds", type=float, help="length of each fairness round (5)")
+    ap.add_argument("--fair-rounds", type=int, help="fairness rounds per setup (2)")
     ap.add_argument("--slow-seconds", type=float, help="length of each backpressure test (20)")
     ap.add_argument("--wan-size", type=int, help="MiB each way per wide-area round (64)")
     ap.add_argument("--wan-rounds", type=int, help="wide-area throughput rounds (2)")
@@ -1029,43 +1380,45 @@ def main():
         ap.error(f"unknown phase(s) {','.join(sorted(phases - set(PHASES)))}; "
                  f"choose from {','.join(PHASES)}")
     q = args.quick
-    defaults = dict(size=64 if q else 2048, rounds=2 if q else 3, setups=100 if q else 1000,
+    defaults = dict(size=32 if q else 2048, rounds=2 if q else 3, setups=60 if q else 1000,
                     streams=200 if q else (10000 if args.tenk else 1000),
-                    rate_seconds=2 if q else 10, slow_seconds=3 if q else 20,
+                    rate_seconds=1 if q else 10, echoes=40 if q else 500,
+                    fair_seconds=1 if q else 5, fair_rounds=1 if q else 2,
+                    slow_seconds=3 if q else 20,
                     verify="full" if q else "sample", wan_size=4 if q else 64,
                     wan_rounds=1 if q else 2, wan_setups=5 if q else 50,
-                    hold_streams=50 if q else 1000, hold_seconds=2 if q else 60,
-                    echo_interval=1 if q else 5)
+                    hold_streams=50 if q else 1000, hold_seconds=1 if q else 60,
+                    echo_interval=0.5 if q else 5)
     for k, v in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
     FULL_VERIFY = args.verify == "full"
 
-    # File descriptors: hub, agent and daemon each hold 2 per stream (both sides), the client
-    # and the targets 1. Raise the soft limit (the programs inherit it); the hard limit only
-    # moves with CAP_SYS_RESOURCE.
+    # Open files per held stream: the bench client and the targets 1 each; with one WebSocket
+    # per stream (d) the hub, the agent and the daemon 2 each (both sides); multiplexed (c) the
+    # agent and the daemon 1 (the target, the client) and the hub none.
     need = 2 * max(args.streams, args.hold_streams) + 256
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    for limits in ((max(need, soft), max(need, hard)), (hard, hard)):
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
-            break
-        except (ValueError, OSError):
-            pass
-    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    nofile, hard = raise_nofile(need)
     ulimit = subprocess.run(["bash", "-c", "ulimit -n"], capture_output=True, text=True).stdout.strip()
 
+    t_log = time.monotonic()
+
     def log(msg):
-        print(msg, file=sys.stderr, flush=True)
+        print(f"[{time.monotonic() - t_log:6.1f} s] {msg}", file=sys.stderr, flush=True)
 
     log(f"open files limit {nofile} (ulimit -n in the programs: {ulimit}); {os.cpu_count()} CPUs")
-    args.streams_asked = args.streams
-    if nofile < need:
-        args.streams = (nofile - 256) // 2
-        log(f"warning: {args.streams_asked} streams need {need} open files per program but the "
-            f"limit is {nofile} (hard limit {hard}); holding {args.streams} streams instead")
+    if not PROGRAMS_KNOW_MULTIPLEX:
+        log("warning: the programs do not know `multiplex` yet: (c) and (d) both run the "
+            "one-WebSocket-per-stream data plane")
+    fds_per_stream = {"c": 1 if PROGRAMS_KNOW_MULTIPLEX else 2, "d": 2}
+    held = {k: min(args.streams, (nofile - 256) // n) for k, n in fds_per_stream.items()}
+    for k, n in held.items():
+        if n < args.streams:
+            want = args.streams * fds_per_stream[k] + 256
+            log(f"warning: {args.streams} streams through ({k}) need {want} open files per "
+                f"program but the limit is {nofile} (hard limit {hard}); holding {n} instead")
 
-    ports = {k: free_port() for k in ("bulk", "echo", "slowread", "fastwrite")}
+    ports = {k: free_port() for k in ("bulk", "echo", "slowread", "fastwrite", "flood")}
     ready = CTX.Event()
     peer = CTX.Process(target=peer_main, args=(ports, FULL_VERIFY, ready), daemon=True)
     peer.start()
@@ -1074,13 +1427,18 @@ def main():
 
     problems = []
     res = {"config": {**vars(args), "cpus": os.cpu_count(), "nofile": nofile,
+                      "streams_held": held, "programs_know_multiplex": PROGRAMS_KNOW_MULTIPLEX,
                       "loadavg_at_start": os.getloadavg()},
            "problems": problems}
     t_start = time.monotonic()
-    stack = BenchStack(allow_extra=list(ports.values()), with_sshd=True)
+    stacks = {}
     try:
+        stacks["c"] = BenchStack(multiplex=True, allow_extra=list(ports.values()), with_sshd=True)
+        stacks["d"] = BenchStack(multiplex=False, allow_extra=list(ports.values()),
+                                 with_sshd=False)
+        stack = stacks["c"]
         ssh_port = start_ssh_socks(stack)
-        stack_pids = {n: stack.procs[n].pid for n in ("hub", "agent", "daemon")}
+        pids = {k: st.pids() for k, st in stacks.items()}
         me, peer_pid = os.getpid(), peer.pid
 
         def bench_pids():
@@ -1094,70 +1452,81 @@ def main():
 
         setups = [Setup("a", "direct TCP", pids=bench_pids),
                   Setup("b", "ssh -D (aes128-gcm)", ssh_port, "127.0.0.1", ssh_pids),
-                  Setup("c", "devstreams", stack.socks_port, "dev01.hub",
-                        lambda: {**stack_pids, **bench_pids()})]
+                  Setup("c", "devstreams", stacks["c"].socks_port, "dev01.hub",
+                        lambda: {**pids["c"], **bench_pids()}),
+                  Setup("d", "devstreams per-stream", stacks["d"].socks_port, "dev01.hub",
+                        lambda: {**pids["d"], **bench_pids()})]
+        by_key = {st.key: st for st in setups}
         # the ssh -D path is ready once a stream through it works
         wait_until(lambda: _try_echo(setups[1], ports["echo"]), 20, "ssh -D forwarding")
 
         if "throughput" in phases:
             log(f"throughput: {args.size} MiB each way x {args.rounds} rounds")
-            res["throughput"] = phase_throughput(setups, ports["bulk"], args.size * MiB,
-                                                 args.rounds, problems, log)
-            tp = res["throughput"]
-            c_cpu = sum(tp["c"]["cpu_s_per_gib"][k]["median"] for k in ("hub", "agent", "daemon"))
-            res["ratios"] = {
-                "c_over_a": tp["c"]["mb_per_s_each_way"]["median"] / tp["a"]["mb_per_s_each_way"]["median"],
-                "c_over_b": tp["c"]["mb_per_s_each_way"]["median"] / tp["b"]["mb_per_s_each_way"]["median"],
-                "c_cpu_s_per_gib": c_cpu}
+            res["throughput"] = tp = phase_throughput(setups, ports["bulk"], args.size * MiB,
+                                                      args.rounds, problems, log)
+            mbs = {k: tp[k]["mb_per_s_each_way"]["median"] for k in tp}
+            cpu = {k: sum(tp[k]["cpu_s_per_gib"][n]["median"] for n in ("hub", "agent", "daemon"))
+                   for k in ("c", "d")}
+            res["ratios"] = {"c_over_a": ratio(mbs["c"], mbs["a"]),
+                             "c_over_b": ratio(mbs["c"], mbs["b"]),
+                             "c_over_d": ratio(mbs["c"], mbs["d"]),
+                             "d_over_b": ratio(mbs["d"], mbs["b"]),
+                             "c_cpu_s_per_gib": cpu["c"], "d_cpu_s_per_gib": cpu["d"]}
         if "setup" in phases:
             log(f"stream setup: {args.setups} each")
             res["setup"] = phase_setup(setups[1:], ports["echo"], args.setups, problems, log)
         if "rate" in phases:
             log(f"rate: {args.rate_seconds:g} s each")
             res["rate"] = phase_rate(setups[1:], ports["echo"], args.rate_seconds, problems, log)
+        if "interactive" in phases:
+            log(f"interactive: {args.echoes} echoes each beside a bulk stream")
+            res["interactive"] = phase_interactive(setups[1:], ports, args.echoes, 2,
+                                                   0.002 if q else 0.005, 0.2 if q else 0.5,
+                                                   problems, log)
+        if "fairness" in phases:
+            log(f"fairness: two bulk streams, {args.fair_seconds:g} s x {args.fair_rounds}")
+            res["fairness"] = phase_fairness(setups[1:], ports["flood"], args.fair_seconds,
+                                             args.fair_rounds, 0.2 if q else 0.5, problems, log)
         if "backpressure" in phases:
             log(f"backpressure: {args.slow_seconds:g} s each direction")
-            res["backpressure"] = phase_backpressure(setups[2], ports, args.slow_seconds,
-                                                     stack_pids, problems, log)
+            res["backpressure"] = phase_backpressure(by_key["c"], ports, args.slow_seconds,
+                                                     pids["c"], problems, log)
         if "hold" in phases:
             log(f"hold: {args.hold_streams} streams for {args.hold_seconds:g} s, "
                 f"{args.hold_rounds} rounds")
-            res["hold"] = phase_hold(setups[2], ports["echo"], args.hold_streams,
-                                     args.hold_seconds, args.echo_interval, stack_pids, problems,
-                                     log, args.hold_rounds, 5 if args.quick else 40)
-        # last: the programs keep some memory of 10,000 streams after they closed
+            res["hold"] = phase_hold(by_key["c"], ports["echo"], args.hold_streams,
+                                     args.hold_seconds, args.echo_interval, pids["c"], problems,
+                                     log, args.hold_rounds, 3 if args.quick else 40)
+        # last on each stack: the programs keep some memory of 10,000 streams after they closed
         if "concurrency" in phases:
-            log(f"concurrency: {args.streams} streams")
-            res["concurrency"] = phase_concurrency(setups[2], ports["echo"], args.streams,
-                                                   stack_pids, problems, log)
-        for name in ("hub", "agent", "daemon"):
-            if stack.procs[name].poll() is not None:
-                problems.append(f"{name} exited with {stack.procs[name].returncode}")
+            res["concurrency"] = {}
+            for k in ("c", "d"):
+                log(f"concurrency {k}: {held[k]} streams")
+                res["concurrency"][k] = phase_concurrency(by_key[k], ports["echo"], held[k],
+                                                          pids[k], problems, log)
+        for k, st in stacks.items():
+            for name in ("hub", "agent", "daemon"):
+                if st.procs[name].poll() is not None:
+                    problems.append(f"{k}: {name} exited with {st.procs[name].returncode}")
         if "wan" in phases:
-            log("wan: ssh -D and devstreams through fault relays, without and with 40 ms RTT")
+            log("wan: ssh -D and devstreams through fault relays, without and with added delay")
             res["wan"] = phase_wan(ports, args, problems, log)
     except Exception as e:  # report what was measured so far, then fail
         problems.append(f"{type(e).__name__}: {e}")
         import traceback
         traceback.print_exc()
-        stack.dump_logs()
+        for st in stacks.values():
+            st.dump_logs()
     finally:
-        problems += stack.problems()  # stops the programs: non-zero exit after SIGTERM, sanitizer reports
-        stack.close()
+        for k, st in stacks.items():
+            # stops the programs: non-zero exit after SIGTERM, sanitizer reports
+            problems += [f"stack {k}: {p}" for p in st.problems()]
+            st.close()
         peer.terminate()
         peer.join(5)
     res["seconds"] = time.monotonic() - t_start
     res["config"]["loadavg_at_end"] = os.getloadavg()
-    complete = all(k in res for k in ("throughput", "setup", "concurrency", "rate", "backpressure"))
-    if complete:
-        res["targets"] = targets(res)
-        print(report(res, args))
-    elif any(k in res for k in ("throughput", "setup", "rate")):
-        print(partial_report(res, args))
-    if "wan" in res:
-        print("\n".join(wan_lines(res, args)))
-    if "hold" in res:
-        print("\n".join(hold_lines(res)))
+    print(report(res, args))
     print(f"run took {res['seconds']:.0f} s; load average (1 min) {res['config']['loadavg_at_start'][0]:.1f}"
           f" at start, {res['config']['loadavg_at_end'][0]:.1f} at end; "
           f"bytes checked {'completely' if FULL_VERIFY else 'by count and a sample of each MiB'}")
