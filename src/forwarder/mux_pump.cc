@@ -210,14 +210,7 @@ void MuxPump::internalError() {
 void MuxPump::finish(const std::string& reason, bool clean) {
   if (finished_) return;
   finished_ = true;
-  if (tcp_) {
-    bufferevent_setcb(tcp_.get(), nullptr, nullptr, nullptr, nullptr);
-    if (clean) {
-      loop_.closeAfterFlush(std::move(tcp_));
-    } else {
-      resetConnection(std::move(tcp_));
-    }
-  }
+  endConnection(loop_, std::move(tcp_), clean);
   if (done_) done_(this, reason);
 }
 

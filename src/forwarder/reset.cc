@@ -1,4 +1,4 @@
-// resetConnection: SO_LINGER {1, 0} and close.
+// resetConnection: SO_LINGER {1, 0} and close; endConnection: that or a flushed close.
 #include "forwarder/reset.h"
 
 #include <sys/socket.h>
@@ -15,6 +15,16 @@ void resetConnection(BufferEventPtr bev) {
     ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
   }
   bev.reset();  // BEV_OPT_CLOSE_ON_FREE: the close sends the reset
+}
+
+void endConnection(Loop& loop, BufferEventPtr bev, bool clean) {
+  if (!bev) return;
+  bufferevent_setcb(bev.get(), nullptr, nullptr, nullptr, nullptr);
+  if (clean) {
+    loop.closeAfterFlush(std::move(bev));
+  } else {
+    resetConnection(std::move(bev));
+  }
 }
 
 }  // namespace ds

@@ -117,15 +117,7 @@ void TcpRelay::finish(const std::string& reason, bool clean) {
   finished_ = true;
   // A normal end (both half-closes passed on) lets the sockets linger as usual; any other end
   // resets both, so that neither peer takes a cut connection for a complete one.
-  for (Side& s : side_) {
-    if (!s.bev) continue;
-    bufferevent_setcb(s.bev.get(), nullptr, nullptr, nullptr, nullptr);
-    if (clean) {
-      loop_.closeAfterFlush(std::move(s.bev));
-    } else {
-      resetConnection(std::move(s.bev));
-    }
-  }
+  for (Side& s : side_) endConnection(loop_, std::move(s.bev), clean);
   if (done_) done_(this, reason);
 }
 

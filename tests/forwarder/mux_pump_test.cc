@@ -130,6 +130,18 @@ class MuxPumpTest : public test::LoopTest,
     return startPump(*client_, id);
   }
 
+  // A stream opened and stepped by drive(): the client application's end and the target's.
+  struct Ends {
+    std::unique_ptr<App> app;
+    App& target;
+  };
+  Ends openDriven() {
+    uint32_t id = 0;
+    auto app = openStream(&id);
+    apps_.push_back(app.get());
+    return {std::move(app), *targets_.at(id)};
+  }
+
   bool drive(const std::function<bool()>& done) {
     return runUntil([&] {
       for (auto& [id, t] : targets_) t->step();
@@ -156,10 +168,7 @@ class MuxPumpTest : public test::LoopTest,
 };
 
 TEST_F(MuxPumpTest, BytesBothWaysThenEofEachWayEndCleanlyWithFin) {
-  uint32_t id = 0;
-  auto app = openStream(&id);
-  apps_.push_back(app.get());
-  App& target = *targets_.at(id);
+  auto [app, target] = openDriven();
   app->out = randomBytes(3 << 20, 1);
   target.out = randomBytes(2 << 20, 2);
   app->finAfterSend = target.finAfterSend = true;
@@ -178,10 +187,7 @@ TEST_F(MuxPumpTest, BytesBothWaysThenEofEachWayEndCleanlyWithFin) {
 }
 
 TEST_F(MuxPumpTest, HalfCloseKeepsTheOtherDirectionOpen) {
-  uint32_t id = 0;
-  auto app = openStream(&id);
-  apps_.push_back(app.get());
-  App& target = *targets_.at(id);
+  auto [app, target] = openDriven();
   app->out = "request";
   app->finAfterSend = true;
   ASSERT_TRUE(drive([&] { return target.gotFin; }));
@@ -194,10 +200,7 @@ TEST_F(MuxPumpTest, HalfCloseKeepsTheOtherDirectionOpen) {
 }
 
 TEST_F(MuxPumpTest, ResetOnOneSideResetsTheOther) {
-  uint32_t id = 0;
-  auto app = openStream(&id);
-  apps_.push_back(app.get());
-  App& target = *targets_.at(id);
+  auto [app, target] = openDriven();
   app->out = "x";
   ASSERT_TRUE(drive([&] { return target.in == "x"; }));
   linger l{1, 0};
@@ -236,10 +239,7 @@ TEST_F(MuxPumpTest, RejectedOpenReportsTheCode) {
 }
 
 TEST_F(MuxPumpTest, ChannelFailureEndsEveryStreamWithAReset) {
-  uint32_t id = 0;
-  auto app = openStream(&id);
-  apps_.push_back(app.get());
-  App& target = *targets_.at(id);
+  auto [app, target] = openDriven();
   // A frame with a stream id's top bit set is a channel protocol error at the server.
   std::string bad(8, '\0');
   bad[0] = 0x4;
@@ -252,10 +252,7 @@ TEST_F(MuxPumpTest, ChannelFailureEndsEveryStreamWithAReset) {
 }
 
 TEST_F(MuxPumpTest, PumpFreedEarlyClosesItsStream) {
-  uint32_t id = 0;
-  auto app = openStream(&id);
-  apps_.push_back(app.get());
-  App& target = *targets_.at(id);
+  auto [app, target] = openDriven();
   pumps_.front().reset();  // the client end's pump, freed without finishing
   ASSERT_TRUE(drive([&] { return target.gotReset; }));
   EXPECT_TRUE(app->gotReset || app->fd >= 0);
