@@ -101,7 +101,7 @@ ExchangePtr upgrade(Loop& loop, const HubTarget& t, const std::string& path,
   }
   auto ex = std::make_unique<HttpExchange>(
       loop, std::move(bev), t.host, t.port, std::move(req), timeout,
-      [&loop, key, limits, protocol, done = std::move(done)](HttpResult&& r) {
+      [&loop, key, limits, protocol = std::move(protocol), done = std::move(done)](HttpResult&& r) {
         if (!r.ok()) return done(nullptr, r.error);
         std::string err, selected;
         if (!wshs::checkServerResponse(r.response, key, err, protocol, &selected)) {
