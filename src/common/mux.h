@@ -124,7 +124,7 @@ struct Limits {
   uint32_t minWindow = 4 * 1024;        // receive window every live stream can always reach
   uint32_t initialWindow = 256 * 1024;  // a new stream's receive window
   uint32_t maxWindow = 16 << 20;        // how far autotuning grows one stream's window
-  uint64_t budget = 64 << 20;           // receive memory committed over all streams
+  uint64_t budget = 128 << 20;          // receive memory committed over all streams
   size_t quantum = kMaxPayload;         // Data bytes per stream per round-robin turn
   size_t maxControl = 1 << 20;          // control frames waiting to be sent
   std::chrono::milliseconds pingInterval{5000};
@@ -247,6 +247,8 @@ class MuxSession {
   // Receive memory accounting (see docs/mux.md "Budget"): a stream's share is its granted
   // window plus its unconsumed bytes; every live stream keeps minWindow of it reserved.
   uint64_t share(const Stream& s) const { return s.recvWindow + s.buffered; }
+  // The part of the budget that windows above the floor may use: half of it.
+  uint64_t shared() const { return limits_.budget / 2; }
   uint64_t gap(const Stream& s) const;
   void unaccount(const Stream& s);
   void account(const Stream& s);

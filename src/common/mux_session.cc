@@ -64,11 +64,11 @@ void MuxSession::account(const Stream& s) {
 
 uint64_t MuxSession::grantFor(const Stream& s, uint64_t want) const {
   // Up to its floor a stream always gets what it asks (the reserve holds it); above the floor
-  // only while the total stays within three quarters of the budget, so that the last quarter
-  // always admits new streams at their floor.
+  // only while the total stays within the shared half of the budget, so that the other half
+  // always admits new streams at their floor (with the defaults, 16,384 of them: maxStreams).
   uint64_t g = std::min(want, gap(s));
   const uint64_t used = committed_ + reserve_;
-  const uint64_t soft = limits_.budget - limits_.budget / 4;
+  const uint64_t soft = shared();
   if (want > g && used < soft) g += std::min(want - g, soft - used);
   return g;
 }
@@ -298,7 +298,7 @@ void MuxSession::grow(Stream& s, TimePoint now) {
   s.measured = 0;
   if (2 * bdp < s.target || s.target >= limits_.maxWindow) return;
   const uint64_t next = std::min<uint64_t>(s.target * 2, limits_.maxWindow);
-  if (committed_ + reserve_ + (next - s.target) > limits_.budget - limits_.budget / 4) return;
+  if (committed_ + reserve_ + (next - s.target) > shared()) return;
   s.target = next;
 }
 

@@ -426,7 +426,7 @@ TEST(MuxSession, SlowReaderStallsOnlyItsOwnStream) {
 
 TEST(MuxSession, BudgetIsNeverExceeded) {
   Limits l;
-  l.budget = 2 << 20;  // three quarters of it hold 12 initial windows, the rest floors
+  l.budget = 2 << 20;  // half of it holds 8 initial windows, the other half floors
   l.initialWindow = 128 * 1024;
   l.minWindow = 16 * 1024;
   l.maxStreams = 1000;
@@ -484,6 +484,24 @@ TEST(MuxSession, BudgetIsNeverExceeded) {
   for (int i = 0; i < 4; ++i) EXPECT_NE(q.sa.open(sampleRequest()), 0u);
   EXPECT_EQ(q.sa.open(sampleRequest()), 0u);
   EXPECT_EQ(q.sa.committed(), 64 * 1024u);
+}
+
+TEST(MuxSession, DefaultBudgetAdmitsMaxStreamsIdleStreams) {
+  // Idle streams hold their initial windows; the floors of maxStreams streams still fit.
+  Limits l;
+  Pair p(l);
+  size_t opened = 0;
+  while (opened < l.maxStreams) {
+    for (size_t i = 0; i < l.maxPendingOpens && opened < l.maxStreams; ++i, ++opened) {
+      ASSERT_NE(p.sa.open(sampleRequest()), 0u) << opened;
+    }
+    p.pump();
+  }
+  EXPECT_EQ(p.sa.streams(), l.maxStreams);
+  EXPECT_EQ(p.sb.streams(), l.maxStreams);
+  EXPECT_EQ(p.sa.open(sampleRequest()), 0u);
+  EXPECT_LE(p.sa.committed(), l.budget);
+  EXPECT_LE(p.sb.committed(), l.budget);
 }
 
 TEST(MuxSession, StreamAndPendingOpenLimits) {
@@ -881,7 +899,7 @@ struct Link {
 };
 
 void expectWindowFollowsBdp(size_t ratePerMs, int64_t oneWay) {
-  Limits l;  // defaults: 256 KiB initial, 16 MiB cap, 64 MiB budget
+  Limits l;  // defaults: 256 KiB initial, 16 MiB cap, 128 MiB budget
   Link link(l);
   int64_t t = 0;
   link.id = link.p.sa.open(sampleRequest());
