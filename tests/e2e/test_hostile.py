@@ -292,7 +292,6 @@ class Floods(HostileHub):
         held.clear()
         wait_until(lambda: healthy(s), 15, "hub serves again")
 
-
     def answer_and_wait_until_closed(self, s):
         """One /healthz answered with Connection: close, then wait until the hub has closed
         its end (its socket gone from the hub's descriptors)."""
