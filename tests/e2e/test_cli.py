@@ -112,7 +112,7 @@ class Admin(StackTest):
         self.assertIn(f'device_key: "{settings["primary_key"]}"', text)
         self.assertIn(f'ca: "{os.path.join(self.stack.state, "ca.crt")}"', text)
         self.assertIn(f'- "127.0.0.1:{self.stack.http_port}"', text)
-        self.assertNotIn("127.0.0.1:22", text)
+        self.assertNotIn('- "127.0.0.1:22"\n', text)  # the default entry, not a port 22xxx
         # The new device is reachable through the daemon, on its allow-list only.
         r = self.curl("dev02")
         self.assertEqual(r.returncode, 0, r.stderr)
