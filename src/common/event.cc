@@ -20,7 +20,12 @@
 namespace ds {
 
 Loop::Loop() {
-  base_.reset(event_base_new());
+  // epoll: the changes of one loop turn go to the kernel together, and a change undone within
+  // the turn (a write event added and removed again) never reaches it.
+  std::unique_ptr<event_config, decltype(&event_config_free)> cfg(event_config_new(),
+                                                                  &event_config_free);
+  if (cfg) event_config_set_flag(cfg.get(), EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+  base_.reset(cfg ? event_base_new_with_config(cfg.get()) : event_base_new());
   if (!base_) {
     logFatal("event_base_new failed");
   }

@@ -122,12 +122,13 @@ struct Limits {
   size_t maxStreams = 16384;            // streams alive at once, both directions
   size_t maxPendingOpens = 128;         // opens not yet answered, each direction
   uint32_t minWindow = 4 * 1024;        // receive window every live stream can always reach
-  uint32_t initialWindow = 256 * 1024;  // a new stream's receive window
+  uint32_t initialWindow = 2048 * 1024;  // a new stream's receive window
   uint32_t maxWindow = 16 << 20;        // how far autotuning grows one stream's window
   uint64_t budget = 128 << 20;          // receive memory committed over all streams
   size_t quantum = kMaxPayload;         // Data bytes per stream per round-robin turn
   size_t maxControl = 1 << 20;          // control frames waiting to be sent
   std::chrono::milliseconds pingInterval{5000};
+  std::chrono::milliseconds busyPingInterval{100};  // while Data arrives
 };
 
 // Which ids a side opens: the WebSocket client of the channel odd ones, the server even ones.
@@ -260,6 +261,7 @@ class MuxSession {
   void starve(uint32_t id, Stream& s);
   void retryStarved();
   void sendGrants(TimePoint now);
+  void ping(TimePoint now);
   void control(const std::string& frame);
   Stream* find(uint32_t id);
 

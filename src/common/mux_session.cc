@@ -284,10 +284,11 @@ void MuxSession::retryStarved() {
 }
 
 // Autotuning: the bytes that arrived over at least one RTT give the path's bandwidth-delay
-// product as this stream sees it; when the peer filled half the window or more within an RTT,
-// the window, not the path, may be what limits the stream: double it, up to maxWindow and
-// within the budget's shared part. A window-limited stream delivers half to all of its window
-// per RTT and keeps growing; a path-limited one stops between 2 and 4 times its BDP.
+// product as this stream sees it; when the peer sent a quarter of the window or more within an
+// RTT, the window, not the path, may be what limits the stream: double it, up to maxWindow and
+// within the budget's shared part (the rule of quic-go's receive windows: credit goes back in
+// half-window batches, so a window-limited stream can deliver well under its window per RTT).
+// A path-limited stream stops between 4 and 8 times its BDP.
 void MuxSession::grow(Stream& s, TimePoint now) {
   if (!s.measuring || rtt_.count() <= 0) return;
   const auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(now - s.measureStart);
@@ -296,7 +297,7 @@ void MuxSession::grow(Stream& s, TimePoint now) {
                        static_cast<uint64_t>(std::max<int64_t>(elapsed.count(), 1));
   s.measuring = false;
   s.measured = 0;
-  if (2 * bdp < s.target || s.target >= limits_.maxWindow) return;
+  if (4 * bdp < s.target || s.target >= limits_.maxWindow) return;
   const uint64_t next = std::min<uint64_t>(s.target * 2, limits_.maxWindow);
   if (committed_ + reserve_ + (next - s.target) > shared()) return;
   s.target = next;
@@ -517,6 +518,9 @@ void MuxSession::onDataFrame(const Frame& f, TimePoint now) {
     s->measureStart = now;
   }
   s->measured += f.dataLen;
+  // While data flows the RTT is sampled often (at most every busyPingInterval), so that the
+  // window growth judges the path as it is now, not as it was when the channel was idle.
+  if (!pingOutstanding_ && now - lastPing_ >= limits_.busyPingInterval) ping(now);
   cb_.onData(id, f.data, f.dataLen);
 }
 
@@ -573,6 +577,10 @@ bool MuxSession::wantsFlush() const {
 void MuxSession::tick(TimePoint now) {
   if (failed_ || pingOutstanding_) return;
   if (pinged_ && now - lastPing_ < limits_.pingInterval) return;
+  ping(now);
+}
+
+void MuxSession::ping(TimePoint now) {
   pinged_ = true;
   pingOutstanding_ = true;
   lastPing_ = pingSent_ = now;
