@@ -122,7 +122,13 @@ struct Limits {
   size_t maxStreams = 16384;            // streams alive at once, both directions
   size_t maxPendingOpens = 128;         // opens not yet answered, each direction
   uint32_t minWindow = 4 * 1024;        // receive window every live stream can always reach
-  uint32_t initialWindow = 2048 * 1024;  // a new stream's receive window
+  // A new stream's receive window covers `initialRate` over the channel's RTT, between
+  // minInitialWindow and initialWindow: a short path gets a small window (bytes beyond its
+  // bandwidth-delay product only queue in the channel's buffers, ahead of every other stream),
+  // a wide-area one starts where growth would otherwise take several round trips to reach.
+  uint32_t minInitialWindow = 128 * 1024;
+  uint32_t initialWindow = 2048 * 1024;
+  uint64_t initialRate = 64 << 20;  // bytes per second
   uint32_t maxWindow = 16 << 20;        // how far autotuning grows one stream's window
   uint64_t budget = 128 << 20;          // receive memory committed over all streams
   size_t quantum = kMaxPayload;         // Data bytes per stream per round-robin turn
@@ -255,6 +261,7 @@ class MuxSession {
   void account(const Stream& s);
   uint64_t grantFor(const Stream& s, uint64_t want) const;
   bool admissible() const;
+  uint64_t initialTarget() const;
   void setState(Stream& s, State state);
   void grow(Stream& s, TimePoint now);
   void scheduleGrant(uint32_t id, Stream& s);
@@ -282,9 +289,15 @@ class MuxSession {
   bool failed_ = false;
   uint16_t failCode_ = 0;
   std::string failReason_;
-  // RTT: the minimum of the last few ping samples (queueing behind bulk data only adds).
+  // RTT: the lower of the last two clean ping samples (queueing behind bulk data only adds);
+  // a ping is clean when at most kCleanPingBytes of Data went each way around it.
+  static constexpr uint64_t kCleanPingBytes = 64 * 1024;
+  // The shortest interval a stream's arrival rate is measured over (window growth).
+  static constexpr std::chrono::microseconds kMinMeasure{10000};
   std::chrono::microseconds rtt_{0};
-  std::array<std::chrono::microseconds, 4> samples_{};
+  uint64_t dataIn_ = 0, dataOut_ = 0;  // Data payload bytes received and sent
+  uint64_t inAtPing_ = 0, outAtPing_ = 0, outAtPrevPing_ = 0;
+  std::array<std::chrono::microseconds, 2> samples_{};
   size_t sampleCount_ = 0;
   bool pingOutstanding_ = false;
   uint64_t pingSeq_ = 0;

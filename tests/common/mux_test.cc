@@ -596,7 +596,7 @@ TEST(MuxSessionErrors, DataBeyondTheWindowClosesTheStream) {
   r.app.autoConsume = false;
   const std::string big(kMaxPayload, 'x');
   std::string w;
-  const uint32_t window = Limits{}.initialWindow;
+  const uint32_t window = Limits{}.minInitialWindow;  // no RTT known yet
   for (uint32_t sent = 0; sent < window; sent += kMaxPayload) {
     appendData(w, 1, bytes(big), kMaxPayload);
   }
@@ -899,7 +899,7 @@ struct Link {
 };
 
 void expectWindowFollowsBdp(size_t ratePerMs, int64_t oneWay) {
-  Limits l;  // defaults: 2 MiB initial, 16 MiB cap, 128 MiB budget
+  Limits l;  // defaults: 128 KiB initial before the first RTT sample, 16 MiB cap
   Link link(l);
   int64_t t = 0;
   link.id = link.p.sa.open(sampleRequest());
@@ -914,22 +914,62 @@ void expectWindowFollowsBdp(size_t ratePerMs, int64_t oneWay) {
   EXPECT_GE(secondBytes, ratePerMs * 1000 * 9 / 10);
   // ...and the window is no larger than the growth rule allows: at most 8 x BDP, or the
   // initial window when that already covers the path.
-  EXPECT_LE(window, std::max<uint64_t>(8 * bdp, l.initialWindow));
-  if (bdp > l.initialWindow) {
+  EXPECT_LE(window, std::max<uint64_t>(8 * bdp, l.minInitialWindow));
+  if (bdp > l.minInitialWindow) {
     EXPECT_GE(window, bdp);
   } else {
-    EXPECT_EQ(window, l.initialWindow);
+    EXPECT_EQ(window, l.minInitialWindow);
   }
   EXPECT_LE(link.p.sb.committed(), l.budget);
   EXPECT_FALSE(link.p.sa.failed() || link.p.sb.failed());
 }
 
 TEST(MuxFlowControl, WindowStaysPutWhenItCoversThePath) {
-  expectWindowFollowsBdp(1000, 20);  // 1 MB/s, 40 ms: BDP 40 KB < 2 MiB
+  expectWindowFollowsBdp(500, 20);  // 0.5 MB/s, 40 ms: BDP 20 KB, 4 x BDP < 128 KiB
 }
 
 TEST(MuxFlowControl, WindowGrowsWithTheBandwidthDelayProduct) {
   expectWindowFollowsBdp(100000, 20);  // 100 MB/s, 40 ms: BDP 4 MB
+}
+
+TEST(MuxFlowControl, InitialWindowCoversTheInitialRateOverTheRtt) {
+  for (int64_t oneWay : {1, 10, 50}) {
+    Limits l;
+    Link link(l);
+    int64_t t = 0;
+    link.run(3 * oneWay, 0, oneWay, t);  // the first ping's round trip
+    ASSERT_EQ(link.p.sa.rtt(), milliseconds(2 * oneWay));
+    ASSERT_EQ(link.p.sb.rtt(), milliseconds(2 * oneWay));
+    link.id = link.p.sa.open(sampleRequest());
+    link.run(3 * oneWay, 0, oneWay, t);
+    const uint64_t expected = std::clamp<uint64_t>(l.initialRate * 2 * oneWay / 1000,
+                                                   l.minInitialWindow, l.initialWindow);
+    SCOPED_TRACE(testing::Message() << "rtt " << 2 * oneWay << " ms");
+    EXPECT_EQ(link.p.sa.windowOf(link.id), expected);  // the opener's, in the Open
+    EXPECT_EQ(link.p.sb.windowOf(link.id), expected);  // the acceptor's, in the Accept
+    EXPECT_EQ(link.p.sa.creditOf(link.id), expected);
+  }
+}
+
+TEST(MuxFlowControl, RttFollowsAGrownPathButNotTheQueueBehindData) {
+  Limits l;
+  Link link(l);
+  int64_t t = 0;
+  link.id = link.p.sa.open(sampleRequest());
+  link.run(10, 0, 1, t);  // rate 0: control frames only
+  ASSERT_EQ(link.p.sb.rtt(), milliseconds(2));
+  // Data flows and the round trip grows to 40 ms: the samples taken meanwhile (one every
+  // busyPingInterval at the receiver) had data around them and may be queueing, not the path.
+  link.run(1000, 100000, 20, t);
+  ASSERT_GT(link.delivered, 1u << 20);
+  EXPECT_EQ(link.p.sb.rtt(), milliseconds(2));
+  EXPECT_EQ(link.p.sa.rtt(), milliseconds(2));
+  // Once the data stops, clean samples (no data around them) show the path as it is now: the
+  // RTT is the lower of the last two (the sender's first idle ping still had the data before
+  // it, so it takes one interval more).
+  link.run(3 * l.pingInterval.count() + 200, 0, 20, t);
+  EXPECT_EQ(link.p.sb.rtt(), milliseconds(40));
+  EXPECT_EQ(link.p.sa.rtt(), milliseconds(40));
 }
 
 TEST(MuxFlowControl, WindowGrowthStopsAtTheCap) {
