@@ -267,7 +267,7 @@ void MuxSession::consumed(uint32_t id, size_t n) {
   // such a stream settled at 0.55 windows per round trip, against 0.88 with quarters. A stream
   // below its floor gets its credit back at once.
   const uint64_t have = share(*s);
-  if (have + s->target / 2 <= s->target || have < limits_.minWindow) scheduleGrant(id, *s);
+  if (have + s->target / 4 <= s->target || have < limits_.minWindow) scheduleGrant(id, *s);
   retryStarved();
 }
 
