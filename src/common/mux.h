@@ -119,9 +119,9 @@ inline constexpr uint16_t Normal = 1000, GoingAway = 1001, ProtocolError = 1002,
 }  // namespace close_code
 
 struct Limits {
-  size_t maxStreams = 16384;            // streams alive at once, both directions
-  size_t maxPendingOpens = 128;         // opens not yet answered, each direction
-  uint32_t minWindow = 4 * 1024;        // receive window every live stream can always reach
+  size_t maxStreams = 16384;      // streams alive at once, both directions
+  size_t maxPendingOpens = 128;   // opens not yet answered, each direction
+  uint32_t minWindow = 4 * 1024;  // receive window every live stream can always reach
   // A new stream's receive window covers `initialRate` over the channel's RTT, between
   // minInitialWindow and initialWindow: a short path gets a small window (bytes beyond its
   // bandwidth-delay product only queue in the channel's buffers, ahead of every other stream),
@@ -129,10 +129,10 @@ struct Limits {
   uint32_t minInitialWindow = 128 * 1024;
   uint32_t initialWindow = 2048 * 1024;
   uint64_t initialRate = 64 << 20;  // bytes per second
-  uint32_t maxWindow = 16 << 20;        // how far autotuning grows one stream's window
-  uint64_t budget = 128 << 20;          // receive memory committed over all streams
-  size_t quantum = kMaxPayload;         // Data bytes per stream per round-robin turn
-  size_t maxControl = 1 << 20;          // control frames waiting to be sent
+  uint32_t maxWindow = 16 << 20;    // how far autotuning grows one stream's window
+  uint64_t budget = 128 << 20;      // receive memory committed over all streams
+  size_t quantum = kMaxPayload;     // Data bytes per stream per round-robin turn
+  size_t maxControl = 1 << 20;      // control frames waiting to be sent
   std::chrono::milliseconds pingInterval{5000};
   std::chrono::milliseconds busyPingInterval{100};  // while Data arrives
 };
@@ -197,9 +197,12 @@ class MuxSession {
   // ---- the channel's side ----
   // Feeds bytes from the peer. Returns false once the channel has failed (see channelError()).
   bool receive(const uint8_t* data, size_t len, TimePoint now);
-  // Appends frames for the peer to `out`: all control frames first, then Data round-robin
-  // across ready streams in quanta, until `max` bytes were appended or nothing is ready.
-  // Returns the bytes appended. Send them as one binary WebSocket message.
+  // Writes whole frames for the peer into `buf`, at most `cap` bytes: control frames first,
+  // then Data round-robin across ready streams in quanta (each pulled straight into `buf`),
+  // until `cap` is reached or nothing is ready. Returns the bytes written. Send them as one
+  // binary WebSocket message.
+  size_t flush(uint8_t* buf, size_t cap, TimePoint now);
+  // The same, appended to `out`: at least every control frame waiting, and `max` bytes in all.
   size_t flush(std::string& out, size_t max, TimePoint now);
   // Whether flush() has something to send now.
   bool wantsFlush() const;
@@ -270,6 +273,7 @@ class MuxSession {
   void sendGrants(TimePoint now);
   void ping(TimePoint now);
   void control(const std::string& frame);
+  size_t takeControl(uint8_t* buf, size_t room);
   Stream* find(uint32_t id);
 
   Role role_;

@@ -13,7 +13,7 @@ namespace {
 
 // Frames per binary message: enough to batch a round-robin turn over many streams, small enough
 // that the receiver's parser never holds much.
-constexpr size_t kMessage = 64 * 1024;
+constexpr size_t kMessage = 65535;  // the most a 16-bit WebSocket length carries
 
 // The kernel reports the socket writable only while its unsent queue is below this, so frames
 // wait in our buffers (where the round-robin and control-first order still apply) rather than
@@ -31,8 +31,7 @@ MuxChannel::MuxChannel(Loop& loop, Role role, const Limits& limits, WsConnection
       session_(role, limits, *this),
       flushTimer_(loop, [this] { flush(); }),
       tick_(loop, [this] { onTick(); }),
-      pingInterval_(limits.pingInterval),
-      msg_(evbuffer_new()) {
+      pingInterval_(limits.pingInterval) {
   ws_.setHighWatermark(high_);
 #ifdef TCP_NOTSENT_LOWAT
   evutil_socket_t fd = ws_.fd();
@@ -202,11 +201,15 @@ void MuxChannel::flush() {
       "mux channel",
       [&] {
         // Frames go out while the connection's output is short; the rest waits for drained().
+        // The session writes its frames straight into the connection's output (in place, one
+        // message per pass): no copy through a buffer of ours.
         while (!down_ && ws_.open() && session_.wantsFlush() && !ws_.overHighWatermark()) {
-          out_.clear();
-          if (session_.flush(out_, kMessage, Clock::now()) == 0) break;
-          evbuffer_add(msg_.get(), out_.data(), out_.size());
-          ws_.sendBinary(msg_.get());
+          const TimePoint now = Clock::now();
+          if (ws_.sendBinaryInPlace(kMessage, [&](uint8_t* dst, size_t cap) {
+                return session_.flush(dst, cap, now);
+              }) == 0) {
+            break;
+          }
         }
         if (!down_ && session_.failed()) fail();
       },

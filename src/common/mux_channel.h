@@ -128,8 +128,6 @@ class MuxChannel : private MuxSession::Callbacks {
   Timer flushTimer_;  // armed with 0 ms: the flush runs once per loop turn
   Timer tick_;
   std::chrono::milliseconds pingInterval_;
-  std::string out_;
-  EvBufferPtr msg_;
   bool down_ = false;
 };
 

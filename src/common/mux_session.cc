@@ -415,8 +415,8 @@ void MuxSession::handle(const Frame& f, TimePoint now) {
       // the queues, not the path: such a sample may lower the RTT but never raise it. A clean
       // one, with little Data either way since the ping before it, measures the path and
       // replaces what is older (the path's RTT may have grown).
-      const bool clean = dataOut_ - outAtPrevPing_ <= kCleanPingBytes &&
-                         dataIn_ - inAtPing_ <= kCleanPingBytes;
+      const bool clean =
+          dataOut_ - outAtPrevPing_ <= kCleanPingBytes && dataIn_ - inAtPing_ <= kCleanPingBytes;
       if (clean || sampleCount_ == 0) {
         samples_[sampleCount_++ % samples_.size()] = sample;
         const size_t n = std::min(sampleCount_, samples_.size());
@@ -549,15 +549,45 @@ void MuxSession::onDataFrame(const Frame& f, TimePoint now) {
 }
 
 size_t MuxSession::flush(std::string& out, size_t max, TimePoint now) {
-  if (failed_) return 0;
+  // In pieces of at most kPiece bytes, each with room for every control frame waiting (the
+  // Window frames due now among them), until `max` bytes or nothing more to send.
+  constexpr size_t kPiece = 64 * 1024;
   const size_t start = out.size();
+  size_t total = 0;
+  while (!failed_ && (total < max || !control_.empty() || !grants_.empty())) {
+    sendGrants(now);
+    const size_t cap =
+        std::max(std::min(max > total ? max - total : 0, kPiece), control_.size() + kHeaderLen);
+    out.resize(start + total + cap);
+    const size_t n = flush(reinterpret_cast<uint8_t*>(out.data() + start + total), cap, now);
+    total += n;
+    out.resize(start + total);
+    if (n == 0) break;
+  }
+  return total;
+}
+
+// Whole control frames from the front of control_, as many as fit in `room`.
+size_t MuxSession::takeControl(uint8_t* buf, size_t room) {
+  size_t n = 0;
+  while (control_.size() - n >= kHeaderLen) {
+    const size_t len =
+        kHeaderLen + payloadLength(reinterpret_cast<const uint8_t*>(control_.data() + n));
+    if (n + len > room) break;
+    n += len;
+  }
+  std::memcpy(buf, control_.data(), n);
+  control_.erase(0, n);
+  return n;
+}
+
+size_t MuxSession::flush(uint8_t* buf, size_t cap, TimePoint now) {
+  if (failed_) return 0;
   sendGrants(now);
   if (failed_) return 0;
-  out += control_;
-  control_.clear();
+  size_t used = takeControl(buf, cap);
   while (!ready_.empty() && !failed_) {
-    const size_t used = out.size() - start;
-    if (used + kHeaderLen >= max) break;
+    if (used + kHeaderLen >= cap) break;
     const uint32_t id = ready_.front();
     ready_.pop_front();
     Stream* s = find(id);
@@ -565,13 +595,15 @@ size_t MuxSession::flush(std::string& out, size_t max, TimePoint now) {
     s->ready = false;
     if (s->state != State::Open || !s->wantWrite || s->credit == 0) continue;
     const size_t ask = static_cast<size_t>(
-        std::min<uint64_t>({limits_.quantum, s->credit, max - used - kHeaderLen}));
-    const size_t pos = out.size();
-    out.resize(pos + kHeaderLen + ask);
-    size_t got = cb_.onPull(id, reinterpret_cast<uint8_t*>(out.data() + pos + kHeaderLen), ask);
+        std::min<uint64_t>({limits_.quantum, s->credit, cap - used - kHeaderLen}));
+    // The application writes the payload in place; the header goes before it once its length
+    // is known.
+    const size_t got = cb_.onPull(id, buf + used + kHeaderLen, ask);
     if (got > ask) std::abort();  // the application broke onPull's contract
-    out.resize(pos + (got > 0 ? kHeaderLen + got : 0));
-    if (got > 0) writeDataHeader(reinterpret_cast<uint8_t*>(out.data() + pos), id, got);
+    if (got > 0) {
+      writeDataHeader(buf + used, id, got);
+      used += kHeaderLen + got;
+    }
     s = find(id);
     if (failed_ || !s || s->state != State::Open) continue;
     s->credit -= got;
@@ -584,15 +616,17 @@ size_t MuxSession::flush(std::string& out, size_t max, TimePoint now) {
     } else {
       s->wantWrite = false;
       if (s->eofWanted && !s->eofSent) {
+        // After the stream's last bytes: as a control frame, it still follows them.
         s->eofSent = true;
-        appendEof(out, id);
+        std::string frame;
+        appendEof(frame, id);
+        control(frame);
       }
     }
   }
   // Control frames the application produced inside onPull (a close, say) go out too.
-  out += control_;
-  control_.clear();
-  return out.size() - start;
+  if (!failed_) used += takeControl(buf + used, cap - used);
+  return failed_ ? 0 : used;
 }
 
 bool MuxSession::wantsFlush() const {

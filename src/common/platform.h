@@ -7,7 +7,8 @@
 
 namespace ds::platform {
 
-// Once, first thing in main(): Winsock 2.2 on Windows; nothing on POSIX.
+// Once, first thing in main(): Winsock 2.2 on Windows; on glibc, the allocator's thresholds
+// (memory freed by the data path stays for reuse instead of being faulted in again).
 void initProcess();
 
 // The system-wide configuration directory: /etc/devstreams, or %ProgramData%\devstreams.

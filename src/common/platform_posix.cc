@@ -1,6 +1,9 @@
 // POSIX side of platform.h.
 #ifndef _WIN32
 #include <sys/stat.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <cerrno>
 #include <cstdio>
@@ -12,7 +15,18 @@
 
 namespace ds::platform {
 
-void initProcess() {}
+void initProcess() {
+#ifdef __GLIBC__
+  // The data path allocates and frees buffers of up to 256 KiB (socket reads, evbuffer chains)
+  // at a high rate. With glibc's defaults (an mmap threshold that follows the largest freed
+  // block, a trim threshold twice that) the heap's top was handed back to the kernel and
+  // faulted in again over and over: 10-15 % of each program's CPU at full throughput, in
+  // page faults. Freed memory up to 32 MiB stays for reuse; blocks below 4 MiB come from the
+  // heap.
+  mallopt(M_MMAP_THRESHOLD, 4 << 20);
+  mallopt(M_TRIM_THRESHOLD, 32 << 20);
+#endif
+}
 
 std::string systemConfigDir() { return "/etc/devstreams"; }
 

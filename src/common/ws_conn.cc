@@ -371,6 +371,37 @@ void WsConnection::sendBinary(evbuffer* data) {
   if (outputLength() > high_) wantDrained_ = true;
 }
 
+// The payload goes where a 16-bit length form puts it (8 header bytes for a client, with the
+// mask key, 4 for a server); a payload under 126 bytes takes the 7-bit form (RFC 6455 §5.2:
+// the minimal length encoding) and moves back by two bytes.
+uint8_t* WsConnection::beginInPlace(size_t& max) {
+  if (state_ != State::Open) return nullptr;
+  max = std::min<size_t>(max, 0xffff);
+  const size_t room = role_ == Role::Client ? 8 : 4;
+  evbuffer* out = bufferevent_get_output(bev_.get());
+  if (evbuffer_reserve_space(out, static_cast<ev_ssize_t>(room + max), &inPlace_, 1) != 1) {
+    return nullptr;
+  }
+  return static_cast<uint8_t*>(inPlace_.iov_base) + room;
+}
+
+size_t WsConnection::endInPlace(uint8_t* payload, size_t len) {
+  if (len == 0) return 0;
+  const bool client = role_ == Role::Client;
+  auto* p = static_cast<uint8_t*>(inPlace_.iov_base);
+  const size_t h = (len < 126 ? 2 : 4) + (client ? 4 : 0);
+  if (p + h != payload) std::memmove(p + h, payload, len);
+  std::array<uint8_t, 4> key{};
+  if (client) key = ws::randomMaskKey();
+  ws::encodeHeader(p, true, ws::Opcode::Binary, len, client ? key.data() : nullptr);
+  if (client) ws::maskCopy(p + h, p + h, len, key, 0);
+  inPlace_.iov_len = h + len;
+  evbuffer_commit_space(bufferevent_get_output(bev_.get()), &inPlace_, 1);
+  bytesOut_ += len;
+  if (outputLength() > high_) wantDrained_ = true;
+  return len;
+}
+
 void WsConnection::sendText(std::string_view text) {
   if (state_ != State::Open) return;
   sendFrame(Opcode::Text, text.data(), text.size());

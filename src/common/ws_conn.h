@@ -50,6 +50,15 @@ class WsConnection : public Deletable {
   // Sends all bytes of `data` as one binary message, fragmented into frames of at most
   // maxSendFrame bytes; `data` is drained. An empty buffer sends an empty message.
   void sendBinary(evbuffer* data);
+  // One binary message whose payload `fill(dst, cap)` writes straight into the output (no copy
+  // through a buffer of the caller's), up to `max` bytes (at most 65,535) and returning how many
+  // it wrote; 0 sends nothing. `fill` must not write to this connection. Returns the payload
+  // length sent.
+  template <typename Fill>
+  size_t sendBinaryInPlace(size_t max, Fill&& fill) {
+    uint8_t* dst = beginInPlace(max);
+    return dst ? endInPlace(dst, fill(dst, max)) : 0;
+  }
   void sendText(std::string_view text);
   // Ends the connection from our side: sends a close frame and hands the transport to
   // Loop::closeAfterFlush, which delivers what is queued and waits briefly for the peer's
@@ -97,6 +106,11 @@ class WsConnection : public Deletable {
   // An exception left a handler: fail the connection with 1011 (the failure boundary).
   void internalError();
   void applyWriteWatermark();
+  // sendBinaryInPlace: reserves room for the header and `max` payload bytes in the output and
+  // returns where the payload goes (nullptr when not open); then writes the header before the
+  // `len` bytes written there, masks them (client) and commits.
+  uint8_t* beginInPlace(size_t& max);
+  size_t endInPlace(uint8_t* payload, size_t len);
 
   Loop& loop_;
   BufferEventPtr bev_;
@@ -128,6 +142,7 @@ class WsConnection : public Deletable {
   uint64_t bytesOut_ = 0;
   std::string peer_;
   std::string protocol_;
+  evbuffer_iovec inPlace_{};  // the reservation of sendBinaryInPlace
 };
 
 }  // namespace ds

@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "common/log.h"
+#include "common/platform.h"
 #include "common/program.h"
 #include "hub/hub.h"
 #include "hub/settings.h"
@@ -45,4 +46,7 @@ int runHub(int argc, char** argv) {
 }  // namespace
 
 // The hub is Linux-only: service::run names the program for start-up errors and runs runHub.
-int main(int argc, char** argv) { return ds::service::run("devstreams-hub", argc, argv, &runHub); }
+int main(int argc, char** argv) {
+  ds::platform::initProcess();
+  return ds::service::run("devstreams-hub", argc, argv, &runHub);
+}
