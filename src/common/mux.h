@@ -126,7 +126,7 @@ struct Limits {
   // minInitialWindow and initialWindow: a short path gets a small window (bytes beyond its
   // bandwidth-delay product only queue in the channel's buffers, ahead of every other stream),
   // a wide-area one starts where growth would otherwise take several round trips to reach.
-  uint32_t minInitialWindow = 128 * 1024;
+  uint32_t minInitialWindow = 256 * 1024;
   uint32_t initialWindow = 2048 * 1024;
   uint64_t initialRate = 64 << 20;  // bytes per second
   uint32_t maxWindow = 16 << 20;    // how far autotuning grows one stream's window

@@ -899,7 +899,7 @@ struct Link {
 };
 
 void expectWindowFollowsBdp(size_t ratePerMs, int64_t oneWay) {
-  Limits l;  // defaults: 128 KiB initial before the first RTT sample, 16 MiB cap
+  Limits l;  // defaults: 256 KiB initial before the first RTT sample, 16 MiB cap
   Link link(l);
   int64_t t = 0;
   link.id = link.p.sa.open(sampleRequest());
@@ -925,7 +925,7 @@ void expectWindowFollowsBdp(size_t ratePerMs, int64_t oneWay) {
 }
 
 TEST(MuxFlowControl, WindowStaysPutWhenItCoversThePath) {
-  expectWindowFollowsBdp(500, 20);  // 0.5 MB/s, 40 ms: BDP 20 KB, 4 x BDP < 128 KiB
+  expectWindowFollowsBdp(500, 20);  // 0.5 MB/s, 40 ms: BDP 20 KB, 4 x BDP < 256 KiB
 }
 
 TEST(MuxFlowControl, WindowGrowsWithTheBandwidthDelayProduct) {
