@@ -199,8 +199,10 @@ class MuxSession {
   bool receive(const uint8_t* data, size_t len, TimePoint now);
   // Writes whole frames for the peer into `buf`, at most `cap` bytes: control frames first,
   // then Data round-robin across ready streams in quanta (each pulled straight into `buf`),
-  // until `cap` is reached or nothing is ready. Returns the bytes written. Send them as one
-  // binary WebSocket message.
+  // until `cap` is reached or nothing is ready; no Data while control frames queued before it
+  // wait (a stream's Accept goes before its first Data). `cap` must hold the largest control
+  // frame (an Open, about 1 KiB). Returns the bytes written. Send them as one binary WebSocket
+  // message.
   size_t flush(uint8_t* buf, size_t cap, TimePoint now);
   // The same, appended to `out`: at least every control frame waiting, and `max` bytes in all.
   size_t flush(std::string& out, size_t max, TimePoint now);

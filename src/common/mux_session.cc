@@ -586,6 +586,9 @@ size_t MuxSession::flush(uint8_t* buf, size_t cap, TimePoint now) {
   sendGrants(now);
   if (failed_) return 0;
   size_t used = takeControl(buf, cap);
+  // Data goes out only after every control frame queued before it: an ACCEPT left for the next
+  // message would arrive after its stream's first DATA.
+  if (!control_.empty()) return used;
   while (!ready_.empty() && !failed_) {
     if (used + kHeaderLen >= cap) break;
     const uint32_t id = ready_.front();

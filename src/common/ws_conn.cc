@@ -373,20 +373,23 @@ void WsConnection::sendBinary(evbuffer* data) {
 
 // The payload goes where a 16-bit length form puts it (8 header bytes for a client, with the
 // mask key, 4 for a server); a payload under 126 bytes takes the 7-bit form (RFC 6455 §5.2:
-// the minimal length encoding) and moves back by two bytes.
+// the minimal length encoding) and moves back by two bytes. The message is built in a buffer of
+// its own and its chain then moved (not copied) to the output, so whatever `fill` may send on
+// this connection meanwhile goes ahead of it whole instead of into the reserved space.
 uint8_t* WsConnection::beginInPlace(size_t& max) {
   if (state_ != State::Open) return nullptr;
   max = std::min<size_t>(max, 0xffff);
   const size_t room = role_ == Role::Client ? 8 : 4;
-  evbuffer* out = bufferevent_get_output(bev_.get());
-  if (evbuffer_reserve_space(out, static_cast<ev_ssize_t>(room + max), &inPlace_, 1) != 1) {
+  if (!inPlaceBuf_) inPlaceBuf_.reset(evbuffer_new());
+  if (!inPlaceBuf_ || evbuffer_reserve_space(inPlaceBuf_.get(), static_cast<ev_ssize_t>(room + max),
+                                             &inPlace_, 1) != 1) {
     return nullptr;
   }
   return static_cast<uint8_t*>(inPlace_.iov_base) + room;
 }
 
 size_t WsConnection::endInPlace(uint8_t* payload, size_t len) {
-  if (len == 0) return 0;
+  if (len == 0 || state_ != State::Open) return 0;
   const bool client = role_ == Role::Client;
   auto* p = static_cast<uint8_t*>(inPlace_.iov_base);
   const size_t h = (len < 126 ? 2 : 4) + (client ? 4 : 0);
@@ -396,7 +399,8 @@ size_t WsConnection::endInPlace(uint8_t* payload, size_t len) {
   ws::encodeHeader(p, true, ws::Opcode::Binary, len, client ? key.data() : nullptr);
   if (client) ws::maskCopy(p + h, p + h, len, key, 0);
   inPlace_.iov_len = h + len;
-  evbuffer_commit_space(bufferevent_get_output(bev_.get()), &inPlace_, 1);
+  evbuffer_commit_space(inPlaceBuf_.get(), &inPlace_, 1);
+  evbuffer_add_buffer(bufferevent_get_output(bev_.get()), inPlaceBuf_.get());
   bytesOut_ += len;
   if (outputLength() > high_) wantDrained_ = true;
   return len;

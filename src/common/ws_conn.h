@@ -52,8 +52,8 @@ class WsConnection : public Deletable {
   void sendBinary(evbuffer* data);
   // One binary message whose payload `fill(dst, cap)` writes straight into the output (no copy
   // through a buffer of the caller's), up to `max` bytes (at most 65,535) and returning how many
-  // it wrote; 0 sends nothing. `fill` must not write to this connection. Returns the payload
-  // length sent.
+  // it wrote; 0 sends nothing. What `fill` itself sends on this connection goes ahead of the
+  // message. Returns the payload length sent.
   template <typename Fill>
   size_t sendBinaryInPlace(size_t max, Fill&& fill) {
     uint8_t* dst = beginInPlace(max);
@@ -106,9 +106,9 @@ class WsConnection : public Deletable {
   // An exception left a handler: fail the connection with 1011 (the failure boundary).
   void internalError();
   void applyWriteWatermark();
-  // sendBinaryInPlace: reserves room for the header and `max` payload bytes in the output and
-  // returns where the payload goes (nullptr when not open); then writes the header before the
-  // `len` bytes written there, masks them (client) and commits.
+  // sendBinaryInPlace: reserves room for the header and `max` payload bytes and returns where
+  // the payload goes (nullptr when not open); then writes the header before the `len` bytes
+  // written there, masks them (client), commits and moves the message to the output.
   uint8_t* beginInPlace(size_t& max);
   size_t endInPlace(uint8_t* payload, size_t len);
 
@@ -143,6 +143,7 @@ class WsConnection : public Deletable {
   std::string peer_;
   std::string protocol_;
   evbuffer_iovec inPlace_{};  // the reservation of sendBinaryInPlace
+  EvBufferPtr inPlaceBuf_;    // where it is made
 };
 
 }  // namespace ds

@@ -932,6 +932,35 @@ TEST(MuxFlowControl, WindowGrowsWithTheBandwidthDelayProduct) {
   expectWindowFollowsBdp(100000, 20);  // 100 MB/s, 40 ms: BDP 4 MB
 }
 
+// A stream's first DATA never goes ahead of its ACCEPT, even when the ACCEPT waits behind a
+// control frame that filled the message: here a CLOSE of another stream takes all but 11 bytes
+// of it, room enough for a DATA frame of 3 bytes.
+TEST(MuxSession, DataNeverOvertakesTheControlFramesQueuedBeforeIt) {
+  Pair p;
+  p.b.autoAccept = false;
+  const uint32_t y = p.sa.open(sampleRequest());
+  const uint32_t x = p.sa.open(sampleRequest());
+  p.pump();
+  ASSERT_TRUE(p.sb.accept(y));
+  p.pump();
+  const std::string reason(100, 'r');
+  p.sb.close(y, close_code::Normal, reason);
+  ASSERT_TRUE(p.sb.accept(x));
+  p.b.send(x, "banner");
+  std::string closeFrame;
+  appendClose(closeFrame, y, close_code::Normal, reason);
+  std::vector<uint8_t> msg(closeFrame.size() + 11);
+  for (int i = 0; i < 100 && p.sb.wantsFlush(); ++i) {
+    const size_t n = p.sb.flush(msg.data(), msg.size(), p.now);
+    ASSERT_GT(n, 0u);
+    ASSERT_TRUE(p.sa.receive(msg.data(), n, p.now));
+    p.pump();
+  }
+  EXPECT_TRUE(p.a.s[x].accepted);
+  EXPECT_FALSE(p.a.s[x].closed) << p.a.s[x].closeReason;
+  EXPECT_EQ(p.a.s[x].in, "banner");
+}
+
 TEST(MuxFlowControl, InitialWindowCoversTheInitialRateOverTheRtt) {
   for (int64_t oneWay : {1, 10, 50}) {
     Limits l;

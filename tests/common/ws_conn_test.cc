@@ -14,6 +14,7 @@
 #include <array>
 #include <chrono>
 #include <csignal>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <random>
@@ -158,6 +159,7 @@ class WsConnTest : public test::LoopTest {
 
   void bigTransfer(Role ourRole);
   void expectOneMessageOfThreeFrames(Role role, size_t size, uint32_t seed);
+  void expectInPlaceMessages(Role role);
 
   int ourFd_ = -1;    // owned until a bufferevent takes it
   int peerFd_ = -1;   // likewise
@@ -237,6 +239,57 @@ TEST_F(WsConnTest, SendBinaryFramesFormOneMessage) {
 
 TEST_F(WsConnTest, ClientSendBinaryFramesFormOneMaskedMessage) {
   expectOneMessageOfThreeFrames(Role::Client, 3000, 6);
+}
+
+// sendBinaryInPlace: one Binary frame per message, the payload as `fill` wrote it, with the
+// minimal length form (parseFrames refuses any other) on both sides of 126 bytes, masked when we
+// are the client; a fill that writes nothing sends nothing.
+void WsConnTest::expectInPlaceMessages(Role role) {
+  startWithRawPeer(role);
+  const std::vector<size_t> sizes = {1, 125, 126, 127, 4000, 65535};
+  std::vector<std::string> sent;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    sent.push_back(randomBytes(sizes[i], static_cast<uint32_t>(40 + i)));
+    const std::string& data = sent.back();
+    size_t n = conn_->sendBinaryInPlace(70000, [&](uint8_t* dst, size_t cap) {
+      EXPECT_EQ(cap, 65535u);  // at most a 16-bit length
+      std::memcpy(dst, data.data(), data.size());
+      return data.size();
+    });
+    EXPECT_EQ(n, data.size());
+  }
+  EXPECT_EQ(conn_->sendBinaryInPlace(100, [](uint8_t*, size_t) { return size_t{0}; }), 0u);
+  const bool masked = role == Role::Client;
+  ASSERT_TRUE(runUntil([&] { return parseFrames(raw_.in, masked).size() >= sizes.size(); }));
+  auto frames = parseFrames(raw_.in, masked);
+  ASSERT_EQ(frames.size(), sizes.size());
+  for (size_t i = 0; i < frames.size(); ++i) {
+    EXPECT_EQ(frames[i].op, Opcode::Binary) << i;
+    EXPECT_TRUE(frames[i].fin) << i;
+    EXPECT_TRUE(frames[i].payload == sent[i]) << "message " << i << ", " << sizes[i] << " bytes";
+  }
+}
+
+TEST_F(WsConnTest, InPlaceMessagesFromAServer) { expectInPlaceMessages(Role::Server); }
+
+TEST_F(WsConnTest, InPlaceMessagesFromAClientAreMasked) { expectInPlaceMessages(Role::Client); }
+
+TEST_F(WsConnTest, WhatAnInPlaceFillSendsGoesAheadOfTheMessageWhole) {
+  startWithRawPeer(Role::Server);
+  EXPECT_EQ(conn_->sendBinaryInPlace(100,
+                                     [&](uint8_t* dst, size_t) {
+                                       conn_->sendText("in between");
+                                       std::memset(dst, 'x', 10);
+                                       return size_t{10};
+                                     }),
+            10u);
+  ASSERT_TRUE(runUntil([&] { return parseFrames(raw_.in, false).size() >= 2; }));
+  auto frames = parseFrames(raw_.in, false);
+  ASSERT_EQ(frames.size(), 2u);
+  EXPECT_EQ(frames[0].op, Opcode::Text);
+  EXPECT_EQ(frames[0].payload, "in between");
+  EXPECT_EQ(frames[1].op, Opcode::Binary);
+  EXPECT_EQ(frames[1].payload, std::string(10, 'x'));
 }
 
 TEST_F(WsConnTest, EmptySendBinarySendsAnEmptyMessage) {
