@@ -202,7 +202,14 @@ void checkSession(uint8_t opts, const uint8_t* data, size_t size) {
     FUZZ_CHECK(s.streams() <= l.maxStreams);
     FUZZ_CHECK(s.controlPending() <= l.maxControl);
     std::string out;
-    s.flush(out, 1 + app.next() * 300u, now);
+    const size_t want = 1 + app.next() * 300u;
+    if (app.next() & 1) {
+      s.flush(out, want, now);
+    } else {
+      // The channel's form: whole frames in a buffer of the caller's, at least one Open big.
+      out.resize(std::max<size_t>(want, 2048));
+      out.resize(s.flush(reinterpret_cast<uint8_t*>(out.data()), out.size(), now));
+    }
     checkOutput(out);
   }
   s.shutdown(1001, "end");
