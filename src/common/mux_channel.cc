@@ -201,8 +201,8 @@ void MuxChannel::flush() {
       "mux channel",
       [&] {
         // Frames go out while the connection's output is short; the rest waits for drained().
-        // The session writes its frames straight into the connection's output (in place, one
-        // message per pass): no copy through a buffer of ours.
+        // The session writes its frames straight into the message (sendBinaryInPlace, one
+        // message per pass), whose buffer then moves to the output: no copy in between.
         while (!down_ && ws_.open() && session_.wantsFlush() && !ws_.overHighWatermark()) {
           const TimePoint now = Clock::now();
           if (ws_.sendBinaryInPlace(kMessage, [&](uint8_t* dst, size_t cap) {

@@ -392,11 +392,12 @@ size_t WsConnection::endInPlace(uint8_t* payload, size_t len) {
   if (len == 0 || state_ != State::Open) return 0;
   const bool client = role_ == Role::Client;
   auto* p = static_cast<uint8_t*>(inPlace_.iov_base);
-  const size_t h = (len < 126 ? 2 : 4) + (client ? 4 : 0);
-  if (p + h != payload) std::memmove(p + h, payload, len);
   std::array<uint8_t, 4> key{};
   if (client) key = ws::randomMaskKey();
-  ws::encodeHeader(p, true, ws::Opcode::Binary, len, client ? key.data() : nullptr);
+  // The header ends at or before the payload's start, so writing it first leaves the payload be.
+  const size_t h =
+      ws::encodeHeader(p, true, ws::Opcode::Binary, len, client ? key.data() : nullptr);
+  if (p + h != payload) std::memmove(p + h, payload, len);
   if (client) ws::maskCopy(p + h, p + h, len, key, 0);
   inPlace_.iov_len = h + len;
   evbuffer_commit_space(inPlaceBuf_.get(), &inPlace_, 1);
