@@ -2,6 +2,7 @@
 #include "common/event.h"
 
 #include <arpa/inet.h>
+#include <event2/bufferevent_struct.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -101,6 +102,10 @@ void Timer::arm(std::chrono::milliseconds after) {
   evtimer_add(ev_.get(), &tv);
 }
 
+void Timer::armThisPass() {
+  if (!armed()) event_active(ev_.get(), EV_TIMEOUT, 0);
+}
+
 void Timer::cancel() { evtimer_del(ev_.get()); }
 
 bool Timer::armed() const { return evtimer_pending(ev_.get(), nullptr) != 0; }
@@ -115,17 +120,32 @@ BufferEventPtr newSocketBufferEvent(Loop& loop, evutil_socket_t fd) {
       bufferevent_socket_new(loop.base(), fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
   if (!bev) return nullptr;
   bufferevent_set_max_single_write(bev.get(), kMaxSocketIo);
-  readInBulk(bev.get(), bev.get());
+  attachSocketIo(bev.get(), bev.get());
   return bev;
 }
 
 namespace {
 
+// Makes a socket set on `sock` non-blocking, once per socket: libevent expects non-blocking
+// sockets, and a blocking one would make an eager write wait.
+evutil_socket_t usableFd(bufferevent* sock, evutil_socket_t& seen) {
+  evutil_socket_t fd = bufferevent_getfd(sock);
+  if (fd >= 0 && fd != seen) evutil_make_socket_nonblocking(fd);
+  seen = fd;
+  return fd;
+}
+
+// Reads on after libevent's reader. That reader takes what FIONREAD announces but at most
+// kLibeventRead; when it took that much, more is likely waiting, and this reads it in the same
+// callback, up to kMaxSocketIo. Small messages cost libevent's read alone; nothing else watches
+// the socket.
 class BulkReader {
  public:
-  explicit BulkReader(bufferevent* sock) : sock_(sock), in_(bufferevent_get_input(sock)) {
-    changed_ = evbuffer_add_cb(in_, &BulkReader::onInputChanged, this);
-    arm();
+  explicit BulkReader(bufferevent* sock)
+      : sock_(sock),
+        in_(bufferevent_get_input(sock)),
+        errorEv_(event_new(bufferevent_get_base(sock), -1, 0, &BulkReader::onError, this)) {
+    if (errorEv_) changed_ = evbuffer_add_cb(in_, &BulkReader::onInputChanged, this);
   }
   ~BulkReader() {
     if (changed_) evbuffer_remove_cb_entry(in_, changed_);
@@ -134,6 +154,8 @@ class BulkReader {
   BulkReader& operator=(const BulkReader&) = delete;
 
  private:
+  // The most libevent 2.1 reads into a socket bufferevent per call (EVBUFFER_MAX_READ).
+  static constexpr size_t kLibeventRead = 4096;
   // Reads up to this size go through a buffer on the stack and are added at their exact size:
   // reserving room in the input would allocate a chunk that size for every small message, and
   // those chunks, freed between long-lived allocations, fragment the heap (about 8 KiB of RSS
@@ -150,73 +172,49 @@ class BulkReader {
     return have >= limit ? 0 : std::min(limit - have, kMaxSocketIo);
   }
 
-  // Keeps the read event pending exactly while there is a socket and room to read into.
-  void arm() {
-    evutil_socket_t fd = bufferevent_getfd(sock_);
-    if (fd != fd_) {
-      ev_.reset();
-      added_ = false;
-      finished_ = false;
-      fd_ = fd;
-      if (fd >= 0) {
-        // libevent expects non-blocking sockets; with a blocking one its own reader, which runs
-        // after this one on the same readiness, would wait for data this one already took.
-        evutil_make_socket_nonblocking(fd);
-        ev_.reset(event_new(bufferevent_get_base(sock_), fd, EV_READ | EV_PERSIST,
-                            &BulkReader::onReadable, this));
-      }
-    }
-    if (!ev_) return;
-    bool want = !finished_ && room() > 0;
-    if (want && !added_) {
-      added_ = event_add(ev_.get(), nullptr) == 0;
-    } else if (!want && added_) {
-      event_del(ev_.get());
-      added_ = false;
-    }
+  // Runs inside libevent's read, between its read and the read callback, with the end of the
+  // input unfrozen for it.
+  static void onInputChanged(evbuffer*, const evbuffer_cb_info* info, void* arg) {
+    auto* self = static_cast<BulkReader*>(arg);
+    if (self->committing_ || info->n_added < kLibeventRead) return;
+    self->readMore();
   }
 
-  static void onInputChanged(evbuffer*, const evbuffer_cb_info*, void* arg) {
-    auto* self = static_cast<BulkReader*>(arg);
-    if (!self->committing_) self->arm();
-  }
-
-  static void onReadable(evutil_socket_t fd, short, void* arg) {
-    auto* self = static_cast<BulkReader*>(arg);
-    size_t room = self->room();
-    if (room == 0) return self->arm();
+  void readMore() {
+    evutil_socket_t fd = usableFd(sock_, fd_);
+    size_t room = this->room();
+    if (fd < 0 || room == 0) return;
     // The read size follows what the socket delivers: it doubles while reads fill it.
-    size_t want = std::min(room, self->next_);
-    // A socket bufferevent keeps the end of its input frozen except while it reads itself.
-    evbuffer_unfreeze(self->in_, 0);
-    ssize_t got = self->readInto(fd, want);
+    size_t want = std::min(room, next_);
+    ssize_t got = readInto(fd, want);
     int err = errno;
-    evbuffer_freeze(self->in_, 0);
-    if (got < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)) return;
-    if (got <= 0) {
-      self->finished_ = true;
-      self->arm();
-      // EOF stays readable, so libevent's reader reports it, after the data. A socket error is
-      // reported once only (a reset read here reads as EOF there), so it is reported here, as
-      // libevent would: reading stops and the event callback gets it with errno.
-      if (got < 0 && err != ENOTSOCK) {
-        bufferevent_disable(self->sock_, EV_READ);
-        errno = err;
-        bufferevent_trigger_event(self->sock_, BEV_EVENT_ERROR | BEV_EVENT_READING, 0);
+    // EOF (0) stays readable: libevent's reader reports it on its next read, after the data.
+    if (got == 0 || (got < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR))) return;
+    if (got < 0) {
+      // The kernel reports a socket error once, so libevent's next read would see only EOF:
+      // it is reported from here, as libevent would, once the data read so far is delivered.
+      if (err != ENOTSOCK) {
+        error_ = err;
+        event_active(errorEv_.get(), EV_READ, 0);
       }
       return;
     }
     if (static_cast<size_t>(got) == want) {
-      self->next_ = std::min(self->next_ * 2, kMaxSocketIo);
+      next_ = std::min(next_ * 2, kMaxSocketIo);
     } else if (static_cast<size_t>(got) < want / 4) {
-      self->next_ = std::max(self->next_ / 2, kSmallRead);
+      next_ = std::max(next_ / 2, kSmallRead);
     }
-    bufferevent_trigger(self->sock_, EV_READ, 0);
-    self->arm();
   }
 
-  // One read into up to `want` bytes of reserved space at the end of the input; what was read
-  // is committed. Returns what recvmsg returned (errno is kept).
+  static void onError(evutil_socket_t, short, void* arg) {
+    auto* self = static_cast<BulkReader*>(arg);
+    bufferevent_disable(self->sock_, EV_READ);
+    errno = self->error_;
+    bufferevent_trigger_event(self->sock_, BEV_EVENT_ERROR | BEV_EVENT_READING, 0);
+  }
+
+  // One read into up to `want` bytes at the end of the input; what was read is committed.
+  // Returns what recv/recvmsg returned (errno is kept).
   ssize_t readInto(evutil_socket_t fd, size_t want) {
     if (want <= kSmallRead) {
       char buf[kSmallRead];
@@ -242,8 +240,8 @@ class BulkReader {
       iov[i] = {vec[i].iov_base, len};
       total += len;
     }
-    // MSG_DONTWAIT: the socket may be in blocking mode (libevent itself only reads what FIONREAD
-    // announced). A descriptor that is not a socket fails with ENOTSOCK and is left to libevent.
+    // MSG_DONTWAIT whatever the socket's mode. A descriptor that is not a socket fails with
+    // ENOTSOCK and is left to libevent.
     msghdr msg{};
     msg.msg_iov = iov;
     msg.msg_iovlen = static_cast<size_t>(n);
@@ -265,27 +263,96 @@ class BulkReader {
 
   bufferevent* sock_;
   evbuffer* in_;
+  EventPtr errorEv_;
   evbuffer_cb_entry* changed_ = nullptr;
-  EventPtr ev_;
   evutil_socket_t fd_ = -1;
-  bool added_ = false;
-  bool finished_ = false;
+  int error_ = 0;
   bool committing_ = false;
   size_t next_ = kSmallRead;
 };
 
-// Bulk readers by the bufferevent that owns them; one event loop per thread.
-thread_local std::unordered_map<bufferevent*, std::unique_ptr<BulkReader>> bulkReaders;
+class EagerWriter {
+ public:
+  explicit EagerWriter(bufferevent* sock)
+      : sock_(sock),
+        out_(bufferevent_get_output(sock)),
+        ev_(event_new(bufferevent_get_base(sock), -1, 0, &EagerWriter::onPassEnd, this)) {
+    if (ev_) changed_ = evbuffer_add_cb(out_, &EagerWriter::onOutputChanged, this);
+  }
+  ~EagerWriter() {
+    if (changed_) evbuffer_remove_cb_entry(out_, changed_);
+  }
+  EagerWriter(const EagerWriter&) = delete;
+  EagerWriter& operator=(const EagerWriter&) = delete;
+
+ private:
+  // Runs before libevent's own callback on the same output (evbuffer_add_cb puts the newest
+  // first), so libevent's write event tells what it was doing before this data came.
+  static void onOutputChanged(evbuffer*, const evbuffer_cb_info* info, void* arg) {
+    auto* self = static_cast<EagerWriter*>(arg);
+    if (info->n_added == 0 || info->orig_size != 0 || self->scheduled_) return;
+    // With nothing queued, libevent's write event is pending only while the socket connects (or
+    // once after an enable): that write, and the connect it reports, stay libevent's.
+    if (event_pending(&self->sock_->ev_write, EV_WRITE, nullptr)) return;
+    self->scheduled_ = true;
+    self->fd_ = bufferevent_getfd(self->sock_);
+    event_active(self->ev_.get(), EV_WRITE, 0);
+  }
+
+  static void onPassEnd(evutil_socket_t, short, void* arg) {
+    auto* self = static_cast<EagerWriter*>(arg);
+    self->scheduled_ = false;
+    bufferevent* sock = self->sock_;
+    evutil_socket_t fd = usableFd(sock, self->checked_);
+    // A socket set or connected since the data came (fd_) is libevent's to write: it may be
+    // connecting.
+    if (fd < 0 || fd != self->fd_ || !(bufferevent_get_enabled(sock) & EV_WRITE) ||
+        evbuffer_get_length(self->out_) == 0) {
+      return;
+    }
+    // A socket bufferevent keeps the start of its output frozen except while it writes itself.
+    evbuffer_unfreeze(self->out_, 1);
+    int n = evbuffer_write_atmost(self->out_, fd, static_cast<ev_ssize_t>(kMaxSocketIo));
+    evbuffer_freeze(self->out_, 1);
+    // Nothing written (a full socket, an error): libevent's pending write event takes over and
+    // reports what there is to report.
+    if (n <= 0) return;
+    // All written: the write event libevent added for this data is withdrawn within the same
+    // pass, so epoll never hears of it. Its callback would have run the write callback on a
+    // later turn; it runs deferred, after the callbacks already due (an owner hears of an error
+    // that came with this data before anything the write callback finds out).
+    if (evbuffer_get_length(self->out_) == 0) event_del(&sock->ev_write);
+    bufferevent_trigger(sock, EV_WRITE, BEV_TRIG_DEFER_CALLBACKS);
+  }
+
+  bufferevent* sock_;
+  evbuffer* out_;
+  EventPtr ev_;
+  evbuffer_cb_entry* changed_ = nullptr;
+  evutil_socket_t fd_ = -1;
+  evutil_socket_t checked_ = -1;
+  bool scheduled_ = false;
+};
+
+// What drives one socket bufferevent's reads and writes besides libevent.
+struct SocketIo {
+  BulkReader reader;
+  EagerWriter writer;
+  explicit SocketIo(bufferevent* sock) : reader(sock), writer(sock) {}
+};
+
+// By the bufferevent that owns them; one event loop per thread.
+thread_local std::unordered_map<bufferevent*, std::unique_ptr<SocketIo>> socketIo;
 
 }  // namespace
 
-void readInBulk(bufferevent* owner, bufferevent* sock) {
-  bulkReaders[owner] = std::make_unique<BulkReader>(sock);
+void attachSocketIo(bufferevent* owner, bufferevent* sock) {
+  socketIo[owner] = std::make_unique<SocketIo>(sock);
 }
 
 void BufferEventFree::operator()(bufferevent* bev) const {
-  // The reader goes first: it watches the socket that freeing the bufferevent closes.
-  if (!bulkReaders.empty()) bulkReaders.erase(bev);
+  // The reader and writer go first: they watch the socket that freeing the bufferevent closes.
+  if (!socketIo.empty()) socketIo.erase(bev);
   bufferevent_free(bev);
 }
 

@@ -23,7 +23,7 @@ namespace ds {
 
 using EventBasePtr = std::unique_ptr<event_base, FreeWith<event_base_free>>;
 using EventPtr = std::unique_ptr<event, FreeWith<event_free>>;
-// Frees a bufferevent together with its bulk reader (readInBulk), if it has one.
+// Frees a bufferevent together with its reader and writer (attachSocketIo), if it has them.
 struct BufferEventFree {
   void operator()(bufferevent* bev) const;
 };
@@ -93,6 +93,10 @@ class Timer {
  public:
   Timer(Loop& loop, std::function<void()> cb);
   void arm(std::chrono::milliseconds after);
+  // Runs the callback at the end of the current loop pass, after the callbacks already due in it
+  // (no wait for the next poll of the sockets). A callback that does this for its own timer
+  // runs again in the same pass: use arm(0) there.
+  void armThisPass();
   void cancel();
   bool armed() const;
 
@@ -103,23 +107,29 @@ class Timer {
 };
 
 // Creates a socket bufferevent with the options every plain TCP stream in the project uses:
-// deferred callbacks, reads in bulk (readInBulk) and writes of up to kMaxSocketIo per call.
+// deferred callbacks, reads in bulk and eager writes (attachSocketIo) of up to kMaxSocketIo per
+// call.
 BufferEventPtr newSocketBufferEvent(Loop& loop, evutil_socket_t fd);
 
-// The most one system call reads (readInBulk) or writes (bufferevent_set_max_single_write) on a
+// The most one system call reads or writes (attachSocketIo, bufferevent_set_max_single_write) on a
 // data connection's socket.
 inline constexpr size_t kMaxSocketIo = 256 * 1024;
 
-// libevent 2.1 reads at most 4 KiB per system call into a socket bufferevent, whatever
-// bufferevent_set_max_single_read says, which makes every hop of a fast stream cost a read (and
-// a WebSocket frame, and a TLS record) per 4 KiB. This adds a second reader to the socket of
-// `sock` that takes up to kMaxSocketIo per call, honours the read watermark and enabled state of
-// `sock`, and runs its read callback as libevent would. EOF is left to libevent's own reader,
-// so it arrives after all data; a socket error, which the kernel reports only once, is reported
-// by this reader as libevent would.
+// Reads and writes of the socket of `sock` besides libevent's own:
+// - Reads in bulk. libevent 2.1 reads at most 4 KiB per system call into a socket bufferevent,
+//   whatever bufferevent_set_max_single_read says, which makes every hop of a fast stream cost
+//   a read (and a WebSocket frame, and a TLS record) per 4 KiB. A second reader takes up to
+//   kMaxSocketIo per call, honours the read watermark and enabled state of `sock`, and runs its
+//   read callback as libevent would. EOF is left to libevent's own reader, so it arrives after
+//   all data; a socket error, which the kernel reports only once, is reported by this reader as
+//   libevent would.
+// - Eager writes. libevent writes only once epoll reports the socket writable, a loop turn and
+//   two epoll_ctl calls after the data came. What is added to an empty output is written at the
+//   end of the loop pass that added it (everything the pass queued in one writev); only what
+//   the socket does not take then waits for the write event. Connects stay libevent's.
 // `owner` is the bufferevent whose BufferEventPtr frees `sock`: `sock` itself, or a TLS filter
-// over it. The reader follows the socket when it is set later (connect, setfd).
-void readInBulk(bufferevent* owner, bufferevent* sock);
+// over it. Both follow the socket when it is set later (connect, setfd).
+void attachSocketIo(bufferevent* owner, bufferevent* sock);
 
 // Fills `ss` from a numeric IPv4 or IPv6 address (no brackets) and a port; false otherwise.
 bool numericSockaddr(const std::string& host, uint16_t port, sockaddr_storage& ss, socklen_t& len);

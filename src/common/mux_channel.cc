@@ -193,10 +193,17 @@ size_t MuxChannel::onPull(uint32_t id, uint8_t* buf, size_t max) {
 
 void MuxChannel::schedule() {
   if (down_ || flushTimer_.armed()) return;
-  flushTimer_.arm(std::chrono::milliseconds(0));
+  // A flush that asks for another (a handler's callback) gets it on the next pass, so that one
+  // pass never loops on flushes without polling the sockets.
+  if (flushing_) {
+    flushTimer_.arm(std::chrono::milliseconds(0));
+  } else {
+    flushTimer_.armThisPass();
+  }
 }
 
 void MuxChannel::flush() {
+  flushing_ = true;
   guarded(
       "mux channel",
       [&] {
@@ -214,6 +221,7 @@ void MuxChannel::flush() {
         if (!down_ && session_.failed()) fail();
       },
       [&] { failInternal(); });
+  flushing_ = false;
 }
 
 void MuxChannel::onTick() {

@@ -110,7 +110,8 @@ class MuxChannel : private MuxSession::Callbacks {
   size_t onPull(uint32_t id, uint8_t* buf, size_t max) override;
 
   StreamHandler* handler(uint32_t id) const;
-  // Output is due: flushed once per loop turn (a deferred event), not per call.
+  // Output is due: flushed at the end of the loop pass (once for everything the pass handled),
+  // not per call; from within a flush, on the next pass.
   void schedule();
   void flush();
   void onTick();
@@ -125,10 +126,11 @@ class MuxChannel : private MuxSession::Callbacks {
   size_t high_;
   MuxSession session_;
   std::unordered_map<uint32_t, StreamHandler*> handlers_;
-  Timer flushTimer_;  // armed with 0 ms: the flush runs once per loop turn
+  Timer flushTimer_;
   Timer tick_;
   std::chrono::milliseconds pingInterval_;
   bool down_ = false;
+  bool flushing_ = false;
 };
 
 }  // namespace ds::mux

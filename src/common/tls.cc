@@ -78,7 +78,7 @@ SslCtxPtr clientContext(const std::string& caPath, std::string& err) {
 namespace {
 
 // TLS runs as a filter over a plain socket bufferevent rather than on the socket itself: the
-// socket side then reads (readInBulk) and writes up to kMaxSocketIo per system call, many TLS
+// socket side then reads (attachSocketIo) and writes up to kMaxSocketIo per system call, many TLS
 // records at a time, where OpenSSL on a socket makes two reads and one write per record. The
 // write high watermark bounds how much ciphertext waits below the TLS layer, so the TLS
 // bufferevent's own output length still tells its owner about backpressure.
@@ -98,7 +98,7 @@ BufferEventPtr filterOver(Loop& loop, evutil_socket_t fd, SSL* ssl, bufferevent_
       loop.base(), sock, ssl, state, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS));
   if (!bev) return nullptr;
   bufferevent_openssl_set_allow_dirty_shutdown(bev.get(), 1);
-  readInBulk(bev.get(), sock);
+  attachSocketIo(bev.get(), sock);
   return bev;
 }
 

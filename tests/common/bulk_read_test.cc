@@ -1,5 +1,5 @@
-// readInBulk over real sockets: large reads, the watermark, disabled reading, EOF after the
-// data, and a reset reported as an error.
+// attachSocketIo's bulk reader over real sockets: large reads, the watermark, disabled reading,
+// EOF after the data, and a reset reported as an error.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>

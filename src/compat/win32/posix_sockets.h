@@ -166,7 +166,7 @@ struct msghdr {
   size_t msg_controllen = 0;
   int msg_flags = 0;
 };
-// recvmsg for the scatter read of readInBulk (event.cc): data only, through WSARecv.
+// recvmsg for the scatter read of attachSocketIo (event.cc): data only, through WSARecv.
 inline ptrdiff_t recvmsg(intptr_t s, msghdr* msg, int) {
   WSABUF bufs[8];
   size_t n = msg->msg_iovlen < 8 ? msg->msg_iovlen : 8;
