@@ -144,7 +144,8 @@ class BulkReader {
   explicit BulkReader(bufferevent* sock)
       : sock_(sock),
         in_(bufferevent_get_input(sock)),
-        errorEv_(event_new(bufferevent_get_base(sock), -1, 0, &BulkReader::onError, this)) {
+        errorEv_(event_new(bufferevent_get_base(sock), -1, 0, &BulkReader::onError, this)),
+        fd_(bufferevent_getfd(sock)) {
     if (errorEv_) changed_ = evbuffer_add_cb(in_, &BulkReader::onInputChanged, this);
   }
   ~BulkReader() {
@@ -264,8 +265,8 @@ class BulkReader {
   bufferevent* sock_;
   evbuffer* in_;
   EventPtr errorEv_;
+  evutil_socket_t fd_;  // the socket last made non-blocking (attachSocketIo did the first)
   evbuffer_cb_entry* changed_ = nullptr;
-  evutil_socket_t fd_ = -1;
   int error_ = 0;
   bool committing_ = false;
   size_t next_ = kSmallRead;
@@ -276,7 +277,8 @@ class EagerWriter {
   explicit EagerWriter(bufferevent* sock)
       : sock_(sock),
         out_(bufferevent_get_output(sock)),
-        ev_(event_new(bufferevent_get_base(sock), -1, 0, &EagerWriter::onPassEnd, this)) {
+        ev_(event_new(bufferevent_get_base(sock), -1, 0, &EagerWriter::onPassEnd, this)),
+        checked_(bufferevent_getfd(sock)) {
     if (ev_) changed_ = evbuffer_add_cb(out_, &EagerWriter::onOutputChanged, this);
   }
   ~EagerWriter() {
@@ -328,9 +330,9 @@ class EagerWriter {
   bufferevent* sock_;
   evbuffer* out_;
   EventPtr ev_;
+  evutil_socket_t checked_;  // the socket last made non-blocking (attachSocketIo did the first)
   evbuffer_cb_entry* changed_ = nullptr;
   evutil_socket_t fd_ = -1;
-  evutil_socket_t checked_ = -1;
   bool scheduled_ = false;
 };
 
@@ -347,6 +349,9 @@ thread_local std::unordered_map<bufferevent*, std::unique_ptr<SocketIo>> socketI
 }  // namespace
 
 void attachSocketIo(bufferevent* owner, bufferevent* sock) {
+  // A socket set later is made non-blocking when the reader or the writer first meets it.
+  evutil_socket_t fd = bufferevent_getfd(sock);
+  if (fd >= 0) evutil_make_socket_nonblocking(fd);
   socketIo[owner] = std::make_unique<SocketIo>(sock);
 }
 
