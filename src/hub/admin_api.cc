@@ -189,6 +189,7 @@ void AdminApi::streams(Session& s, std::string_view query) {
     limit = n;
   }
   json recent = json::array();
+  host_.flushAudit();
   for (const auto& a : registry_.recentAudit(limit)) {
     if (policy->reaches(a.device)) recent.push_back(auditJson(a));
   }

@@ -33,6 +33,8 @@ class AdminApi {
     virtual void disconnectDevice(const std::string& id, uint16_t code, const std::string& why) = 0;
     // The streams open now (Stream::describe), at most `max`.
     virtual nlohmann::json activeStreams(size_t max) const = 0;
+    // Writes the audit records still waiting for their batch (before the table is read).
+    virtual void flushAudit() = 0;
   };
 
   AdminApi(Registry& registry, Host& host) : registry_(registry), host_(host) {}

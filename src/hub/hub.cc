@@ -21,6 +21,8 @@ using proto::Reject;
 namespace {
 
 constexpr size_t kAuditPruneEvery = 1000;
+constexpr size_t kAuditBatch = 256;
+constexpr std::chrono::milliseconds kAuditDelay{100};
 constexpr std::string_view kDevicesPrefix = "/api/v1/devices/";
 
 int64_t unixNow() { return static_cast<int64_t>(std::time(nullptr)); }
@@ -58,6 +60,7 @@ Hub::Hub(Loop& loop, config::HubConfig cfg)
             onAccept(fd, std::move(t), false);
           },
           "hub"),
+      auditTimer_(loop_, [this] { flushAudit(); }),
       devicesConnected_(
           metrics_.gauge("devstreams_devices_connected", "Devices with an open control channel")),
       streamsActive_(metrics_.gauge("devstreams_streams_active", "Streams paired and relaying")),
@@ -135,6 +138,7 @@ void Hub::shutdown() {
     c->close(cc::GoingAway, "hub shutting down");
     deferErase(loop_, services_, c);
   }
+  flushAudit();
 }
 
 void Hub::onAccept(evutil_socket_t fd, Admission::Ticket ticket, bool metricsOnly) {
@@ -214,11 +218,29 @@ void Hub::recordStream(const AuditRecord& a) {
       static_cast<unsigned long long>(a.bytesFromDevice),
       static_cast<long long>(a.endMs - a.startMs), a.outcome.c_str(), a.reason.c_str(),
       a.user.c_str(), a.name.c_str());
-  if (registry_->addAudit(a) != DbResult::Ok) {
-    LOG_ERROR("audit record for stream %s not stored: %s", a.streamId.c_str(),
+  auditQueue_.push_back(a);
+  if (auditQueue_.size() >= kAuditBatch) {
+    flushAudit();
+  } else if (!auditTimer_.armed()) {
+    auditTimer_.arm(kAuditDelay);
+  }
+}
+
+void Hub::flushAudit() {
+  auditTimer_.cancel();
+  if (auditQueue_.empty() || !registry_) return;
+  std::vector<AuditRecord> batch = std::move(auditQueue_);
+  auditQueue_.clear();
+  if (registry_->addAudits(batch) != DbResult::Ok) {
+    LOG_ERROR("%zu audit records (streams %s to %s) not stored: %s", batch.size(),
+              batch.front().streamId.c_str(), batch.back().streamId.c_str(),
               registry_->lastError().c_str());
   }
-  if (++audits_ % kAuditPruneEvery == 0) registry_->pruneAudit(cfg_.auditKeep);
+  size_t before = audits_;
+  audits_ += batch.size();
+  if (audits_ / kAuditPruneEvery != before / kAuditPruneEvery) {
+    registry_->pruneAudit(cfg_.auditKeep);
+  }
 }
 
 json Hub::activeStreams(size_t max) const {

@@ -81,6 +81,7 @@ class Hub : private Session::Owner,
   bool online(const std::string& deviceId) const override { return devices_.count(deviceId) > 0; }
   void disconnectDevice(const std::string& id, uint16_t code, const std::string& why) override;
   nlohmann::json activeStreams(size_t max) const override;
+  void flushAudit() override;
 
   void handleControl(Session& s, const std::string& deviceId);
   void handleInitiate(Session& s, const std::string& deviceId);
@@ -95,7 +96,8 @@ class Hub : private Session::Owner,
   bool metricsAllowed(Session& s);
   // Ok only for a token that also expires within max_token_lifetime.
   sas::Verdict checkLifetime(const sas::Token& tok, sas::Verdict v) const;
-  // The audit record of a stream that ended or was refused before it began: log, metrics, table.
+  // The audit record of a stream that ended or was refused before it began: log, metrics, and
+  // the table, in batches (flushAudit).
   void recordStream(const AuditRecord& a);
   size_t pendingStreams() const;
   void updateStreamGauges();
@@ -124,6 +126,10 @@ class Hub : private Session::Owner,
   std::map<std::string, std::unique_ptr<Stream>> streams_;
   std::map<std::string, RateLimiter> rates_;
   uint64_t audits_ = 0;
+  // Audit rows not in the table yet: written together, one commit per batch, kAuditDelay after
+  // the first or at once when kAuditBatch are waiting (and before the audit API reads).
+  std::vector<AuditRecord> auditQueue_;
+  Timer auditTimer_;
 
   metrics::MetricSet metrics_;
   metrics::Gauge& devicesConnected_;

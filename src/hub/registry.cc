@@ -539,12 +539,26 @@ bool Registry::empty() const {
 
 // --- Audit ---
 
-DbResult Registry::addAudit(const AuditRecord& a) {
+DbResult Registry::addAudit(const AuditRecord& a) { return addAudits({a}); }
+
+DbResult Registry::addAudits(const std::vector<AuditRecord>& records) {
   lastError_.clear();
   // The outcomes are the stream lifecycle's (one list, in lifecycle.h).
-  if (!isOutcomeName(a.outcome)) {
-    return fail(DbResult::Invalid, "unknown stream outcome " + quoted(a.outcome));
+  for (const AuditRecord& a : records) {
+    if (!isOutcomeName(a.outcome)) {
+      return fail(DbResult::Invalid, "unknown stream outcome " + quoted(a.outcome));
+    }
   }
+  if (records.empty()) return DbResult::Ok;
+  Transaction tx(db_.get());
+  if (!tx.begin()) return sqlFail();
+  for (const AuditRecord& a : records) {
+    if (insertAudit(a) != DbResult::Ok) return DbResult::Error;
+  }
+  return tx.commit() ? DbResult::Ok : sqlFail();
+}
+
+DbResult Registry::insertAudit(const AuditRecord& a) {
   Query q(*this,
           "INSERT INTO audit (stream_id, policy, device, host, port, start_ms, end_ms, "
           "bytes_to_device, bytes_from_device, outcome, reason, caller_user, stream_name) "

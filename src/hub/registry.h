@@ -116,6 +116,9 @@ class Registry {
 
   // Invalid on an unknown outcome.
   DbResult addAudit(const AuditRecord& a);
+  // All of `records` in one transaction (one commit instead of one per row): all or none.
+  // Invalid, and nothing stored, when one has an unknown outcome.
+  DbResult addAudits(const std::vector<AuditRecord>& records);
   // Newest first: by startMs, then by insertion.
   std::vector<AuditRecord> recentAudit(size_t limit) const;
   // Deletes audit rows beyond the newest `keep` (in recentAudit() order).
@@ -134,6 +137,8 @@ class Registry {
   bool exec(const char* sql) const;
   DbResult fail(DbResult r, std::string message) const;
   DbResult sqlFail() const;
+  // One audit row, inside the caller's transaction.
+  DbResult insertAudit(const AuditRecord& a);
   std::vector<PolicyRecord> readPolicies(Query& q) const;
   bool readPolicyDevices(std::vector<PolicyRecord>& policies) const;
 

@@ -342,6 +342,28 @@ TEST_F(RegistryTest, AuditFieldsRoundTrip) {
   EXPECT_EQ(r->addAudit(bad), DbResult::Invalid);
 }
 
+TEST_F(RegistryTest, AuditBatchesAreStoredWholeOrNotAtAll) {
+  auto r = openOrFail();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->addAudits({}), DbResult::Ok);
+  // Rows of one batch keep their order: the later of a tie in start time comes first.
+  ASSERT_EQ(r->addAudits({audit("b-1", 1000), audit("b-2", 1000), audit("b-3", 900)}),
+            DbResult::Ok)
+      << r->lastError();
+  EXPECT_EQ(streamIds(r->recentAudit(10)), (std::vector<std::string>{"b-2", "b-1", "b-3"}));
+  // One bad row refuses the whole batch.
+  AuditRecord bad = audit("b-bad", 2000);
+  bad.outcome = "maybe";
+  EXPECT_EQ(r->addAudits({audit("b-4", 2000), bad}), DbResult::Invalid);
+  EXPECT_NE(r->lastError().find("maybe"), std::string::npos) << r->lastError();
+  EXPECT_EQ(r->recentAudit(10).size(), 3u);
+  std::vector<AuditRecord> many;
+  for (int i = 0; i < 500; ++i) many.push_back(audit("m" + std::to_string(i), 3000 + i));
+  ASSERT_EQ(r->addAudits(many), DbResult::Ok) << r->lastError();
+  EXPECT_EQ(r->recentAudit(1000).size(), 503u);
+  EXPECT_EQ(r->recentAudit(1).front().streamId, "m499");
+}
+
 TEST_F(RegistryTest, EmptyMeansNoDevicesAndNoPolicies) {
   auto r = openOrFail();
   ASSERT_TRUE(r);
