@@ -41,7 +41,7 @@ class Agent::JsonStream : public PendingStream {
           loop_.deferDelete(std::move(side_));
           if (!ws) return fail(reject::kHubStreamFailed, "streaming endpoint: " + error);
           setTcpKeepalive(ws->fd());
-          LOG_INFO("stream %s: connected to %s", logId_.c_str(), current_.c_str());
+          LOG_DEBUG("stream %s: connected to %s", logId_.c_str(), current_.c_str());
           agent_.answer(id_, true, "", "");
           std::string id = logId_;
           std::string who = who_;
@@ -84,7 +84,7 @@ class Agent::MuxStream : public PendingStream, private mux::StreamHandler {
  private:
   // The side is the stream on the channel: accepted, and bound to the target by a pump.
   void openSide() override {
-    LOG_INFO("stream %s: connected to %s", logId_.c_str(), current_.c_str());
+    LOG_DEBUG("stream %s: connected to %s", logId_.c_str(), current_.c_str());
     std::string id = logId_;
     std::string who = who_;
     // The pump is the stream's handler from here on.

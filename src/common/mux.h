@@ -40,6 +40,8 @@ inline constexpr size_t kMaxPayload = 16384;
 inline constexpr uint32_t kMaxWindow = 0x7fffffff;  // credit never exceeds 2^31 - 1
 inline constexpr uint32_t kMaxStreamId = 0x7fffffff;
 inline constexpr uint8_t kFlagAck = 0x1;  // on Ping: this is the answer
+// How long output that is not due (MuxSession::flushDue) may wait for other frames.
+inline constexpr std::chrono::milliseconds kAnswerDelay{20};
 
 // The request an Open carries: where the stream goes and on whose behalf (as in
 // proto::StreamRequest / proto::ServiceRequest). A field that does not apply is empty: `device`
@@ -206,8 +208,12 @@ class MuxSession {
   size_t flush(uint8_t* buf, size_t cap, TimePoint now);
   // The same, appended to `out`: at least every control frame waiting, and `max` bytes in all.
   size_t flush(std::string& out, size_t max, TimePoint now);
-  // Whether flush() has something to send now.
+  // Whether flush() has something to send.
   bool wantsFlush() const;
+  // Whether some of it should go now. Not when all that waits is answers to the peer's CLOSE:
+  // they only let the peer forget ids, so they may wait (kAnswerDelay) for other frames to go
+  // out with, as TCP's delayed ACK does, saving a message each way per stream.
+  bool flushDue() const;
   // Pings when an RTT sample is due (the first right away); call every pingInterval or so.
   void tick(TimePoint now);
   // An RTT from elsewhere (the WebSocket's pings, TCP_INFO); mux pings refine it.
@@ -274,7 +280,8 @@ class MuxSession {
   void retryStarved();
   void sendGrants(TimePoint now);
   void ping(TimePoint now);
-  void control(const std::string& frame);
+  // `due`: false for frames that may wait for others (flushDue).
+  void control(const std::string& frame, bool due = true);
   size_t takeControl(uint8_t* buf, size_t room);
   Stream* find(uint32_t id);
 
@@ -286,6 +293,7 @@ class MuxSession {
   std::deque<uint32_t> grants_;   // streams owed a Window
   std::deque<uint32_t> starved_;  // streams short of their window for want of budget
   std::string control_;           // control frames not yet flushed
+  bool controlDue_ = false;       // control_ holds a frame that should not wait
   std::string in_;                // a partial frame from the peer
   uint32_t nextId_;
   uint32_t peerHighest_ = 0;  // highest id the peer opened

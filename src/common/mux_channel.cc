@@ -192,17 +192,31 @@ size_t MuxChannel::onPull(uint32_t id, uint8_t* buf, size_t max) {
 // ---- output ----------------------------------------------------------------------------------
 
 void MuxChannel::schedule() {
-  if (down_ || flushTimer_.armed()) return;
+  if (down_ || !session_.wantsFlush()) return;
+  if (!session_.flushDue()) {
+    // Only answers that may wait: they go with the next frames, or after kAnswerDelay.
+    if (!flushTimer_.armed()) {
+      flushTimer_.arm(kAnswerDelay);
+      delayed_ = true;
+    }
+    return;
+  }
+  if (flushTimer_.armed() && !delayed_) return;
+  delayed_ = false;
   // A flush that asks for another (a handler's callback) gets it on the next pass, so that one
   // pass never loops on flushes without polling the sockets.
   if (flushing_) {
     flushTimer_.arm(std::chrono::milliseconds(0));
   } else {
+    flushTimer_.cancel();
     flushTimer_.armThisPass();
   }
 }
 
 void MuxChannel::flush() {
+  // Everything goes now, the answers that could wait included (drained() may come first).
+  flushTimer_.cancel();
+  delayed_ = false;
   flushing_ = true;
   guarded(
       "mux channel",

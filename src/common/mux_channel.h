@@ -131,6 +131,7 @@ class MuxChannel : private MuxSession::Callbacks {
   std::chrono::milliseconds pingInterval_;
   bool down_ = false;
   bool flushing_ = false;
+  bool delayed_ = false;  // flushTimer_ is armed for kAnswerDelay
 };
 
 }  // namespace ds::mux

@@ -100,8 +100,9 @@ void MuxSession::setState(Stream& s, State state) {
   s.state = state;
 }
 
-void MuxSession::control(const std::string& frame) {
+void MuxSession::control(const std::string& frame, bool due) {
   control_ += frame;
+  controlDue_ = controlDue_ || due;
   if (control_.size() > limits_.maxControl) {
     fail(close_code::PolicyViolation, "the peer does not read: control frames above the bound");
   }
@@ -143,6 +144,7 @@ void MuxSession::shutdown(uint16_t code, std::string_view reason) {
   grants_.clear();
   starved_.clear();
   control_.clear();
+  controlDue_ = false;
   committed_ = reserve_ = 0;
   pendingLocal_ = pendingRemote_ = 0;
   for (auto [id, tell] : ids) {
@@ -477,7 +479,7 @@ void MuxSession::handle(const Frame& f, TimePoint now) {
       appendClose(frame, id, f.closeCode, f.reason);
       const uint16_t code = f.closeCode;
       drop(id);
-      control(frame);
+      control(frame, false);
       if (!failed_) cb_.onClosed(id, code, f.reason);
       return;
     }
@@ -578,6 +580,7 @@ size_t MuxSession::takeControl(uint8_t* buf, size_t room) {
   }
   std::memcpy(buf, control_.data(), n);
   control_.erase(0, n);
+  if (control_.empty()) controlDue_ = false;
   return n;
 }
 
@@ -634,6 +637,10 @@ size_t MuxSession::flush(uint8_t* buf, size_t cap, TimePoint now) {
 
 bool MuxSession::wantsFlush() const {
   return !failed_ && (!control_.empty() || !grants_.empty() || !ready_.empty());
+}
+
+bool MuxSession::flushDue() const {
+  return !failed_ && (controlDue_ || !grants_.empty() || !ready_.empty());
 }
 
 void MuxSession::tick(TimePoint now) {

@@ -100,16 +100,17 @@ class DeviceStream : public Upstream {
   void start(Pump& pump) {
     if (UpstreamGate gate = c_.takeGate()) pump.setUpstreamGate(std::move(gate));
     c_.opened();
-    LOG_INFO("stream %s %s: open for %s %s", streamId_.c_str(), what_.c_str(), c_.via().c_str(),
-             c_.peer().c_str());
+    LOG_DEBUG("stream %s %s: open for %s %s", streamId_.c_str(), what_.c_str(), c_.via().c_str(),
+              c_.peer().c_str());
     pump.start();
   }
 
   template <class Pump>
   void ended(const Pump& p, const std::string& why) {
-    LOG_INFO("stream %s %s: %s (%llu bytes to the device, %llu from it)", streamId_.c_str(),
+    LOG_INFO("stream %s %s: %s (%llu bytes to the device, %llu from it; %s %s)", streamId_.c_str(),
              what_.c_str(), why.c_str(), static_cast<unsigned long long>(p.bytesToStream()),
-             static_cast<unsigned long long>(p.bytesFromStream()));
+             static_cast<unsigned long long>(p.bytesFromStream()), c_.via().c_str(),
+             c_.peer().c_str());
     c_.ended();
   }
 
@@ -153,14 +154,15 @@ class DirectConnection : public Upstream {
     relay_ = std::make_unique<TcpRelay>(
         c_.owner().loop(), std::move(client), std::move(bev), c_.owner().highWatermark(),
         [this](TcpRelay* r, const std::string& why) {
-          LOG_INFO("direct %s: %s (%llu bytes sent, %llu received)", what_.c_str(), why.c_str(),
-                   static_cast<unsigned long long>(r->bytesToTarget()),
-                   static_cast<unsigned long long>(r->bytesFromTarget()));
+          LOG_INFO("direct %s: %s (%llu bytes sent, %llu received; %s %s)", what_.c_str(),
+                   why.c_str(), static_cast<unsigned long long>(r->bytesToTarget()),
+                   static_cast<unsigned long long>(r->bytesFromTarget()), c_.via().c_str(),
+                   c_.peer().c_str());
           c_.ended();
         });
     if (UpstreamGate gate = c_.takeGate()) relay_->setUpstreamGate(std::move(gate));
     c_.opened();
-    LOG_INFO("direct %s: open for %s %s", what_.c_str(), c_.via().c_str(), c_.peer().c_str());
+    LOG_DEBUG("direct %s: open for %s %s", what_.c_str(), c_.via().c_str(), c_.peer().c_str());
     relay_->start();
   }
 

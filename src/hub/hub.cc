@@ -60,7 +60,7 @@ Hub::Hub(Loop& loop, config::HubConfig cfg)
             onAccept(fd, std::move(t), false);
           },
           "hub"),
-      auditTimer_(loop_, [this] { flushAudit(); }),
+      auditTimer_(loop_, [this] { writeAuditQueue(); }),
       devicesConnected_(
           metrics_.gauge("devstreams_devices_connected", "Devices with an open control channel")),
       streamsActive_(metrics_.gauge("devstreams_streams_active", "Streams paired and relaying")),
@@ -138,7 +138,7 @@ void Hub::shutdown() {
     c->close(cc::GoingAway, "hub shutting down");
     deferErase(loop_, services_, c);
   }
-  flushAudit();
+  writeAuditQueue();
 }
 
 void Hub::onAccept(evutil_socket_t fd, Admission::Ticket ticket, bool metricsOnly) {
@@ -220,13 +220,13 @@ void Hub::recordStream(const AuditRecord& a) {
       a.user.c_str(), a.name.c_str());
   auditQueue_.push_back(a);
   if (auditQueue_.size() >= kAuditBatch) {
-    flushAudit();
+    writeAuditQueue();
   } else if (!auditTimer_.armed()) {
     auditTimer_.arm(kAuditDelay);
   }
 }
 
-void Hub::flushAudit() {
+void Hub::writeAuditQueue() {
   auditTimer_.cancel();
   if (auditQueue_.empty() || !registry_) return;
   std::vector<AuditRecord> batch = std::move(auditQueue_);

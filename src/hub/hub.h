@@ -81,7 +81,7 @@ class Hub : private Session::Owner,
   bool online(const std::string& deviceId) const override { return devices_.count(deviceId) > 0; }
   void disconnectDevice(const std::string& id, uint16_t code, const std::string& why) override;
   nlohmann::json activeStreams(size_t max) const override;
-  void flushAudit() override;
+  void flushAudit() override { writeAuditQueue(); }
 
   void handleControl(Session& s, const std::string& deviceId);
   void handleInitiate(Session& s, const std::string& deviceId);
@@ -97,8 +97,9 @@ class Hub : private Session::Owner,
   // Ok only for a token that also expires within max_token_lifetime.
   sas::Verdict checkLifetime(const sas::Token& tok, sas::Verdict v) const;
   // The audit record of a stream that ended or was refused before it began: log, metrics, and
-  // the table, in batches (flushAudit).
+  // the table, in batches (writeAuditQueue).
   void recordStream(const AuditRecord& a);
+  void writeAuditQueue();
   size_t pendingStreams() const;
   void updateStreamGauges();
   void countReject(proto::Reject r);

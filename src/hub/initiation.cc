@@ -162,8 +162,8 @@ Stream* Hub::initiate(const PolicyRecord& policy, const std::string& deviceId,
   streams_.emplace(sid, std::move(st));
   updateStreamGauges();
   std::string caller = policy.name + (body.user.empty() ? "" : " (user " + body.user + ")");
-  LOG_INFO("stream %s: %s asks %s for %s%s%s", sid.c_str(), caller.c_str(), deviceId.c_str(),
-           raw->targetText().c_str(), body.name.empty() ? "" : ", stream ", body.name.c_str());
+  LOG_DEBUG("stream %s: %s asks %s for %s%s%s", sid.c_str(), caller.c_str(), deviceId.c_str(),
+            raw->targetText().c_str(), body.name.empty() ? "" : ", stream ", body.name.c_str());
   if (deviceSide) {
     raw->expect(Stream::Side::Device, std::move(deviceSide));
     return raw;

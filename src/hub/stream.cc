@@ -258,9 +258,9 @@ uint64_t Stream::bytes(Side side) const {
 void Stream::onPaired() {
   auto latency = life_.handshakeLatency();
   handshakeSeconds_.observe(std::chrono::duration<double>(latency).count());
-  LOG_INFO("stream %s: paired (%s on %s, policy %s) after %lld ms", id_.c_str(),
-           targetText().c_str(), device_.c_str(), policy_.c_str(),
-           static_cast<long long>(latency.count()));
+  LOG_DEBUG("stream %s: paired (%s on %s, policy %s) after %lld ms", id_.c_str(),
+            targetText().c_str(), device_.c_str(), policy_.c_str(),
+            static_cast<long long>(latency.count()));
   armTimer();
   for (auto& s : sides_) s->start(settings_.keepalive);
   // What a channel side sent before the pairing goes first, then that side reads on.

@@ -327,7 +327,7 @@ class AgentMuxTest : public test::LoopTest {
   void SetUp() override {
     logLines().clear();
     setLogSink(&captureLog);
-    setLogLevel(Level::Info);
+    setLogLevel(Level::Debug);  // each step of a stream is a debug line
   }
   void TearDown() override {
     if (agent_) agent_->shutdown();

@@ -118,8 +118,7 @@ TEST_F(EagerWriteTest, DataQueuedBeforeAConnectStillSeesTheConnect) {
   ASSERT_EQ(::getsockname(l, reinterpret_cast<sockaddr*>(&a), &len), 0);
   bev_ = newSocketBufferEvent(loop_, -1);
   ASSERT_TRUE(bev_);
-  bufferevent_setcb(bev_.get(), nullptr, &EagerWriteTest::onWrite, &EagerWriteTest::onEvent,
-                    this);
+  bufferevent_setcb(bev_.get(), nullptr, &EagerWriteTest::onWrite, &EagerWriteTest::onEvent, this);
   bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
   bufferevent_write(bev_.get(), "early", 5);
   ASSERT_EQ(bufferevent_socket_connect(bev_.get(), reinterpret_cast<sockaddr*>(&a),

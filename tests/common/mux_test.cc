@@ -350,6 +350,38 @@ TEST(MuxSession, OpenAcceptDataEofClose) {
   EXPECT_FALSE(p.sb.failed());
 }
 
+TEST(MuxSession, TheAnswerToACloseMayWaitForOtherFrames) {
+  Pair p;
+  std::vector<uint32_t> ids = p.openStreams(2);
+  EXPECT_FALSE(p.sb.wantsFlush());
+  p.sa.close(ids[0], close_code::Normal, "done");
+  EXPECT_TRUE(p.sa.flushDue());  // a close of our own goes now
+  std::string ab;
+  p.sa.flush(ab, 1 << 20, p.now);
+  p.sb.receive(bytes(ab), ab.size(), p.now);
+  EXPECT_TRUE(p.b.s[ids[0]].closed);
+  // b answers; the answer alone is not due.
+  EXPECT_TRUE(p.sb.wantsFlush());
+  EXPECT_FALSE(p.sb.flushDue());
+  EXPECT_EQ(p.sa.streams(), 2u);  // a still counts the id
+  // Anything else b sends takes the answer along, ahead of it.
+  p.b.send(ids[1], "x");
+  EXPECT_TRUE(p.sb.flushDue());
+  std::string ba;
+  p.sb.flush(ba, 1 << 20, p.now);
+  EXPECT_FALSE(p.sb.wantsFlush());
+  EXPECT_FALSE(p.sb.flushDue());
+  p.sa.receive(bytes(ba), ba.size(), p.now);
+  EXPECT_EQ(p.sa.streams(), 1u);
+  EXPECT_EQ(p.a.s[ids[1]].in, "x");
+  // A flush when nothing else waits sends the answer alone (after the channel's delay).
+  p.sb.close(ids[1], close_code::Normal, "done");
+  p.pump();
+  EXPECT_EQ(p.sa.streams(), 0u);
+  EXPECT_EQ(p.sb.streams(), 0u);
+  EXPECT_FALSE(p.sa.wantsFlush());
+}
+
 TEST(MuxSession, ServerOpensEvenIdsToo) {
   Pair p;
   EXPECT_EQ(p.sb.open(sampleRequest()), 2u);

@@ -347,8 +347,7 @@ TEST_F(RegistryTest, AuditBatchesAreStoredWholeOrNotAtAll) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->addAudits({}), DbResult::Ok);
   // Rows of one batch keep their order: the later of a tie in start time comes first.
-  ASSERT_EQ(r->addAudits({audit("b-1", 1000), audit("b-2", 1000), audit("b-3", 900)}),
-            DbResult::Ok)
+  ASSERT_EQ(r->addAudits({audit("b-1", 1000), audit("b-2", 1000), audit("b-3", 900)}), DbResult::Ok)
       << r->lastError();
   EXPECT_EQ(streamIds(r->recentAudit(10)), (std::vector<std::string>{"b-2", "b-1", "b-3"}));
   // One bad row refuses the whole batch.
