@@ -131,6 +131,13 @@ inline constexpr size_t kMaxSocketIo = 256 * 1024;
 // over it. Both follow the socket when it is set later (connect, setfd).
 void attachSocketIo(bufferevent* owner, bufferevent* sock);
 
+// Enables reading and writing on `bev`, writing only if it is off. A socket bufferevent starts
+// with writing on, and libevent registers its write event on every enable: on an idle socket
+// that costs a poll for writability and a write callback with nothing written.
+inline void enableReadWrite(bufferevent* bev) {
+  bufferevent_enable(bev, (bufferevent_get_enabled(bev) & EV_WRITE) ? EV_READ : EV_READ | EV_WRITE);
+}
+
 // Fills `ss` from a numeric IPv4 or IPv6 address (no brackets) and a port; false otherwise.
 bool numericSockaddr(const std::string& host, uint16_t port, sockaddr_storage& ss, socklen_t& len);
 

@@ -38,7 +38,7 @@ MuxPump::~MuxPump() {
 }
 
 void MuxPump::start() {
-  bufferevent_enable(tcp_.get(), EV_READ | EV_WRITE);
+  enableReadWrite(tcp_.get());
   readable();
   written();
 }

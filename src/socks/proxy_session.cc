@@ -57,7 +57,7 @@ ProxySession::~ProxySession() {
 
 void ProxySession::start() {
   bufferevent_setcb(client_.get(), &ProxySession::onRead, nullptr, &ProxySession::onEvent, this);
-  bufferevent_enable(client_.get(), EV_READ | EV_WRITE);
+  enableReadWrite(client_.get());
 }
 
 void ProxySession::onRead(bufferevent*, void* arg) {
