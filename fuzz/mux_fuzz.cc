@@ -201,6 +201,9 @@ void checkSession(uint8_t opts, const uint8_t* data, size_t size) {
     FUZZ_CHECK(app.heldTotal() <= s.committed());
     FUZZ_CHECK(s.streams() <= l.maxStreams);
     FUZZ_CHECK(s.controlPending() <= l.maxControl);
+    // Output that is due is output that waits; nothing waits after the session failed.
+    FUZZ_CHECK(!s.flushDue() || s.wantsFlush());
+    FUZZ_CHECK(!s.failed() || !s.wantsFlush());
     std::string out;
     const size_t want = 1 + app.next() * 300u;
     if (app.next() & 1) {
