@@ -171,8 +171,8 @@ void PendingStream::decide() {
     by +=
         (by.empty() ? "" : ", ") + ("address " + a.address.toString()) + " by rule " + a.rule->text;
   }
-  LOG_DEBUG("stream %s: %s allowed: %s (%s)", logId_.c_str(), shown_.c_str(), by.c_str(),
-            who_.c_str());
+  LOG_INFO("stream %s: %s allowed: %s (%s)", logId_.c_str(), shown_.c_str(), by.c_str(),
+           who_.c_str());
   connectNext();
 }
 
