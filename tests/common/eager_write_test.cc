@@ -108,14 +108,10 @@ TEST_F(EagerWriteTest, WhatTheSocketDoesNotTakeFollowsOnWritable) {
 
 TEST_F(EagerWriteTest, DataQueuedBeforeAConnectStillSeesTheConnect) {
   // A listener of the test's own; the bufferevent connects to it with data already queued.
-  int l = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof a;
-  ASSERT_EQ(::bind(l, reinterpret_cast<sockaddr*>(&a), len), 0);
-  ASSERT_EQ(::listen(l, 1), 0);
-  ASSERT_EQ(::getsockname(l, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  int l = test::loopbackListener(a);
+  ASSERT_FALSE(HasFailure());
   bev_ = newSocketBufferEvent(loop_, -1);
   ASSERT_TRUE(bev_);
   bufferevent_setcb(bev_.get(), nullptr, &EagerWriteTest::onWrite, &EagerWriteTest::onEvent, this);

@@ -10,15 +10,24 @@
 
 namespace ds::test {
 
-inline void tcpPair(int fds[2]) {
+// A TCP socket listening on 127.0.0.1 at a free port, which `a` receives.
+inline int loopbackListener(sockaddr_in& a) {
   int l = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
+  a = {};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof a;
-  ASSERT_EQ(::bind(l, reinterpret_cast<sockaddr*>(&a), len), 0);
-  ASSERT_EQ(::listen(l, 1), 0);
-  ASSERT_EQ(::getsockname(l, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  EXPECT_EQ(::bind(l, reinterpret_cast<sockaddr*>(&a), len), 0);
+  EXPECT_EQ(::listen(l, 1), 0);
+  EXPECT_EQ(::getsockname(l, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  return l;
+}
+
+inline void tcpPair(int fds[2]) {
+  sockaddr_in a{};
+  socklen_t len = sizeof a;
+  int l = loopbackListener(a);
+  ASSERT_FALSE(::testing::Test::HasFailure());
   fds[0] = ::socket(AF_INET, SOCK_STREAM, 0);
   ASSERT_EQ(::connect(fds[0], reinterpret_cast<sockaddr*>(&a), len), 0);
   fds[1] = ::accept(l, nullptr, nullptr);
