@@ -33,7 +33,7 @@ StreamPump::~StreamPump() {
 }
 
 void StreamPump::start() {
-  bufferevent_enable(tcp_.get(), EV_READ | EV_WRITE);
+  enableReadWrite(tcp_.get());
   ws_->start();
   pumpUp();
 }

@@ -29,7 +29,7 @@ TcpRelay::~TcpRelay() {
 }
 
 void TcpRelay::start() {
-  for (Side& s : side_) bufferevent_enable(s.bev.get(), EV_READ | EV_WRITE);
+  for (Side& s : side_) enableReadWrite(s.bev.get());
   for (Side& s : side_) {
     if (finished_) return;
     move(s);

@@ -236,7 +236,7 @@ void Hub::writeAuditQueue() {
               batch.front().streamId.c_str(), batch.back().streamId.c_str(),
               registry_->lastError().c_str());
   }
-  size_t before = audits_;
+  const uint64_t before = audits_;
   audits_ += batch.size();
   if (audits_ / kAuditPruneEvery != before / kAuditPruneEvery) {
     registry_->pruneAudit(cfg_.auditKeep);
