@@ -201,9 +201,44 @@ void Hub::disconnectDevice(const std::string& id, uint16_t code, const std::stri
 
 void Hub::onServiceGone(ServiceChannel& c) { deferErase(loop_, services_, &c); }
 
+void Hub::countStream(Stream& st) {
+  ++live_.streams;
+  ++live_.pending;
+  StreamCount& p = livePerPolicy_[st.policy()];
+  ++p.streams;
+  ++p.pending;
+  ++livePerDevice_[st.device()];
+  st.setCountedPending(true);
+  updateStreamGauges();
+}
+
+void Hub::onStreamPaired(Stream& st) {
+  if (!st.countedPending()) return;
+  st.setCountedPending(false);
+  --live_.pending;
+  --livePerPolicy_[st.policy()].pending;
+  updateStreamGauges();
+}
+
+void Hub::uncountStream(Stream& st) {
+  const bool pending = st.countedPending();
+  st.setCountedPending(false);
+  --live_.streams;
+  live_.pending -= pending;
+  if (auto p = livePerPolicy_.find(st.policy()); p != livePerPolicy_.end()) {
+    p->second.pending -= pending;
+    if (--p->second.streams == 0) livePerPolicy_.erase(p);
+  }
+  if (auto d = livePerDevice_.find(st.device()); d != livePerDevice_.end() && --d->second == 0) {
+    livePerDevice_.erase(d);
+  }
+  updateStreamGauges();
+}
+
 void Hub::onStreamEnded(Stream& st) {
+  uncountStream(st);
   recordStream(st.audit());
-  if (deferErase(loop_, streams_, st.id())) updateStreamGauges();
+  deferErase(loop_, streams_, st.id());
 }
 
 void Hub::recordStream(const AuditRecord& a) {
@@ -252,16 +287,9 @@ json Hub::activeStreams(size_t max) const {
   return active;
 }
 
-size_t Hub::pendingStreams() const {
-  size_t n = 0;
-  for (const auto& [id, st] : streams_) n += !st->paired();
-  return n;
-}
-
 void Hub::updateStreamGauges() {
-  size_t pending = pendingStreams();
-  streamsActive_.set(static_cast<double>(streams_.size() - pending));
-  streamsPending_.set(static_cast<double>(pending));
+  streamsActive_.set(static_cast<double>(live_.streams - live_.pending));
+  streamsPending_.set(static_cast<double>(live_.pending));
 }
 
 void Hub::countReject(Reject r) {

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "common/acceptor.h"
 #include "common/event.h"
@@ -75,6 +76,7 @@ class Hub : private Session::Owner,
   void onServiceGone(ServiceChannel& c) override;
   // StreamOwner
   void onStreamRejected(proto::Reject code) override { countReject(code); }
+  void onStreamPaired(Stream& st) override;
   void onStreamEnded(Stream& st) override;
   // AdminApi::Host
   std::optional<PolicyRecord> authService(Session& s, std::string_view permission) override;
@@ -100,7 +102,9 @@ class Hub : private Session::Owner,
   // the table, in batches (writeAuditQueue).
   void recordStream(const AuditRecord& a);
   void writeAuditQueue();
-  size_t pendingStreams() const;
+  // The counts below follow a stream as it starts, pairs and ends.
+  void countStream(Stream& st);
+  void uncountStream(Stream& st);
   void updateStreamGauges();
   void countReject(proto::Reject r);
   void reject(const Answer& answer, proto::Reject r, std::string message, int retryAfter = 0);
@@ -125,6 +129,14 @@ class Hub : private Session::Owner,
   std::map<std::string, std::unique_ptr<DeviceChannel>> devices_;
   std::map<ServiceChannel*, std::unique_ptr<ServiceChannel>> services_;
   std::map<std::string, std::unique_ptr<Stream>> streams_;
+  // Streams not yet ended, as the limits count them: the checks of a new stream walk no list.
+  struct StreamCount {
+    size_t streams = 0;
+    size_t pending = 0;  // not yet paired
+  };
+  StreamCount live_;
+  std::unordered_map<std::string, StreamCount> livePerPolicy_;
+  std::unordered_map<std::string, size_t> livePerDevice_;
   std::map<std::string, RateLimiter> rates_;
   uint64_t audits_ = 0;
   // Audit rows not in the table yet: written together, one commit per batch, kAuditDelay after

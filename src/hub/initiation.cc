@@ -103,19 +103,15 @@ Stream* Hub::initiate(const PolicyRecord& policy, const std::string& deviceId,
     return nullptr;
   }
   // Limits: each answer is 429 with Retry-After, so well-behaved clients back off.
-  size_t pending = 0, ofPolicy = 0, pendingOfPolicy = 0, ofDevice = 0;
-  for (const auto& [sid, st] : streams_) {
-    bool mine = st->policy() == policy.name;
-    pending += !st->paired();
-    ofPolicy += mine;
-    pendingOfPolicy += mine && !st->paired();
-    ofDevice += st->device() == deviceId;
-  }
-  if (pending >= cfg_.maxPendingHandshakes) {
+  StreamCount ofPolicy;
+  if (auto p = livePerPolicy_.find(policy.name); p != livePerPolicy_.end()) ofPolicy = p->second;
+  const auto d = livePerDevice_.find(deviceId);
+  const size_t ofDevice = d == livePerDevice_.end() ? 0 : d->second;
+  if (live_.pending >= cfg_.maxPendingHandshakes) {
     reject(answer, Reject::TooManyPending, "too many stream handshakes in progress", 1);
     return nullptr;
   }
-  if (streams_.size() >= cfg_.maxStreams) {
+  if (live_.streams >= cfg_.maxStreams) {
     reject(answer, Reject::TooManyStreams, "the hub's stream limit is reached", 1);
     return nullptr;
   }
@@ -123,10 +119,11 @@ Stream* Hub::initiate(const PolicyRecord& policy, const std::string& deviceId,
     reject(answer, Reject::DeviceBusy, "the device's stream limit is reached", 1);
     return nullptr;
   }
-  if (ofPolicy >= cfg_.maxStreamsPerPolicy || pendingOfPolicy >= cfg_.maxPendingPerPolicy) {
+  if (ofPolicy.streams >= cfg_.maxStreamsPerPolicy ||
+      ofPolicy.pending >= cfg_.maxPendingPerPolicy) {
     reject(answer, Reject::PolicyQuota,
            "policy '" + policy.name + "' holds its quota of " +
-               (ofPolicy >= cfg_.maxStreamsPerPolicy
+               (ofPolicy.streams >= cfg_.maxStreamsPerPolicy
                     ? std::to_string(cfg_.maxStreamsPerPolicy) + " streams"
                     : std::to_string(cfg_.maxPendingPerPolicy) + " pending streams"),
            1);
@@ -160,7 +157,7 @@ Stream* Hub::initiate(const PolicyRecord& policy, const std::string& deviceId,
       cfg_.publicUrl + std::string(kStreamsPrefix) + sid, deviceId, policy.name, body);
   Stream* raw = st.get();
   streams_.emplace(sid, std::move(st));
-  updateStreamGauges();
+  countStream(*raw);
   std::string caller = policy.name + (body.user.empty() ? "" : " (user " + body.user + ")");
   LOG_DEBUG("stream %s: %s asks %s for %s%s%s", sid.c_str(), caller.c_str(), deviceId.c_str(),
             raw->targetText().c_str(), body.name.empty() ? "" : ", stream ", body.name.c_str());

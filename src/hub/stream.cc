@@ -256,6 +256,7 @@ uint64_t Stream::bytes(Side side) const {
 }
 
 void Stream::onPaired() {
+  owner_.onStreamPaired(*this);
   auto latency = life_.handshakeLatency();
   handshakeSeconds_.observe(std::chrono::duration<double>(latency).count());
   LOG_DEBUG("stream %s: paired (%s on %s, policy %s) after %lld ms", id_.c_str(),

@@ -49,6 +49,8 @@ class StreamOwner {
   virtual ~StreamOwner() = default;
   // The device refused the stream with `code` (counted by reason).
   virtual void onStreamRejected(proto::Reject code) = 0;
+  // Both sides joined: called at most once, never after onStreamEnded.
+  virtual void onStreamPaired(Stream& /*st*/) {}
   // The stream ended (its initiator answered and its sides closed): called once; the owner
   // records it and frees it later (Loop::deferDelete).
   virtual void onStreamEnded(Stream& st) = 0;
@@ -91,6 +93,9 @@ class Stream : public Deletable, private SideEvents {
   const std::string& token(Side side) const { return tokens_.token(side); }
   const StreamLifecycle& life() const { return life_; }
   bool paired() const { return life_.state() == StreamLifecycle::State::Paired; }
+  // The owner's bookkeeping: whether it counts this stream among its pending ones.
+  bool countedPending() const { return countedPending_; }
+  void setCountedPending(bool counted) { countedPending_ = counted; }
 
   // The stream for the admin API, and its audit record (ending now).
   nlohmann::json describe() const;
@@ -142,6 +147,7 @@ class Stream : public Deletable, private SideEvents {
   void onTimer();
 
   StreamOwner& owner_;
+  bool countedPending_ = false;
   StreamSettings settings_;
   metrics::Histogram& handshakeSeconds_;
   metrics::Counter* counted_[2];  // what each side sends

@@ -707,6 +707,21 @@ class Observability(HubTest):
             code, _ = socks_connect(self.stack.socks_port, "dev01.hub", 23)
             self.assertEqual(code, 0x02)
 
+    def test_a_held_stream_counts_as_active_once_paired(self):
+        code, sock = socks_connect(self.stack.socks_port, "dev01.hub", self.stack.http_port)
+        self.assertEqual(code, 0)
+        self.addCleanup(sock.close)
+        # The SOCKS success came after the pairing: the gauges say so at once.
+        m = self.metrics()
+        self.assertEqual(sample(m, "devstreams_streams_active"), 1)
+        self.assertEqual(sample(m, "devstreams_streams_pending"), 0)
+        sock.close()
+        deadline = time.monotonic() + 10
+        while sample(self.metrics(), "devstreams_streams_active") != 0:
+            self.assertLess(time.monotonic(), deadline, "the stream still counts as active")
+            time.sleep(0.1)
+        self.assertEqual(sample(self.metrics(), "devstreams_streams_pending"), 0)
+
     def test_metrics_count_streams_rejects_and_bytes(self):
         n_ok, n_rej = 3, 2
         before = self.metrics()
