@@ -126,14 +126,25 @@ BufferEventPtr newSocketBufferEvent(Loop& loop, evutil_socket_t fd) {
 
 namespace {
 
-// Makes a socket set on `sock` non-blocking, once per socket: libevent expects non-blocking
-// sockets, and a blocking one would make an eager write wait.
-evutil_socket_t usableFd(bufferevent* sock, evutil_socket_t& seen) {
-  evutil_socket_t fd = bufferevent_getfd(sock);
-  if (fd >= 0 && fd != seen) evutil_make_socket_nonblocking(fd);
-  seen = fd;
-  return fd;
-}
+// The socket of a socket bufferevent, made non-blocking once per socket (libevent expects
+// non-blocking sockets, and a blocking one would make an eager write wait). One per bufferevent,
+// shared by its reader and writer: a socket set later (connect, setfd) costs one fcntl.
+class NonBlockingFd {
+ public:
+  explicit NonBlockingFd(bufferevent* sock) : sock_(sock), seen_(bufferevent_getfd(sock)) {
+    if (seen_ >= 0) evutil_make_socket_nonblocking(seen_);
+  }
+  evutil_socket_t get() {
+    evutil_socket_t fd = bufferevent_getfd(sock_);
+    if (fd >= 0 && fd != seen_) evutil_make_socket_nonblocking(fd);
+    seen_ = fd;
+    return fd;
+  }
+
+ private:
+  bufferevent* sock_;
+  evutil_socket_t seen_;
+};
 
 // Reads on after libevent's reader. That reader takes what FIONREAD announces but at most
 // kLibeventRead; when it took that much, more is likely waiting, and this reads it in the same
@@ -141,11 +152,11 @@ evutil_socket_t usableFd(bufferevent* sock, evutil_socket_t& seen) {
 // the socket.
 class BulkReader {
  public:
-  explicit BulkReader(bufferevent* sock)
+  BulkReader(bufferevent* sock, NonBlockingFd& fd)
       : sock_(sock),
         in_(bufferevent_get_input(sock)),
         errorEv_(event_new(bufferevent_get_base(sock), -1, 0, &BulkReader::onError, this)),
-        fd_(bufferevent_getfd(sock)) {
+        nonBlocking_(fd) {
     if (errorEv_) changed_ = evbuffer_add_cb(in_, &BulkReader::onInputChanged, this);
   }
   ~BulkReader() {
@@ -182,7 +193,7 @@ class BulkReader {
   }
 
   void readMore() {
-    evutil_socket_t fd = usableFd(sock_, fd_);
+    evutil_socket_t fd = nonBlocking_.get();
     size_t room = this->room();
     if (fd < 0 || room == 0) return;
     // The read size follows what the socket delivers: it doubles while reads fill it.
@@ -265,7 +276,7 @@ class BulkReader {
   bufferevent* sock_;
   evbuffer* in_;
   EventPtr errorEv_;
-  evutil_socket_t fd_;  // the socket last made non-blocking (attachSocketIo did the first)
+  NonBlockingFd& nonBlocking_;
   evbuffer_cb_entry* changed_ = nullptr;
   int error_ = 0;
   bool committing_ = false;
@@ -274,11 +285,11 @@ class BulkReader {
 
 class EagerWriter {
  public:
-  explicit EagerWriter(bufferevent* sock)
+  EagerWriter(bufferevent* sock, NonBlockingFd& fd)
       : sock_(sock),
         out_(bufferevent_get_output(sock)),
         ev_(event_new(bufferevent_get_base(sock), -1, 0, &EagerWriter::onPassEnd, this)),
-        checked_(bufferevent_getfd(sock)) {
+        nonBlocking_(fd) {
     if (ev_) changed_ = evbuffer_add_cb(out_, &EagerWriter::onOutputChanged, this);
   }
   ~EagerWriter() {
@@ -305,7 +316,7 @@ class EagerWriter {
     auto* self = static_cast<EagerWriter*>(arg);
     self->scheduled_ = false;
     bufferevent* sock = self->sock_;
-    evutil_socket_t fd = usableFd(sock, self->checked_);
+    evutil_socket_t fd = self->nonBlocking_.get();
     // A socket set or connected since the data came (fd_) is libevent's to write: it may be
     // connecting.
     if (fd < 0 || fd != self->fd_ || !(bufferevent_get_enabled(sock) & EV_WRITE) ||
@@ -330,7 +341,7 @@ class EagerWriter {
   bufferevent* sock_;
   evbuffer* out_;
   EventPtr ev_;
-  evutil_socket_t checked_;  // the socket last made non-blocking (attachSocketIo did the first)
+  NonBlockingFd& nonBlocking_;
   evbuffer_cb_entry* changed_ = nullptr;
   evutil_socket_t fd_ = -1;
   bool scheduled_ = false;
@@ -338,9 +349,10 @@ class EagerWriter {
 
 // What drives one socket bufferevent's reads and writes besides libevent.
 struct SocketIo {
+  NonBlockingFd fd;  // before the reader and the writer, which hold it
   BulkReader reader;
   EagerWriter writer;
-  explicit SocketIo(bufferevent* sock) : reader(sock), writer(sock) {}
+  explicit SocketIo(bufferevent* sock) : fd(sock), reader(sock, fd), writer(sock, fd) {}
 };
 
 // By the bufferevent that owns them; one event loop per thread.
@@ -349,9 +361,6 @@ thread_local std::unordered_map<bufferevent*, std::unique_ptr<SocketIo>> socketI
 }  // namespace
 
 void attachSocketIo(bufferevent* owner, bufferevent* sock) {
-  // A socket set later is made non-blocking when the reader or the writer first meets it.
-  evutil_socket_t fd = bufferevent_getfd(sock);
-  if (fd >= 0) evutil_make_socket_nonblocking(fd);
   socketIo[owner] = std::make_unique<SocketIo>(sock);
 }
 

@@ -208,21 +208,17 @@ void Hub::countStream(Stream& st) {
   ++p.streams;
   ++p.pending;
   ++livePerDevice_[st.device()];
-  st.setCountedPending(true);
   updateStreamGauges();
 }
 
 void Hub::onStreamPaired(Stream& st) {
-  if (!st.countedPending()) return;
-  st.setCountedPending(false);
   --live_.pending;
   --livePerPolicy_[st.policy()].pending;
   updateStreamGauges();
 }
 
 void Hub::uncountStream(Stream& st) {
-  const bool pending = st.countedPending();
-  st.setCountedPending(false);
+  const bool pending = !st.pairedOnce();
   --live_.streams;
   live_.pending -= pending;
   if (auto p = livePerPolicy_.find(st.policy()); p != livePerPolicy_.end()) {
@@ -341,7 +337,6 @@ void Hub::route(Session& s) {
                                      {"devices_online", devices_.size()},
                                      {"streams", streams_.size()}});
     }
-    updateStreamGauges();
     return s.respond(200, metrics_.render(), {}, metrics::kContentType);
   }
   if (s.metricsOnly()) return s.respondError(Reject::NotFound, "no such resource");

@@ -256,6 +256,7 @@ uint64_t Stream::bytes(Side side) const {
 }
 
 void Stream::onPaired() {
+  pairedOnce_ = true;
   owner_.onStreamPaired(*this);
   auto latency = life_.handshakeLatency();
   handshakeSeconds_.observe(std::chrono::duration<double>(latency).count());

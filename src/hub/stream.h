@@ -93,9 +93,8 @@ class Stream : public Deletable, private SideEvents {
   const std::string& token(Side side) const { return tokens_.token(side); }
   const StreamLifecycle& life() const { return life_; }
   bool paired() const { return life_.state() == StreamLifecycle::State::Paired; }
-  // The owner's bookkeeping: whether it counts this stream among its pending ones.
-  bool countedPending() const { return countedPending_; }
-  void setCountedPending(bool counted) { countedPending_ = counted; }
+  // Whether the stream paired (onStreamPaired was called), even if it has ended since.
+  bool pairedOnce() const { return pairedOnce_; }
 
   // The stream for the admin API, and its audit record (ending now).
   nlohmann::json describe() const;
@@ -147,7 +146,7 @@ class Stream : public Deletable, private SideEvents {
   void onTimer();
 
   StreamOwner& owner_;
-  bool countedPending_ = false;
+  bool pairedOnce_ = false;
   StreamSettings settings_;
   metrics::Histogram& handshakeSeconds_;
   metrics::Counter* counted_[2];  // what each side sends
