@@ -178,7 +178,7 @@ void StreamPump::internalError() {
 void StreamPump::finish(const std::string& reason, bool clean) {
   if (finished_) return;
   finished_ = true;
-  endConnection(loop_, std::move(tcp_), clean);
+  endConnection(loop_, std::move(tcp_), clean, tcpEof_ && tcpShutdown_);
   if (done_) done_(this, reason);
 }
 

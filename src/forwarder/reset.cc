@@ -17,10 +17,12 @@ void resetConnection(BufferEventPtr bev) {
   bev.reset();  // BEV_OPT_CLOSE_ON_FREE: the close sends the reset
 }
 
-void endConnection(Loop& loop, BufferEventPtr bev, bool clean) {
+void endConnection(Loop& loop, BufferEventPtr bev, bool clean, bool bothShut) {
   if (!bev) return;
   bufferevent_setcb(bev.get(), nullptr, nullptr, nullptr, nullptr);
-  if (clean) {
+  if (clean && bothShut && evbuffer_get_length(bufferevent_get_output(bev.get())) == 0) {
+    bev.reset();  // BEV_OPT_CLOSE_ON_FREE: a plain close, both FINs are through
+  } else if (clean) {
     loop.closeAfterFlush(std::move(bev));
   } else {
     resetConnection(std::move(bev));

@@ -13,7 +13,9 @@ namespace ds {
 void resetConnection(BufferEventPtr bev);
 
 // The end of a pump's TCP side: after a normal end (clean) what is queued is flushed and the
-// socket lingers as usual (Loop::closeAfterFlush); after any other end it is reset.
-void endConnection(Loop& loop, BufferEventPtr bev, bool clean);
+// socket lingers as usual (Loop::closeAfterFlush); after any other end it is reset. `bothShut`
+// says that the peer's FIN was read and ours sent with nothing left queued: the conversation is
+// over, so the socket closes at once instead of lingering for a FIN it already has.
+void endConnection(Loop& loop, BufferEventPtr bev, bool clean, bool bothShut = false);
 
 }  // namespace ds
