@@ -88,18 +88,18 @@ Stream* Hub::initiate(const PolicyRecord& policy, const std::string& deviceId,
     reject(answer, Reject::Forbidden, why);
     return nullptr;
   }
-  std::optional<DeviceRecord> dev = registry_->device(deviceId);
-  if (!dev) {
-    reject(answer, Reject::DeviceUnknown, "no device '" + deviceId + "'");
-    return nullptr;
-  }
-  if (!dev->enabled) {
-    reject(answer, Reject::Disabled, "device is disabled");
-    return nullptr;
-  }
+  // A connected device exists and is enabled: removing or disabling one disconnects it
+  // (admin_api.cc). Only a device without a channel is looked up, to tell the three apart.
   auto it = devices_.find(deviceId);
   if (it == devices_.end()) {
-    reject(answer, Reject::DeviceOffline, "device '" + deviceId + "' is not connected");
+    std::optional<DeviceRecord> dev = registry_->device(deviceId);
+    if (!dev) {
+      reject(answer, Reject::DeviceUnknown, "no device '" + deviceId + "'");
+    } else if (!dev->enabled) {
+      reject(answer, Reject::Disabled, "device is disabled");
+    } else {
+      reject(answer, Reject::DeviceOffline, "device '" + deviceId + "' is not connected");
+    }
     return nullptr;
   }
   // Limits: each answer is 429 with Retry-After, so well-behaved clients back off.
