@@ -351,7 +351,8 @@ PROGRAMS_KNOW_MULTIPLEX = True
 # path, not the configured limits.
 LIMITS = {"hub.yaml": ("max_streams", "max_streams_per_device", "max_pending_handshakes",
                        "new_streams_per_second", "max_connections", "max_connections_per_address",
-                       "max_tls_handshakes", "max_streams_per_policy", "max_pending_per_policy"),
+                       "max_tls_handshakes", "max_tls_handshakes_per_address",
+                       "max_streams_per_policy", "max_pending_per_policy"),
           "agent.yaml": ("max_streams",),
           "daemon.yaml": ("max_clients", "max_clients_per_address")}
 

@@ -56,10 +56,11 @@ Hub::Hub(Loop& loop, config::HubConfig cfg)
       cfg_(std::move(cfg)),
       acceptor_(
           loop, {cfg_.maxConnections, cfg_.maxConnectionsPerAddress},
-          [this](evutil_socket_t fd, const sockaddr*, Admission::Ticket t) {
-            onAccept(fd, std::move(t), false);
+          [this](evutil_socket_t fd, const sockaddr* peer, Admission::Ticket t) {
+            onAccept(fd, peer, std::move(t), false);
           },
           "hub"),
+      handshakes_({cfg_.maxTlsHandshakes, cfg_.maxTlsHandshakesPerAddress}),
       auditTimer_(loop_, [this] { writeAuditQueue(); }),
       devicesConnected_(
           metrics_.gauge("devstreams_devices_connected", "Devices with an open control channel")),
@@ -112,8 +113,8 @@ bool Hub::start(std::string& err) {
   if (cfg_.metricsListen) {
     metricsAcceptor_ = std::make_unique<Acceptor>(
         loop_, AdmissionLimits{64, 16},
-        [this](evutil_socket_t fd, const sockaddr*, Admission::Ticket t) {
-          onAccept(fd, std::move(t), true);
+        [this](evutil_socket_t fd, const sockaddr* peer, Admission::Ticket t) {
+          onAccept(fd, peer, std::move(t), true);
         },
         "hub metrics");
     if (!metricsAcceptor_->listen(cfg_.metricsListen->host, cfg_.metricsListen->port, metricsPort_,
@@ -141,16 +142,30 @@ void Hub::shutdown() {
   writeAuditQueue();
 }
 
-void Hub::onAccept(evutil_socket_t fd, Admission::Ticket ticket, bool metricsOnly) {
+void Hub::onAccept(evutil_socket_t fd, const sockaddr* peer, Admission::Ticket ticket,
+                   bool metricsOnly) {
   net::setNoDelay(fd);
   BufferEventPtr bev;
+  Admission::Ticket handshake;
   if (metricsOnly) {
     bev = newSocketBufferEvent(loop_, fd);
   } else {
-    // Handshakes cost the hub a signature each: past the limit a new connection is closed
-    // before any TLS work (its client retries, as for a refused connection).
-    if (handshakes_ >= cfg_.maxTlsHandshakes) {
+    // Handshakes cost the hub a signature each, and a silent client holds one until the request
+    // timeout: past either limit a new connection is closed before any TLS work (its client
+    // retries, as for a refused connection). The per-address share keeps one source from
+    // holding every slot.
+    Admission::Verdict why = Admission::Verdict::Ok;
+    handshake = handshakes_.admit(peer, why);
+    if (!handshake) {
       connectionsRefused_.inc();
+      auto now = std::chrono::steady_clock::now();
+      if (now - lastHandshakeRefusalLog_ > std::chrono::seconds(1)) {
+        lastHandshakeRefusalLog_ = now;
+        LOG_WARN("hub: connection from %s closed: %s", peerName(fd).c_str(),
+                 why == Admission::Verdict::PerAddress
+                     ? "too many TLS handshakes in progress from that address"
+                     : "too many TLS handshakes in progress");
+      }
       evutil_closesocket(fd);
       return;
     }
@@ -158,8 +173,8 @@ void Hub::onAccept(evutil_socket_t fd, Admission::Ticket ticket, bool metricsOnl
   }
   if (!bev) return;
   auto s = std::make_unique<Session>(loop_, std::move(bev), std::move(ticket), httpOptions_,
-                                     static_cast<Session::Owner&>(*this),
-                                     metricsOnly ? nullptr : &handshakes_);
+                                     static_cast<Session::Owner&>(*this), std::move(handshake),
+                                     metricsOnly);
   Session* raw = s.get();
   sessions_.emplace(raw, std::move(s));
   raw->start();

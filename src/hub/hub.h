@@ -8,6 +8,7 @@
 // start-up of the registry and TLS (bootstrap.h).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -59,7 +60,8 @@ class Hub : private Session::Owner,
   size_t streamCount() const { return streams_.size(); }
 
  private:
-  void onAccept(evutil_socket_t fd, Admission::Ticket ticket, bool metricsOnly);
+  void onAccept(evutil_socket_t fd, const sockaddr* peer, Admission::Ticket ticket,
+                bool metricsOnly);
   // Session::Owner
   void route(Session& s) override;
   void endSession(Session& s) override;
@@ -121,8 +123,9 @@ class Hub : private Session::Owner,
   std::unique_ptr<Acceptor> metricsAcceptor_;
   uint16_t port_ = 0;
   uint16_t metricsPort_ = 0;
-  uint64_t handshakes_ = 0;  // TLS handshakes in progress
-  std::string decoyKey_;     // verifies tokens of unknown devices and policies
+  Admission handshakes_;  // TLS handshakes in progress, in all and per source address
+  std::chrono::steady_clock::time_point lastHandshakeRefusalLog_{};
+  std::string decoyKey_;  // verifies tokens of unknown devices and policies
   WsLimits wsLimits_;
   mux::Limits muxLimits_;
   std::map<Session*, std::unique_ptr<Session>> sessions_;

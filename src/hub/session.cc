@@ -7,24 +7,17 @@
 namespace ds::hub {
 
 Session::Session(Loop& loop, BufferEventPtr bev, Admission::Ticket ticket,
-                 const HttpServerOptions& options, Owner& owner, uint64_t* handshakes)
+                 const HttpServerOptions& options, Owner& owner, Admission::Ticket handshake,
+                 bool metricsOnly)
     : loop_(loop),
       owner_(owner),
       ticket_(std::move(ticket)),
-      handshakes_(handshakes),
-      handshaking_(handshakes != nullptr),
+      handshake_(std::move(handshake)),
+      metricsOnly_(metricsOnly),
       requestTimeout_(options.requestTimeout),
-      http_(loop, std::move(bev), options, *this) {
-  if (handshakes_) ++*handshakes_;
-}
+      http_(loop, std::move(bev), options, *this) {}
 
 Session::~Session() = default;
-
-void Session::handshakeDone() {
-  if (!handshaking_) return;
-  handshaking_ = false;
-  --*handshakes_;
-}
 
 void Session::onRequest(HttpServerSession&) { owner_.route(*this); }
 

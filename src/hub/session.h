@@ -32,18 +32,19 @@ class Session : public Deletable, private HttpServerSession::Handler {
     virtual void endSession(Session& s) = 0;
   };
 
-  // `handshakes` counts the TLS handshakes in progress: this session is counted in it until its
-  // connection is established or the session ends. Null for the plain metrics listener, whose
-  // sessions serve /metrics and /healthz only.
+  // `handshake` is this session's slot among the TLS handshakes in progress, held until its
+  // connection is established or the session ends. `metricsOnly`: the plain metrics listener,
+  // whose sessions serve /metrics and /healthz only (and hold no handshake slot).
   Session(Loop& loop, BufferEventPtr bev, Admission::Ticket ticket,
-          const HttpServerOptions& options, Owner& owner, uint64_t* handshakes);
+          const HttpServerOptions& options, Owner& owner, Admission::Ticket handshake,
+          bool metricsOnly);
   ~Session() override;
   void start() { http_.start(); }
 
   const http::Request& request() const { return http_.request(); }
   const std::string& body() const { return http_.body(); }
   const std::string& peer() const { return http_.peer(); }
-  bool metricsOnly() const { return handshakes_ == nullptr; }
+  bool metricsOnly() const { return metricsOnly_; }
 
   void respond(int status, std::string_view body, const std::vector<http::Header>& extra = {},
                std::string_view contentType = "application/json");
@@ -71,13 +72,13 @@ class Session : public Deletable, private HttpServerSession::Handler {
   void onRefused(HttpServerSession&, int status, std::string_view reason) override;
   void onEnd(HttpServerSession&) override;
   void onEstablished(HttpServerSession&) override { handshakeDone(); }
-  void handshakeDone();
+  void handshakeDone() { handshake_ = {}; }
 
   Loop& loop_;
   Owner& owner_;
   Admission::Ticket ticket_;
-  uint64_t* handshakes_;
-  bool handshaking_;
+  Admission::Ticket handshake_;
+  bool metricsOnly_;
   std::chrono::milliseconds requestTimeout_;
   HttpServerSession http_;
 };

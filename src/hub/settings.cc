@@ -40,6 +40,7 @@ HubConfig parseHub(std::string_view text, const std::string& file) {
              "max_connections",
              "max_connections_per_address",
              "max_tls_handshakes",
+             "max_tls_handshakes_per_address",
              "max_streams_per_policy",
              "max_pending_per_policy",
              "max_token_lifetime",
@@ -95,6 +96,7 @@ HubConfig parseHub(std::string_view text, const std::string& file) {
   readIf(ctx, m, "max_connections", c.maxConnections, count);
   readIf(ctx, m, "max_connections_per_address", c.maxConnectionsPerAddress, count);
   readIf(ctx, m, "max_tls_handshakes", c.maxTlsHandshakes, count);
+  readIf(ctx, m, "max_tls_handshakes_per_address", c.maxTlsHandshakesPerAddress, count);
   readIf(ctx, m, "max_streams_per_policy", c.maxStreamsPerPolicy, count);
   readIf(ctx, m, "max_pending_per_policy", c.maxPendingPerPolicy, count);
   if (const Value* v = m.find("max_token_lifetime")) {

@@ -44,6 +44,7 @@ struct HubConfig {
   uint64_t maxConnections = 20000;               // open connections, all kinds
   uint64_t maxConnectionsPerAddress = 4096;      // open connections from one source address
   uint64_t maxTlsHandshakes = 256;               // TLS handshakes in progress
+  uint64_t maxTlsHandshakesPerAddress = 32;      // of them from one source address
   uint64_t maxStreamsPerPolicy = 5000;           // concurrent streams of one service policy
   uint64_t maxPendingPerPolicy = 500;            // streams of one policy not yet paired
   std::chrono::seconds maxTokenLifetime{86400};  // SAS tokens expiring further ahead: 401

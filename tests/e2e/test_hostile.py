@@ -262,6 +262,21 @@ class Floods(HostileHub):
             c.close()
         wait_until(lambda: healthy(self.stack), 10, "hub serves")
 
+    def test_one_address_holds_only_its_share_of_tls_handshakes(self):
+        # Silent sockets from one source would otherwise hold every slot until request_timeout.
+        self.reconfigure(max_tls_handshakes=16, max_tls_handshakes_per_address=3,
+                         request_timeout="30s")
+        held = [connect_from("127.0.0.2", self.stack.hub_port) for _ in range(3)]
+        self.addCleanup(lambda: [c.close() for c in held])
+        time.sleep(0.3)
+        extra = connect_from("127.0.0.2", self.stack.hub_port)
+        self.assertTrue(closed_at_once(extra), "a fourth handshake from one address was started")
+        extra.close()
+        # Another source still gets a TLS handshake and an answer while the three are held.
+        wait_until(lambda: healthy(self.stack), 10, "hub serves another address")
+        self.assertIn("too many TLS handshakes in progress from that address",
+                      self.stack.log("hub"))
+
     def test_out_of_descriptors_does_not_spin_and_recovers(self):
         s = self.stack
         s.stop("hub")

@@ -59,8 +59,9 @@ class AdminApiTest : public ::testing::Test, public AdminApi::Host, public Sessi
     EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
     evutil_make_socket_nonblocking(fds[0]);
     evutil_make_socket_nonblocking(fds[1]);
-    auto s = std::make_unique<Session>(loop_, newSocketBufferEvent(loop_, fds[0]),
-                                       Admission::Ticket{}, HttpServerOptions{}, *this, nullptr);
+    auto s =
+        std::make_unique<Session>(loop_, newSocketBufferEvent(loop_, fds[0]), Admission::Ticket{},
+                                  HttpServerOptions{}, *this, Admission::Ticket{}, true);
     s->start();
     sessions_.push_back(std::move(s));
     std::string req = method + " " + target + " HTTP/1.1\r\nHost: hub\r\n";
