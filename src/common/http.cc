@@ -203,6 +203,12 @@ const std::string* Headers::find(std::string_view name) const {
   return nullptr;
 }
 
+size_t Headers::count(std::string_view name) const {
+  size_t n = 0;
+  for (const auto& h : list) n += equalsIgnoreCase(h.name, name) ? 1 : 0;
+  return n;
+}
+
 bool Headers::hasToken(std::string_view name, std::string_view token) const {
   for (const auto& h : list) {
     if (!equalsIgnoreCase(h.name, name)) continue;
@@ -219,8 +225,18 @@ bool Headers::hasToken(std::string_view name, std::string_view token) const {
 
 ParseResult parseRequest(std::string_view data, Request& out, const Limits& limits) {
   out = Request{};
-  return parseHead(data, limits, true, out.headers,
-                   [&](std::string_view line) { return parseRequestLine(line, out, limits); });
+  ParseResult r = parseHead(data, limits, true, out.headers, [&](std::string_view line) {
+    return parseRequestLine(line, out, limits);
+  });
+  if (r.status != ParseStatus::Done) return r;
+  // RFC 9112 3.2: never two Host fields, and one in an HTTP/1.1 request to an origin (a proxy's
+  // absolute-form and CONNECT targets name their host themselves).
+  const size_t hosts = out.headers.count("Host");
+  if (hosts > 1) return invalid(400, "more than one Host header");
+  if (hosts == 0 && out.minorVersion >= 1 && out.target.front() == '/') {
+    return invalid(400, "HTTP/1.1 request without Host");
+  }
+  return r;
 }
 
 ParseResult parseResponse(std::string_view data, Response& out, const Limits& limits) {
@@ -265,6 +281,10 @@ const char* reasonPhrase(int status) {
       return "Switching Protocols";
     case 200:
       return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
     case 400:
       return "Bad Request";
     case 401:
@@ -275,6 +295,8 @@ const char* reasonPhrase(int status) {
       return "Not Found";
     case 405:
       return "Method Not Allowed";
+    case 407:
+      return "Proxy Authentication Required";
     case 408:
       return "Request Timeout";
     case 409:
@@ -291,6 +313,8 @@ const char* reasonPhrase(int status) {
       return "Request Header Fields Too Large";
     case 500:
       return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
     case 502:
       return "Bad Gateway";
     case 503:

@@ -34,6 +34,8 @@ struct Headers {
   std::vector<Header> list;
   // Case-insensitive name match; the first field with that name, or nullptr.
   const std::string* find(std::string_view name) const;
+  // How many fields have that name (case-insensitive).
+  size_t count(std::string_view name) const;
   // Whether any field with that name holds `token` in its comma-separated list, compared
   // case-insensitively after trimming SP/HTAB (e.g. Connection: keep-alive, Upgrade).
   bool hasToken(std::string_view name, std::string_view token) const;

@@ -302,6 +302,23 @@ bool checkServerResponse(const http::Response& r, const std::string& key, std::s
   return true;
 }
 
+namespace {
+
+// RFC 6455 4.1: the base64 of 16 bytes, which is 22 characters, the last of them carrying only 2
+// bits (A, Q, g or w), and "==".
+bool validKey(const std::string& key) {
+  if (key.size() != 24 || key[22] != '=' || key[23] != '=') return false;
+  for (size_t i = 0; i < 22; ++i) {
+    char c = key[i];
+    bool b64 = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+               c == '+' || c == '/';
+    if (!b64) return false;
+  }
+  return key[21] == 'A' || key[21] == 'Q' || key[21] == 'g' || key[21] == 'w';
+}
+
+}  // namespace
+
 int checkClientRequest(const http::Request& r, std::string& err) {
   if (r.method != "GET") {
     err = "upgrade must use GET";
@@ -316,8 +333,12 @@ int checkClientRequest(const http::Request& r, std::string& err) {
     err = "unsupported Sec-WebSocket-Version";
     return 426;
   }
+  if (r.minorVersion < 1) {
+    err = "a WebSocket upgrade needs HTTP/1.1";
+    return 400;
+  }
   const std::string* key = r.headers.find("Sec-WebSocket-Key");
-  if (!key || key->size() != 24) {
+  if (r.headers.count("Sec-WebSocket-Key") != 1 || !validKey(*key)) {
     err = "missing or malformed Sec-WebSocket-Key";
     return 400;
   }

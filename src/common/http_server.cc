@@ -227,7 +227,8 @@ void HttpServerSession::respond(int status, std::string_view contentType, std::s
   if (!keep) headers.push_back({"Connection", "close"});
   headers.insert(headers.end(), extra.begin(), extra.end());
   std::string out = http::formatResponseHead(status, headers);
-  if (!bodiless(status)) out.append(body);
+  // A HEAD answer is the GET answer's head: its Content-Length, no body (RFC 9110 9.3.2).
+  if (!bodiless(status) && req_.method != "HEAD") out.append(body);
   bufferevent_write(bev_.get(), out.data(), out.size());
   onGone_ = nullptr;
   if (keep) return nextRequest();

@@ -66,7 +66,7 @@ bool AdminApi::writerFor(Session& s, const std::string& id) {
 
 void AdminApi::devices(Session& s) {
   const http::Request& r = s.request();
-  if (r.method == "GET") {
+  if (s.reads()) {
     auto policy = host_.authService(s, "registry-read");
     if (!policy) return;
     json list = json::array();
@@ -75,7 +75,7 @@ void AdminApi::devices(Session& s) {
     }
     return s.respondJson(200, json{{"devices", list}});
   }
-  if (r.method != "POST") return s.respondError(405, "method_not_allowed", "use GET or POST");
+  if (r.method != "POST") return s.methodNotAllowed("GET, HEAD, POST");
   auto writer = host_.authService(s, "registry-write");
   if (!writer) return;
   auto body = proto::parseDeviceBody(s.body(), true);
@@ -108,7 +108,7 @@ void AdminApi::devices(Session& s) {
 
 void AdminApi::device(Session& s, const std::string& id) {
   const http::Request& r = s.request();
-  if (r.method == "GET") {
+  if (s.reads()) {
     auto policy = host_.authService(s, "registry-read");
     if (!policy) return;
     auto d = policy->reaches(id) ? registry_.device(id) : std::nullopt;
@@ -125,7 +125,7 @@ void AdminApi::device(Session& s, const std::string& id) {
     host_.disconnectDevice(id, 4001, "device removed");
     return s.respond(204, "");
   }
-  if (r.method != "PUT") return s.respondError(405, "method_not_allowed", "use GET, PUT, DELETE");
+  if (r.method != "PUT") return s.methodNotAllowed("GET, HEAD, PUT, DELETE");
   if (!writerFor(s, id)) return;
   auto body = proto::parseDeviceBody(s.body(), false);
   if (!body) return s.respondError(Reject::BadRequest, body.error);

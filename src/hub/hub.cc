@@ -331,8 +331,7 @@ bool Hub::metricsAllowed(Session& s) {
       sas::constantTimeEquals(std::string_view(*auth).substr(7), cfg_.metricsToken)) {
     return true;
   }
-  s.respondError(401, "unauthorized", "Bearer token required",
-                 {{"WWW-Authenticate", "Bearer realm=\"devstreams-hub\""}});
+  s.respondError(401, "unauthorized", "Bearer token required", {kBearerChallenge});
   return false;
 }
 
@@ -345,7 +344,7 @@ void Hub::route(Session& s) {
     target = target.substr(0, q);
   }
   if (target == "/healthz" || target == "/metrics") {
-    if (r.method != "GET") return s.respondError(405, "method_not_allowed", "use GET");
+    if (!s.reads()) return s.methodNotAllowed("GET, HEAD");
     if (!metricsAllowed(s)) return;
     if (target == "/healthz") {
       return s.respondJson(200, json{{"status", "ok"},
@@ -357,11 +356,11 @@ void Hub::route(Session& s) {
   if (s.metricsOnly()) return s.respondError(Reject::NotFound, "no such resource");
   if (target == "/api/v1/devices") return admin_->devices(s);
   if (target == "/api/v1/service/control") {
-    if (r.method != "GET") return s.respondError(405, "method_not_allowed", "use GET");
+    if (r.method != "GET") return s.methodNotAllowed("GET");
     return handleServiceControl(s);
   }
   if (target == "/api/v1/streams") {
-    if (r.method != "GET") return s.respondError(405, "method_not_allowed", "use GET");
+    if (!s.reads()) return s.methodNotAllowed("GET, HEAD");
     return admin_->streams(s, query);
   }
   std::string id, rest;
@@ -372,20 +371,20 @@ void Hub::route(Session& s) {
     }
     if (rest.empty()) return admin_->device(s, id);
     if (rest == "/control") {
-      if (r.method != "GET") return s.respondError(405, "method_not_allowed", "use GET");
+      if (r.method != "GET") return s.methodNotAllowed("GET");
       return handleControl(s, id);
     }
     if (rest == "/streams") {
-      if (r.method != "POST") return s.respondError(405, "method_not_allowed", "use POST");
+      if (r.method != "POST") return s.methodNotAllowed("POST");
       return handleInitiate(s, id);
     }
     if (rest == "/keys/rotate") {
-      if (r.method != "POST") return s.respondError(405, "method_not_allowed", "use POST");
+      if (r.method != "POST") return s.methodNotAllowed("POST");
       return admin_->rotate(s, id);
     }
   }
   if (target.starts_with(kStreamsPrefix)) {
-    if (r.method != "GET") return s.respondError(405, "method_not_allowed", "use GET");
+    if (r.method != "GET") return s.methodNotAllowed("GET");
     return handleStreamSide(s, std::string(target.substr(kStreamsPrefix.size())));
   }
   s.respondError(Reject::NotFound, "no such resource");
@@ -409,7 +408,8 @@ std::optional<PolicyRecord> Hub::authService(Session& s, std::string_view permis
   if (auth) tok = sas::parseToken(*auth);
   if (!tok || tok->policy.empty()) {
     LOG_INFO("%s: service request without a valid SAS token", s.peer().c_str());
-    s.respondError(401, "unauthorized", "missing or malformed SharedAccessSignature");
+    s.respondError(401, "unauthorized", "missing or malformed SharedAccessSignature",
+                   {kSasChallenge});
     return std::nullopt;
   }
   std::optional<PolicyRecord> policy = registry_->policy(tok->policy);
@@ -423,7 +423,8 @@ std::optional<PolicyRecord> Hub::authService(Session& s, std::string_view permis
     LOG_INFO("%s: service token for policy '%s' refused: %s", s.peer().c_str(), tok->policy.c_str(),
              why);
     s.respondError(401, "unauthorized",
-                   tooLong ? "token expires more than max_token_lifetime ahead" : why);
+                   tooLong ? "token expires more than max_token_lifetime ahead" : why,
+                   {kSasChallenge});
     return std::nullopt;
   }
   if (!policy->allows(permission)) {
@@ -459,7 +460,7 @@ void Hub::handleControl(Session& s, const std::string& deviceId) {
     // Unknown devices and bad signatures look the same from outside.
     LOG_INFO("%s: device '%s' control refused: %s", s.peer().c_str(), deviceId.c_str(),
              dev ? sas::verdictName(v) : "unknown device");
-    return s.respondError(401, "unauthorized", "device authentication failed");
+    return s.respondError(401, "unauthorized", "device authentication failed", {kSasChallenge});
   }
   if (!dev->enabled) return s.respondError(Reject::Disabled, "device is disabled");
 

@@ -22,7 +22,7 @@ void Hub::handleStreamSide(Session& s, const std::string& streamId) {
   if (!s.checkUpgrade()) return;
   const std::string* auth = s.request().headers.find("Authorization");
   if (!auth || !auth->starts_with("Bearer ")) {
-    return s.respondError(401, "unauthorized", "Bearer stream token required");
+    return s.respondError(401, "unauthorized", "Bearer stream token required", {kBearerChallenge});
   }
   if (!streams_.count(streamId)) {
     return s.respondError(Reject::StreamUnknown, "no such stream (ended or expired)");

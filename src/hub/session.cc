@@ -68,6 +68,11 @@ void Session::respondError(proto::Reject r, std::string_view message) {
   respondError(proto::info(r).httpStatus, proto::name(r), message);
 }
 
+void Session::methodNotAllowed(std::string_view allow) {
+  respondError(405, "method_not_allowed", "use " + std::string(allow),
+               {{"Allow", std::string(allow)}});
+}
+
 bool Session::checkUpgrade() {
   std::string err;
   int status = wshs::checkClientRequest(request(), err);

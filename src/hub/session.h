@@ -21,6 +21,12 @@
 
 namespace ds::hub {
 
+// The challenges of the hub's 401 answers (RFC 9110 11.6.1): service and device requests carry
+// a SharedAccessSignature, stream sides and a protected /metrics a bearer token.
+inline const http::Header kSasChallenge{"WWW-Authenticate",
+                                        "SharedAccessSignature realm=\"devstreams-hub\""};
+inline const http::Header kBearerChallenge{"WWW-Authenticate", "Bearer realm=\"devstreams-hub\""};
+
 class Session : public Deletable, private HttpServerSession::Handler {
  public:
   // What the hub does with a session: route its request, and take it back when it is over
@@ -54,6 +60,10 @@ class Session : public Deletable, private HttpServerSession::Handler {
   void respondError(int status, std::string_view code, std::string_view message,
                     const std::vector<http::Header>& extra = {});
   void respondError(proto::Reject r, std::string_view message);
+  // 405 with the Allow field (RFC 9110 15.5.6), e.g. "GET, HEAD".
+  void methodNotAllowed(std::string_view allow);
+  // Whether the request reads: GET, or HEAD (answered as GET, without the body).
+  bool reads() const { return request().method == "GET" || request().method == "HEAD"; }
 
   // The request is answered later (stream initiation waits for the device); a client that goes
   // away first runs `onGone`. Null: stop watching.

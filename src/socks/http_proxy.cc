@@ -401,14 +401,10 @@ int httpStatusFor(Reply r) {
   return 502;
 }
 
-const char* httpReason(int status) {
-  if (status == 407) return "Proxy Authentication Required";
-  return http::reasonPhrase(status);
-}
-
 std::string httpResponse(int status, const std::vector<http::Header>& extra,
                          std::string_view contentType, std::string_view body, bool withBody) {
-  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + httpReason(status) + "\r\n";
+  std::string out =
+      "HTTP/1.1 " + std::to_string(status) + " " + http::reasonPhrase(status) + "\r\n";
   for (const auto& h : extra) out += h.name + ": " + h.value + "\r\n";
   out += "Content-Type: ";
   out += contentType;
@@ -418,7 +414,7 @@ std::string httpResponse(int status, const std::vector<http::Header>& extra,
 }
 
 std::string httpError(int status, std::string_view detail) {
-  std::string body = std::to_string(status) + " " + httpReason(status);
+  std::string body = std::to_string(status) + " " + http::reasonPhrase(status);
   if (!detail.empty()) {
     body += ": ";
     for (char c : detail) {

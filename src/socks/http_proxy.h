@@ -135,8 +135,6 @@ std::optional<BasicCredentials> parseBasicAuth(std::string_view value);
 // NetworkUnreachable 503, ConnectionRefused 502, TtlExpired 504, CommandNotSupported 405,
 // AddressTypeNotSupported 400, anything else 502.
 int httpStatusFor(Reply r);
-// Reason phrase, including the proxy's own 407.
-const char* httpReason(int status);
 
 // A complete response with "Connection: close" and Content-Length. `extra` fields come first;
 // `withBody` false (HEAD) sends the length but not the body.

@@ -184,7 +184,7 @@ TEST_F(HttpServerTest, RequestOneByteAtATime) {
 
 TEST_F(HttpServerTest, AnswerClosesWithoutKeepAlive) {
   connect();
-  client_.write("GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
+  client_.write("GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n");
   Answer a = answer();
   EXPECT_EQ(a.status, 200);
   ASSERT_NE(a.head.headers.find("Connection"), nullptr);
@@ -198,7 +198,9 @@ TEST_F(HttpServerTest, KeepAliveAnswersPipelinedRequestsInOrder) {
   HttpServerOptions o;
   o.keepAlive = true;
   connect(o);
-  client_.write("GET /a HTTP/1.1\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 2\r\n\r\nhiGET /c");
+  client_.write(
+      "GET /a HTTP/1.1\r\nHost: h\r\n\r\nPOST /b HTTP/1.1\r\nHost: h\r\nContent-Length: "
+      "2\r\n\r\nhiGET /c");
   Answer a = answer();
   Answer b = answer();
   EXPECT_EQ(a.body, "GET /a ");
@@ -207,7 +209,7 @@ TEST_F(HttpServerTest, KeepAliveAnswersPipelinedRequestsInOrder) {
   EXPECT_FALSE(client_.eof);
   EXPECT_FALSE(ended_);
   // The rest of the third request, asking to close.
-  client_.write(" HTTP/1.1\r\nConnection: close\r\n\r\n");
+  client_.write(" HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
   Answer c = answer();
   EXPECT_EQ(c.body, "GET /c ");
   ASSERT_NE(c.head.headers.find("Connection"), nullptr);
@@ -228,7 +230,7 @@ TEST_F(HttpServerTest, OversizeHeadIs431) {
   HttpServerOptions o;
   o.maxHeadBytes = 256;
   connect(o);
-  client_.write("GET / HTTP/1.1\r\nX-Big: " + std::string(300, 'a'));
+  client_.write("GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + std::string(300, 'a'));
   EXPECT_EQ(answer().status, 431);
   EXPECT_EQ(refusals_, std::vector<int>{431});
   EXPECT_TRUE(requests_.empty());
@@ -239,12 +241,13 @@ TEST_F(HttpServerTest, OversizeBodyIs413BeforeItArrives) {
   HttpServerOptions o;
   o.maxBodyBytes = 100;
   connect(o);
-  client_.write("POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n");
+  client_.write("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 101\r\n\r\n");
   EXPECT_EQ(answer().status, 413);
   EXPECT_TRUE(requests_.empty());
   // The limit itself is fine.
   connect(o);
-  client_.write("POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\n" + std::string(100, 'b'));
+  client_.write("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\n" +
+                std::string(100, 'b'));
   EXPECT_EQ(answer().status, 200);
 }
 
@@ -253,18 +256,19 @@ TEST_F(HttpServerTest, MalformedRequestsAreRefused) {
       {"GET / HTTP/1.1\n\n", 400},
       {"GET  / HTTP/1.1\r\n\r\n", 400},
       {"GET / HTTP/2.0\r\n\r\n", 505},
-      {"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400},
-      {"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: x\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400},
   });
 }
 
 TEST_F(HttpServerTest, TransferEncodingIs501OrForAmbiguousFraming400) {
   expectRefused({
-      {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501},
-      {"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n", 501},
-      {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501},
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n", 501},
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc",
+       400},
       {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
-      {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400},
   });
 }
 
@@ -332,7 +336,7 @@ TEST_F(HttpServerTest, HalfCloseAfterRequestStillGetsTheAnswerWhenAsked) {
 TEST_F(HttpServerTest, UpgradeHandsOverTheConnectionWithWhatFollowsTheHead) {
   mode_ = Mode::Upgrade;
   connect();
-  client_.write("GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\nearly");
+  client_.write("GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\nearly");
   ASSERT_TRUE(runUntil([&] { return taken_ != nullptr; }));
   EXPECT_TRUE(ended_);
   evbuffer* in = bufferevent_get_input(taken_.get());
@@ -350,7 +354,7 @@ TEST_F(HttpServerTest, IncompleteRequestTimesOutWith408) {
   HttpServerOptions o;
   o.requestTimeout = std::chrono::milliseconds(5);
   connect(o);
-  client_.write("GET / HTTP/1.1\r\n");
+  client_.write("GET / HTTP/1.1\r\nHost: h\r\n");
   EXPECT_EQ(answer().status, 408);
   EXPECT_EQ(refusals_, std::vector<int>{408});
 }
@@ -377,7 +381,7 @@ TEST_F(HttpServerTest, HandlerThatThrowsGets500AndTheSessionEnds) {
 
 TEST_F(HttpServerTest, ExpectContinueGetsAnInterimAnswer) {
   connect();
-  client_.write("POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+  client_.write("POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
   Answer interim = answer();
   EXPECT_EQ(interim.status, 100);
   EXPECT_TRUE(requests_.empty());

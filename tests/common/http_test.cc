@@ -178,7 +178,7 @@ TEST(HttpRequest, RejectsMalformed) {
       "GET / HTTP/1.1\r\n\n",                     // LF after the last line
   };
   for (const char* s : bad) EXPECT_EQ(requestError(s), 400) << s;
-  const char withNul[] = "GET / HTTP/1.1\r\nA: b\0c\r\n\r\n";
+  const char withNul[] = "GET / HTTP/1.1\r\nHost: h\r\nA: b\0c\r\n\r\n";
   EXPECT_EQ(requestError(std::string_view(withNul, sizeof(withNul) - 1)), 400);
 }
 
@@ -189,8 +189,26 @@ TEST(HttpRequest, BadLineEndingsAreRefusedBeforeTheHeadEnds) {
   // A CR as the last byte may still be followed by its LF.
   EXPECT_EQ(requestError("GET / HTTP/1.1\r"), 0);
   // A bad complete line is refused before the rest arrives.
-  EXPECT_EQ(requestError("GET / HTTP/1.1\r\nHost : x\r\n"), 400);
+  EXPECT_EQ(requestError("GET / HTTP/1.1\r\nHost: h\r\nHost : x\r\n"), 400);
   EXPECT_EQ(requestError("GET / HTTP/2.0\r\n"), 505);
+}
+
+TEST(HttpRequest, HostOncePerRequestAndInEveryHttp11OriginRequest) {
+  // RFC 9112 3.2.
+  EXPECT_EQ(requestError("GET / HTTP/1.1\r\n\r\n"), 400);
+  EXPECT_EQ(requestError("GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n"), 400);
+  EXPECT_EQ(requestError("GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n"), 400);
+  EXPECT_EQ(requestError("GET / HTTP/1.0\r\n\r\n"), -1);
+  // A proxy's targets name their host themselves.
+  EXPECT_EQ(requestError("GET http://a/ HTTP/1.1\r\n\r\n"), -1);
+  EXPECT_EQ(requestError("CONNECT a:22 HTTP/1.1\r\n\r\n"), -1);
+}
+
+TEST(HttpResponse, EveryStatusWeSendHasItsReasonPhrase) {
+  for (int status : {101, 200, 201, 204, 400, 401, 403, 404, 405, 407, 408, 409,
+                     413, 414, 426, 429, 431, 500, 501, 502, 503, 504, 505}) {
+    EXPECT_STRNE(reasonPhrase(status), "Unknown") << status;
+  }
 }
 
 TEST(HttpRequest, RejectsOtherVersions) {
@@ -200,9 +218,9 @@ TEST(HttpRequest, RejectsOtherVersions) {
 }
 
 TEST(HttpRequest, TargetLimit) {
-  std::string ok = "GET /" + std::string(8191, 'a') + " HTTP/1.1\r\n\r\n";
+  std::string ok = "GET /" + std::string(8191, 'a') + " HTTP/1.1\r\nHost: h\r\n\r\n";
   EXPECT_EQ(requestError(ok), -1);
-  std::string tooLong = "GET /" + std::string(8192, 'a') + " HTTP/1.1\r\n\r\n";
+  std::string tooLong = "GET /" + std::string(8192, 'a') + " HTTP/1.1\r\nHost: h\r\n\r\n";
   EXPECT_EQ(requestError(tooLong), 414);
   // Without a version the long target is still what is wrong.
   EXPECT_EQ(requestError("GET /" + std::string(9000, 'a') + "\r\n\r\n"), 414);
@@ -214,12 +232,12 @@ TEST(HttpRequest, TargetLimit) {
   EXPECT_EQ(requestError("GET /" + std::string(9000, 'a')), 0);
   Limits small;
   small.maxTargetBytes = 4;
-  EXPECT_EQ(requestError("GET /abc HTTP/1.1\r\n\r\n", small), -1);
-  EXPECT_EQ(requestError("GET /abcd HTTP/1.1\r\n\r\n", small), 414);
+  EXPECT_EQ(requestError("GET /abc HTTP/1.1\r\nHost: h\r\n\r\n", small), -1);
+  EXPECT_EQ(requestError("GET /abcd HTTP/1.1\r\nHost: h\r\n\r\n", small), 414);
 }
 
 TEST(HttpRequest, HeadSizeLimit) {
-  std::string head = "GET / HTTP/1.1\r\nX: ";
+  std::string head = "GET / HTTP/1.1\r\nHost: h\r\nX: ";
   const size_t limit = Limits{}.maxHeadBytes;
   head += std::string(limit - head.size() - 4, 'v');
   head += "\r\n\r\n";
@@ -230,28 +248,28 @@ TEST(HttpRequest, HeadSizeLimit) {
   EXPECT_EQ(res.consumed, limit);
 
   std::string over = head;
-  over.insert(20, "v");
+  over.insert(30, "v");
   EXPECT_EQ(requestError(over), 431);
   // Enforced before the head is complete.
   EXPECT_EQ(requestError(over.substr(0, limit)), 0);
   EXPECT_EQ(requestError(over.substr(0, limit + 1)), 431);
-  EXPECT_EQ(requestError("GET / HTTP/1.1\r\nX: " + std::string(limit, 'v')), 431);
+  EXPECT_EQ(requestError("GET / HTTP/1.1\r\nHost: h\r\nX: " + std::string(limit, 'v')), 431);
 
   Limits tiny;
-  tiny.maxHeadBytes = 20;
-  EXPECT_EQ(requestError("GET / HTTP/1.1\r\n\r\n", tiny), -1);
-  EXPECT_EQ(requestError("GET / HTTP/1.1\r\nA: b\r\n\r\n", tiny), 431);
+  tiny.maxHeadBytes = 27;
+  EXPECT_EQ(requestError("GET / HTTP/1.1\r\nHost: h\r\n\r\n", tiny), -1);
+  EXPECT_EQ(requestError("GET / HTTP/1.1\r\nHost: h\r\nA: b\r\n\r\n", tiny), 431);
 }
 
 TEST(HttpRequest, HeaderCountLimit) {
   Limits l;
   l.maxHeaders = 3;
-  EXPECT_EQ(requestError("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", l), -1);
-  EXPECT_EQ(requestError("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n", l), 431);
+  EXPECT_EQ(requestError("GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\n\r\n", l), -1);
+  EXPECT_EQ(requestError("GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", l), 431);
   // Enforced as soon as the extra line is complete.
-  EXPECT_EQ(requestError("GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n", l), 431);
+  EXPECT_EQ(requestError("GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n", l), 431);
 
-  std::string many = "GET / HTTP/1.1\r\n";
+  std::string many = "GET / HTTP/1.1\r\nHost: h\r\n";
   for (int i = 0; i < 65; ++i) many += "X-" + std::to_string(i) + ": v\r\n";
   EXPECT_EQ(requestError(many + "\r\n"), 431);
 }

@@ -97,31 +97,50 @@ INSTANTIATE_TEST_SUITE_P(
     All, WsHandshakeBadRequest,
     ::testing::Values(
         BadRequest{
-            "POST /x HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "POST /x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
             405},
         BadRequest{
-            "GET /x HTTP/1.1\r\nConnection: Upgrade\r\n"
+            "GET /x HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\n"
             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
             426},
         BadRequest{
-            "GET /x HTTP/1.1\r\nUpgrade: websocket\r\nConnection: keep-alive\r\n"
+            "GET /x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: keep-alive\r\n"
             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
             426},
         BadRequest{
-            "GET /x HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "GET /x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
             426},
-        BadRequest{"GET /x HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        BadRequest{"GET /x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                    "Sec-WebSocket-Version: 13\r\n\r\n",
                    400},
-        BadRequest{"GET /x HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        BadRequest{"GET /x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                    "Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                   400}));
+                   400},
+        // 24 characters that are not the base64 of 16 bytes (RFC 6455 4.1).
+        BadRequest{
+            "GET /x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: ************************\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            400},
+        BadRequest{
+            "GET /x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZR==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            400},
+        BadRequest{
+            "GET /x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            400},
+        // An upgrade needs HTTP/1.1.
+        BadRequest{
+            "GET /x HTTP/1.0\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            400}));
 
 TEST(WsHandshake, ConnectionTokenListIsSearched) {
   http::Request r = parseReq(
-      "GET / HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n"
+      "GET / HTTP/1.1\r\nHost: h\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\n"
       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
   std::string err;
   EXPECT_EQ(wshs::checkClientRequest(r, err), 0) << err;

@@ -180,7 +180,8 @@ TEST_F(ControlApiTest, AnswersAGetWithJson) {
 
 TEST_F(ControlApiTest, PathIsPercentDecodedAndQuerySplitOff) {
   startServer();
-  Answer a = exchange("DELETE /v1/forwards/%5B%3a%3A1%5D:2222+x?a=1&b=%20 HTTP/1.1\r\n\r\n");
+  Answer a =
+      exchange("DELETE /v1/forwards/%5B%3a%3A1%5D:2222+x?a=1&b=%20 HTTP/1.1\r\nHost: h\r\n\r\n");
   EXPECT_EQ(a.status, 200);
   ASSERT_EQ(requests_.size(), 1u);
   EXPECT_EQ(requests_[0].method, "DELETE");
@@ -192,7 +193,7 @@ TEST_F(ControlApiTest, DeliversTheBody) {
   startServer();
   std::string body = R"({"listen":"127.0.0.1:0","device":"dev01","port":22})";
   Answer a = exchange(
-      "POST /v1/forwards HTTP/1.1\r\nContent-Type: application/json\r\n"
+      "POST /v1/forwards HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\n"
       "Content-Length: " +
       std::to_string(body.size()) + "\r\n\r\n" + body);
   EXPECT_EQ(a.status, 200);
@@ -204,7 +205,9 @@ TEST_F(ControlApiTest, ExpectContinueGetsAnInterimAnswer) {
   startServer();
   int fd = connectTo(path_);
   ASSERT_GE(fd, 0);
-  writeAll(fd, "POST /v1/forwards HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+  writeAll(
+      fd,
+      "POST /v1/forwards HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
   // The client waits for the interim answer before it sends the body.
   std::string raw;
   const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
@@ -224,7 +227,7 @@ TEST_F(ControlApiTest, ExpectContinueGetsAnInterimAnswer) {
 
 TEST_F(ControlApiTest, NoContentHasNoBody) {
   startServer([](const ApiRequest&, ControlApi::Respond respond) { respond({204, {}}); });
-  Answer a = exchange("DELETE /v1/forwards/127.0.0.1:2222 HTTP/1.1\r\n\r\n");
+  Answer a = exchange("DELETE /v1/forwards/127.0.0.1:2222 HTTP/1.1\r\nHost: h\r\n\r\n");
   EXPECT_EQ(a.status, 204);
   EXPECT_EQ(a.body, "");
   EXPECT_EQ(a.head.headers.find("Content-Length"), nullptr);
@@ -234,7 +237,7 @@ TEST_F(ControlApiTest, ErrorStatusesCarryTheHandlersBody) {
   startServer([](const ApiRequest&, ControlApi::Respond respond) {
     respond(apiError(404, "forward_unknown", "no forward on 127.0.0.1:9"));
   });
-  Answer a = exchange("DELETE /v1/forwards/127.0.0.1:9 HTTP/1.1\r\n\r\n");
+  Answer a = exchange("DELETE /v1/forwards/127.0.0.1:9 HTTP/1.1\r\nHost: h\r\n\r\n");
   EXPECT_EQ(a.status, 404);
   EXPECT_EQ(json::parse(a.body)["error"], "forward_unknown");
 }
@@ -243,14 +246,14 @@ TEST_F(ControlApiTest, InvalidUtf8InTheAnswerIsReplacedNotThrown) {
   startServer([](const ApiRequest&, ControlApi::Respond respond) {
     respond({200, json{{"id", std::string("dev\xff")}}});
   });
-  Answer a = exchange("GET /v1/devices HTTP/1.1\r\n\r\n");
+  Answer a = exchange("GET /v1/devices HTTP/1.1\r\nHost: h\r\n\r\n");
   EXPECT_EQ(a.status, 200);
   EXPECT_TRUE(json::parse(a.body)["id"].is_string());
 }
 
 TEST_F(ControlApiTest, HandlerExceptionIs500) {
   startServer([](const ApiRequest&, ControlApi::Respond) { throw std::runtime_error("boom"); });
-  Answer a = exchange("GET /v1/status HTTP/1.1\r\n\r\n");
+  Answer a = exchange("GET /v1/status HTTP/1.1\r\nHost: h\r\n\r\n");
   EXPECT_EQ(a.status, 500);
   EXPECT_EQ(json::parse(a.body)["error"], "internal_error");
 }
@@ -266,19 +269,23 @@ TEST_F(ControlApiTest, BadRequestsGetJsonErrorsAndNeverReachTheHandler) {
   std::vector<BadCase> cases = {
       {"garbage", "GARBAGE\r\n\r\n", 400},
       {"bare LF", "GET /v1/status HTTP/1.1\n\n", 400},
-      {"bad escape", "GET /v1/%zz HTTP/1.1\r\n\r\n", 400},
-      {"short escape", "GET /v1/% HTTP/1.1\r\n\r\n", 400},
-      {"NUL escape", "GET /v1/a%00 HTTP/1.1\r\n\r\n", 400},
+      {"bad escape", "GET /v1/%zz HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+      {"short escape", "GET /v1/% HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+      {"NUL escape", "GET /v1/a%00 HTTP/1.1\r\nHost: h\r\n\r\n", 400},
       {"absolute form", "GET http://localhost/v1/status HTTP/1.1\r\n\r\n", 400},
       {"asterisk", "OPTIONS * HTTP/1.1\r\n\r\n", 400},
       // Chunked bodies are not implemented (common/http_server.h).
-      {"chunked", "POST /v1/forwards HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501},
-      {"bad length", "POST /v1/forwards HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", 400},
+      {"chunked",
+       "POST /v1/forwards HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501},
+      {"bad length", "POST /v1/forwards HTTP/1.1\r\nHost: h\r\nContent-Length: 1x\r\n\r\n", 400},
       {"conflicting lengths",
-       "POST /v1/forwards HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400},
-      {"body too large", "POST /v1/forwards HTTP/1.1\r\nContent-Length: 65537\r\n\r\n", 413},
+       "POST /v1/forwards HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+       400},
+      {"body too large", "POST /v1/forwards HTTP/1.1\r\nHost: h\r\nContent-Length: 65537\r\n\r\n",
+       413},
       {"head too large",
-       "GET /v1/status HTTP/1.1\r\nX-Big: " + std::string(17 * 1024, 'a') + "\r\n\r\n", 431},
+       "GET /v1/status HTTP/1.1\r\nHost: h\r\nX-Big: " + std::string(17 * 1024, 'a') + "\r\n\r\n",
+       431},
       {"target too long", "GET /" + std::string(9000, 'a') + " HTTP/1.1\r\n\r\n", 414},
       {"version", "GET /v1/status HTTP/2.0\r\n\r\n", 505},
   };
@@ -298,9 +305,8 @@ TEST_F(ControlApiTest, BadRequestsGetJsonErrorsAndNeverReachTheHandler) {
 TEST_F(ControlApiTest, BodyAtTheLimitIsAccepted) {
   startServer();
   std::string body(64 * 1024, 'x');
-  Answer a =
-      exchange("POST /v1/forwards HTTP/1.1\r\nContent-Length: " + std::to_string(body.size()) +
-               "\r\n\r\n" + body);
+  Answer a = exchange("POST /v1/forwards HTTP/1.1\r\nHost: h\r\nContent-Length: " +
+                      std::to_string(body.size()) + "\r\n\r\n" + body);
   EXPECT_EQ(a.status, 200);
   ASSERT_EQ(requests_.size(), 1u);
   EXPECT_EQ(requests_[0].body.size(), body.size());
@@ -310,7 +316,7 @@ TEST_F(ControlApiTest, IncompleteRequestTimesOutWith408) {
   ControlApiLimits limits;
   limits.readTimeout = std::chrono::milliseconds(20);
   startServer({}, limits);
-  Answer a = exchange("POST /v1/forwards HTTP/1.1\r\nContent-Length: 10\r\n\r\n{");
+  Answer a = exchange("POST /v1/forwards HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n{");
   EXPECT_EQ(a.status, 408);
   EXPECT_EQ(json::parse(a.body)["error"], "timeout");
   EXPECT_TRUE(requests_.empty());
@@ -333,7 +339,7 @@ TEST_F(ControlApiTest, AnswersAsynchronously) {
   int fd = connectTo(path_);
   ASSERT_GE(fd, 0);
   // The client half-closes after its request, as some do; the answer still arrives.
-  writeAll(fd, "GET /v1/devices HTTP/1.1\r\n\r\n");
+  writeAll(fd, "GET /v1/devices HTTP/1.1\r\nHost: h\r\n\r\n");
   ::shutdown(fd, SHUT_WR);
   test::runUntil(loop_, timedOut_, [&] { return static_cast<bool>(saved); });
   test::spin(loop_);
@@ -357,7 +363,7 @@ TEST_F(ControlApiTest, AnswerAfterTheClientLeftIsHarmless) {
   startServer([&](const ApiRequest&, ControlApi::Respond respond) { saved = std::move(respond); });
   int fd = connectTo(path_);
   ASSERT_GE(fd, 0);
-  writeAll(fd, "GET /v1/devices HTTP/1.1\r\n\r\n");
+  writeAll(fd, "GET /v1/devices HTTP/1.1\r\nHost: h\r\n\r\n");
   test::runUntil(loop_, timedOut_, [&] { return static_cast<bool>(saved); });
   ::close(fd);
   test::spin(loop_);
@@ -376,7 +382,7 @@ TEST_F(ControlApiTest, HandlerThatNeverAnswersGets504) {
   ControlApi::Respond saved;
   startServer([&](const ApiRequest&, ControlApi::Respond respond) { saved = std::move(respond); },
               limits);
-  Answer a = exchange("GET /v1/devices HTTP/1.1\r\n\r\n");
+  Answer a = exchange("GET /v1/devices HTTP/1.1\r\nHost: h\r\n\r\n");
   EXPECT_EQ(a.status, 504);
   saved(ApiResponse{});  // too late: ignored
   test::spin(loop_);
@@ -389,7 +395,7 @@ TEST_F(ControlApiTest, ServerGoneWithOpenConnections) {
   int reading = connectTo(path_);
   ASSERT_GE(waiting, 0);
   ASSERT_GE(reading, 0);
-  writeAll(waiting, "GET /v1/devices HTTP/1.1\r\n\r\n");
+  writeAll(waiting, "GET /v1/devices HTTP/1.1\r\nHost: h\r\n\r\n");
   writeAll(reading, "GET /v1/dev");
   test::runUntil(loop_, timedOut_, [&] { return saved && api_->connections() == 2; });
   api_.reset();
@@ -420,7 +426,7 @@ TEST_F(ControlApiTest, ConnectionsBeyondTheLimitAreClosed) {
   ::close(c);
   EXPECT_EQ(api_->connections(), 2u);
   // The ones admitted still work.
-  writeAll(a, "GET /v1/status HTTP/1.1\r\n\r\n");
+  writeAll(a, "GET /v1/status HTTP/1.1\r\nHost: h\r\n\r\n");
   test::runUntil(loop_, timedOut_, [&] { return readSome(a, raw); });
   EXPECT_EQ(parseAnswer(raw).status, 200);
   ::close(a);
@@ -490,7 +496,7 @@ TEST_F(ControlApiTest, LiveSocketIsRefused) {
   EXPECT_NE(err.find("another devstreamsd is running"), std::string::npos) << err;
   // The first one keeps its socket, also after the second is destroyed.
   EXPECT_TRUE(fs::exists(path_));
-  Answer a = exchange("GET /v1/status HTTP/1.1\r\n\r\n");
+  Answer a = exchange("GET /v1/status HTTP/1.1\r\nHost: h\r\n\r\n");
   EXPECT_EQ(a.status, 200);
 }
 
@@ -507,7 +513,7 @@ TEST_F(ControlApiTest, StaleSocketIsReplaced) {
   }
   ASSERT_TRUE(fs::exists(path_));
   startServer();
-  Answer a = exchange("GET /v1/status HTTP/1.1\r\n\r\n");
+  Answer a = exchange("GET /v1/status HTTP/1.1\r\nHost: h\r\n\r\n");
   EXPECT_EQ(a.status, 200);
 }
 

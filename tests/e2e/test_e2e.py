@@ -154,7 +154,7 @@ class Traffic(StackTest):
         # Garbage at the proxy port (a non-proxy HTTP request, bytes of no protocol) and at the
         # hub's TLS port.
         with socket.create_connection(("127.0.0.1", self.stack.socks_port)) as g:
-            g.sendall(b"GET / HTTP/1.1\r\n\r\n")
+            g.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             g.settimeout(10)
             self.assertEqual(g.recv(12), b"HTTP/1.1 404")
         with socket.create_connection(("127.0.0.1", self.stack.socks_port)) as g:

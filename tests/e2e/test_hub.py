@@ -805,11 +805,25 @@ class Observability(HubTest):
         self.assertIn("streams", r.json)
         r = https(s, "GET", "/no/such/thing")
         self.assertEqual((r.status, r.json["error"]), (404, "not_found"), r)
-        for method, path in [("POST", "/healthz"), ("DELETE", "/api/v1/streams"),
-                             ("GET", "/api/v1/devices/dev01/streams"), ("PATCH", "/metrics")]:
+        for method, path, allow in [("POST", "/healthz", "GET, HEAD"),
+                                    ("DELETE", "/api/v1/streams", "GET, HEAD"),
+                                    ("GET", "/api/v1/devices/dev01/streams", "POST"),
+                                    ("PATCH", "/metrics", "GET, HEAD"),
+                                    ("PATCH", "/api/v1/devices/dev01", "GET, HEAD, PUT, DELETE")]:
             r = api(s, method, path)
             self.assertEqual((r.status, r.json["error"]), (405, "method_not_allowed"),
                              f"{method} {path}: {r}")
+            self.assertEqual(r.headers.get("allow"), allow, f"{method} {path}: {r}")
+        # HEAD is GET without the body (RFC 9110 9.3.2).
+        get, head = https(s, "GET", "/metrics"), https(s, "HEAD", "/metrics")
+        self.assertEqual((head.status, head.body), (200, b""), head)
+        self.assertEqual(head.headers["content-type"], get.headers["content-type"])
+        self.assertGreater(int(head.headers["content-length"]), 0, head)
+        # A 401 says how to authenticate (RFC 9110 11.6.1).
+        r = https(s, "GET", "/api/v1/devices")
+        self.assertEqual(r.status, 401, r)
+        self.assertTrue(r.headers.get("www-authenticate", "").startswith("SharedAccessSignature"),
+                        r.headers)
         # A control upgrade without Sec-WebSocket-Key.
         r = https(s, "GET", "/api/v1/devices/dev01/control", token=device_token(s),
                   headers={"Upgrade": "websocket", "Connection": "Upgrade",

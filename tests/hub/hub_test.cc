@@ -127,10 +127,16 @@ TEST_F(HubTest, RoutesRequestFramingAndLimits) {
   EXPECT_EQ(badId.status(), 400);
   EXPECT_EQ(badId.body()["error"], "bad_device_id");
   EXPECT_EQ(
-      send("POST /api/v1/devices HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n").status(),
+      send(
+          "POST /api/v1/devices HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+          .status(),
       501);
-  EXPECT_EQ(send("GET / HTTP/1.1\r\nX-Big: " + std::string(3000, 'a') + "\r\n\r\n").status(), 431);
-  EXPECT_EQ(send("POST /api/v1/devices HTTP/1.1\r\nContent-Length: 70000\r\n\r\n").status(), 413);
+  EXPECT_EQ(
+      send("GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + std::string(3000, 'a') + "\r\n\r\n").status(),
+      431);
+  EXPECT_EQ(
+      send("POST /api/v1/devices HTTP/1.1\r\nHost: h\r\nContent-Length: 70000\r\n\r\n").status(),
+      413);
   // A control channel request that is not an upgrade.
   EXPECT_EQ(send(request("GET", "/api/v1/devices/dev01/control")).status(), 426);
 }

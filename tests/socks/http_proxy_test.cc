@@ -346,8 +346,8 @@ TEST(HttpProxyStatus, ReplyMapping) {
   EXPECT_EQ(httpStatusFor(Reply::GeneralFailure), 502);
   EXPECT_EQ(httpStatusFor(Reply::CommandNotSupported), 405);
   EXPECT_EQ(httpStatusFor(Reply::AddressTypeNotSupported), 400);
-  EXPECT_STREQ(httpReason(407), "Proxy Authentication Required");
-  EXPECT_STREQ(httpReason(404), "Not Found");
+  EXPECT_STREQ(http::reasonPhrase(407), "Proxy Authentication Required");
+  EXPECT_STREQ(http::reasonPhrase(404), "Not Found");
 }
 
 TEST(HttpProxyResponse, ErrorIsOneLineTextWithConnectionClose) {

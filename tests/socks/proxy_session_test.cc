@@ -750,18 +750,19 @@ TEST_F(ProxySessionTest, PacNeedsNoProxyCredentials) {
   options_.users = {{"alice", "secret"}};
   options_.pac = [](const std::string&) { return std::string("PAC"); };
   startSession();
-  EXPECT_THAT(answerTo("GET /proxy.pac HTTP/1.1\r\n\r\n"), StartsWith("HTTP/1.1 200 OK\r\n"));
+  EXPECT_THAT(answerTo("GET /proxy.pac HTTP/1.1\r\nHost: h\r\n\r\n"),
+              StartsWith("HTTP/1.1 200 OK\r\n"));
 }
 
 TEST_F(ProxySessionTest, PacWithoutProviderIs404) {
   startSession();
-  EXPECT_THAT(answerTo("GET /proxy.pac HTTP/1.1\r\n\r\n"), StartsWith("HTTP/1.1 404 "));
+  EXPECT_THAT(answerTo("GET /proxy.pac HTTP/1.1\r\nHost: h\r\n\r\n"), StartsWith("HTTP/1.1 404 "));
 }
 
 TEST_F(ProxySessionTest, PacPostIs405) {
   options_.pac = [](const std::string&) { return std::string("PAC"); };
   startSession();
-  std::string got = answerTo("POST /proxy.pac HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+  std::string got = answerTo("POST /proxy.pac HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n");
   EXPECT_THAT(got, StartsWith("HTTP/1.1 405 "));
   EXPECT_THAT(got, HasSubstr("Allow: GET, HEAD\r\n"));
 }
@@ -769,7 +770,7 @@ TEST_F(ProxySessionTest, PacPostIs405) {
 TEST_F(ProxySessionTest, OtherOriginFormIs404) {
   options_.pac = [](const std::string&) { return std::string("PAC"); };
   startSession();
-  EXPECT_THAT(answerTo("GET /index.html HTTP/1.1\r\n\r\n"), StartsWith("HTTP/1.1 404 "));
+  EXPECT_THAT(answerTo("GET /index.html HTTP/1.1\r\nHost: h\r\n\r\n"), StartsWith("HTTP/1.1 404 "));
 }
 
 }  // namespace
