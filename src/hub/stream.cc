@@ -192,6 +192,15 @@ void Stream::end(Outcome outcome, const std::string& why, uint16_t code) {
 StreamSide* Stream::other(Side side) const { return sides_[1 - index(side)].get(); }
 
 void Stream::onSideData(Side from, evbuffer* data) {
+  if (eofFrom_[index(from)]) {
+    // The peer said it had sent everything: later bytes would reach the other end ahead of
+    // that end's EOF, and a cut stream would look complete.
+    evbuffer_drain(data, evbuffer_get_length(data));
+    return end(
+        Outcome::Error,
+        std::string(from == Side::Service ? "service" : "device") + " side sent data after its EOF",
+        cc::ProtocolError);
+  }
   StreamSide* src = sides_[index(from)].get();
   if (!paired()) {
     // A channel side may send as soon as it is accepted: held until the pairing, with the
@@ -214,6 +223,7 @@ void Stream::onSideData(Side from, evbuffer* data) {
 void Stream::onSideText(Side from, std::string_view message) {
   // Stream control ({"type":"eof"}) goes through in order with the data and under the same
   // watermark: between WebSockets the hub relays text as it is (the two ends speak it).
+  if (proto::parseStreamControl(message)) eofFrom_[index(from)] = true;
   StreamSide* to = other(from);
   if (!paired() || !to || !to->open()) return;
   to->sendText(message);
@@ -221,6 +231,7 @@ void Stream::onSideText(Side from, std::string_view message) {
 }
 
 void Stream::onSideEof(Side from) {
+  eofFrom_[index(from)] = true;
   if (!paired()) {
     earlyEof_[index(from)] = true;
     return;

@@ -159,6 +159,8 @@ class Stream : public Deletable, private SideEvents {
   // What a channel side sent before the pairing, held (that side paused) until it.
   EvBufferPtr early_[2];
   bool earlyEof_[2] = {false, false};
+  // Each side's half-close, as it came: bytes after it break the stream (close 1002).
+  bool eofFrom_[2] = {false, false};
   std::optional<Closing> closing_;
   Initiator initiator_;
   bool ended_ = false;

@@ -104,6 +104,23 @@ class HostileHub(HubTest):
 
 
 class Requests(HostileHub):
+    def test_data_after_a_sides_eof_ends_the_stream_with_1002(self):
+        # A per-stream side that half-closed and sends on: its late bytes would reach the target
+        # ahead of the EOF and the cut stream would look complete.
+        s = self.stack
+        r = initiate(s, "dev01", s.http_port)
+        self.assertEqual(r.status, 200, r)
+        side = WsClient(s.hub_port, stream_path(r.json["url"]),
+                        {"Authorization": "Bearer " + r.json["token"]}, ca_file(s))
+        self.addCleanup(side.close)
+        self.assertEqual(side.status, 101)
+        side.send_frame(2, b"GET / HTTP/1.0\r\n")
+        side.send_text('{"type":"eof"}')
+        side.send_frame(2, b"after the eof")
+        self.assertEqual(read_close(side), 1002)
+        self.assertIn("side sent data after its EOF", s.log("hub"))
+        self.hub_alive()
+
     def test_invalid_utf8_device_id_gets_400_and_the_hub_lives(self):
         pid = self.stack.procs["hub"].pid
         for path in ("/api/v1/devices/%FF/streams", "/api/v1/devices/%C3%28/control",
