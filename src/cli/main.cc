@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "cli/daemon_ctl.h"
 #include "cli/hub_admin.h"
@@ -316,6 +317,14 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    // A word that is neither a command nor an option leaves no command chosen: name the word
+    // rather than say that a command is missing.
+    std::vector<std::string> left = app.remaining();
+    if (dynamic_cast<const CLI::RequiredError*>(&e) && !left.empty()) {
+      std::fprintf(stderr, "devstreams: unknown command or option '%s' (see devstreams --help)\n",
+                   left.front().c_str());
+      return 2;
+    }
     // --help and --version end here with 0; every usage error exits 2.
     return app.exit(e) == 0 ? 0 : 2;
   }

@@ -68,8 +68,8 @@ struct Identity {
 };
 
 // Parses the command line into `cl` and reads the configuration with `load` (as loadConfig()).
-// Without a configuration, `exitCode` says how the program ends now: 0 after --help, CLI11's
-// code for a bad command line, 2 for a bad configuration.
+// Without a configuration, `exitCode` says how the program ends now: 0 after --help, 2 for a
+// bad command line or a bad configuration (the man pages' codes).
 template <class Load>
 auto startUp(const Identity& who, int argc, char** argv, CommandLine& cl, Load load, int& exitCode)
     -> std::optional<decltype(load(cl.configPath))> {
@@ -79,7 +79,7 @@ auto startUp(const Identity& who, int argc, char** argv, CommandLine& cl, Load l
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    exitCode = app.exit(e);
+    exitCode = app.exit(e) == 0 ? 0 : 2;
     return std::nullopt;
   }
   setLogProgram(who.name);

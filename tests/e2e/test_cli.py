@@ -21,6 +21,27 @@ def table(stdout):
     return [line.split() for line in lines[1:]]
 
 
+class CommandLine(unittest.TestCase):
+    """Bad command lines of every program: exit 2 (as the man pages say) and name what was
+    wrong."""
+
+    def run_program(self, name, *args):
+        return subprocess.run([program(name), *args], capture_output=True, text=True, timeout=30)
+
+    def test_bad_flags_exit_2_and_name_the_word(self):
+        for name in ("devstreams-hub", "devstreams-agent", "devstreamsd", "devstreams"):
+            r = self.run_program(name, "--no-such-flag")
+            self.assertEqual(r.returncode, 2, (name, r.stderr))
+            self.assertIn("--no-such-flag", r.stderr, name)
+        r = self.run_program("devstreams", "nosuchcommand")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("unknown command or option 'nosuchcommand'", r.stderr)
+        r = self.run_program("devstreams-hub", "-c")
+        self.assertEqual(r.returncode, 2, r.stderr)
+        for name in ("devstreams-hub", "devstreams"):
+            self.assertEqual(self.run_program(name, "--help").returncode, 0, name)
+
+
 class Admin(StackTest):
     """One stack for the class; every test uses its own device ids and removes what it adds."""
 
