@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <utility>
 
@@ -43,8 +44,11 @@ constexpr size_t kMaxConfigDocuments = 16;
 // the stream is first walked here with a bound.
 class DocumentCounter : public YAML::EventHandler {
  public:
+  explicit DocumentCounter(std::string_view text) : text_(text) {}
   size_t documents = 0;
   YAML::Mark last;
+  // The first quoted scalar that does not close on its own line, if any.
+  std::optional<YAML::Mark> unclosed;
   void OnDocumentStart(const YAML::Mark& mark) override {
     ++documents;
     last = mark;
@@ -52,32 +56,64 @@ class DocumentCounter : public YAML::EventHandler {
   void OnDocumentEnd() override {}
   void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
   void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
-                const std::string&) override {}
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t,
+                const std::string&) override {
+    // yaml-cpp closes a quoted scalar that reaches the end of the input (`key: "secret` as the
+    // last line reads as "secret "), and one that misses its quote mid-file swallows the lines
+    // after it. No configuration value spans lines, so a quoted one must close on its own.
+    if (tag != "!" || unclosed || mark.pos < 0) return;
+    const auto at = static_cast<size_t>(mark.pos);
+    if (at >= text_.size() || (text_[at] != '"' && text_[at] != '\'')) return;
+    const char quote = text_[at];
+    for (size_t i = at + 1; i < text_.size(); ++i) {
+      const char c = text_[i];
+      if (c == '\n' || c == '\r') break;
+      if (quote == '"' && c == '\\') {
+        ++i;  // an escape: the next character is content
+      } else if (c == quote) {
+        if (quote == '\'' && i + 1 < text_.size() && text_[i + 1] == '\'') {
+          ++i;  // '' is a quote inside single quotes
+        } else {
+          return;
+        }
+      }
+    }
+    unclosed = mark;
+  }
   void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
                        YAML::EmitterStyle::value) override {}
   void OnSequenceEnd() override {}
   void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
                   YAML::EmitterStyle::value) override {}
   void OnMapEnd() override {}
+
+ private:
+  std::string_view text_;
 };
 
 }  // namespace
 
 YAML::Node parseDocument(const Context& ctx, std::string_view text) {
   std::vector<YAML::Node> docs;
+  DocumentCounter counter(text);
   try {
     std::istringstream in{std::string(text)};
     YAML::Parser parser(in);
-    DocumentCounter counter;
     while (parser.HandleNextDocument(counter)) {
       if (counter.documents > kMaxConfigDocuments) {
         ctx.fail(counter.last, "more than " + std::to_string(kMaxConfigDocuments) +
                                    " YAML documents (only one is allowed)");
       }
+      if (counter.unclosed) {
+        ctx.fail(*counter.unclosed, "quoted value without its closing quote on the same line");
+      }
     }
     docs = YAML::LoadAll(std::string(text));
   } catch (const YAML::Exception& e) {
+    // A missing quote is what makes the parser stumble further on: blame the quote.
+    if (counter.unclosed && counter.unclosed->pos <= e.mark.pos) {
+      ctx.fail(*counter.unclosed, "quoted value without its closing quote on the same line");
+    }
     ctx.fail(e.mark, e.msg);
   }
   // An empty document, as a stray trailing `---` makes, holds nothing to lose.

@@ -54,6 +54,22 @@ TEST(YamlReader, RequiredKeysAreBlamedOnTheirMapping) {
             "/etc/t.yaml:2:3: missing required key 'b'");
 }
 
+TEST(YamlReader, QuotedValuesCloseOnTheirLine) {
+  Context ctx("/etc/t.yaml");
+  // yaml-cpp would read these as "secret " and as a value running over the next line.
+  EXPECT_EQ(configErrorOf([&] { parseDocument(ctx, "a: 1\nb: \"secret\n"); }),
+            "/etc/t.yaml:2:4: quoted value without its closing quote on the same line");
+  EXPECT_EQ(configErrorOf([&] { parseDocument(ctx, "a: 'x\nb: 2\nc: 'y'\n"); }),
+            "/etc/t.yaml:1:4: quoted value without its closing quote on the same line");
+  EXPECT_EQ(configErrorOf([&] { parseDocument(ctx, "a: \"x\nb: 2\n"); }),
+            "/etc/t.yaml:1:4: quoted value without its closing quote on the same line");
+  // Escaped and doubled quotes are content; quoted keys and flow items close too.
+  EXPECT_EQ(parseDocument(ctx, "a: \"q\\\"x\"\n")["a"].as<std::string>(), "q\"x");
+  EXPECT_EQ(parseDocument(ctx, "a: 'it''s'\n")["a"].as<std::string>(), "it's");
+  EXPECT_EQ(parseDocument(ctx, "\"k\": [\"a\", 'b']\n")["k"][1].as<std::string>(), "b");
+  EXPECT_EQ(parseDocument(ctx, "a: don't\n")["a"].as<std::string>(), "don't");
+}
+
 TEST(YamlReader, DocumentsAreBounded) {
   Context ctx("/etc/t.yaml");
   EXPECT_TRUE(parseDocument(ctx, "").IsNull());
