@@ -75,12 +75,17 @@ void Hub::handleInitiate(Session& s, const std::string& deviceId) {
   st->setInitiator({answer, [session] { session->waitForAnswer(nullptr); }});
 }
 
-Stream* Hub::initiate(const PolicyRecord& policy, const std::string& deviceId,
+Stream* Hub::initiate(const PolicyRecord& policy, const std::string& asked,
                       const proto::InitiateBody& body, const Answer& answer) {
-  if (!config::isValidDeviceId(deviceId)) {
+  if (!config::isValidDeviceId(asked)) {
     reject(answer, Reject::BadRequest, kDeviceIdRule);
     return nullptr;
   }
+  // Host names are case-insensitive (RFC 4343) and browsers lower-case them: a name that is no
+  // connected device's id as written stands for the one device whose id it matches ignoring
+  // case (`cama.hub` reaches CamA).
+  const std::string deviceId =
+      devices_.count(asked) != 0 ? asked : registry_->deviceIdIgnoringCase(asked).value_or(asked);
   // Before the device is looked up: a policy learns nothing of devices outside its set.
   if (!policy.reaches(deviceId)) {
     std::string why = "policy '" + policy.name + "' may not reach device '" + deviceId + "'";

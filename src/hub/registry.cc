@@ -353,6 +353,16 @@ std::optional<DeviceRecord> Registry::device(std::string_view id) const {
   return readDevice(q);
 }
 
+std::optional<std::string> Registry::deviceIdIgnoringCase(std::string_view id) const {
+  lastError_.clear();
+  Query q(*this, "SELECT id FROM devices WHERE id = ? COLLATE NOCASE LIMIT 2");
+  q.bind(id);
+  if (!q.row()) return std::nullopt;
+  std::string found = q.text(0);
+  if (q.row()) return std::nullopt;  // ambiguous
+  return found;
+}
+
 std::vector<DeviceRecord> Registry::devices() const {
   lastError_.clear();
   Query q(*this,

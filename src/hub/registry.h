@@ -96,6 +96,9 @@ class Registry {
   // neither empty nor valid, or negative times.
   DbResult addDevice(const DeviceRecord& d);
   std::optional<DeviceRecord> device(std::string_view id) const;
+  // The id of the one device whose id equals `id` ignoring ASCII case; none when no device or
+  // more than one does.
+  std::optional<std::string> deviceIdIgnoringCase(std::string_view id) const;
   std::vector<DeviceRecord> devices() const;  // ordered by id
   DbResult removeDevice(std::string_view id);
   DbResult setEnabled(std::string_view id, bool enabled);

@@ -116,6 +116,32 @@ TEST_F(HubTest, APolicyReachesOnlyTheDevicesInItsSet) {
   EXPECT_EQ(in.status(), 403);
 }
 
+TEST_F(HubTest, ADeviceIsReachedByItsIdInAnyCase) {
+  // Host names are case-insensitive (RFC 4343) and browsers lower-case them.
+  WsPeer control;
+  ASSERT_TRUE(openWs(control, "/api/v1/devices/dev02/control", deviceToken("dev02", deviceKey_)));
+  ASSERT_TRUE(runUntil([&] { return hub_->devicesOnline() == 1; }));
+  Call in;
+  start(in, request("POST", "/api/v1/devices/DEV02/streams", serviceToken("fleet2", serviceKey_),
+                    R"({"port":22})"));
+  ASSERT_TRUE(runUntil([&] { return !control.texts.empty(); }));
+  auto ask = proto::parseStreamRequest(control.texts[0]);
+  ASSERT_TRUE(ask);
+  control.ws->sendText(proto::toText(proto::StreamResponse{
+      ask->streamId, false, proto::Reject::PortNotAllowed, "port-not-allowed", "no"}));
+  ASSERT_TRUE(runUntil([&] { return in.result.has_value(); }));
+  EXPECT_EQ(in.status(), 403);
+  // Offline and unknown devices are told apart in any case too.
+  Call offline = send(request("POST", "/api/v1/devices/Dev01/streams",
+                              serviceToken("service", serviceKey_), R"({"port":22})"));
+  EXPECT_EQ(offline.status(), 503);
+  EXPECT_EQ(offline.body()["message"], "device 'dev01' is not connected");
+  EXPECT_EQ(send(request("POST", "/api/v1/devices/DEV09/streams",
+                         serviceToken("service", serviceKey_), R"({"port":22})"))
+                .status(),
+            404);
+}
+
 TEST_F(HubTest, RoutesRequestFramingAndLimits) {
   Call health = send(request("GET", "/healthz"));
   EXPECT_EQ(health.status(), 200);
