@@ -1,6 +1,7 @@
 // Hub protocol client: HTTPS stream initiation and WebSocket upgrades with SAS or stream tokens.
 #include "hubclient/hub_client.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <ctime>
@@ -265,17 +266,24 @@ ExchangePtr initiateStream(Loop& loop, const HubTarget& hub, const std::string& 
 ExchangePtr openStream(Loop& loop, const HubTarget& hub, const std::string& url,
                        const std::string& token, const WsLimits& limits,
                        std::chrono::milliseconds timeout, WsDone done) {
-  HubTarget t = hub;
   auto parsed = net::splitUrl(url);
   if (!parsed) {
     done(nullptr, "hub gave an invalid stream URL");
     return nullptr;
   }
-  // A streaming endpoint on another host is verified under its own name.
-  if (parsed->url.host != hub.host) t.serverName = parsed->url.host;
-  t.host = parsed->url.host;
-  t.port = parsed->url.port;
-  return upgrade(loop, t, parsed->path, "Bearer " + token, limits, timeout, std::move(done));
+  // Stream sides go to the hub this program is configured for and nowhere else: a URL naming
+  // another host or port would let a hostile hub make a device connect past its allow-list.
+  const bool sameHost = std::equal(parsed->url.host.begin(), parsed->url.host.end(),
+                                   hub.host.begin(), hub.host.end(), [](char a, char b) {
+                                     return std::tolower(static_cast<unsigned char>(a)) ==
+                                            std::tolower(static_cast<unsigned char>(b));
+                                   });
+  if (!sameHost || parsed->url.port != hub.port) {
+    done(nullptr, "hub gave a stream URL on another endpoint (" + parsed->url.host + ":" +
+                      std::to_string(parsed->url.port) + "), not the configured hub");
+    return nullptr;
+  }
+  return upgrade(loop, hub, parsed->path, "Bearer " + token, limits, timeout, std::move(done));
 }
 
 std::string serviceToken(const HubTarget& hub, const std::string& policy, const std::string& key) {
