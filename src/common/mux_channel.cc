@@ -33,6 +33,8 @@ MuxChannel::MuxChannel(Loop& loop, Role role, const Limits& limits, WsConnection
       tick_(loop, [this] { onTick(); }),
       pingInterval_(limits.pingInterval) {
   ws_.setHighWatermark(high_);
+  // Each stream has its own credit, so a live peer always reads its channel.
+  ws_.expectReading();
 #ifdef TCP_NOTSENT_LOWAT
   evutil_socket_t fd = ws_.fd();
   int lowat = kNotSentLowat;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "common/guard.h"
@@ -121,7 +122,7 @@ void WsConnection::enableKeepalive(std::chrono::milliseconds interval,
                                    std::chrono::milliseconds timeout) {
   keepalive_ = interval;
   keepaliveTimeout_ = timeout.count() > 0 ? timeout : 3 * interval;
-  lastPing_ = std::chrono::steady_clock::now();
+  lastPing_ = lastOutputMove_ = std::chrono::steady_clock::now();
   if (interval.count() > 0) keepaliveTimer_.arm(std::min(interval, keepaliveTimeout_));
 }
 
@@ -130,9 +131,15 @@ void WsConnection::onKeepalive() {
   if (state_ != State::Open) return;
   auto now = std::chrono::steady_clock::now();
   // Silence counts only while the peer owes us an answer: not while we stopped reading it
-  // (backpressure) nor while our own output waits for it to read (a slow reader answers our
-  // ping only after the data before it). A dead peer with output pending is TCP's to detect.
-  if (paused_ || outputLength() > 0) lastInput_ = now;
+  // (backpressure) nor while our output waits for it (a slow reader answers our ping only after
+  // the data before it). A peer expected to read (expectReading) whose output has not moved for
+  // the whole timeout is wedged, alive to TCP (its kernel acknowledges the zero-window probes):
+  // that is silence too.
+  const size_t out = outputLength();
+  if (std::exchange(outputMoved_, false) || out == 0 || out < outputAtCheck_) lastOutputMove_ = now;
+  outputAtCheck_ = out;
+  const bool outputMoving = !expectReading_ || now - lastOutputMove_ < keepaliveTimeout_;
+  if (paused_ || (out > 0 && outputMoving)) lastInput_ = now;
   auto silent = std::chrono::duration_cast<milliseconds>(now - lastInput_);
   if (silent >= keepaliveTimeout_) {
     LOG_WARN("websocket %s: no input for %lld ms, dropping", peer_.c_str(),
@@ -160,6 +167,7 @@ void WsConnection::onReadCb(bufferevent*, void* arg) {
 
 void WsConnection::onWriteCb(bufferevent*, void* arg) {
   auto* self = static_cast<WsConnection*>(arg);
+  self->outputMoved_ = true;
   guarded(
       "websocket",
       [self] {

@@ -74,9 +74,13 @@ class WsConnection : public Deletable {
   void resumeReading();
 
   // Sends a ping every `interval` and fails the connection (1006, "keepalive timeout") when
-  // nothing arrived for `timeout` (0: three intervals).
+  // nothing arrived for `timeout` (0: three intervals). Pending output counts as the peer being
+  // busy reading, unless expectReading() was called and it has not moved for `timeout`.
   void enableKeepalive(std::chrono::milliseconds interval,
                        std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
+  // The peer reads this connection whatever else it does (a channel whose streams have their own
+  // credit): output that stops moving means the peer is wedged, and keepalive treats it so.
+  void expectReading() { expectReading_ = true; }
   // The transport's socket (for socket options such as TCP keepalive); -1 when closed.
   evutil_socket_t fd() const { return bev_ ? bufferevent_getfd(bev_.get()) : -1; }
 
@@ -138,6 +142,12 @@ class WsConnection : public Deletable {
   std::chrono::milliseconds keepaliveTimeout_{0};
   std::chrono::steady_clock::time_point lastPing_;
   std::chrono::steady_clock::time_point lastInput_;
+  bool expectReading_ = false;
+  // Whether our output moved towards the peer: the write callback ran (the output fell to its
+  // low mark) or the output shrank since the last keepalive check, and when it last did.
+  bool outputMoved_ = false;
+  size_t outputAtCheck_ = 0;
+  std::chrono::steady_clock::time_point lastOutputMove_;
   uint64_t bytesIn_ = 0;
   uint64_t bytesOut_ = 0;
   std::string peer_;

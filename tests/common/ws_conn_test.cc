@@ -292,6 +292,41 @@ TEST_F(WsConnTest, WhatAnInPlaceFillSendsGoesAheadOfTheMessageWhole) {
   EXPECT_EQ(frames[1].payload, std::string(10, 'x'));
 }
 
+// A peer that stops reading while output is pending: alive to TCP, wedged to us.
+class WsConnStalledPeerTest : public WsConnTest {
+ protected:
+  void startStalled(bool expectReading) {
+    conn_ = makeOurs(Role::Server);
+    attachRaw(false);  // the peer never reads
+    conn_->start();
+    if (expectReading) conn_->expectReading();
+    conn_->enableKeepalive(std::chrono::milliseconds(50), std::chrono::milliseconds(300));
+    EvBufferPtr buf(evbuffer_new());
+    std::string chunk(1 << 20, 'x');
+    for (int i = 0; i < 16; ++i) evbuffer_add(buf.get(), chunk.data(), chunk.size());
+    conn_->sendBinary(buf.get());  // far beyond what the socket pair buffers
+  }
+};
+
+TEST_F(WsConnStalledPeerTest, OutputThatStopsMovingIsSilenceWhenThePeerMustRead) {
+  bool closed = false;
+  EXPECT_CALL(cb_, onWsClosed(cc::Abnormal, "keepalive timeout")).WillOnce([&] { closed = true; });
+  startStalled(true);
+  EXPECT_TRUE(runUntil([&] { return closed; }));
+}
+
+TEST_F(WsConnStalledPeerTest, PendingOutputKeepsASlowReadersConnection) {
+  EXPECT_CALL(cb_, onWsClosed(::testing::_, ::testing::_)).Times(0);
+  startStalled(false);
+  bool waited = false;
+  Timer wait(loop_, [&] { waited = true; });
+  wait.arm(std::chrono::milliseconds(1000));  // more than three timeouts
+  ASSERT_TRUE(runUntil([&] { return waited; }));
+  EXPECT_TRUE(conn_->open());
+  ::testing::Mock::VerifyAndClearExpectations(&cb_);
+  EXPECT_CALL(cb_, onWsClosed(::testing::_, ::testing::_)).Times(::testing::AnyNumber());
+}
+
 TEST_F(WsConnTest, EmptySendBinarySendsAnEmptyMessage) {
   startWithRawPeer(Role::Server);
   EvBufferPtr buf(evbuffer_new());
