@@ -272,12 +272,16 @@ ExchangePtr openStream(Loop& loop, const HubTarget& hub, const std::string& url,
     return nullptr;
   }
   // Stream sides go to the hub this program is configured for and nowhere else: a URL naming
-  // another host or port would let a hostile hub make a device connect past its allow-list.
-  const bool sameHost = std::equal(parsed->url.host.begin(), parsed->url.host.end(),
-                                   hub.host.begin(), hub.host.end(), [](char a, char b) {
-                                     return std::tolower(static_cast<unsigned char>(a)) ==
-                                            std::tolower(static_cast<unsigned char>(b));
-                                   });
+  // another host or port would let a hostile hub make a device connect past its allow-list. A
+  // hub on this machine may name it either way (localhost, 127.0.0.1).
+  auto sameText = [](std::string_view x, std::string_view y) {
+    return std::equal(x.begin(), x.end(), y.begin(), y.end(), [](char a, char b) {
+      return std::tolower(static_cast<unsigned char>(a)) ==
+             std::tolower(static_cast<unsigned char>(b));
+    });
+  };
+  const bool sameHost = sameText(parsed->url.host, hub.host) ||
+                        (net::isLoopbackHost(parsed->url.host) && net::isLoopbackHost(hub.host));
   if (!sameHost || parsed->url.port != hub.port) {
     done(nullptr, "hub gave a stream URL on another endpoint (" + parsed->url.host + ":" +
                       std::to_string(parsed->url.port) + "), not the configured hub");
