@@ -1,7 +1,6 @@
 // Hub protocol client: HTTPS stream initiation and WebSocket upgrades with SAS or stream tokens.
 #include "hubclient/hub_client.h"
 
-#include <algorithm>
 #include <cctype>
 #include <cstdlib>
 #include <ctime>
@@ -274,13 +273,7 @@ ExchangePtr openStream(Loop& loop, const HubTarget& hub, const std::string& url,
   // Stream sides go to the hub this program is configured for and nowhere else: a URL naming
   // another host or port would let a hostile hub make a device connect past its allow-list. A
   // hub on this machine may name it either way (localhost, 127.0.0.1).
-  auto sameText = [](std::string_view x, std::string_view y) {
-    return std::equal(x.begin(), x.end(), y.begin(), y.end(), [](char a, char b) {
-      return std::tolower(static_cast<unsigned char>(a)) ==
-             std::tolower(static_cast<unsigned char>(b));
-    });
-  };
-  const bool sameHost = sameText(parsed->url.host, hub.host) ||
+  const bool sameHost = lower(parsed->url.host) == lower(hub.host) ||
                         (net::isLoopbackHost(parsed->url.host) && net::isLoopbackHost(hub.host));
   if (!sameHost || parsed->url.port != hub.port) {
     done(nullptr, "hub gave a stream URL on another endpoint (" + parsed->url.host + ":" +
