@@ -87,6 +87,13 @@ bool IpAddress::inNetwork(const IpAddress& net, unsigned prefix) const {
   return (bytes[whole] & mask) == (net.bytes[whole] & mask);
 }
 
+bool IpAddress::isLoopback() const {
+  if (family == AF_INET) return bytes[0] == 127;
+  static constexpr std::array<uint8_t, 16> kV6Loopback = {0, 0, 0, 0, 0, 0, 0, 0,
+                                                          0, 0, 0, 0, 0, 0, 0, 1};
+  return family == AF_INET6 && bytes == kV6Loopback;
+}
+
 std::optional<IpAddress> IpAddress::fromSockaddr(const sockaddr* sa) {
   if (!sa) return std::nullopt;
   IpAddress a;

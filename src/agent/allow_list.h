@@ -32,6 +32,8 @@ struct IpAddress {
   std::string toString() const;
   // Whether the first `prefix` bits equal those of `net` (of the same family).
   bool inNetwork(const IpAddress& net, unsigned prefix) const;
+  // 127.0.0.0/8 or ::1.
+  bool isLoopback() const;
   // From a resolver's or kernel's sockaddr (IPv4-mapped addresses become IPv4).
   static std::optional<IpAddress> fromSockaddr(const sockaddr* sa);
   // A sockaddr for connect(); returns its length.

@@ -280,7 +280,9 @@ void PendingStream::onConnect(BufferEventPtr bev, const ConnectOutcome& o) {
   if (stopped_) return;  // refused or abandoned meanwhile: `bev` closes here
   if (bev) {
     connecting_ = false;
-    setTcpKeepalive(bufferevent_getfd(bev.get()));
+    // A peer on this machine cannot vanish unseen (its kernel resets or closes the
+    // connection), so only a target elsewhere needs probes to find a dead link.
+    if (!allowed_[next_ - 1].address.isLoopback()) setTcpKeepalive(bufferevent_getfd(bev.get()));
     return connected(std::move(bev));
   }
   if (o.result == ConnectResult::Refused) {

@@ -148,5 +148,7 @@ ListenerPtr listenTcp(Loop& loop, const std::string& host, uint16_t port, evconn
 
 // "1.2.3.4:5" / "[::1]:5" for log lines.
 std::string peerName(evutil_socket_t fd);
+// The same from the address accept() gave (no system call); "?" for null or another family.
+std::string peerName(const sockaddr* sa);
 
 }  // namespace ds

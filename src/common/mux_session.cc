@@ -246,13 +246,17 @@ void MuxSession::close(uint32_t id, uint16_t code, std::string_view reason) {
   std::string frame;
   // An Eof the application asked for goes before the Close (Close is a control frame and would
   // otherwise pass it): a stream closed normally after its last bytes still shows its end.
-  if (s->eofWanted && !s->eofSent) {
+  const bool eofNow = s->eofWanted && !s->eofSent;
+  if (eofNow) {
     s->eofSent = true;
     appendEof(frame, id);
   }
   appendClose(frame, id, code, reason);
+  // After an Eof each way, gone out and come in before this, a normal Close tells the peer
+  // only that the id may go: like an answer to its Close, it may wait for other frames.
+  const bool due = !(code == close_code::Normal && s->eofReceived && !eofNow && s->eofSent);
   setState(*s, State::CloseSent);
-  control(frame);
+  control(frame, due);
 }
 
 void MuxSession::consumed(uint32_t id, size_t n) {

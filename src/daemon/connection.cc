@@ -180,11 +180,12 @@ std::string describe(const hubclient::StreamTarget& t) {
   return net::formatHostPort(t.host, t.port) + " via " + t.device;
 }
 
-Connection::Connection(ConnectionOwner& owner, BufferEventPtr client,
+Connection::Connection(ConnectionOwner& owner, BufferEventPtr client, std::string peer,
                        const socks::ProxyOptions& options, Admission::Ticket ticket)
     : owner_(owner), ticket_(std::move(ticket)) {
-  auto s = std::make_unique<socks::ProxySession>(
-      owner.loop(), std::move(client), static_cast<socks::ProxySession::Handler*>(this), options);
+  auto s = std::make_unique<socks::ProxySession>(owner.loop(), std::move(client),
+                                                 static_cast<socks::ProxySession::Handler*>(this),
+                                                 options, std::move(peer));
   socks::ProxySession* raw = s.get();
   client_ = std::move(s);
   raw->start();

@@ -66,8 +66,8 @@ class Upstream {
 class Connection : public Deletable, private socks::ProxySession::Handler {
  public:
   // A client of the proxy port; the session starts negotiating at once.
-  Connection(ConnectionOwner& owner, BufferEventPtr client, const socks::ProxyOptions& options,
-             Admission::Ticket ticket);
+  Connection(ConnectionOwner& owner, BufferEventPtr client, std::string peer,
+             const socks::ProxyOptions& options, Admission::Ticket ticket);
   // A connection accepted on a forward; `target` is what it leads to, for the listing.
   Connection(ConnectionOwner& owner, BufferEventPtr client, std::string peer, std::string target,
              Admission::Ticket ticket);

@@ -133,8 +133,8 @@ bool Daemon::start(std::string& err) {
   }
   acceptor_ = std::make_unique<Acceptor>(
       loop_, clientLimits(cfg_),
-      [this](evutil_socket_t fd, const sockaddr*, Admission::Ticket t) {
-        onClientAccept(fd, std::move(t));
+      [this](evutil_socket_t fd, const sockaddr* sa, Admission::Ticket t) {
+        onClientAccept(fd, sa, std::move(t));
       },
       "proxy port");
   // Socket activation (devstreamsd.socket) hands over the proxy port ready-made.
@@ -208,8 +208,8 @@ bool Daemon::addForward(const config::Forward& f, bool fromConfig, int& status, 
   ForwardListener* raw = fl.get();
   fl->acceptor = std::make_unique<Acceptor>(
       loop_, clientLimits(cfg_),
-      [this, raw](evutil_socket_t fd, const sockaddr*, Admission::Ticket t) {
-        onForwardAccept(raw, fd, std::move(t));
+      [this, raw](evutil_socket_t fd, const sockaddr* sa, Admission::Ticket t) {
+        onForwardAccept(raw, fd, sa, std::move(t));
       },
       "forward " + f.listen.toString());
   if (!fl->acceptor->listen(f.listen.host, f.listen.port, port, err)) {
@@ -248,20 +248,21 @@ hubclient::StreamTarget forwardTarget(const config::Forward& f) {
   return t;
 }
 
-void Daemon::onClientAccept(evutil_socket_t fd, Admission::Ticket ticket) {
+void Daemon::onClientAccept(evutil_socket_t fd, const sockaddr* sa, Admission::Ticket ticket) {
   net::setNoDelay(fd);
-  auto c = std::make_unique<Connection>(owner(), newSocketBufferEvent(loop_, fd), proxyOptions_,
-                                        std::move(ticket));
+  auto c = std::make_unique<Connection>(owner(), newSocketBufferEvent(loop_, fd), peerName(sa),
+                                        proxyOptions_, std::move(ticket));
   Connection* raw = c.get();
   conns_.emplace(raw, std::move(c));
 }
 
-void Daemon::onForwardAccept(ForwardListener* fl, evutil_socket_t fd, Admission::Ticket ticket) {
+void Daemon::onForwardAccept(ForwardListener* fl, evutil_socket_t fd, const sockaddr* sa,
+                             Admission::Ticket ticket) {
   net::setNoDelay(fd);
   if (!opener_) return (void)evutil_closesocket(fd);  // shutting down
   ++fl->connections;
   hubclient::StreamTarget target = forwardTarget(fl->fwd);
-  auto c = std::make_unique<Connection>(owner(), newSocketBufferEvent(loop_, fd), peerName(fd),
+  auto c = std::make_unique<Connection>(owner(), newSocketBufferEvent(loop_, fd), peerName(sa),
                                         describe(target), std::move(ticket));
   Connection* raw = c.get();
   conns_.emplace(raw, std::move(c));

@@ -77,8 +77,9 @@ class Daemon : private ConnectionOwner {
 
  private:
   ConnectionOwner& owner() { return *this; }
-  void onClientAccept(evutil_socket_t fd, Admission::Ticket ticket);
-  void onForwardAccept(ForwardListener* fl, evutil_socket_t fd, Admission::Ticket ticket);
+  void onClientAccept(evutil_socket_t fd, const sockaddr* sa, Admission::Ticket ticket);
+  void onForwardAccept(ForwardListener* fl, evutil_socket_t fd, const sockaddr* sa,
+                       Admission::Ticket ticket);
 
   // ConnectionOwner
   Loop& loop() override { return loop_; }

@@ -165,8 +165,8 @@ void ServiceChannel::onMuxOpen(uint32_t id, const mux::OpenRequest& request) {
   auto pending = std::make_unique<PendingOpen>(this, id, st);
   mux_->setHandler(id, pending.get());
   opens_[id] = std::move(pending);
-  st->setInitiator(
-      {[this, id](const proto::Answer& a) { answerOpen(id, a); }, [this, id] { forgetOpen(id); }});
+  st->setInitiator({[this, id](const proto::Answer& a) { answerOpen(id, a); },
+                    [this, id] { forgetOpen(id); }, true});
 }
 
 void ServiceChannel::PendingOpen::onMuxClosed(uint16_t, std::string_view) {

@@ -79,9 +79,9 @@ class ServiceChannel : public Deletable,
     // null) or returns the stream, which answers later through its initiator.
     virtual Stream* initiate(const PolicyRecord& policy, const std::string& deviceId,
                              const proto::InitiateBody& request, const Answer& answer) = 0;
-    // A granted stream that the service opened on its channel as stream `id`: claims the
-    // service side's token of `grant` and attaches the channel stream as that side (accepted).
-    // False when the token opens nothing.
+    // A granted stream that the service opened on its channel as stream `id`: opens the
+    // service side of stream `grant.streamId` (no token: Stream::spend) and attaches the
+    // channel stream as that side (accepted). False when the side is gone or taken.
     virtual bool attachChannelSide(const proto::Grant& grant, mux::MuxChannel& channel,
                                    uint32_t id) = 0;
     // The channel closed: the owner frees it later.

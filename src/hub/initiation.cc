@@ -39,15 +39,15 @@ void Hub::handleStreamSide(Session& s, const std::string& streamId) {
 }
 
 bool Hub::attachChannelSide(const proto::Grant& grant, mux::MuxChannel& channel, uint32_t id) {
-  Stream::Side side;
-  Stream* st = claimSide(grant.streamId, grant.token, side);
-  if (!st) return false;
+  auto it = streams_.find(grant.streamId);
+  if (it == streams_.end() || !it->second->spend(Stream::Side::Service)) return false;
+  Stream* st = it->second.get();
   auto ms = std::make_unique<MuxSide>(loop_, channel, cfg_.highWatermark, id);
   if (!channel.accept(id, ms.get())) {
     st->end(Stream::Outcome::Cancelled, "client went away");
     return false;
   }
-  st->attach(side, std::move(ms));
+  st->attach(Stream::Side::Service, std::move(ms));
   return true;
 }
 

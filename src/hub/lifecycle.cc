@@ -126,15 +126,29 @@ bool isOutcomeName(std::string_view name) {
   return false;
 }
 
-StreamTokens::StreamTokens(size_t bytes)
-    : tokens_{sas::randomToken(bytes), sas::randomToken(bytes)} {}
-
 StreamTokens::StreamTokens(std::string service, std::string device)
-    : tokens_{std::move(service), std::move(device)} {}
+    : tokens_{std::move(service), std::move(device)}, drawn_{true, true} {}
+
+const std::string& StreamTokens::token(StreamLifecycle::Side side) {
+  const int s = static_cast<int>(side);
+  if (!drawn_[s]) {
+    drawn_[s] = true;
+    tokens_[s] = sas::randomToken(bytes_);
+  }
+  return tokens_[s];
+}
+
+bool StreamTokens::spend(StreamLifecycle::Side side) {
+  const int s = static_cast<int>(side);
+  if (drawn_[s] && tokens_[s].empty()) return false;
+  drawn_[s] = true;
+  tokens_[s].clear();
+  return true;
+}
 
 std::optional<StreamLifecycle::Side> StreamTokens::claim(std::string_view presented) {
   for (int s : {0, 1}) {
-    if (!tokens_[s].empty() && sas::constantTimeEquals(presented, tokens_[s])) {
+    if (drawn_[s] && !tokens_[s].empty() && sas::constantTimeEquals(presented, tokens_[s])) {
       tokens_[s].clear();
       return static_cast<StreamLifecycle::Side>(s);
     }

@@ -64,22 +64,27 @@ const char* outcomeName(StreamLifecycle::Outcome o);
 bool isOutcomeName(std::string_view name);
 
 // The two one-time tokens of a stream, one per side. A token opens its side once; a replayed
-// token, the other stream's token or a guess opens nothing.
+// token, the other stream's token or a guess opens nothing. A token is drawn when first asked
+// for: a stream whose sides are both multiplexed never needs one.
 class StreamTokens {
  public:
   // Random tokens of `bytes` random bytes each (url-safe text).
-  explicit StreamTokens(size_t bytes = 24);
+  explicit StreamTokens(size_t bytes = 24) : bytes_(bytes) {}
   // For tests: given tokens.
   StreamTokens(std::string service, std::string device);
-  const std::string& token(StreamLifecycle::Side side) const {
-    return tokens_[static_cast<int>(side)];
-  }
+  // The side's token, drawn now if it was not yet; empty once claimed.
+  const std::string& token(StreamLifecycle::Side side);
   // The side `presented` opens, consuming it; nullopt when it opens none (compared in constant
   // time).
   std::optional<StreamLifecycle::Side> claim(std::string_view presented);
+  // Opens the side without a token, for its holder inside the hub (a multiplexed channel's
+  // stream): false when the side was opened already. Its token is never drawn, or is spent.
+  bool spend(StreamLifecycle::Side side);
 
  private:
+  size_t bytes_ = 0;
   std::string tokens_[2];
+  bool drawn_[2] = {false, false};
 };
 
 // A token bucket: `rate` tokens per second, at most `burst` stored.

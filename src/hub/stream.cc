@@ -130,11 +130,12 @@ void Stream::initiatorGone() {
 
 void Stream::onDeviceAnswer(const proto::StreamResponse& msg) {
   if (!initiator_.answer) return;
+  const bool tokenless = initiator_.opensServiceSide;
   Answer answer = takeAnswer();
   if (msg.accept && life_.accept(Clock::now())) {
     // The answer may attach the service side (a service channel's stream), which pairs.
     bool pairedNow = paired();
-    answer({200, {id_, url_, token(Side::Service)}, {}, {}, 0});
+    answer({200, {id_, url_, tokenless ? std::string() : token(Side::Service)}, {}, {}, 0});
     if (pairedNow && !ended_) onPaired();
     return;
   }

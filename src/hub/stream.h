@@ -33,6 +33,9 @@ using Answer = std::function<void(const proto::Answer&)>;
 struct Initiator {
   Answer answer;
   std::function<void()> release;
+  // The initiator opens the service side itself (a multiplexed service channel, through
+  // Stream::spend): its grant carries no token.
+  bool opensServiceSide = false;
 };
 
 // A fresh stream id: 32 hex digits of 16 random bytes.
@@ -90,7 +93,7 @@ class Stream : public Deletable, private SideEvents {
   std::string targetText() const;
   // The streaming URL of this stream, and each side's one-time token.
   const std::string& url() const { return url_; }
-  const std::string& token(Side side) const { return tokens_.token(side); }
+  const std::string& token(Side side) { return tokens_.token(side); }
   const StreamLifecycle& life() const { return life_; }
   bool paired() const { return life_.state() == StreamLifecycle::State::Paired; }
   // Whether the stream paired (onStreamPaired was called), even if it has ended since.
@@ -108,6 +111,8 @@ class Stream : public Deletable, private SideEvents {
   void initiatorGone();
   // Which side a presented token opens, consuming it (single use).
   std::optional<Side> claim(std::string_view token) { return tokens_.claim(token); }
+  // Opens a side for its holder inside the hub, without a token (StreamTokens::spend).
+  bool spend(Side side) { return tokens_.spend(side); }
   // The device's stream_response: answers the initiator (200 with the grant, or the device's
   // refusal, which ends the stream).
   void onDeviceAnswer(const proto::StreamResponse& msg);

@@ -41,13 +41,13 @@ bool checkCredentials(const std::map<std::string, std::string>& users, std::stri
 }
 
 ProxySession::ProxySession(Loop& loop, BufferEventPtr client, Handler* handler,
-                           const ProxyOptions& options)
+                           const ProxyOptions& options, std::string peer)
     : loop_(loop),
       client_(std::move(client)),
       handler_(handler),
       options_(options),
       timer_(loop, [this] { onTimeout(); }) {
-  peer_ = peerName(bufferevent_getfd(client_.get()));
+  peer_ = peer.empty() ? peerName(bufferevent_getfd(client_.get())) : std::move(peer);
   timer_.arm(options_.timeout);
 }
 

@@ -65,7 +65,10 @@ class ProxySession : public Deletable {
     virtual void onProxyDone(ProxySession* s) = 0;
   };
 
-  ProxySession(Loop& loop, BufferEventPtr client, Handler* handler, const ProxyOptions& options);
+  // `peer`: the client's address as text, when the caller has it from accept(); else it is
+  // asked of the socket.
+  ProxySession(Loop& loop, BufferEventPtr client, Handler* handler, const ProxyOptions& options,
+               std::string peer = {});
   ~ProxySession() override;
   ProxySession(const ProxySession&) = delete;
   ProxySession& operator=(const ProxySession&) = delete;

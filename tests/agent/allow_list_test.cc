@@ -198,6 +198,16 @@ TEST(IpAddressTest, SockaddrRoundTripAndNetworks) {
   EXPECT_EQ(IpAddress::fromSockaddr(reinterpret_cast<sockaddr*>(&ss)), v6);
 }
 
+TEST(IpAddressTest, LoopbackIs127Slash8AndColonColon1) {
+  for (const char* s : {"127.0.0.1", "127.255.0.9", "::1", "::ffff:127.0.0.2"}) {
+    EXPECT_TRUE(ip(s).isLoopback()) << s;
+  }
+  for (const char* s :
+       {"128.0.0.1", "10.0.0.1", "0.0.0.0", "::", "::2", "fe80::1", "::127.0.0.1"}) {
+    EXPECT_FALSE(ip(s).isLoopback()) << s;
+  }
+}
+
 std::vector<Rule> rules(std::initializer_list<const char*> texts) {
   std::vector<config::AllowRule> raw;
   for (const char* t : texts) {

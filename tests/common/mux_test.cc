@@ -382,6 +382,45 @@ TEST(MuxSession, TheAnswerToACloseMayWaitForOtherFrames) {
   EXPECT_FALSE(p.sa.wantsFlush());
 }
 
+// After an Eof each way, a normal Close only frees the id: it waits like an answer. The Close
+// that carries the last Eof, or one with another code, or one before the peer's Eof, goes now.
+TEST(MuxSession, ANormalCloseAfterEofEachWayMayWait) {
+  Pair p;
+  std::vector<uint32_t> ids = p.openStreams(4);
+  for (uint32_t id : ids) p.sa.eof(id);
+  p.pump();
+  for (uint32_t id : {ids[0], ids[1], ids[2]}) p.sb.eof(id);
+  p.pump();
+  ASSERT_FALSE(p.sa.wantsFlush());
+
+  p.sa.close(ids[0], close_code::Normal, "done");
+  EXPECT_TRUE(p.sa.wantsFlush());
+  EXPECT_FALSE(p.sa.flushDue());
+  p.sa.close(ids[1], close_code::GoingAway, "");
+  EXPECT_TRUE(p.sa.flushDue());  // not the normal end: goes now
+  p.pump();
+  EXPECT_TRUE(p.b.s[ids[0]].closed);
+  EXPECT_EQ(p.b.s[ids[0]].closeCode, close_code::Normal);
+
+  p.sa.close(ids[3], close_code::Normal, "done");
+  EXPECT_TRUE(p.sa.flushDue());  // the peer's Eof has not come: the Close is news
+  p.pump();
+
+  // b's Eof waits to go out with its Close: that Close carries news and goes now.
+  Pair q;
+  uint32_t id = q.openStreams(1)[0];
+  q.sa.eof(id);
+  q.pump();
+  q.sb.eof(id);
+  q.sb.close(id, close_code::Normal, "done");
+  EXPECT_TRUE(q.sb.flushDue());
+  q.pump();
+  EXPECT_TRUE(q.a.s[id].eof);
+  EXPECT_TRUE(q.a.s[id].closed);
+  EXPECT_EQ(q.sa.streams(), 0u);
+  EXPECT_EQ(q.sb.streams(), 0u);
+}
+
 TEST(MuxSession, ServerOpensEvenIdsToo) {
   Pair p;
   EXPECT_EQ(p.sb.open(sampleRequest()), 2u);

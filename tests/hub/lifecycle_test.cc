@@ -149,7 +149,7 @@ TEST(StreamTokens, WrongOrPartialTokensOpenNothingAndConsumeNothing) {
 
 TEST(StreamTokens, RandomTokensAreLongDistinctAndUrlSafe) {
   StreamTokens a, b;
-  for (const auto* t : {&a, &b}) {
+  for (auto* t : {&a, &b}) {
     for (Side s : {Side::Service, Side::Device}) {
       const std::string& tok = t->token(s);
       EXPECT_GE(tok.size(), 22u);  // at least 128 bits in base64url
@@ -160,6 +160,35 @@ TEST(StreamTokens, RandomTokensAreLongDistinctAndUrlSafe) {
   }
   EXPECT_NE(a.token(Side::Service), a.token(Side::Device));
   EXPECT_NE(a.token(Side::Service), b.token(Side::Service));
+}
+
+// A token is drawn when first asked for, and stays what it was: a claimed one is not drawn anew.
+TEST(StreamTokens, DrawnOnceWhenFirstAskedFor) {
+  StreamTokens t;
+  EXPECT_EQ(t.claim(""), std::nullopt);  // nothing drawn: nothing opens
+  const std::string dev = t.token(Side::Device);
+  EXPECT_EQ(t.token(Side::Device), dev);
+  EXPECT_EQ(t.claim(dev), Side::Device);
+  EXPECT_TRUE(t.token(Side::Device).empty());  // used: not drawn again
+  EXPECT_EQ(t.claim(dev), std::nullopt);
+  const std::string svc = t.token(Side::Service);
+  EXPECT_FALSE(svc.empty());
+  EXPECT_EQ(t.claim(svc), Side::Service);
+}
+
+// A side opened inside the hub spends its token, drawn or not, once.
+TEST(StreamTokens, SpendOpensASideOnceWithoutItsToken) {
+  StreamTokens t;
+  EXPECT_TRUE(t.spend(Side::Service));
+  EXPECT_FALSE(t.spend(Side::Service));
+  EXPECT_TRUE(t.token(Side::Service).empty());  // never drawn afterwards
+  EXPECT_EQ(t.claim(""), std::nullopt);
+  const std::string dev = t.token(Side::Device);
+  EXPECT_TRUE(t.spend(Side::Device));  // a drawn token is spent
+  EXPECT_EQ(t.claim(dev), std::nullopt);
+  StreamTokens u;
+  EXPECT_EQ(u.claim(u.token(Side::Device)), Side::Device);
+  EXPECT_FALSE(u.spend(Side::Device));  // claimed already
 }
 
 }  // namespace
