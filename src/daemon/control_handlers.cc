@@ -211,7 +211,10 @@ void Daemon::handleForwards(const ApiRequest& req, const ControlApi::Respond& re
   std::string err;
   json out;
   if (!addForward(std::get<config::Forward>(parsed), false, status, err, &out)) {
-    return respond(apiError(status, status == 409 ? "listen_in_use" : "bad_listen", err));
+    const char* code = status == 409   ? "listen_in_use"
+                       : status == 403 ? "too_many_forwards"
+                                       : "bad_listen";
+    return respond(apiError(status, code, err));
   }
   respond(ApiResponse{201, out});
 }

@@ -28,6 +28,8 @@ AdmissionLimits clientLimits(const config::DaemonConfig& cfg) {
 }
 
 constexpr const char* kLoopback = "127.0.0.1";
+// Forwards, from the configuration and added at runtime together: each holds a listening socket.
+constexpr size_t kMaxForwards = 1024;
 
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -194,6 +196,11 @@ void Daemon::shutdown() {
 
 bool Daemon::addForward(const config::Forward& f, bool fromConfig, int& status, std::string& err,
                         json* out) {
+  if (forwards_.size() >= kMaxForwards) {
+    status = 403;
+    err = "at most " + std::to_string(kMaxForwards) + " forwards";
+    return false;
+  }
   for (const auto& existing : forwards_) {
     if (f.listen.port != 0 && existing->fwd.listen == f.listen) {
       status = 409;

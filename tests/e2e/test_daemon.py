@@ -576,6 +576,37 @@ class Forwards(DaemonTest):
         self.assertIn("hello from dev01", r.stdout)
 
 
+    def test_forwards_are_bounded_and_a_removed_one_frees_its_place(self):
+        added = []
+        try:
+            while True:
+                status, doc = self.stack.control("POST", "/v1/forwards",
+                                                 {"listen": "127.0.0.1:0", "device": "dev01",
+                                                  "port": self.web.port})
+                if status != 201:
+                    break
+                added.append(doc["listen"])
+                self.assertLessEqual(len(added), 1024, "no bound on forwards")
+            # the config forward counts too
+            self.assertEqual((status, doc["error"], len(added) + 1), (403, "too_many_forwards", 1024),
+                             doc)
+            r = self.stack.cli("forward", "add", "127.0.0.1:0", f"dev01:{self.web.port}")
+            self.assertEqual(r.returncode, 1, r.stdout)
+            self.assertIn("at most 1024 forwards", r.stderr)
+            status, _ = self.stack.control("DELETE", "/v1/forwards/" + added.pop())
+            self.assertEqual(status, 204)
+            status, doc = self.stack.control("POST", "/v1/forwards",
+                                             {"listen": "127.0.0.1:0", "device": "dev01",
+                                              "port": self.web.port})
+            self.assertEqual(status, 201, doc)
+            added.append(doc["listen"])
+            r = curl(f"http://{doc['listen']}/")
+            self.assertIn("hello from web", r.stdout)
+        finally:
+            for listen in added:
+                self.stack.control("DELETE", "/v1/forwards/" + listen)
+
+
 class Control(DaemonTest):
     """The control API over the Unix socket and the CLI commands on top of it."""
 
