@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -120,6 +121,15 @@ inline constexpr uint16_t Normal = 1000, GoingAway = 1001, ProtocolError = 1002,
                           PolicyViolation = 1008, InternalError = 1011;
 }  // namespace close_code
 
+// Receive memory shared by all the channels of a process (the hub's `stream_memory`): above
+// their floors, windows are granted only while the channels' shares together stay below
+// `limit`, so that many channels' budgets cannot add up to more than the process can hold.
+struct MemoryPool {
+  explicit MemoryPool(uint64_t limit) : limit(limit) {}
+  uint64_t limit;
+  uint64_t used = 0;  // the sum of every session's committed receive memory
+};
+
 struct Limits {
   size_t maxStreams = 16384;      // streams alive at once, both directions
   size_t maxPendingOpens = 128;   // opens not yet answered, each direction
@@ -137,6 +147,7 @@ struct Limits {
   size_t maxControl = 1 << 20;      // control frames waiting to be sent
   std::chrono::milliseconds pingInterval{5000};
   std::chrono::milliseconds busyPingInterval{100};  // while Data arrives
+  std::shared_ptr<MemoryPool> pool;                 // none: the channel's budget alone
 };
 
 // Which ids a side opens: the WebSocket client of the channel odd ones, the server even ones.
@@ -172,6 +183,7 @@ class MuxSession {
   };
 
   MuxSession(Role role, const Limits& limits, Callbacks& callbacks);
+  ~MuxSession();
   MuxSession(const MuxSession&) = delete;
   MuxSession& operator=(const MuxSession&) = delete;
 
@@ -267,6 +279,8 @@ class MuxSession {
   uint64_t share(const Stream& s) const { return s.recvWindow + s.buffered; }
   // The part of the budget that windows above the floor may use: half of it.
   uint64_t shared() const { return limits_.budget / 2; }
+  // What the process-wide pool has left for windows above the floor (all of it without one).
+  uint64_t poolRoom() const;
   uint64_t gap(const Stream& s) const;
   void unaccount(const Stream& s);
   void account(const Stream& s);

@@ -28,6 +28,10 @@ Limits sane(Limits l) {
 MuxSession::MuxSession(Role role, const Limits& limits, Callbacks& callbacks)
     : role_(role), limits_(sane(limits)), cb_(callbacks), nextId_(role == Role::Client ? 1 : 2) {}
 
+MuxSession::~MuxSession() {
+  if (limits_.pool) limits_.pool->used -= committed_;
+}
+
 MuxSession::Stream* MuxSession::find(uint32_t id) {
   auto it = streams_.find(id);
   return it == streams_.end() ? nullptr : &it->second;
@@ -55,12 +59,14 @@ void MuxSession::unaccount(const Stream& s) {
   if (s.state == State::CloseSent) return;
   committed_ -= share(s);
   reserve_ -= gap(s);
+  if (limits_.pool) limits_.pool->used -= share(s);
 }
 
 void MuxSession::account(const Stream& s) {
   if (s.state == State::CloseSent) return;
   committed_ += share(s);
   reserve_ += gap(s);
+  if (limits_.pool) limits_.pool->used += share(s);
   if (committed_ + reserve_ > limits_.budget) std::abort();  // the invariant the rest relies on
 }
 
@@ -71,8 +77,14 @@ uint64_t MuxSession::grantFor(const Stream& s, uint64_t want) const {
   uint64_t g = std::min(want, gap(s));
   const uint64_t used = committed_ + reserve_;
   const uint64_t soft = shared();
-  if (want > g && used < soft) g += std::min(want - g, soft - used);
+  if (want > g && used < soft) g += std::min({want - g, soft - used, poolRoom()});
   return g;
+}
+
+uint64_t MuxSession::poolRoom() const {
+  const MemoryPool* p = limits_.pool.get();
+  if (!p) return UINT64_MAX;
+  return p->used < p->limit ? p->limit - p->used : 0;
 }
 
 uint64_t MuxSession::initialTarget() const {
@@ -145,6 +157,7 @@ void MuxSession::shutdown(uint16_t code, std::string_view reason) {
   starved_.clear();
   control_.clear();
   controlDue_ = false;
+  if (limits_.pool) limits_.pool->used -= committed_;
   committed_ = reserve_ = 0;
   pendingLocal_ = pendingRemote_ = 0;
   for (auto [id, tell] : ids) {
@@ -318,7 +331,7 @@ void MuxSession::grow(Stream& s, TimePoint now) {
   s.measured = 0;
   if (4 * bdp < s.target || s.target >= limits_.maxWindow) return;
   const uint64_t next = std::min<uint64_t>(s.target * 2, limits_.maxWindow);
-  if (committed_ + reserve_ + (next - s.target) > shared()) return;
+  if (committed_ + reserve_ + (next - s.target) > shared() || next - s.target > poolRoom()) return;
   s.target = next;
 }
 

@@ -93,6 +93,8 @@ Hub::Hub(Loop& loop, config::HubConfig cfg)
   streamSettings_.idleTimeout = cfg_.idleTimeout;
   streamSettings_.keepalive = cfg_.keepalive;
   streamSettings_.highWatermark = cfg_.highWatermark;
+  // Every channel's receive windows above their floors come from one pool (docs/hub.md).
+  muxLimits_.pool = std::make_shared<mux::MemoryPool>(cfg_.streamMemory);
   // Refusing an unknown device or policy costs an HMAC too, with a key nobody holds.
   decoyKey_ = sas::randomKey();
 }

@@ -31,6 +31,7 @@ HubConfig parseHub(std::string_view text, const std::string& file) {
              "max_message",
              "max_header_bytes",
              "high_watermark",
+             "stream_memory",
              "max_streams",
              "max_streams_per_device",
              "max_pending_handshakes",
@@ -87,6 +88,7 @@ HubConfig parseHub(std::string_view text, const std::string& file) {
   readIf(ctx, m, "max_message", c.maxMessage, size);
   readIf(ctx, m, "max_header_bytes", c.maxHeaderBytes, size);
   readIf(ctx, m, "high_watermark", c.highWatermark, size);
+  readIf(ctx, m, "stream_memory", c.streamMemory, size);
   readIf(ctx, m, "max_streams", c.maxStreams, count);
   readIf(ctx, m, "max_streams_per_device", c.maxStreamsPerDevice, count);
   readIf(ctx, m, "max_pending_handshakes", c.maxPendingHandshakes, count);

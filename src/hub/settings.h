@@ -32,6 +32,7 @@ struct HubConfig {
   uint64_t maxMessage = 1 << 20;                    // largest reassembled text message
   uint64_t maxHeaderBytes = 16 * 1024;              // largest HTTP request head
   uint64_t highWatermark = 256 * 1024;              // relay backpressure
+  uint64_t streamMemory = 1ull << 30;               // multiplexed receive windows, hub-wide
   uint64_t maxStreams = 10000;                      // concurrent streams on the hub
   uint64_t maxStreamsPerDevice = 1000;              // concurrent streams per device
   uint64_t maxPendingHandshakes = 1000;             // streams not yet paired

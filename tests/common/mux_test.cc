@@ -557,6 +557,37 @@ TEST(MuxSession, BudgetIsNeverExceeded) {
   EXPECT_EQ(q.sa.committed(), 64 * 1024u);
 }
 
+// Channels that share a memory pool grant windows above the floor only while the pool has room:
+// one channel's streams holding it leave another's new stream at its floor until they go.
+TEST(MuxSession, APoolBoundsWindowsAcrossChannels) {
+  Limits l;
+  l.minWindow = 16 * 1024;
+  l.minInitialWindow = l.initialWindow = 256 * 1024;
+  l.pool = std::make_shared<MemoryPool>(1 << 20);
+  {
+    auto p = std::make_unique<Pair>(l);
+    std::vector<uint32_t> held = p->openStreams(2);  // four windows of 256 KiB: the pool is full
+    for (uint32_t id : held) EXPECT_EQ(p->sa.creditOf(id), 256 * 1024u) << id;
+    EXPECT_EQ(l.pool->used, 1u << 20);
+
+    Pair q(l);
+    uint32_t id = q.openStreams(1)[0];
+    EXPECT_EQ(q.sa.creditOf(id), l.minWindow);  // the floor, whatever the pool says
+    EXPECT_EQ(q.sb.creditOf(id), l.minWindow);
+
+    // The other channel goes; the stream's next grants take the room it left.
+    p.reset();
+    EXPECT_EQ(l.pool->used, 2u * l.minWindow);
+    const std::string data = test::randomBytes(64 * 1024, 3);
+    q.a.send(id, data);
+    q.pump();
+    EXPECT_EQ(q.b.s[id].in, data);
+    // (Credit goes back in batches of a quarter window: up to 64 KiB may still be owed.)
+    EXPECT_GT(q.sa.creditOf(id), 192 * 1024u);
+  }
+  EXPECT_EQ(l.pool->used, 0u);  // every session gave back what it held
+}
+
 TEST(MuxSession, DefaultBudgetAdmitsMaxStreamsIdleStreams) {
   // Idle streams hold their initial windows; the floors of maxStreams streams still fit.
   Limits l;

@@ -44,6 +44,7 @@ TEST_F(HubConfigTest, HubDefaults) {
   EXPECT_EQ(c.maxFrame, 1u << 20);
   EXPECT_EQ(c.maxMessage, 1u << 20);
   EXPECT_EQ(c.highWatermark, 256u * 1024);
+  EXPECT_EQ(c.streamMemory, 1u << 30);
   EXPECT_TRUE(c.multiplex);
   EXPECT_EQ(c.logLevel, LogLevel::Info);
 }
@@ -64,6 +65,7 @@ TEST_F(HubConfigTest, HubAllKeys) {
                               "  max_frame: 64KiB\n"
                               "  max_message: 2MiB\n"
                               "  high_watermark: 1000\n"
+                              "  stream_memory: 256MiB\n"
                               "  multiplex: false\n"));
   EXPECT_FALSE(c.multiplex);
   EXPECT_EQ(c.listen, (Endpoint{"::1", 0}));
@@ -78,6 +80,7 @@ TEST_F(HubConfigTest, HubAllKeys) {
   EXPECT_EQ(c.maxFrame, 65536u);
   EXPECT_EQ(c.maxMessage, 2u << 20);
   EXPECT_EQ(c.highWatermark, 1000u);
+  EXPECT_EQ(c.streamMemory, 256u << 20);
   EXPECT_EQ(c.logLevel, LogLevel::Warn);
 }
 
