@@ -181,6 +181,9 @@ void checkSession(uint8_t opts, const uint8_t* data, size_t size) {
   l.initialWindow = 32768;
   l.maxWindow = 1 << 20;
   l.maxControl = 8192;
+  // A process-wide pool smaller than the budget half the time: it must mirror what the session
+  // holds, and only ever cut windows above the floor.
+  l.pool = std::make_shared<MemoryPool>((opts & 0x40) ? l.budget / 4 : l.budget);
   ScriptedApp app;
   MuxSession s((opts & 0x80) ? Role::Client : Role::Server, l, app);
   app.s = &s;
@@ -198,6 +201,7 @@ void checkSession(uint8_t opts, const uint8_t* data, size_t size) {
     now += std::chrono::microseconds(data[pos - 1] * 50);
     app.act(now);
     FUZZ_CHECK(s.committed() <= l.budget);
+    FUZZ_CHECK(l.pool->used == s.committed());
     FUZZ_CHECK(app.heldTotal() <= s.committed());
     FUZZ_CHECK(s.streams() <= l.maxStreams);
     FUZZ_CHECK(s.controlPending() <= l.maxControl);
@@ -216,7 +220,7 @@ void checkSession(uint8_t opts, const uint8_t* data, size_t size) {
     checkOutput(out);
   }
   s.shutdown(1001, "end");
-  FUZZ_CHECK(s.streams() == 0 && s.committed() == 0);
+  FUZZ_CHECK(s.streams() == 0 && s.committed() == 0 && l.pool->used == 0);
 }
 
 }  // namespace
