@@ -148,7 +148,7 @@ bool StreamTokens::spend(StreamLifecycle::Side side) {
 
 std::optional<StreamLifecycle::Side> StreamTokens::claim(std::string_view presented) {
   for (int s : {0, 1}) {
-    if (drawn_[s] && !tokens_[s].empty() && sas::constantTimeEquals(presented, tokens_[s])) {
+    if (!tokens_[s].empty() && sas::constantTimeEquals(presented, tokens_[s])) {
       tokens_[s].clear();
       return static_cast<StreamLifecycle::Side>(s);
     }

@@ -276,8 +276,9 @@ ExchangePtr openStream(Loop& loop, const HubTarget& hub, const std::string& url,
   const bool sameHost = lower(parsed->url.host) == lower(hub.host) ||
                         (net::isLoopbackHost(parsed->url.host) && net::isLoopbackHost(hub.host));
   if (!sameHost || parsed->url.port != hub.port) {
-    done(nullptr, "hub gave a stream URL on another endpoint (" + parsed->url.host + ":" +
-                      std::to_string(parsed->url.port) + "), not the configured hub");
+    done(nullptr, "hub gave a stream URL on another endpoint (" +
+                      net::formatHostPort(parsed->url.host, parsed->url.port) +
+                      "), not the configured hub");
     return nullptr;
   }
   return upgrade(loop, hub, parsed->path, "Bearer " + token, limits, timeout, std::move(done));
