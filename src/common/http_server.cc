@@ -278,6 +278,12 @@ BufferEventPtr HttpServerSession::takeConnection() {
   return bev;
 }
 
+void HttpServerSession::abort() {
+  if (ended_) return;
+  onGone_ = nullptr;
+  gone();
+}
+
 void HttpServerSession::gone() {
   state_ = State::Closed;
   timer_.cancel();

@@ -102,6 +102,9 @@ class HttpServerSession : public Deletable {
   // Hands the connection over (an upgrade): no more callbacks, the session ends (onEnd). The
   // input may already hold the peer's next bytes.
   BufferEventPtr takeConnection();
+  // Closes the connection now, without an answer (its owner sheds it): the session ends
+  // (onEnd). Nothing once it has ended.
+  void abort();
 
  private:
   enum class State { Reading, Dispatched, Closed };

@@ -78,7 +78,10 @@ Hub::Hub(Loop& loop, config::HubConfig cfg)
                              metrics::latencyBuckets())},
       connectionsRefused_(metrics_.counter(
           "devstreams_connections_refused_total",
-          "Connections closed at once: connection or TLS handshake limits reached")) {
+          "Connections closed at once: connection or TLS handshake limits reached")),
+      handshakesShed_(
+          metrics_.counter("devstreams_tls_handshakes_shed_total",
+                           "Stalled TLS handshakes closed to make room for a newer connection")) {
   if (cfg_.publicUrl.empty()) {
     cfg_.publicUrl = "wss://" + cfg_.hostname + ":" + std::to_string(cfg_.listen.port);
   }
@@ -158,6 +161,7 @@ void Hub::onAccept(evutil_socket_t fd, const sockaddr* peer, Admission::Ticket t
     // holding every slot.
     Admission::Verdict why = Admission::Verdict::Ok;
     handshake = handshakes_.admit(peer, why);
+    if (!handshake && shedHandshake(peer, why)) handshake = handshakes_.admit(peer, why);
     if (!handshake) {
       connectionsRefused_.inc();
       auto now = std::chrono::steady_clock::now();
@@ -174,15 +178,40 @@ void Hub::onAccept(evutil_socket_t fd, const sockaddr* peer, Admission::Ticket t
     bev = tls::acceptSocket(loop_, ssl_.get(), fd);
   }
   if (!bev) return;
-  auto s = std::make_unique<Session>(loop_, std::move(bev), std::move(ticket), httpOptions_,
-                                     static_cast<Session::Owner&>(*this), std::move(handshake),
-                                     metricsOnly);
+  auto s = std::make_unique<Session>(
+      loop_, std::move(bev), std::move(ticket), httpOptions_, static_cast<Session::Owner&>(*this),
+      std::move(handshake), metricsOnly ? std::string() : Admission::sourceKey(peer), metricsOnly);
   Session* raw = s.get();
   sessions_.emplace(raw, std::move(s));
+  if (raw->handshaking()) raw->handshakingPos = handshaking_.insert(handshaking_.end(), raw);
   raw->start();
 }
 
 void Hub::endSession(Session& s) { deferErase(loop_, sessions_, &s); }
+
+void Hub::handshakeOver(Session& s) { handshaking_.erase(s.handshakingPos); }
+
+// A silent connection holds its slot until request_timeout; shedding the oldest once it is past
+// any real handshake's time means that holding a source's (or the hub's) slots takes a steady
+// stream of new connections, not a handful kept open.
+bool Hub::shedHandshake(const sockaddr* peer, Admission::Verdict why) {
+  const auto now = std::chrono::steady_clock::now();
+  const std::string source =
+      why == Admission::Verdict::PerAddress ? Admission::sourceKey(peer) : std::string();
+  for (Session* s : handshaking_) {
+    if (now - s->acceptedAt() < kHandshakeGrace) return false;  // the rest are younger
+    if (!source.empty() && s->source() != source) continue;
+    handshakesShed_.inc();
+    if (now - lastHandshakeShedLog_ > std::chrono::seconds(1)) {
+      lastHandshakeShedLog_ = now;
+      LOG_WARN("hub: %s closed: TLS handshake stalled, its slot taken by a newer connection",
+               s->peer().c_str());
+    }
+    s->shed();  // ends the session, which leaves handshaking_
+    return true;
+  }
+  return false;
+}
 
 void Hub::onDeviceGone(DeviceChannel& d) {
   auto it = devices_.find(d.id());

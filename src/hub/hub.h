@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -37,6 +38,9 @@ namespace ds::hub {
 
 // The streaming endpoint: one side of a stream opens at this prefix followed by the stream id.
 inline constexpr std::string_view kStreamsPrefix = "/api/v1/streams/";
+// How long a connection keeps its TLS handshake slot against newcomers when the slots are full:
+// longer than a real handshake takes over a slow link.
+inline constexpr std::chrono::milliseconds kHandshakeGrace{1000};
 
 class Hub : private Session::Owner,
             private StreamOwner,
@@ -65,6 +69,11 @@ class Hub : private Session::Owner,
   // Session::Owner
   void route(Session& s) override;
   void endSession(Session& s) override;
+  void handshakeOver(Session& s) override;
+  // Frees a TLS handshake slot for a newcomer refused with `why`: closes the oldest connection
+  // still in its handshake after kHandshakeGrace (from the newcomer's source when that
+  // source's share is what is full). False when every such connection is younger.
+  bool shedHandshake(const sockaddr* peer, Admission::Verdict why);
   // DeviceChannel::Owner
   void onDeviceMessage(DeviceChannel& d, const std::string& message) override;
   void onDeviceGone(DeviceChannel& d) override;
@@ -124,7 +133,10 @@ class Hub : private Session::Owner,
   uint16_t port_ = 0;
   uint16_t metricsPort_ = 0;
   Admission handshakes_;  // TLS handshakes in progress, in all and per source address
+  // The sessions holding a handshake slot, oldest first.
+  std::list<Session*> handshaking_;
   std::chrono::steady_clock::time_point lastHandshakeRefusalLog_{};
+  std::chrono::steady_clock::time_point lastHandshakeShedLog_{};
   std::string decoyKey_;  // verifies tokens of unknown devices and policies
   WsLimits wsLimits_;
   mux::Limits muxLimits_;
@@ -153,6 +165,7 @@ class Hub : private Session::Owner,
   metrics::Gauge& streamsPending_;
   RelayMetrics relayMetrics_;
   metrics::Counter& connectionsRefused_;
+  metrics::Counter& handshakesShed_;
 };
 
 }  // namespace ds::hub

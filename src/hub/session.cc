@@ -8,16 +8,24 @@ namespace ds::hub {
 
 Session::Session(Loop& loop, BufferEventPtr bev, Admission::Ticket ticket,
                  const HttpServerOptions& options, Owner& owner, Admission::Ticket handshake,
-                 bool metricsOnly)
+                 std::string source, bool metricsOnly)
     : loop_(loop),
       owner_(owner),
       ticket_(std::move(ticket)),
       handshake_(std::move(handshake)),
+      source_(std::move(source)),
+      acceptedAt_(std::chrono::steady_clock::now()),
       metricsOnly_(metricsOnly),
       requestTimeout_(options.requestTimeout),
       http_(loop, std::move(bev), options, *this) {}
 
 Session::~Session() = default;
+
+void Session::handshakeDone() {
+  if (!handshake_) return;
+  handshake_ = {};
+  owner_.handshakeOver(*this);
+}
 
 void Session::onRequest(HttpServerSession&) { owner_.route(*this); }
 

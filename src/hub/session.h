@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -36,14 +37,17 @@ class Session : public Deletable, private HttpServerSession::Handler {
     virtual ~Owner() = default;
     virtual void route(Session& s) = 0;
     virtual void endSession(Session& s) = 0;
+    // The session no longer holds its TLS handshake slot (established, answered or ended).
+    virtual void handshakeOver(Session& s) = 0;
   };
 
   // `handshake` is this session's slot among the TLS handshakes in progress, held until its
-  // connection is established or the session ends. `metricsOnly`: the plain metrics listener,
-  // whose sessions serve /metrics and /healthz only (and hold no handshake slot).
+  // connection is established or the session ends; `source` is the peer's counting key
+  // (Admission::sourceKey). `metricsOnly`: the plain metrics listener, whose sessions serve
+  // /metrics and /healthz only (and hold no handshake slot).
   Session(Loop& loop, BufferEventPtr bev, Admission::Ticket ticket,
           const HttpServerOptions& options, Owner& owner, Admission::Ticket handshake,
-          bool metricsOnly);
+          std::string source, bool metricsOnly);
   ~Session() override;
   void start() { http_.start(); }
 
@@ -51,6 +55,14 @@ class Session : public Deletable, private HttpServerSession::Handler {
   const std::string& body() const { return http_.body(); }
   const std::string& peer() const { return http_.peer(); }
   bool metricsOnly() const { return metricsOnly_; }
+  const std::string& source() const { return source_; }
+  std::chrono::steady_clock::time_point acceptedAt() const { return acceptedAt_; }
+  bool handshaking() const { return static_cast<bool>(handshake_); }
+  // Closes the connection at once, without an answer (a stalled handshake shed for a
+  // newcomer's): the session ends through its owner.
+  void shed() { http_.abort(); }
+  // The owner's place for the session among the handshakes in progress.
+  std::list<Session*>::iterator handshakingPos;
 
   void respond(int status, std::string_view body, const std::vector<http::Header>& extra = {},
                std::string_view contentType = "application/json");
@@ -82,12 +94,14 @@ class Session : public Deletable, private HttpServerSession::Handler {
   void onRefused(HttpServerSession&, int status, std::string_view reason) override;
   void onEnd(HttpServerSession&) override;
   void onEstablished(HttpServerSession&) override { handshakeDone(); }
-  void handshakeDone() { handshake_ = {}; }
+  void handshakeDone();
 
   Loop& loop_;
   Owner& owner_;
   Admission::Ticket ticket_;
   Admission::Ticket handshake_;
+  std::string source_;
+  std::chrono::steady_clock::time_point acceptedAt_;
   bool metricsOnly_;
   std::chrono::milliseconds requestTimeout_;
   HttpServerSession http_;

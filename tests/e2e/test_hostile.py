@@ -61,6 +61,21 @@ def healthy(stack):
     return False
 
 
+def healthz_from(stack, source):
+    """GET /healthz over TLS from another loopback address: the status, or None when the
+    connection was refused or broken."""
+    ctx = ssl.create_default_context(cafile=ca_file(stack))
+    conn = http.client.HTTPSConnection("127.0.0.1", stack.hub_port, context=ctx, timeout=5,
+                                       source_address=(source, 0))
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
 def closed_at_once(sock, within=2.0):
     """Whether the peer closes `sock` (EOF or reset) within `within` seconds."""
     sock.settimeout(within)
@@ -293,6 +308,35 @@ class Floods(HostileHub):
         wait_until(lambda: healthy(self.stack), 10, "hub serves another address")
         self.assertIn("too many TLS handshakes in progress from that address",
                       self.stack.log("hub"))
+
+    def test_a_newcomer_sheds_the_oldest_stalled_handshake_of_its_address(self):
+        # Three silent sockets would lock their address out until request_timeout; once they
+        # are older than any real handshake, a newcomer takes the oldest one's slot.
+        self.reconfigure(max_tls_handshakes=16, max_tls_handshakes_per_address=3,
+                         request_timeout="30s")
+        other = connect_from("127.0.0.3", self.stack.hub_port)
+        held = [connect_from("127.0.0.2", self.stack.hub_port) for _ in range(3)]
+        self.addCleanup(lambda: [c.close() for c in held + [other]])
+        time.sleep(1.5)
+        self.assertEqual(healthz_from(self.stack, "127.0.0.2"), 200)
+        self.assertTrue(closed_at_once(held[0]), "the oldest stalled handshake was kept")
+        for c in held[1:] + [other]:
+            self.assertFalse(closed_at_once(c, 0.2), "a younger or unrelated handshake was shed")
+        self.assertIn("TLS handshake stalled, its slot taken by a newer connection",
+                      self.stack.log("hub"))
+        fams = parse_metrics(https(self.stack, "GET", "/metrics").body.decode())
+        self.assertEqual(sample(fams, "devstreams_tls_handshakes_shed_total"), 1.0)
+
+    def test_a_newcomer_sheds_the_oldest_stalled_handshake_when_all_slots_are_held(self):
+        self.reconfigure(max_tls_handshakes=4, request_timeout="30s")
+        held = [connect_from("127.0.0.2", self.stack.hub_port) for _ in range(2)]
+        held += [connect_from("127.0.0.3", self.stack.hub_port) for _ in range(2)]
+        self.addCleanup(lambda: [c.close() for c in held])
+        time.sleep(1.5)
+        self.assertEqual(healthz_from(self.stack, "127.0.0.4"), 200)
+        self.assertTrue(closed_at_once(held[0]), "the oldest stalled handshake was kept")
+        for c in held[1:]:
+            self.assertFalse(closed_at_once(c, 0.2), "a younger handshake was shed")
 
     def test_out_of_descriptors_does_not_spin_and_recovers(self):
         s = self.stack

@@ -61,7 +61,7 @@ class AdminApiTest : public ::testing::Test, public AdminApi::Host, public Sessi
     evutil_make_socket_nonblocking(fds[1]);
     auto s =
         std::make_unique<Session>(loop_, newSocketBufferEvent(loop_, fds[0]), Admission::Ticket{},
-                                  HttpServerOptions{}, *this, Admission::Ticket{}, true);
+                                  HttpServerOptions{}, *this, Admission::Ticket{}, "", true);
     s->start();
     sessions_.push_back(std::move(s));
     std::string req = method + " " + target + " HTTP/1.1\r\nHost: hub\r\n";
@@ -96,6 +96,7 @@ class AdminApiTest : public ::testing::Test, public AdminApi::Host, public Sessi
     s.respondError(404, "not_found", "no such test route");
   }
   void endSession(Session&) override {}
+  void handshakeOver(Session&) override {}
 
   // AdminApi::Host: "Authorization: Policy <name>" with the permissions of `policies_`.
   std::optional<PolicyRecord> authService(Session& s, std::string_view permission) override {
