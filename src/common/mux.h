@@ -146,7 +146,7 @@ struct Limits {
   size_t quantum = kMaxPayload;     // Data bytes per stream per round-robin turn
   size_t maxControl = 1 << 20;      // control frames waiting to be sent
   std::chrono::milliseconds pingInterval{5000};
-  std::chrono::milliseconds busyPingInterval{100};  // while Data arrives
+  std::chrono::milliseconds busyPingInterval{100};  // while Data arrives in bulk
   std::shared_ptr<MemoryPool> pool;                 // none: the channel's budget alone
 };
 
@@ -320,6 +320,8 @@ class MuxSession {
   // RTT: the lower of the last two clean ping samples (queueing behind bulk data only adds);
   // a ping is clean when at most kCleanPingBytes of Data went each way around it.
   static constexpr uint64_t kCleanPingBytes = 64 * 1024;
+  // Data received since the last ping that makes an early (busy) ping worth its round trip.
+  static constexpr uint64_t kBusyPingBytes = 64 * 1024;
   // The shortest interval a stream's arrival rate is measured over (window growth).
   static constexpr std::chrono::microseconds kMinMeasure{10000};
   std::chrono::microseconds rtt_{0};

@@ -561,9 +561,14 @@ void MuxSession::onDataFrame(const Frame& f, TimePoint now) {
   }
   s->measured += f.dataLen;
   dataIn_ += f.dataLen;
-  // While data flows the RTT is sampled often (at most every busyPingInterval), so that the
-  // window growth judges the path as it is now, not as it was when the channel was idle.
-  if (!pingOutstanding_ && now - lastPing_ >= limits_.busyPingInterval) ping(now);
+  // While data flows in bulk the RTT is sampled often (at most every busyPingInterval), so that
+  // the window growth judges the path as it is now, not as it was when the channel was idle.
+  // Sparse data (keystrokes) is no reason: a ping and its answer per keystroke on each leg
+  // would triple an interactive session's messages.
+  if (!pingOutstanding_ && dataIn_ - inAtPing_ >= kBusyPingBytes &&
+      now - lastPing_ >= limits_.busyPingInterval) {
+    ping(now);
+  }
   cb_.onData(id, f.data, f.dataLen);
 }
 

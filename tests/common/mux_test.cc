@@ -1103,6 +1103,51 @@ TEST(MuxFlowControl, RttFollowsAGrownPathButNotTheQueueBehindData) {
   EXPECT_EQ(link.p.sa.rtt(), milliseconds(40));
 }
 
+size_t pingsIn(const std::string& wire) {
+  size_t n = 0;
+  for (size_t at = 0; at < wire.size();) {
+    Frame f;
+    DecodeResult r = decode(bytes(wire) + at, wire.size() - at, f);
+    if (r.status != DecodeStatus::Done) break;
+    if (f.type == FrameType::Ping && !(f.flags & kFlagAck)) ++n;
+    at += r.consumed;
+  }
+  return n;
+}
+
+TEST(MuxFlowControl, SparseDataSendsNoPingButBulkDataDoes) {
+  Pair p;
+  const uint32_t id = p.openStreams(1)[0];
+  p.sa.tick(p.now);  // the first RTT samples, both ways
+  p.sb.tick(p.now);
+  p.pump();
+  // Keystrokes 200 ms apart, well within pingInterval: Data and its credit, no pings.
+  size_t pings = 0;
+  for (int i = 0; i < 10; ++i) {
+    p.now += milliseconds(200);
+    p.a.send(id, "k");
+    for (int round = 0; round < 4; ++round) {
+      std::string ab, ba;
+      p.sa.flush(ab, 1 << 20, p.now);
+      p.sb.flush(ba, 1 << 20, p.now);
+      pings += pingsIn(ab) + pingsIn(ba);
+      p.sb.receive(bytes(ab), ab.size(), p.now);
+      p.sa.receive(bytes(ba), ba.size(), p.now);
+    }
+  }
+  EXPECT_EQ(p.b.s[id].in, std::string(10, 'k'));
+  EXPECT_EQ(pings, 0u);
+  // Bulk data samples the path while it flows.
+  p.now += milliseconds(200);
+  p.a.send(id, std::string(256 * 1024, 'b'));
+  std::string ab;
+  p.sa.flush(ab, 1 << 20, p.now);
+  p.sb.receive(bytes(ab), ab.size(), p.now);
+  std::string ba;
+  p.sb.flush(ba, 1 << 20, p.now);
+  EXPECT_EQ(pingsIn(ba), 1u);
+}
+
 TEST(MuxFlowControl, WindowGrowthStopsAtTheCap) {
   Limits l;
   l.initialWindow = 256 * 1024;
