@@ -10,7 +10,9 @@ default) and (d) with `multiplex: false` at the agent and the daemon, one WebSoc
                 direction, CPU seconds per GiB of every process taking part, ratios.
   setup         sequential connect -> SOCKS success -> 1-byte echo -> close, (b) (c) (d);
                 p50/p90/p99 of the whole and of the open alone (to SOCKS success).
-  rate          new streams per second sustained by a few client processes, (b) (c) (d).
+  rate          new streams per second sustained by 8 clients in 2 processes, (b) (c) (d),
+                then by 32 in 4: at 8 each setup's latency bounds its rate, at 32 the
+                programs' capacity does.
   interactive   a 1-byte echo at a time on one stream while a bulk stream (both ways at once)
                 saturates the same device's link, (b) (c) (d): echo p50/p99 and the bulk MB/s.
   fairness      two bulk streams (both ways at once) on one device, (b) (c) (d): each one's
@@ -649,7 +651,7 @@ def phase_rate(setups, port, seconds, problems, log, procs=2, threads=4):
         if bad:
             problems.append(f"rate {st.key}: {bad} of {ok + bad} streams failed")
         out[st.key] = {"label": st.label, "streams": ok, "failed": bad, "seconds": elapsed,
-                       "per_second": ok / elapsed, "clients": procs * threads}
+                       "per_second": ok / elapsed, "clients": procs * threads, "procs": procs}
         log(f"  rate {st.key}: {ok / elapsed:.0f} streams/s ({bad} failed)")
         time.sleep(1.0)
     return out
@@ -1203,7 +1205,10 @@ def report(res, args):
         p(f"Stream rate: {args.rate_seconds:g} s of open -> 1-byte echo -> close")
         for k, d in res["rate"].items():
             p(f"  {k}) {d['label']:<31} {d['per_second']:8.0f} streams/s  ({d['streams']} streams, "
-              f"{d['failed']} failed, {d['clients']} clients in 2 processes)")
+              f"{d['failed']} failed, {d['clients']} clients in {d['procs']} processes)")
+        for k, d in res.get("rate_saturated", {}).items():
+            p(f"  {k}) {d['label']:<31} {d['per_second']:8.0f} streams/s  ({d['streams']} streams, "
+              f"{d['failed']} failed, {d['clients']} clients in {d['procs']} processes)")
     if "interactive" in res:
         lines += latency_table(
             f"Interactive: 1-byte echoes one at a time ({args.echoes} per setup) while a bulk "
@@ -1276,6 +1281,12 @@ def targets(res):
         rr = ratio(rt["c"]["per_second"], rt["b"]["per_second"])
         add("new streams/s c >= 1.0 x b", f"{rr:.2f} x ({rt['c']['per_second']:.0f} vs "
             f"{rt['b']['per_second']:.0f} /s; d {rt['d']['per_second']:.0f} /s)", rr >= 1.0)
+    if "rate_saturated" in res:
+        rt = res["rate_saturated"]
+        rr = ratio(rt["c"]["per_second"], rt["b"]["per_second"])
+        add("new streams/s c >= 1.0 x b, 32 clients (capacity)",
+            f"{rr:.2f} x ({rt['c']['per_second']:.0f} vs {rt['b']['per_second']:.0f} /s; "
+            f"d {rt['d']['per_second']:.0f} /s)", rr >= 1.0)
     if "c" in res.get("concurrency", {}):
         c = res["concurrency"]["c"]
         total = c["rss_kib_per_stream_total"]
@@ -1479,6 +1490,9 @@ def main():
         if "rate" in phases:
             log(f"rate: {args.rate_seconds:g} s each")
             res["rate"] = phase_rate(setups[1:], ports["echo"], args.rate_seconds, problems, log)
+            log(f"rate: {args.rate_seconds:g} s each, 32 clients")
+            res["rate_saturated"] = phase_rate(setups[1:], ports["echo"], args.rate_seconds,
+                                               problems, log, procs=4, threads=8)
         if "interactive" in phases:
             log(f"interactive: {args.echoes} echoes each beside a bulk stream")
             res["interactive"] = phase_interactive(setups[1:], ports, args.echoes, 2,
