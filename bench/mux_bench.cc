@@ -5,6 +5,7 @@
 // any byte arrived wrong, so `--quick` under CTest checks integrity, never speed.
 //   mux_bench [--quick] [--mib N]
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "common/mux.h"
+#include "common/ws_frame.h"
 
 namespace {
 
@@ -85,6 +87,38 @@ double baseline(const std::vector<uint8_t>& src, uint64_t total) {
     c.take(reinterpret_cast<const uint8_t*>(channel.data()), channel.size(), false);
   }
   return seconds(t0, Clock::now());
+}
+
+// One copy, source -> channel buffer in kChunk pieces: with plain memcpy (`mask` false) or
+// masked as a WebSocket client sends each frame (RFC 6455 5.3), the key's phase carried on.
+double copyInto(const std::vector<uint8_t>& src, uint64_t total, bool mask, bool& ok) {
+  static constexpr std::array<uint8_t, 4> kKey{0x37, 0xfa, 0x21, 0x3d};
+  std::vector<uint8_t> channel(kChunk);
+  uint64_t done = 0;
+  uint8_t sum = 0;
+  auto t0 = Clock::now();
+  while (done < total) {
+    const size_t at = done % kSource;
+    const size_t k = static_cast<size_t>(std::min<uint64_t>({kChunk, kSource - at, total - done}));
+    if (mask) {
+      ds::ws::maskCopy(channel.data(), src.data() + at, k, kKey, done);
+    } else {
+      std::memcpy(channel.data(), src.data() + at, k);
+    }
+    sum ^= channel[k - 1];
+    done += k;
+  }
+  const double t = seconds(t0, Clock::now());
+  // Unmasking the last piece in place gives the source back.
+  if (mask) {
+    const uint64_t last = total - (total - 1) % kChunk - 1;
+    const size_t k = static_cast<size_t>(total - last);
+    ds::ws::maskCopy(channel.data(), channel.data(), k, kKey, last);
+    ok = ok && std::memcmp(channel.data(), src.data() + last % kSource, k) == 0;
+  }
+  volatile uint8_t keep = sum;
+  (void)keep;
+  return t;
 }
 
 // Codec alone: encode Data frames into a chunk, decode them and copy the payloads out.
@@ -266,6 +300,8 @@ int main(int argc, char** argv) {
   const double one = best([&] { return sessions(src, total, 1, false, ok); });
   const double many = best([&] { return sessions(src, total / 64, 64, false, ok); });
   const double setup = best([&] { return setups(setupCount, ok); });
+  const double copy = best([&] { return copyInto(src, total, false, ok); });
+  const double masked = best([&] { return copyInto(src, total, true, ok); });
 
   const double gib = static_cast<double>(total) / (1 << 30);
   auto row = [&](const char* name, double t) {
@@ -277,6 +313,9 @@ int main(int argc, char** argv) {
   row("codec: encode+decode Data frames", codec);
   row("sessions: 1 stream", one);
   row("sessions: 64 streams round-robin", many);
+  std::printf("%-34s %8.2f GiB/s\n", "one copy: memcpy (src>chan)", gib / copy);
+  std::printf("%-34s %8.2f GiB/s  %5.2fx one copy\n", "one copy: WebSocket masking", gib / masked,
+              copy / masked);
   std::printf("%-34s %8.0f streams/s (%.2f us each)\n", "sessions: open+accept+close",
               setupCount / setup, setup / setupCount * 1e6);
   std::printf("integrity: %s\n", ok ? "ok" : "FAILED");

@@ -123,24 +123,41 @@ void maskCopy(uint8_t* dst, const uint8_t* src, size_t n, const std::array<uint8
               uint64_t offset) {
   const size_t phase = static_cast<size_t>(offset & 3);
   size_t i = 0;
-  // Leading bytes one at a time until dst is word aligned, so the stores in the word loop never
-  // straddle a cache line; loads stay unaligned through memcpy.
-  while (i < n && (reinterpret_cast<uintptr_t>(dst + i) & 7) != 0) {
+  // Leading bytes one at a time until dst is 16-byte aligned, so the stores of the block loops
+  // never straddle a cache line; loads stay unaligned through memcpy.
+  while (i < n && (reinterpret_cast<uintptr_t>(dst + i) & 15) != 0) {
     dst[i] = src[i] ^ key[(phase + i) & 3];
     ++i;
   }
-  if (n - i >= 8) {
-    // Eight bytes advance the key by two whole periods, so one rotated 64-bit key serves every
-    // word of the loop.
-    uint8_t rotated[8];
-    for (size_t j = 0; j < 8; ++j) rotated[j] = key[(phase + i + j) & 3];
-    uint64_t k64;
-    std::memcpy(&k64, rotated, 8);
-    for (; n - i >= 8; i += 8) {
-      uint64_t w;
-      std::memcpy(&w, src + i, 8);
-      w ^= k64;
-      std::memcpy(dst + i, &w, 8);
+  if (n - i >= 16) {
+    // Sixteen bytes advance the key by four whole periods, so one rotated 128-bit key serves
+    // every block. A 16-byte vector is one SSE2 (or NEON) register: every block is a load, an
+    // XOR and a store, four blocks at a time so that they overlap.
+    using Block = uint8_t __attribute__((vector_size(16)));
+    uint8_t rotated[16];
+    for (size_t j = 0; j < 16; ++j) rotated[j] = key[(phase + i + j) & 3];
+    Block k;
+    std::memcpy(&k, rotated, 16);
+    for (; n - i >= 64; i += 64) {
+      Block b0, b1, b2, b3;
+      std::memcpy(&b0, src + i, 16);
+      std::memcpy(&b1, src + i + 16, 16);
+      std::memcpy(&b2, src + i + 32, 16);
+      std::memcpy(&b3, src + i + 48, 16);
+      b0 ^= k;
+      b1 ^= k;
+      b2 ^= k;
+      b3 ^= k;
+      std::memcpy(dst + i, &b0, 16);
+      std::memcpy(dst + i + 16, &b1, 16);
+      std::memcpy(dst + i + 32, &b2, 16);
+      std::memcpy(dst + i + 48, &b3, 16);
+    }
+    for (; n - i >= 16; i += 16) {
+      Block b;
+      std::memcpy(&b, src + i, 16);
+      b ^= k;
+      std::memcpy(dst + i, &b, 16);
     }
   }
   for (; i < n; ++i) dst[i] = src[i] ^ key[(phase + i) & 3];

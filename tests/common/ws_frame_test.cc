@@ -222,10 +222,11 @@ void referenceMask(uint8_t* dst, const uint8_t* src, size_t n, const std::array<
 
 TEST(WsFrameMask, MatchesReference) {
   // Spare bytes around the data let the start move through every alignment.
-  Bytes src(64 + 16);
+  // Lengths run past two 64-byte blocks, a 16-byte block and a tail.
+  Bytes src(160 + 16);
   for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<uint8_t>(i * 37 + 11);
-  for (size_t align = 0; align < 8; ++align) {
-    for (size_t n = 0; n <= 64; ++n) {
+  for (size_t align = 0; align < 16; ++align) {
+    for (size_t n = 0; n <= 160; ++n) {
       for (uint64_t offset = 0; offset < 8; ++offset) {
         Bytes want(src.size(), 0xEE), got(src.size(), 0xEE);
         referenceMask(want.data() + align, src.data() + align, n, kKey, offset);
@@ -245,8 +246,8 @@ TEST(WsFrameMask, MatchesReference) {
 TEST(WsFrameMask, SourceAndDestinationMisaligned) {
   Bytes src(100);
   for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<uint8_t>(i);
-  for (size_t s = 0; s < 8; ++s) {
-    for (size_t d = 0; d < 8; ++d) {
+  for (size_t s = 0; s < 16; ++s) {
+    for (size_t d = 0; d < 16; ++d) {
       Bytes want(100), got(100);
       referenceMask(want.data() + d, src.data() + s, 80, kKey, 3);
       maskCopy(got.data() + d, src.data() + s, 80, kKey, 3);
