@@ -58,8 +58,12 @@ void Session::respond(int status, std::string_view body, const std::vector<http:
                       std::string_view contentType) {
   if (!http_.answerable()) return;
   handshakeDone();
-  LOG_INFO("%s %s %s -> %d", peer().c_str(), request().method.c_str(), request().target.c_str(),
-           status);
+  if (request().method.empty()) {
+    LOG_INFO("%s -> %d", peer().c_str(), status);  // refused before its request line was read
+  } else {
+    LOG_INFO("%s %s %s -> %d", peer().c_str(), request().method.c_str(), request().target.c_str(),
+             status);
+  }
   http_.respond(status, contentType, body, extra);
 }
 
