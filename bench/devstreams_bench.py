@@ -1203,12 +1203,11 @@ def report(res, args):
              ("open p50", "open_p50_ms"), ("open p99", "open_p99_ms")])
     if "rate" in res:
         p(f"Stream rate: {args.rate_seconds:g} s of open -> 1-byte echo -> close")
-        for k, d in res["rate"].items():
-            p(f"  {k}) {d['label']:<31} {d['per_second']:8.0f} streams/s  ({d['streams']} streams, "
-              f"{d['failed']} failed, {d['clients']} clients in {d['procs']} processes)")
-        for k, d in res.get("rate_saturated", {}).items():
-            p(f"  {k}) {d['label']:<31} {d['per_second']:8.0f} streams/s  ({d['streams']} streams, "
-              f"{d['failed']} failed, {d['clients']} clients in {d['procs']} processes)")
+        for phase in ("rate", "rate_saturated"):
+            for k, d in res.get(phase, {}).items():
+                p(f"  {k}) {d['label']:<31} {d['per_second']:8.0f} streams/s  ({d['streams']} "
+                  f"streams, {d['failed']} failed, {d['clients']} clients in {d['procs']} "
+                  f"processes)")
     if "interactive" in res:
         lines += latency_table(
             f"Interactive: 1-byte echoes one at a time ({args.echoes} per setup) while a bulk "
@@ -1276,17 +1275,13 @@ def targets(res):
         add("stream setup p50 c <= 1.0 x b (stretch)", f"{r50:.2f} x", r50 <= 1.0)
         add("stream setup p99 c <= 3 x b", f"{r99:.2f} x ({c['p99_ms']:.2f} vs {b['p99_ms']:.2f} ms;"
             f" d {d['p99_ms']:.2f} ms, {ratio(d['p99_ms'], b['p99_ms']):.2f} x)", r99 <= 3)
-    if "rate" in res:
-        rt = res["rate"]
-        rr = ratio(rt["c"]["per_second"], rt["b"]["per_second"])
-        add("new streams/s c >= 1.0 x b", f"{rr:.2f} x ({rt['c']['per_second']:.0f} vs "
-            f"{rt['b']['per_second']:.0f} /s; d {rt['d']['per_second']:.0f} /s)", rr >= 1.0)
-    if "rate_saturated" in res:
-        rt = res["rate_saturated"]
-        rr = ratio(rt["c"]["per_second"], rt["b"]["per_second"])
-        add("new streams/s c >= 1.0 x b, 32 clients (capacity)",
-            f"{rr:.2f} x ({rt['c']['per_second']:.0f} vs {rt['b']['per_second']:.0f} /s; "
-            f"d {rt['d']['per_second']:.0f} /s)", rr >= 1.0)
+    for phase, target in (("rate", "new streams/s c >= 1.0 x b"),
+                          ("rate_saturated", "new streams/s c >= 1.0 x b, 32 clients (capacity)")):
+        if phase in res:
+            rt = res[phase]
+            rr = ratio(rt["c"]["per_second"], rt["b"]["per_second"])
+            add(target, f"{rr:.2f} x ({rt['c']['per_second']:.0f} vs "
+                f"{rt['b']['per_second']:.0f} /s; d {rt['d']['per_second']:.0f} /s)", rr >= 1.0)
     if "c" in res.get("concurrency", {}):
         c = res["concurrency"]["c"]
         total = c["rss_kib_per_stream_total"]

@@ -95,6 +95,8 @@ double copyInto(const std::vector<uint8_t>& src, uint64_t total, bool mask, bool
   static constexpr std::array<uint8_t, 4> kKey{0x37, 0xfa, 0x21, 0x3d};
   std::vector<uint8_t> channel(kChunk);
   uint64_t done = 0;
+  uint64_t lastAt = 0;  // where the last piece began, and its length
+  size_t lastLen = 0;
   uint8_t sum = 0;
   auto t0 = Clock::now();
   while (done < total) {
@@ -106,15 +108,15 @@ double copyInto(const std::vector<uint8_t>& src, uint64_t total, bool mask, bool
       std::memcpy(channel.data(), src.data() + at, k);
     }
     sum ^= channel[k - 1];
+    lastAt = done;
+    lastLen = k;
     done += k;
   }
   const double t = seconds(t0, Clock::now());
   // Unmasking the last piece in place gives the source back.
   if (mask) {
-    const uint64_t last = total - (total - 1) % kChunk - 1;
-    const size_t k = static_cast<size_t>(total - last);
-    ds::ws::maskCopy(channel.data(), channel.data(), k, kKey, last);
-    ok = ok && std::memcmp(channel.data(), src.data() + last % kSource, k) == 0;
+    ds::ws::maskCopy(channel.data(), channel.data(), lastLen, kKey, lastAt);
+    ok = ok && std::memcmp(channel.data(), src.data() + lastAt % kSource, lastLen) == 0;
   }
   volatile uint8_t keep = sum;
   (void)keep;

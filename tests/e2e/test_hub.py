@@ -42,11 +42,13 @@ class Response:
         return f"<{self.status} {self.body[:300]!r}>"
 
 
-def https(stack, method, path, body=None, token=None, headers=None, timeout=30):
+def https(stack, method, path, body=None, token=None, headers=None, timeout=30, source=None):
     """One HTTPS request to the hub, verified against the hub's own CA (its certificate names
-    127.0.0.1 too, so hostname checking stays on)."""
+    127.0.0.1 too, so hostname checking stays on); `source`: another loopback address to
+    connect from."""
     ctx = ssl.create_default_context(cafile=os.path.join(stack.state, "ca.crt"))
-    conn = http.client.HTTPSConnection("127.0.0.1", stack.hub_port, context=ctx, timeout=timeout)
+    conn = http.client.HTTPSConnection("127.0.0.1", stack.hub_port, context=ctx, timeout=timeout,
+                                       source_address=(source, 0) if source else None)
     hdrs = dict(headers or {})
     if token:
         hdrs["Authorization"] = token
